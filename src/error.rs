@@ -1,0 +1,128 @@
+//! Error types. Every failure is a value to match on, with the OS error as its source where one
+//! exists; nothing in the library panics on a peer's behaviour or a user's bad input.
+
+use std::fmt;
+use std::io;
+
+/// The crate's error for creating, opening and passing shared objects, and for processes.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// No segment has this name.
+    NotFound {
+        /// The name looked up.
+        name: String,
+    },
+    /// `create` found the name taken.
+    AlreadyExists {
+        /// The name asked for.
+        name: String,
+    },
+    /// The name is empty, too long, or holds `/` or NUL.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A length or size of zero, or one too large to map.
+    InvalidSize {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The segment holds another type than the one asked for.
+    TypeMismatch {
+        /// The type the caller asked for.
+        expected: String,
+        /// The type the segment was created with.
+        found: String,
+    },
+    /// The segment or a shared structure in it holds an impossible state: it was truncated, never
+    /// finished initialising, or a peer wrote garbage into it.
+    Corrupted(&'static str),
+    /// The segment is owned by another user, writable by group or others, a symlink, or the OS
+    /// refused access.
+    PermissionDenied {
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A deadline passed first.
+    Timeout,
+    /// The object was closed.
+    Closed,
+    /// The child process panicked; the message is its panic payload.
+    ChildPanicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The child process was killed by a signal before it returned.
+    ChildSignaled {
+        /// The signal number (`libc::SIGKILL`, ...).
+        signal: i32,
+    },
+    /// The child process exited without returning a value.
+    ChildExited {
+        /// Its exit code.
+        code: i32,
+    },
+    /// Spawning or talking to a child failed (it could not start, or its protocol broke).
+    Spawn(&'static str),
+    /// (De)serialising spawn arguments, results or channel messages failed.
+    Serialization(String),
+    /// An OS call failed.
+    Os(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound { name } => write!(f, "no shared segment named {name:?}"),
+            Error::AlreadyExists { name } => {
+                write!(f, "a shared segment named {name:?} already exists")
+            }
+            Error::InvalidName { name, reason } => {
+                write!(f, "invalid segment name {name:?}: {reason}")
+            }
+            Error::InvalidSize { reason } => write!(f, "invalid size: {reason}"),
+            Error::TypeMismatch { expected, found } => {
+                write!(
+                    f,
+                    "type mismatch: expected {expected}, segment holds {found}"
+                )
+            }
+            Error::Corrupted(what) => write!(f, "shared state is corrupted: {what}"),
+            Error::PermissionDenied { reason } => write!(f, "permission denied: {reason}"),
+            Error::Timeout => f.write_str("timed out"),
+            Error::Closed => f.write_str("closed"),
+            Error::ChildPanicked { message } => write!(f, "child process panicked: {message}"),
+            Error::ChildSignaled { signal } => write!(f, "child process killed by signal {signal}"),
+            Error::ChildExited { code } => {
+                write!(
+                    f,
+                    "child process exited with code {code} without returning a value"
+                )
+            }
+            Error::Spawn(what) => write!(f, "spawn failed: {what}"),
+            Error::Serialization(what) => write!(f, "serialization failed: {what}"),
+            Error::Os(e) => write!(f, "OS error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Os(e)
+    }
+}
+
+/// Result alias with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

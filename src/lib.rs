@@ -1,0 +1,42 @@
+//! # multiproc
+//!
+//! Python's `multiprocessing`, done the Rust way: real OS processes that share typed memory and
+//! synchronise through it, with no serialisation and no broker on the hot path.
+//!
+//! - [`Value`], [`Array`] and [`Shared`]: typed data in shared-memory segments ([`Segment`]),
+//!   anonymous (inherited by children) or named (opened by any process of the same user).
+//! - [`sync`]: process-shared locks and signals that survive a holder killed with `kill -9`.
+//! - [`queue`]: bounded rings between processes.
+//! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result.
+//!
+//! ```no_run
+//! fn main() -> Result<(), multiproc::Error> {
+//!     multiproc::init(); // first line of main: a spawned child runs its entry here and exits
+//!     let counter = multiproc::Value::new(0u64)?;
+//!     let child = multiproc::Process::spawn(add_one, counter.clone())?;
+//!     child.join()?;
+//!     assert_eq!(counter.get().unwrap(), 1);
+//!     Ok(())
+//! }
+//!
+//! fn add_one(counter: multiproc::Value<u64>) {
+//!     *counter.lock().unwrap() += 1;
+//! }
+//! ```
+//!
+//! Linux only for now; every OS call lives in one module so a port is one new backend.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+mod error;
+pub(crate) mod loom;
+pub mod process;
+pub mod queue;
+pub mod shm;
+pub mod sync;
+pub(crate) mod sys;
+
+pub use error::{Error, Result};
+
+pub use shm::ShmSafe;

@@ -1,0 +1,2 @@
+//! Starting functions in child processes.
+pub(crate) mod handoff;

@@ -1,0 +1,1 @@
+//! Bounded rings between processes.

@@ -1,0 +1,57 @@
+//! Shared futexes: wait and wake on a 32-bit word that may live in memory mapped by several
+//! processes.
+//!
+//! Never `FUTEX_PRIVATE_FLAG`: a private futex is keyed by (mm, address), so a waiter in one process
+//! would never see a wake from another. Deadlines are absolute on `CLOCK_MONOTONIC`
+//! (`FUTEX_WAIT_BITSET`), so retrying after `EINTR` never extends the wait.
+
+use super::time::Deadline;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Blocks while `*word == expected`, until woken, or until `deadline` passes.
+///
+/// Returns `false` only when the deadline passed; `true` when woken, when the value was already
+/// different, or spuriously. Callers re-check their condition in a loop, as with any futex.
+pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
+    let ts = deadline.map(Deadline::as_timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    loop {
+        if word.load(Ordering::Relaxed) != expected {
+            return true;
+        }
+        // SAFETY: `word` is a live, aligned 32-bit atomic for the duration of the call (the kernel
+        // only reads it); `ts_ptr` is null or points at a timespec that outlives the call.
+        // FUTEX_WAIT_BITSET with MATCH_ANY takes an absolute CLOCK_MONOTONIC timeout.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                !0u32,
+            )
+        };
+        if r == 0 {
+            return true;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ETIMEDOUT) => return false,
+            // EAGAIN: the value changed before we slept.
+            _ => return true,
+        }
+    }
+}
+
+/// Wakes up to `count` waiters blocked on `word`; returns how many were woken.
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
+    let count = count.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences it beyond
+    // validating the mapping, and `word` is live.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
+    r.max(0) as u32
+}

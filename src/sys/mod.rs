@@ -1,0 +1,29 @@
+//! The only module that talks to the operating system. Everything above it is portable logic.
+//!
+//! Linux is the one backend today; a macOS port adds sibling files, selected here.
+
+pub(crate) mod futex;
+pub(crate) mod proc;
+pub(crate) mod shm;
+pub(crate) mod time;
+
+use std::io;
+
+/// Turns a `-1` return from libc into the thread's `errno`.
+pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Like [`cvt`], retrying while the call is interrupted by a signal.
+pub(crate) fn cvt_retry(mut f: impl FnMut() -> libc::c_int) -> io::Result<libc::c_int> {
+    loop {
+        match cvt(f()) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! POSIX shared memory, memfds and shared mappings.
+//!
+//! Named segments are files in `/dev/shm`, opened the way glibc's `shm_open` does but with the
+//! flags chosen here: `O_NOFOLLOW` (a symlink at the name is refused), `O_CLOEXEC`, and for
+//! creation `O_CREAT | O_EXCL` with mode `0600`. Anonymous segments are memfds sealed against
+//! shrinking and growing, so no process holding the fd can truncate the mapping under another
+//! (which would turn accesses into `SIGBUS`).
+
+use super::cvt_retry;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+/// Where named segments live.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The seals every anonymous segment carries.
+pub(crate) const REQUIRED_SEALS: libc::c_int =
+    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+
+fn shm_path(name: &str) -> io::Result<CString> {
+    CString::new(format!("{SHM_DIR}/{name}")).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+/// Creates `/dev/shm/<name>` exclusively with mode 0600 and sets its length.
+///
+/// The file is visible under its name from the moment it exists; callers publish its contents
+/// through the segment header's init state, not through the name.
+pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
+    let path = shm_path(name)?;
+    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `path` is a valid NUL-terminated string; open returns a new fd or -1.
+    let fd = cvt_retry(|| unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // The umask may have cleared bits but never adds any; force exactly 0600 anyway.
+    // SAFETY: `fd` is a valid open fd.
+    cvt_retry(|| unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) })?;
+    if let Err(e) = set_len(fd.as_fd_borrowed(), len) {
+        let _ = unlink_named(name);
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Opens an existing `/dev/shm/<name>`, read-write or read-only. Symlinks are refused (`ELOOP`).
+pub(crate) fn open_named(name: &str, writable: bool) -> io::Result<OwnedFd> {
+    let path = shm_path(name)?;
+    let access = if writable {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    };
+    let flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: `path` is a valid NUL-terminated string; open returns a new fd or -1.
+    let fd = cvt_retry(|| unsafe { libc::open(path.as_ptr(), flags) })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Removes `/dev/shm/<name>`. Mappings and fds already open stay valid.
+pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
+    let path = shm_path(name)?;
+    // SAFETY: `path` is a valid NUL-terminated string.
+    cvt_retry(|| unsafe { libc::unlink(path.as_ptr()) }).map(drop)
+}
+
+/// Creates an anonymous memfd of `len` bytes, sealed against shrinking, growing and re-sealing.
+pub(crate) fn create_anonymous(len: u64) -> io::Result<OwnedFd> {
+    let name = c"multiproc";
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `name` is a valid NUL-terminated string.
+    let fd = cvt_retry(|| unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    set_len(fd.as_fd_borrowed(), len)?;
+    // SAFETY: `fd` is a valid memfd created with MFD_ALLOW_SEALING.
+    cvt_retry(|| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, REQUIRED_SEALS) })?;
+    Ok(fd)
+}
+
+/// The seals on `fd` (`F_GET_SEALS`); `EINVAL` for files that cannot carry seals.
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: `fd` is a valid open fd for the duration of the call.
+    cvt_retry(|| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+}
+
+fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    let len =
+        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `fd` is a valid open fd for the duration of the call.
+    cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+}
+
+/// What `fstat` says about a segment file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FileInfo {
+    pub(crate) len: u64,
+    pub(crate) uid: u32,
+    pub(crate) mode: u32,
+}
+
+/// `fstat` of an open segment.
+pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
+    cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(FileInfo {
+        len: st.st_size as u64,
+        uid: st.st_uid,
+        mode: st.st_mode,
+    })
+}
+
+/// The effective user id of this process.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A shared mapping of a segment file.
+pub(crate) type Mapping = memmap2::MmapRaw;
+
+/// Maps `len` bytes of `fd` shared (`MAP_SHARED`), optionally pre-faulting every page.
+///
+/// The caller must have checked with [`file_info`] that the file is at least `len` bytes long;
+/// anonymous segments are sealed so that stays true, named ones are trusted not to be truncated
+/// by a peer (see SAFETY.md).
+pub(crate) fn map(
+    fd: BorrowedFd<'_>,
+    len: usize,
+    writable: bool,
+    populate: bool,
+) -> io::Result<Mapping> {
+    let mut opts = memmap2::MmapOptions::new();
+    opts.len(len);
+    if populate {
+        opts.populate();
+    }
+    let file = FdRef(fd);
+    if writable {
+        opts.map_raw(&file)
+    } else {
+        opts.map_raw_read_only(&file)
+    }
+}
+
+/// memmap2 maps anything with a raw fd; this lends it a borrowed one without taking ownership.
+struct FdRef<'a>(BorrowedFd<'a>);
+
+impl AsRawFd for FdRef<'_> {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Duplicates `fd` with `O_CLOEXEC`.
+pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    fd.try_clone_to_owned()
+}
+
+trait AsFdBorrowed {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdBorrowed for OwnedFd {
+    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}

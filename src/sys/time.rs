@@ -1,0 +1,59 @@
+//! Absolute deadlines on `CLOCK_MONOTONIC`, the clock every timed wait in the crate is measured on.
+
+use std::time::Duration;
+
+/// A point in time on `CLOCK_MONOTONIC`, the same clock in every process of the machine.
+///
+/// Timed waits take a deadline rather than a duration so that a wait that is interrupted and
+/// restarted (a signal, a spurious wake) never waits longer in total than asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Deadline {
+    nanos: u64,
+}
+
+impl Deadline {
+    /// The current time.
+    pub(crate) fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC is always available on
+        // Linux, so the call cannot fail or write out of bounds.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        Self {
+            nanos: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        }
+    }
+
+    /// `timeout` from now; saturates instead of overflowing for absurd durations.
+    pub(crate) fn after(timeout: Duration) -> Self {
+        let add = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        Self {
+            nanos: Self::now().nanos.saturating_add(add),
+        }
+    }
+
+    /// The earlier of `self` and `timeout` from now.
+    pub(crate) fn min_after(self, timeout: Duration) -> Self {
+        self.min(Self::after(timeout))
+    }
+
+    /// Time left until the deadline, zero when it has passed.
+    pub(crate) fn remaining(self) -> Duration {
+        Duration::from_nanos(self.nanos.saturating_sub(Self::now().nanos))
+    }
+
+    /// Whether the deadline has passed.
+    pub(crate) fn has_passed(self) -> bool {
+        Self::now() >= self
+    }
+
+    /// The deadline as an absolute `timespec`, for `FUTEX_WAIT_BITSET` and `ppoll`.
+    pub(crate) fn as_timespec(self) -> libc::timespec {
+        libc::timespec {
+            tv_sec: (self.nanos / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: (self.nanos % 1_000_000_000) as libc::c_long,
+        }
+    }
+}
