@@ -39,4 +39,4 @@ pub(crate) mod sys;
 
 pub use error::{Error, Result};
 
-pub use shm::ShmSafe;
+pub use shm::{Array, Segment, Shared, ShmSafe, Value};

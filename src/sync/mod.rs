@@ -1,1 +1,3 @@
 //! Process-shared synchronisation primitives.
+mod mutex;
+pub use mutex::{LockError, LockResult, Mutex, MutexGuard};

@@ -169,3 +169,19 @@ impl AsFdBorrowed for OwnedFd {
         std::os::fd::AsFd::as_fd(self)
     }
 }
+
+/// Whether `/dev/shm/<name>` is still the file open as `fd` (same device and inode), so an owner
+/// never unlinks a segment someone else created after the original was removed.
+pub(crate) fn is_same_file(fd: BorrowedFd<'_>, name: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(path) = std::fs::symlink_metadata(format!("{SHM_DIR}/{name}")) else {
+        return false;
+    };
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
+    if cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).is_err() {
+        return false;
+    }
+    path.dev() == st.st_dev && path.ino() == st.st_ino
+}

@@ -1,0 +1,294 @@
+//! `Array<T>`: a fixed-length `[T]` of `Pod` elements behind one process-shared lock, Python's
+//! `multiprocessing.Array`.
+
+use super::header::{Kind, Spec};
+use super::object::Object;
+use super::segment::ShmOptions;
+use crate::error::{Error, Result};
+use crate::sync::{LockError, LockResult, Mutex, MutexGuard};
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+/// A fixed-length array of `T` in shared memory, guarded by one robust process-shared lock.
+///
+/// ```
+/// let a = multiproc::Array::<i32>::from_slice(&[1, 2, 3])?;
+/// for x in a.lock().unwrap().iter_mut() {
+///     *x = -*x;
+/// }
+/// assert_eq!(a.to_vec().unwrap(), [-1, -2, -3]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Array<T: Pod> {
+    object: Object,
+    len: usize,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> Array<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, T>(Kind::Array)
+    }
+
+    /// Where the elements start within the payload: after the lock, aligned for `T`.
+    fn data_offset() -> usize {
+        size_of::<Mutex<()>>().next_multiple_of(align_of::<T>())
+    }
+
+    fn payload_len(len: usize) -> Result<usize> {
+        if size_of::<T>() == 0 {
+            return Err(Error::InvalidSize {
+                reason: "zero-sized element type",
+            });
+        }
+        if len == 0 {
+            return Err(Error::InvalidSize {
+                reason: "zero elements",
+            });
+        }
+        len.checked_mul(size_of::<T>())
+            .and_then(|bytes| bytes.checked_add(Self::data_offset()))
+            .ok_or(Error::InvalidSize {
+                reason: "length overflows",
+            })
+    }
+
+    fn init(src: Option<&[T]>) -> impl FnOnce(NonNull<u8>) + '_ {
+        move |p| {
+            // SAFETY: `Object::create` hands us zeroed, writable bytes aligned for the payload
+            // (at least `align_of::<T>()` and the 256-byte header alignment) and
+            // `payload_len(len)` long: the lock, then room for `len` elements.
+            unsafe {
+                p.cast::<Mutex<()>>().write(Mutex::new(()));
+                if let Some(src) = src {
+                    let data = p.add(Self::data_offset()).cast::<T>();
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), data.as_ptr(), src.len());
+                }
+            }
+        }
+    }
+
+    fn from_object(object: Object) -> Result<Self> {
+        let data_bytes = object
+            .payload_len()
+            .checked_sub(Self::data_offset())
+            .ok_or(Error::Corrupted("Array payload is shorter than its lock"))?;
+        if data_bytes == 0 || data_bytes % size_of::<T>().max(1) != 0 {
+            return Err(Error::Corrupted(
+                "Array payload is not a whole number of elements",
+            ));
+        }
+        Ok(Self {
+            object,
+            len: data_bytes / size_of::<T>(),
+            _type: PhantomData,
+        })
+    }
+
+    fn make(name: Option<&str>, len: usize, src: Option<&[T]>, opts: &ShmOptions) -> Result<Self> {
+        let object = Object::create(
+            name,
+            &Self::spec(),
+            Self::payload_len(len)?,
+            opts,
+            Self::init(src),
+        )?;
+        Self::from_object(object)
+    }
+
+    /// A new anonymous array of `len` zeroed elements.
+    pub fn zeroed(len: usize) -> Result<Self> {
+        Self::make(None, len, None, &ShmOptions::default())
+    }
+
+    /// [`Array::zeroed`] with options, e.g. pre-faulting a big array.
+    pub fn zeroed_with(len: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::make(None, len, None, opts)
+    }
+
+    /// A new anonymous array holding a copy of `values`.
+    pub fn from_slice(values: &[T]) -> Result<Self> {
+        Self::make(None, values.len(), Some(values), &ShmOptions::default())
+    }
+
+    /// A new named array holding a copy of `values`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`] for an empty slice.
+    pub fn create(name: &str, values: &[T]) -> Result<Self> {
+        Self::make(
+            Some(name),
+            values.len(),
+            Some(values),
+            &ShmOptions::default(),
+        )
+    }
+
+    /// A new named array of `len` zeroed elements, with options.
+    pub fn create_zeroed_with(name: &str, len: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::make(Some(name), len, None, opts)
+    }
+
+    /// Opens the array another process created under `name`; its length is the creator's.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
+    /// [`Error::PermissionDenied`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::from_object(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    }
+
+    /// Opens `name`, or creates it holding a copy of `values` (race-safe). An existing array keeps
+    /// its own length and contents.
+    pub fn open_or_create(name: &str, values: &[T]) -> Result<Self> {
+        let payload_len = Self::payload_len(values.len())?;
+        let spec = Self::spec();
+        let object = Object::open_or_create(
+            name,
+            &spec,
+            payload_len,
+            &ShmOptions::default(),
+            Self::init(Some(values)),
+        )?;
+        Self::from_object(object)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: arrays have at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn mutex(&self) -> &Mutex<()> {
+        // SAFETY: the payload starts with a `Mutex<()>` (aligned: the payload is aligned to at least
+        // 256 bytes or `align_of::<T>()`, both multiples of its alignment) and is longer than it
+        // (checked in `from_object`); the mutex is atomics, valid for any bit pattern.
+        unsafe { self.object.payload().cast::<Mutex<()>>().as_ref() }
+    }
+
+    fn guard<'a>(&'a self, lock: MutexGuard<'a, ()>) -> ArrayGuard<'a, T> {
+        // SAFETY: `data_offset + len * size_of::<T>()` equals the validated payload length, so the
+        // offset stays inside the mapping.
+        let data = unsafe { self.object.payload().add(Self::data_offset()).cast::<T>() };
+        ArrayGuard {
+            _lock: lock,
+            data,
+            len: self.len,
+            _type: PhantomData,
+        }
+    }
+
+    /// Locks the array and gives access to its elements as a slice.
+    pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        match self.mutex().lock() {
+            Ok(g) => Ok(self.guard(g)),
+            Err(e) => Err(map_lock_error(e, |g| self.guard(g))),
+        }
+    }
+
+    /// A copy of the elements, read under the lock (not on [`LockError::OwnerDied`], whose guard
+    /// is handed over for repair).
+    pub fn to_vec(&self) -> Result<Vec<T>, LockError<ArrayGuard<'_, T>>> {
+        self.lock().map(|g| g.to_vec())
+    }
+
+    /// Overwrites the elements with `src` under the lock.
+    ///
+    /// # Panics
+    /// If `src.len() != self.len()`, like `<[T]>::copy_from_slice`.
+    pub fn copy_from_slice(&self, src: &[T]) -> Result<(), LockError<ArrayGuard<'_, T>>> {
+        assert_eq!(
+            src.len(),
+            self.len,
+            "Array::copy_from_slice: source length differs from the array's"
+        );
+        self.lock().map(|mut g| g.copy_from_slice(src))
+    }
+
+    /// The name, or `None` for an anonymous array.
+    pub fn name(&self) -> Option<&str> {
+        self.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.object.segment().persist()
+    }
+}
+
+fn map_lock_error<A, B>(e: LockError<A>, f: impl FnOnce(A) -> B) -> LockError<B> {
+    match e {
+        LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+        LockError::NotRecoverable => LockError::NotRecoverable,
+        LockError::Timeout => LockError::Timeout,
+        LockError::WouldBlock => LockError::WouldBlock,
+    }
+}
+
+/// The locked elements of an [`Array`]; derefs to `[T]`. Unlocks when dropped.
+pub struct ArrayGuard<'a, T: Pod> {
+    _lock: MutexGuard<'a, ()>,
+    data: NonNull<T>,
+    len: usize,
+    _type: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Pod> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the lock is held for the guard's lifetime, so by the lock protocol no other
+        // process or thread accesses the elements; `data` is aligned and valid for `len` elements
+        // of a `Pod` type, for which any bit pattern a peer left is a valid value.
+        unsafe { std::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference through this guard.
+        unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Pod> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Self {
+            object: self.object.clone(),
+            len: self.len,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("type", &std::any::type_name::<T>())
+            .field("len", &self.len)
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl<T: Pod> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let segment = super::Segment::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(Self::from_object)
+            .map_err(serde::de::Error::custom)
+    }
+}

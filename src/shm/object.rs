@@ -1,0 +1,143 @@
+//! A typed object: a segment whose header has been written (by us) or validated (for a segment
+//! someone else created), and the payload after it.
+
+use super::header::{Header, Spec};
+use super::segment::{Segment, ShmOptions};
+use crate::error::{Error, Result};
+use std::ptr::NonNull;
+
+/// A validated typed segment. Cheap to clone; clones share the mapping.
+#[derive(Clone, Debug)]
+pub(crate) struct Object {
+    segment: Segment,
+    payload: NonNull<u8>,
+    payload_len: usize,
+}
+
+// SAFETY: `payload` points into the mapping owned (through an `Arc`) by `segment`, which is valid
+// for as long as this value lives in any thread; all access to the bytes goes through atomics or
+// the object's lock protocol, never through unsynchronised `&mut`.
+unsafe impl Send for Object {}
+// SAFETY: as for `Send`: shared access is mediated by atomics and locks in the payload.
+unsafe impl Sync for Object {}
+
+/// Largest element alignment an object accepts (the header occupies the first 256 bytes).
+const MAX_ALIGN: usize = 4096;
+
+impl Object {
+    /// Creates a named (or, with `None`, anonymous) object of `payload_len` bytes: writes the
+    /// header, lets `init` fill the zeroed payload, then publishes.
+    ///
+    /// `init` receives a pointer to `payload_len` writable, zeroed bytes aligned for `spec`.
+    pub(crate) fn create(
+        name: Option<&str>,
+        spec: &Spec,
+        payload_len: usize,
+        opts: &ShmOptions,
+        init: impl FnOnce(NonNull<u8>),
+    ) -> Result<Object> {
+        if spec.elem_align > MAX_ALIGN {
+            return Err(Error::InvalidSize {
+                reason: "element alignment above 4096",
+            });
+        }
+        let total = spec
+            .payload_offset()
+            .checked_add(payload_len)
+            .ok_or(Error::InvalidSize {
+                reason: "length overflows",
+            })?;
+        let segment = match name {
+            Some(name) => Segment::create_with(name, total, opts)?,
+            None => Segment::anonymous_with(total, opts)?,
+        };
+        let header = header_of(&segment);
+        header.write(spec, payload_len);
+        let payload = payload_ptr(&segment, spec);
+        init(payload);
+        header.publish();
+        Ok(Object {
+            segment,
+            payload,
+            payload_len,
+        })
+    }
+
+    /// Opens the named object and validates it against `spec`.
+    pub(crate) fn open(name: &str, spec: &Spec, opts: &ShmOptions) -> Result<Object> {
+        Self::from_segment(Segment::open_with(name, opts)?, spec, opts)
+    }
+
+    /// Opens the named object if it exists, else creates it. Safe when several processes race:
+    /// exactly one creates, the others open what it published.
+    pub(crate) fn open_or_create(
+        name: &str,
+        spec: &Spec,
+        payload_len: usize,
+        opts: &ShmOptions,
+        init: impl FnOnce(NonNull<u8>),
+    ) -> Result<Object> {
+        let mut init = Some(init);
+        for _ in 0..100 {
+            match Self::open(name, spec, opts) {
+                Err(Error::NotFound { .. }) => {}
+                other => return other,
+            }
+            let Some(f) = init.take() else { break };
+            let mut f = Some(f);
+            match Self::create(Some(name), spec, payload_len, opts, |p| {
+                if let Some(f) = f.take() {
+                    f(p)
+                }
+            }) {
+                Err(Error::AlreadyExists { .. }) => init = f,
+                other => return other,
+            }
+        }
+        Err(Error::Corrupted(
+            "the name kept appearing and vanishing while opening or creating it",
+        ))
+    }
+
+    /// Validates a mapped segment (opened by name or inherited) against `spec`.
+    pub(crate) fn from_segment(segment: Segment, spec: &Spec, opts: &ShmOptions) -> Result<Object> {
+        if segment.len() < spec.payload_offset() {
+            return Err(Error::Corrupted("segment is smaller than an object header"));
+        }
+        let payload_len = header_of(&segment).validate(spec, segment.len(), opts.init_timeout)?;
+        let payload = payload_ptr(&segment, spec);
+        Ok(Object {
+            segment,
+            payload,
+            payload_len,
+        })
+    }
+
+    /// The payload: `payload_len` bytes aligned for the spec's element type.
+    pub(crate) fn payload(&self) -> NonNull<u8> {
+        self.payload
+    }
+
+    /// Length of the payload in bytes, as validated against the mapping.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// The segment underneath.
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.segment
+    }
+}
+
+fn header_of(segment: &Segment) -> &Header {
+    // SAFETY: every segment holding an object is at least `HEADER_LEN` bytes (checked by the
+    // callers), page-aligned by mmap (so aligned for `Header`), and `Header` is made of atomics,
+    // valid for any bit pattern and safe to access concurrently from any process.
+    unsafe { &*segment.as_ptr().cast::<Header>() }
+}
+
+fn payload_ptr(segment: &Segment, spec: &Spec) -> NonNull<u8> {
+    // SAFETY: callers checked `segment.len() >= payload_offset`, so the offset stays inside the
+    // mapping (or one past its end for an empty payload), and the mapping pointer is non-null.
+    unsafe { NonNull::new_unchecked(segment.as_ptr().add(spec.payload_offset())) }
+}

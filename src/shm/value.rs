@@ -1,0 +1,168 @@
+//! `Value<T>`: one `Pod` value behind a process-shared lock, Python's `multiprocessing.Value`.
+
+use super::header::{Kind, Spec};
+use super::object::Object;
+use super::segment::ShmOptions;
+use crate::error::{Error, Result};
+use crate::sync::{LockError, LockResult, Mutex, MutexGuard};
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+/// A value of type `T` in shared memory, guarded by a robust process-shared [`Mutex`].
+///
+/// Clones share the value; pass a clone to a child in [`Process::spawn`](crate::Process::spawn)
+/// arguments and the child sees the same memory. `T: Pod` means every bit pattern is a valid `T`,
+/// so no peer can make this process hold an invalid value.
+///
+/// ```
+/// let num = multiproc::Value::new(0.0f64)?;
+/// num.set(3.1415927).unwrap();
+/// assert_eq!(num.get().unwrap(), 3.1415927);
+/// *num.lock().unwrap() += 1.0;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Value<T: Pod> {
+    object: Object,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod> Value<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, Mutex<T>>(Kind::Value)
+    }
+
+    fn init(value: T) -> impl FnOnce(NonNull<u8>) {
+        // SAFETY: `Object::create` hands us zeroed, writable bytes aligned for the spec's unit,
+        // `Mutex<T>`, and at least `size_of::<Mutex<T>>()` long.
+        move |p| unsafe { p.cast::<Mutex<T>>().write(Mutex::new(value)) }
+    }
+
+    fn from_object(object: Object) -> Result<Self> {
+        if object.payload_len() != std::mem::size_of::<Mutex<T>>() {
+            return Err(Error::Corrupted("Value payload has the wrong length"));
+        }
+        Ok(Self {
+            object,
+            _type: PhantomData,
+        })
+    }
+
+    /// A new anonymous value, shared with the children it is passed to.
+    pub fn new(value: T) -> Result<Self> {
+        Self::from_object(Object::create(
+            None,
+            &Self::spec(),
+            size_of::<Mutex<T>>(),
+            &ShmOptions::default(),
+            Self::init(value),
+        )?)
+    }
+
+    /// A new value under `name`, visible to every process of this user until this handle (and its
+    /// clones) drop, unless [`persist`](Value::persist)ed.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
+    pub fn create(name: &str, value: T) -> Result<Self> {
+        Self::from_object(Object::create(
+            Some(name),
+            &Self::spec(),
+            size_of::<Mutex<T>>(),
+            &ShmOptions::default(),
+            Self::init(value),
+        )?)
+    }
+
+    /// Opens the value another process created under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another type,
+    /// [`Error::Corrupted`] if the segment is truncated or garbage, [`Error::PermissionDenied`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::from_object(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    }
+
+    /// Opens `name`, or creates it holding `value` if it does not exist (race-safe).
+    pub fn open_or_create(name: &str, value: T) -> Result<Self> {
+        Self::from_object(Object::open_or_create(
+            name,
+            &Self::spec(),
+            size_of::<Mutex<T>>(),
+            &ShmOptions::default(),
+            Self::init(value),
+        )?)
+    }
+
+    /// The lock around the value.
+    pub fn mutex(&self) -> &Mutex<T> {
+        // SAFETY: the payload is aligned for `Mutex<T>` and exactly its size (checked in
+        // `from_object`); `Mutex<T>` over `T: Pod` is valid for every bit pattern and designed for
+        // concurrent access from several processes; the mapping lives as long as `self`.
+        unsafe { self.object.payload().cast::<Mutex<T>>().as_ref() }
+    }
+
+    /// Locks the value. See [`Mutex::lock`] for what happens when a holder died.
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        self.mutex().lock()
+    }
+
+    /// A copy of the value, read under the lock.
+    ///
+    /// # Errors
+    /// The lock's errors; on [`LockError::OwnerDied`] the value is not read and the guard is
+    /// handed over so the caller can repair it and call `make_consistent`.
+    pub fn get(&self) -> Result<T, LockError<MutexGuard<'_, T>>> {
+        self.lock().map(|guard| *guard)
+    }
+
+    /// Replaces the value under the lock (not on [`LockError::OwnerDied`]; see [`Value::get`]).
+    pub fn set(&self, value: T) -> Result<(), LockError<MutexGuard<'_, T>>> {
+        self.lock().map(|mut guard| *guard = value)
+    }
+
+    /// The name, or `None` for an anonymous value.
+    pub fn name(&self) -> Option<&str> {
+        self.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.object.segment().persist()
+    }
+}
+
+impl<T: Pod> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Self {
+            object: self.object.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("type", &std::any::type_name::<T>())
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl<T: Pod> Serialize for Value<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let segment = super::Segment::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(Self::from_object)
+            .map_err(serde::de::Error::custom)
+    }
+}
