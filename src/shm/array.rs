@@ -220,7 +220,7 @@ impl<T: Pod> Array<T> {
 
     /// Keeps the name after the creator's handles drop.
     pub fn persist(&self) {
-        self.object.segment().persist()
+        self.object.persist()
     }
 }
 

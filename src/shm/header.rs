@@ -26,6 +26,9 @@ const TYPE_NAME_CAP: usize = TYPE_NAME_WORDS * 8;
 const UNINIT: u32 = 0; // fresh zero-filled file: the creator has not published yet
 const READY: u32 = 2; // every field and the payload are initialised
 
+/// `flags` bits.
+const FLAG_PERSISTED: u32 = 1; // `persist()` was called: stale-segment cleanup leaves it alone
+
 /// The kind of object a segment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -110,7 +113,8 @@ pub(crate) struct Header {
     payload_offset: AtomicU64,
     payload_len: AtomicU64,
     creator_pid: AtomicU32,
-    _reserved: AtomicU32,
+    /// `FLAG_PERSISTED`: the creator asked for the name to outlive it.
+    flags: AtomicU32,
     creator_start_time: AtomicU64,
     type_name: [AtomicU64; TYPE_NAME_WORDS],
 }
@@ -214,6 +218,22 @@ impl Header {
             self.creator_pid.load(Ordering::Relaxed),
             self.creator_start_time.load(Ordering::Relaxed),
         )
+    }
+
+    /// Records that the name should outlive its creator.
+    pub(crate) fn mark_persisted(&self) {
+        self.flags.fetch_or(FLAG_PERSISTED, Ordering::Relaxed);
+    }
+
+    /// Whether the creator asked for the name to outlive it.
+    pub(crate) fn is_persisted(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & FLAG_PERSISTED != 0
+    }
+
+    /// Whether the first bytes look like a published header (magic and init state), for scans.
+    pub(crate) fn looks_published(&self) -> bool {
+        self.magic.load(Ordering::Relaxed) == MAGIC
+            && self.init_state.load(Ordering::Acquire) == READY
     }
 
     fn type_label(&self) -> String {

@@ -5,6 +5,7 @@
 //! - [`Shared`]: any [`ShmSafe`] type, e.g. an in-place [`sync`](crate::sync) primitive.
 
 mod array;
+mod cleanup;
 pub(crate) mod header;
 pub(crate) mod object;
 mod safe;
@@ -13,6 +14,7 @@ mod shared;
 mod value;
 
 pub use array::{Array, ArrayGuard};
+pub use cleanup::{StaleSegment, remove_stale_segments, stale_segments};
 pub use safe::ShmSafe;
 pub use segment::{MAX_NAME_LEN, MAX_SEGMENT_LEN, Segment, ShmOptions};
 pub use shared::Shared;

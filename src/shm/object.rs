@@ -47,15 +47,21 @@ impl Object {
             .ok_or(Error::InvalidSize {
                 reason: "length overflows",
             })?;
-        let segment = match name {
-            Some(name) => Segment::create_with(name, total, opts)?,
-            None => Segment::anonymous_with(total, opts)?,
+        let fill = |segment: &Segment| {
+            let header = header_of(segment);
+            header.write(spec, payload_len);
+            init(payload_ptr(segment, spec));
+            header.publish();
         };
-        let header = header_of(&segment);
-        header.write(spec, payload_len);
+        let segment = match name {
+            Some(name) => Segment::create_initialised(name, total, opts, fill)?,
+            None => {
+                let segment = Segment::anonymous_with(total, opts)?;
+                fill(&segment);
+                segment
+            }
+        };
         let payload = payload_ptr(&segment, spec);
-        init(payload);
-        header.publish();
         Ok(Object {
             segment,
             payload,
@@ -123,13 +129,19 @@ impl Object {
         self.payload_len
     }
 
+    /// Keeps the name after the creator's handles drop, and tells stale-segment cleanup so.
+    pub(crate) fn persist(&self) {
+        header_of(&self.segment).mark_persisted();
+        self.segment.persist();
+    }
+
     /// The segment underneath.
     pub(crate) fn segment(&self) -> &Segment {
         &self.segment
     }
 }
 
-fn header_of(segment: &Segment) -> &Header {
+pub(crate) fn header_of(segment: &Segment) -> &Header {
     // SAFETY: every segment holding an object is at least `HEADER_LEN` bytes (checked by the
     // callers), page-aligned by mmap (so aligned for `Header`), and `Header` is made of atomics,
     // valid for any bit pattern and safe to access concurrently from any process.

@@ -116,6 +116,40 @@ impl Segment {
         })
     }
 
+    /// Creates a named segment that appears under `name` only once `init` has filled it: it is
+    /// built under a temporary name (which records the creator, for stale cleanup) and renamed
+    /// into place without replacing anything. Openers never see it half-initialised, and a
+    /// creator killed midway leaves only a temporary name that [`super::cleanup`] removes.
+    pub(crate) fn create_initialised(
+        name: &str,
+        len: usize,
+        opts: &ShmOptions,
+        init: impl FnOnce(&Segment),
+    ) -> Result<Segment> {
+        let name = validate_name(name)?;
+        let len = validate_len(len as u64)?;
+        let tmp = temp_name(name);
+        let fd = os::create_named(&tmp, len).map_err(|e| name_error(e, name))?;
+        let mut segment = Self::map_fd(fd, None, false, true, opts).inspect_err(|_| {
+            let _ = os::unlink_named(&tmp);
+        })?;
+        init(&segment);
+        if let Err(e) = os::rename_noreplace(&tmp, name) {
+            let _ = os::unlink_named(&tmp);
+            return Err(name_error(e, name));
+        }
+        match Arc::get_mut(&mut segment.inner) {
+            Some(inner) => {
+                inner.name = Some(name.to_owned());
+                inner.owner = true;
+            }
+            // `init` only borrowed the segment, so the handle is still unique; should that ever
+            // change, the name would merely not be unlinked on drop, so say so loudly instead.
+            None => return Err(Error::Corrupted("segment handle escaped its initialiser")),
+        }
+        Ok(segment)
+    }
+
     /// Opens an existing named segment read-write.
     ///
     /// # Errors
@@ -319,6 +353,28 @@ impl<'de> Deserialize<'de> for Segment {
     }
 }
 
+/// Prefix of the temporary names under which named objects are built.
+pub(crate) const TEMP_PREFIX: &str = ".mp-tmp.";
+
+/// `.mp-tmp.<pid>.<process start time>.<counter>.<name>`: unique, and naming its creator.
+fn temp_name(name: &str) -> String {
+    use std::sync::atomic::AtomicU64;
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let pid = crate::sys::proc::getpid();
+    let start = crate::sys::proc::process_start_time(pid).unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{TEMP_PREFIX}{pid}.{start}.{n}.{name}")
+}
+
+/// Splits a temporary name into (creator pid, creator start time, final name).
+pub(crate) fn parse_temp_name(tmp: &str) -> Option<(u32, u64, &str)> {
+    let mut parts = tmp.strip_prefix(TEMP_PREFIX)?.splitn(4, '.');
+    let pid = parts.next()?.parse().ok()?;
+    let start = parts.next()?.parse().ok()?;
+    let _counter = parts.next()?;
+    Some((pid, start, parts.next()?))
+}
+
 /// Checks a name and returns it without its optional leading `/`.
 pub(crate) fn validate_name(name: &str) -> Result<&str> {
     let bad = |reason| {
@@ -339,6 +395,9 @@ pub(crate) fn validate_name(name: &str) -> Result<&str> {
     }
     if bare.contains('\0') {
         return bad("contains NUL");
+    }
+    if bare.starts_with(TEMP_PREFIX) {
+        return bad("names starting with '.mp-tmp.' are reserved");
     }
     if bare == "." || bare == ".." {
         return bad("'.' and '..' are not names");

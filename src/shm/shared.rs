@@ -113,7 +113,7 @@ impl<T: ShmSafe> Shared<T> {
 
     /// Keeps the name after the creator's handles drop.
     pub fn persist(&self) {
-        self.object.segment().persist()
+        self.object.persist()
     }
 }
 

@@ -130,7 +130,7 @@ impl<T: Pod> Value<T> {
 
     /// Keeps the name after the creator's handles drop.
     pub fn persist(&self) {
-        self.object.segment().persist()
+        self.object.persist()
     }
 }
 

@@ -22,6 +22,15 @@ fn shm_path(name: &str) -> io::Result<CString> {
     CString::new(format!("{SHM_DIR}/{name}")).map_err(|_| io::ErrorKind::InvalidInput.into())
 }
 
+/// The device and inode of an open file.
+pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
+    cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok((st.st_dev, st.st_ino))
+}
+
 /// Creates `/dev/shm/<name>` exclusively with mode 0600 and sets its length.
 ///
 /// The file is visible under its name from the moment it exists; callers publish its contents
@@ -177,11 +186,68 @@ pub(crate) fn is_same_file(fd: BorrowedFd<'_>, name: &str) -> bool {
     let Ok(path) = std::fs::symlink_metadata(format!("{SHM_DIR}/{name}")) else {
         return false;
     };
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    if cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).is_err() {
-        return false;
+    file_identity(fd).is_ok_and(|(dev, ino)| path.dev() == dev && path.ino() == ino)
+}
+
+/// Renames `/dev/shm/<from>` to `/dev/shm/<to>` unless `to` exists (`EEXIST` then): the atomic
+/// step that publishes a fully initialised named object under its name.
+pub(crate) fn rename_noreplace(from: &str, to: &str) -> io::Result<()> {
+    let (from, to) = (shm_path(from)?, shm_path(to)?);
+    // SAFETY: both paths are valid NUL-terminated strings; renameat2 only reads them.
+    cvt_retry(|| unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    })
+    .map(drop)
+}
+
+/// The names of the entries in `/dev/shm`.
+pub(crate) fn list_names() -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        if let Some(name) = entry?.file_name().to_str() {
+            names.push(name.to_owned());
+        }
     }
-    path.dev() == st.st_dev && path.ino() == st.st_ino
+    Ok(names)
+}
+
+/// Whether any process we can inspect has the file (device, inode) open or mapped, judged from
+/// `/proc/<pid>/fd` and `/proc/<pid>/maps`. Processes of other users are invisible to us.
+pub(crate) fn file_in_use(dev: u64, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    let needle = format!(" {ino} ");
+    for entry in procs.flatten() {
+        let pid = entry.file_name();
+        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let base = entry.path();
+        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(meta) = std::fs::metadata(fd.path()) {
+                    if meta.dev() == dev && meta.ino() == ino {
+                        return true;
+                    }
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
+            if maps
+                .lines()
+                .any(|l| l.contains(SHM_DIR) && l.contains(&needle))
+            {
+                return true;
+            }
+        }
+    }
+    false
 }
