@@ -567,4 +567,24 @@ mod tests {
             })
         ));
     }
+
+    #[test]
+    fn inherited_anonymous_fd_without_seals_is_refused() {
+        use std::os::fd::FromRawFd;
+        // SAFETY: a valid NUL-terminated name; the returned fd is checked and then owned.
+        let raw = unsafe { libc::memfd_create(c"unsealed".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(raw >= 0);
+        // SAFETY: `raw` is a fresh fd owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        std::fs::File::from(fd.try_clone().unwrap())
+            .set_len(4096)
+            .unwrap();
+        let res = Segment::from_inherited_fd(fd, None, &ShmOptions::default());
+        assert!(matches!(
+            res,
+            Err(Error::PermissionDenied {
+                reason: "anonymous segment is not sealed against resizing"
+            })
+        ));
+    }
 }
