@@ -16,7 +16,10 @@ fn doubler_by_pid(number: u64) -> u64 {
 /// Doubles `number` and says which process did it, by name.
 fn doubler(number: u64) -> u64 {
     let result = number * 2;
-    println!("{number} doubled to {result} by: {}", current_process().name);
+    println!(
+        "{number} doubled to {result} by: {}",
+        current_process().name
+    );
     result
 }
 

@@ -3,8 +3,8 @@
 use super::child;
 use super::registry::{self, Child, Identity};
 use super::spawn::Options;
-use crate::sys::process as sys;
 use crate::Result;
+use crate::sys::process as sys;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Write;
@@ -15,7 +15,11 @@ use std::sync::Arc;
 ///
 /// # Safety
 /// - As `ProcessBuilder::fork_spawn`.
-pub(super) unsafe fn fork_spawn<A, R>(opts: Options<'_>, entry: fn(A) -> R, args: A) -> Result<Arc<Child>>
+pub(super) unsafe fn fork_spawn<A, R>(
+    opts: Options<'_>,
+    entry: fn(A) -> R,
+    args: A,
+) -> Result<Arc<Child>>
 where
     R: Serialize + DeserializeOwned,
 {

@@ -163,3 +163,53 @@ pub(super) fn result_read(fd: BorrowedFd<'_>, token: u64) -> io::Result<Option<O
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn meta() -> Meta {
+        Meta {
+            entry_offset: -5,
+            wrapper_offset: 7,
+            slots: vec![9, 10],
+            name: "n".into(),
+            identity: vec![1, 2],
+            daemon_fd: None,
+        }
+    }
+
+    #[test]
+    fn bootstrap_and_result_round_trip() {
+        let fd = sys::memfd(c"test").unwrap();
+        let buf = postcard::to_extend(&(1u32, "x"), boot_start(77)).unwrap();
+        let buf = boot_finish(buf, &meta()).unwrap();
+        sys::write_all_at(fd.as_fd(), &buf, 0).unwrap();
+        assert!(boot_read(fd.as_fd(), 78).is_none(), "wrong token accepted");
+        let boot = boot_read(fd.as_fd(), 77).unwrap();
+        assert_eq!(boot.meta.slots, vec![9, 10]);
+        assert_eq!(boot.meta.entry_offset, -5);
+        let args: (u32, String) = postcard::from_bytes(&boot.args).unwrap();
+        assert_eq!(args, (1, "x".to_owned()));
+        // The bootstrap is not a result.
+        assert!(result_read(fd.as_fd(), 77).unwrap().is_none());
+        result_write(fd.as_fd(), 77, &Outcome::Panicked("p".into())).unwrap();
+        assert!(matches!(result_read(fd.as_fd(), 77), Ok(Some(Outcome::Panicked(m))) if m == "p"));
+        assert!(result_read(fd.as_fd(), 76).unwrap().is_none());
+    }
+
+    #[test]
+    fn garbage_and_truncated_records_are_refused() {
+        let fd = sys::memfd(c"test").unwrap();
+        assert!(boot_read(fd.as_fd(), 1).is_none());
+        let buf = boot_finish(boot_start(1), &meta()).unwrap();
+        sys::write_all_at(fd.as_fd(), &buf[..buf.len() - 3], 0).unwrap();
+        assert!(boot_read(fd.as_fd(), 1).is_none());
+        // A result header claiming more payload than the file holds.
+        let fd = sys::memfd(c"test").unwrap();
+        result_write(fd.as_fd(), 1, &Outcome::Returned(vec![1, 2, 3])).unwrap();
+        sys::write_all_at(fd.as_fd(), &u64::MAX.to_le_bytes(), 17).unwrap();
+        assert!(result_read(fd.as_fd(), 1).unwrap().is_none());
+    }
+}

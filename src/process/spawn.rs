@@ -144,3 +144,24 @@ where
     registry::register(Arc::clone(&child));
     Ok(child)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(x: u8) -> u8 {
+        x
+    }
+
+    #[test]
+    fn entries_must_share_the_anchors_object() {
+        let wrapper: Wrapper = child::run_entry::<u8, u8>;
+        assert!(offsets(local as fn(u8) -> u8 as usize, wrapper as usize).is_ok());
+        // A function of libc.so is in another loaded object.
+        let foreign = libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize;
+        assert!(matches!(
+            offsets(foreign, wrapper as usize),
+            Err(Error::Spawn(_))
+        ));
+    }
+}

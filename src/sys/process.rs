@@ -3,8 +3,8 @@
 //! A child is named by a pidfd rather than a PID: a pidfd keeps naming the same process after it
 //! was reaped (signals then fail with `ESRCH`), so no call here can hit a recycled PID.
 
-use super::{cvt, cvt_retry};
 use super::time::Deadline;
+use super::{cvt, cvt_retry};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -52,7 +52,11 @@ pub(crate) fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) 
 ///
 /// `pread` fails with `ESPIPE` on pipes and sockets, so this never blocks on an fd that turns
 /// out not to be a file.
-pub(crate) fn read_exact_at(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+pub(crate) fn read_exact_at(
+    fd: BorrowedFd<'_>,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
     while !buf.is_empty() {
         let off = libc::off_t::try_from(offset)
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -157,7 +161,8 @@ pub(crate) fn random_u64() -> io::Result<u64> {
     let mut filled = 0;
     while filled < buf.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -249,7 +254,12 @@ pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<Ended>> {
     let options = libc::WEXITED | libc::WNOHANG;
     // SAFETY: `info` is a valid siginfo_t buffer and the pidfd is open for the call.
     cvt_retry(|| unsafe {
-        libc::waitid(libc::P_PIDFD, pidfd.as_raw_fd() as libc::id_t, &mut info, options)
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            options,
+        )
     })?;
     // SAFETY: waitid filled `info` for a child event, or left it zeroed (si_pid 0) under WNOHANG;
     // both make the SIGCHLD fields readable.
