@@ -27,6 +27,8 @@
 //! - Daemon children ([`ProcessBuilder::daemon`]) end when the parent *process* ends, however
 //!   it ends. Non-daemon children keep running if the parent dies (as Python's do when the
 //!   parent is killed); unlike Python, a parent that returns from `main` does not join them.
+//! - The launcher reaps its own children through pidfds: a process that sets `SIGCHLD` to
+//!   `SIG_IGN` or reaps with `waitpid(-1, ..)` elsewhere breaks `join`.
 //! - Needs Linux 5.4 or later (pidfds).
 
 mod child;

@@ -4,7 +4,7 @@
 //! test that calls [`init`](super::init). `test_support!()` defines that test
 //! (`__multiproc_child`) and, before `main`, marks the binary as running under libtest; spawn
 //! then runs the child with `__multiproc_child --exact --nocapture --test-threads=1 -q`
-//! (the way procspawn does it).
+//! (the way procspawn does it). The child's harness still prints its `running 1 test` line.
 
 use super::registry::UNDER_LIBTEST;
 use std::sync::atomic::Ordering;
