@@ -38,5 +38,9 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+pub use process::{
+    ChildInfo, ExitStatus, Process, ProcessBuilder, ProcessInfo, active_children, cpu_count,
+    current_process, init,
+};
 
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

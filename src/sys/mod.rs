@@ -4,6 +4,7 @@
 
 pub(crate) mod futex;
 pub(crate) mod proc;
+pub(crate) mod process;
 pub(crate) mod shm;
 pub(crate) mod time;
 

@@ -1,0 +1,57 @@
+//! The fork start method: `fork()` and run the entry in the copy, no serialisation of arguments.
+
+use super::child;
+use super::registry::{self, Child, Identity};
+use super::spawn::Options;
+use crate::Result;
+use crate::sys::process as sys;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+/// Forks and runs `entry(args)` in the child; see `ProcessBuilder::fork_spawn` for the contract.
+///
+/// # Safety
+/// - As `ProcessBuilder::fork_spawn`.
+pub(super) unsafe fn fork_spawn<A, R>(
+    opts: Options<'_>,
+    entry: fn(A) -> R,
+    args: A,
+) -> Result<Arc<Child>>
+where
+    R: Serialize + DeserializeOwned,
+{
+    let token = sys::random_u64()?;
+    let memfd = sys::memfd(c"multiproc-fork")?;
+    let (path, default_name) = registry::next_identity();
+    let name = opts.name.map_or(default_name, str::to_owned);
+    if opts.daemon {
+        // Created before the fork so the child finds its read end.
+        registry::daemon_read_fd()?;
+    }
+    // Buffered output would otherwise be written by both processes.
+    let _ = std::io::stdout().flush();
+    // SAFETY: the caller guarantees the fork preconditions documented on
+    // `ProcessBuilder::fork_spawn` for everything the child does below.
+    let pid = unsafe { sys::fork()? };
+    if pid == 0 {
+        let watch = registry::after_fork_in_child();
+        registry::set_current(Identity { name, path });
+        if opts.daemon {
+            match watch {
+                Some(read) => registry::watch_parent(read),
+                None => sys::exit_now(1),
+            }
+        }
+        let outcome = child::call(entry, args);
+        child::finish(memfd.as_fd(), token, &outcome);
+    }
+    // The child runs on its own copy of `args`; the parent's copy is dropped like any moved value.
+    drop(args);
+    let pidfd = sys::pidfd_open(pid)?;
+    let child = Arc::new(Child::new(pid, name, pidfd, memfd, token));
+    registry::register(Arc::clone(&child));
+    Ok(child)
+}

@@ -1,0 +1,167 @@
+//! The spawn start method: re-execute this binary and hand the child its entry and arguments.
+//!
+//! The child is `/proc/self/exe` (the exact file this process runs, even if it was replaced on
+//! disk since), started with the parent's `argv[0]`, the environment variable `MULTIPROC_SPAWN`
+//! naming an inherited memfd and a random token, and, under libtest, the arguments that select
+//! the helper test `test_support!()` defines. The memfd holds the bootstrap record (see
+//! `record`); the child overwrites it with its result, which the parent reads after reaping it,
+//! so no pipe can fill up and block either side.
+//!
+//! The entry `fn(A) -> R` and the wrapper `run_entry::<A, R>` that decodes `A` and encodes `R`
+//! travel as offsets from an anchor function. That is only valid when all three live in the same
+//! loaded object; `dladdr` checks it, so functions in a shared library cannot be entries.
+
+use super::child::{self, Wrapper};
+use super::handoff;
+use super::record::{self, Meta};
+use super::registry::{self, Child, UNDER_LIBTEST};
+use crate::sys::process as sys;
+use crate::{Error, Result};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+/// The arguments that make a libtest binary run only the helper test of `test_support!()`.
+const LIBTEST_CHILD_ARGS: [&str; 5] = [
+    "__multiproc_child",
+    "--exact",
+    "--nocapture",
+    "--test-threads=1",
+    "-q",
+];
+
+/// What the launcher needs from a `ProcessBuilder`.
+pub(super) struct Options<'a> {
+    pub(super) name: Option<&'a str>,
+    pub(super) daemon: bool,
+}
+
+/// Offsets of `entry` and `wrapper` from the anchor, after checking that all three are in the
+/// same loaded object.
+pub(super) fn offsets(entry: usize, wrapper: usize) -> Result<(i64, i64)> {
+    static ANCHOR_BASE: OnceLock<Option<usize>> = OnceLock::new();
+    let anchor = child::anchor_addr();
+    let base = *ANCHOR_BASE.get_or_init(|| sys::object_base(anchor));
+    if base.is_none() || sys::object_base(entry) != base || sys::object_base(wrapper) != base {
+        return Err(Error::Spawn(
+            "the entry function is not in the executable that links multiproc \
+             (functions in a dylib cannot be entries)",
+        ));
+    }
+    let off = |addr: usize| addr.wrapping_sub(anchor) as isize as i64;
+    Ok((off(entry), off(wrapper)))
+}
+
+/// The `argv[0]` this process was started with.
+fn argv0() -> &'static OsString {
+    static ARGV0: OnceLock<OsString> = OnceLock::new();
+    ARGV0.get_or_init(|| {
+        std::env::args_os()
+            .next()
+            .unwrap_or_else(|| OsString::from("/proc/self/exe"))
+    })
+}
+
+/// Starts `entry(args)` in a re-executed child.
+pub(super) fn spawn<A, R>(opts: Options<'_>, entry: fn(A) -> R, args: A) -> Result<Arc<Child>>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    if !registry::INIT_CALLED.load(Ordering::Relaxed) && std::env::var_os(child::ENV).is_some() {
+        return Err(Error::Spawn(
+            "this process was started as a child but never called multiproc::init(): call \
+             multiproc::init() first in main, or multiproc::test_support!() in the test file",
+        ));
+    }
+    let wrapper: Wrapper = child::run_entry::<A, R>;
+    let (entry_offset, wrapper_offset) = offsets(entry as usize, wrapper as usize)?;
+    let token = sys::random_u64()?;
+
+    let (encoded, exported) =
+        handoff::collect_exports(|| postcard::to_extend(&args, record::boot_start(token)));
+    let buf = encoded.map_err(|e| Error::Serialization(e.to_string()))?;
+
+    let (path, default_name) = registry::next_identity();
+    let name = opts.name.map_or(default_name, str::to_owned);
+    let daemon_fd = if opts.daemon {
+        Some(registry::daemon_read_fd()?)
+    } else {
+        None
+    };
+    let meta = Meta {
+        entry_offset,
+        wrapper_offset,
+        slots: exported.iter().map(AsRawFd::as_raw_fd).collect(),
+        name: name.clone(),
+        identity: path,
+        daemon_fd,
+    };
+    let buf = record::boot_finish(buf, &meta).map_err(|e| Error::Serialization(e.to_string()))?;
+    let memfd = sys::memfd(c"multiproc-spawn")?;
+    sys::write_all_at(memfd.as_fd(), &buf, 0)?;
+
+    let mut inherit: Vec<RawFd> = meta.slots.clone();
+    inherit.push(memfd.as_raw_fd());
+    inherit.extend(daemon_fd);
+
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0(argv0());
+    if UNDER_LIBTEST.load(Ordering::Relaxed) {
+        cmd.args(LIBTEST_CHILD_ARGS);
+    }
+    cmd.env(child::ENV, format!("{}:{token:x}", memfd.as_raw_fd()));
+    // SAFETY: the closure runs in the forked child before exec; it only calls fcntl, which is
+    // async-signal-safe, and reads a Vec allocated before the fork without allocating.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &fd in &inherit {
+                sys::clear_cloexec_raw(fd)?;
+            }
+            Ok(())
+        });
+    }
+    let mut started = cmd.spawn()?;
+    // The child holds its own copies now; ours (the exported duplicates) can go.
+    drop(exported);
+    drop(args);
+    let pid = started.id();
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Not reaped yet, so the PID still names our child.
+            let _ = started.kill();
+            let _ = started.wait();
+            return Err(e.into());
+        }
+    };
+    let child = Arc::new(Child::new(pid, name, pidfd, memfd, token));
+    registry::register(Arc::clone(&child));
+    Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(x: u8) -> u8 {
+        x
+    }
+
+    #[test]
+    fn entries_must_share_the_anchors_object() {
+        let wrapper: Wrapper = child::run_entry::<u8, u8>;
+        assert!(offsets(local as fn(u8) -> u8 as usize, wrapper as usize).is_ok());
+        // A function of libc.so is in another loaded object.
+        let foreign = libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize;
+        assert!(matches!(
+            offsets(foreign, wrapper as usize),
+            Err(Error::Spawn(_))
+        ));
+    }
+}

@@ -1,0 +1,312 @@
+//! Processes: memfds for bootstrap records, fd flags, pidfds, reaping, signals, `fork`, `dladdr`.
+//!
+//! A child is named by a pidfd rather than a PID: a pidfd keeps naming the same process after it
+//! was reaped (signals then fail with `ESRCH`), so no call here can hit a recycled PID.
+
+use super::time::Deadline;
+use super::{cvt, cvt_retry};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// How a child ended, as `waitid` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It called `exit(code)` or returned from `main`.
+    Exited(i32),
+    /// A signal killed it (with or without a core dump).
+    Signaled(i32),
+}
+
+/// A new memfd (`O_CLOEXEC`, no seals) named `name`, used to carry a bootstrap and result record.
+pub(crate) fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
+    // SAFETY: `name` is a valid NUL-terminated string and the flags are a valid combination.
+    let fd = cvt_retry(|| unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
+    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Writes all of `buf` at `offset` (`pwrite`, so the shared file offset is never used).
+pub(crate) fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `fd` is open for the call.
+        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        buf = &buf[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Reads into all of `buf` from `offset` (`pread`); `UnexpectedEof` if the file is shorter.
+///
+/// `pread` fails with `ESPIPE` on pipes and sockets, so this never blocks on an fd that turns
+/// out not to be a file.
+pub(crate) fn read_exact_at(
+    fd: BorrowedFd<'_>,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        let off = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `fd` is open for the call.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Whether the fd number `fd` is an open regular file (a memfd is one); false for closed fds,
+/// pipes and sockets. Sound for any integer.
+pub(crate) fn is_regular_file(fd: RawFd) -> bool {
+    file_type(fd) == Some(libc::S_IFREG)
+}
+
+/// Whether the fd number `fd` is an open pipe. Sound for any integer.
+pub(crate) fn is_pipe(fd: RawFd) -> bool {
+    file_type(fd) == Some(libc::S_IFIFO)
+}
+
+fn file_type(fd: RawFd) -> Option<libc::mode_t> {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only reads the fd number (any integer is acceptable; a bad one gives EBADF)
+    // and writes into `st`, a valid stat buffer.
+    let r = unsafe { libc::fstat(fd, &mut st) };
+    (r == 0).then_some(st.st_mode & libc::S_IFMT)
+}
+
+/// Clears `FD_CLOEXEC` on `fd` so it survives `exec`.
+///
+/// Async-signal-safe (one `fcntl`), so it may run between `fork` and `exec`.
+pub(crate) fn clear_cloexec_raw(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on an fd number has no memory-safety preconditions; a closed fd
+    // gives EBADF.
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
+}
+
+/// Sets `FD_CLOEXEC` on `fd`.
+pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is open for the duration of the call.
+    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+}
+
+/// A new fd (`O_CLOEXEC`) for the open file behind the raw fd number `fd`.
+pub(crate) fn dup_raw_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on any fd number is sound; a closed fd gives EBADF.
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Takes ownership of an fd number this process inherited.
+///
+/// # Safety
+/// - `fd` must be open and owned by nobody else in this process (it was inherited across `exec`
+///   and no other code refers to it).
+pub(crate) unsafe fn own_inherited(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller guarantees `fd` is open and unowned.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A pipe, both ends `O_CLOEXEC`: (read end, write end).
+pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so both are new fds owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Blocks until `fd` reports end of file or an error (data read is discarded).
+pub(crate) fn read_until_eof(fd: BorrowedFd<'_>) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: `buf` is valid for writes of its length and `fd` is open for the call.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n == 0 {
+            return;
+        }
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// 64 random bits from the kernel.
+pub(crate) fn random_u64() -> io::Result<u64> {
+    let mut buf = [0u8; 8];
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        filled += n as usize;
+    }
+    Ok(u64::from_ne_bytes(buf))
+}
+
+/// A pidfd for our child `pid` (`pidfd_open`, `O_CLOEXEC` by definition).
+///
+/// Race-free for a child that has not been reaped yet: the PID cannot be reused before that.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd`. `ESRCH` once it has been reaped.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo asks the kernel to fill it in as for kill(2); flags must be 0.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0 as libc::c_uint,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until `fd` is readable (a pidfd: its process exited) or `deadline` passes; `Ok(false)`
+/// on timeout. `None` waits forever; a deadline already past just checks.
+pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Deadline>) -> io::Result<bool> {
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let timeout = deadline.map(|d| {
+            let left = d.remaining();
+            libc::timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            }
+        });
+        let tp = timeout
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: `pfd` is one valid pollfd, `tp` is null or points to a live timespec, and a
+        // null signal mask leaves the mask unchanged.
+        let r = unsafe { libc::ppoll(&mut pfd, 1, tp, std::ptr::null()) };
+        match r {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            0 => {
+                if deadline.is_some_and(Deadline::has_passed) {
+                    return Ok(false);
+                }
+            }
+            _ => return Ok(true),
+        }
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has ended (`waitid(P_PIDFD, WEXITED | WNOHANG)`);
+/// `Ok(None)` while it runs.
+pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<Ended>> {
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let options = libc::WEXITED | libc::WNOHANG;
+    // SAFETY: `info` is a valid siginfo_t buffer and the pidfd is open for the call.
+    cvt_retry(|| unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            options,
+        )
+    })?;
+    // SAFETY: waitid filled `info` for a child event, or left it zeroed (si_pid 0) under WNOHANG;
+    // both make the SIGCHLD fields readable.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => Ended::Exited(status),
+        _ => Ended::Signaled(status),
+    }))
+}
+
+/// `fork()`. In the child, only async-signal-safe work is sound unless the parent was single
+/// threaded; see `Process::fork_spawn`.
+///
+/// # Safety
+/// - The caller must uphold `fork`'s preconditions for whatever the child runs next.
+pub(crate) unsafe fn fork() -> io::Result<u32> {
+    // SAFETY: the caller takes responsibility for what the child does.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(pid as u32)
+}
+
+/// Ends the calling process at once with `code`, without atexit handlers or destructors.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions and never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Closes the raw fd `fd` (used in a forked child for an fd whose owner lives in the parent).
+pub(crate) fn close_raw(fd: RawFd) {
+    // SAFETY: closing an fd number is memory safe; the caller knows no live owner in this
+    // process will use it again (the owning value is forgotten, not dropped).
+    unsafe { libc::close(fd) };
+}
+
+/// The load address of the object (executable or shared library) that contains `addr`, or
+/// `None` if `addr` is in no loaded object.
+pub(crate) fn object_base(addr: usize) -> Option<usize> {
+    // SAFETY: an all-zero Dl_info (null pointers) is a valid value of this plain C struct.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only inspects the address (it never dereferences it) and fills `info`.
+    let r = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
+    if r == 0 || info.dli_fbase.is_null() {
+        None
+    } else {
+        Some(info.dli_fbase as usize)
+    }
+}

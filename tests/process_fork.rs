@@ -1,0 +1,45 @@
+//! The fork start method. Alone in its binary, so the harness runs no other test thread that
+//! could hold a lock at the moment of the fork.
+
+use multiproc::{Error, Process, current_process};
+use std::sync::mpsc;
+use std::time::Duration;
+
+fn sum_and_name(v: Vec<u64>) -> (u64, String) {
+    (v.iter().sum(), current_process().name)
+}
+
+fn fork_panics(_: ()) -> u8 {
+    panic!("forked failure")
+}
+
+#[test]
+fn fork_start_method() {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let run = || {
+            // SAFETY: this binary holds this one test; the harness's main thread only waits
+            // for it and holds no lock the child needs.
+            let p = unsafe {
+                Process::builder()
+                    .name("forked")
+                    .fork_spawn(sum_and_name, vec![1, 2, 3])
+            }
+            .unwrap();
+            assert_eq!(p.name(), "forked");
+            assert_eq!(p.join().unwrap(), (6, "forked".to_owned()));
+            // SAFETY: as above.
+            let p = unsafe { Process::builder().fork_spawn(fork_panics, ()) }.unwrap();
+            match p.join() {
+                Err(Error::ChildPanicked { message }) => assert_eq!(message, "forked failure"),
+                other => panic!("expected ChildPanicked, got {other:?}"),
+            }
+            assert_eq!(current_process().name, "MainProcess");
+        };
+        let _ = tx.send(std::panic::catch_unwind(run));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(r) => r.unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        Err(_) => panic!("watchdog: fork test hung"),
+    }
+}
