@@ -32,13 +32,22 @@ pub struct StaleSegment {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub fn stale_segments(prefix: &str) -> Result<Vec<StaleSegment>> {
-    let mut stale = Vec::new();
+    let mut candidates = Vec::new();
     for name in os::list_names()? {
         if let Some(found) = inspect(&name, prefix) {
-            stale.push(found);
+            candidates.push(found);
         }
     }
-    Ok(stale)
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Scan /proc after the candidates were chosen, so a segment opened in between counts as used.
+    let in_use = os::FilesInUse::scan();
+    Ok(candidates
+        .into_iter()
+        .filter(|c| !in_use.contains(c.dev, c.ino))
+        .map(|c| c.stale)
+        .collect())
 }
 
 /// Removes the stale segments whose name starts with `prefix` and returns them.
@@ -62,7 +71,14 @@ fn creator_alive(pid: u32, start_time: u64) -> bool {
     }
 }
 
-fn inspect(name: &str, prefix: &str) -> Option<StaleSegment> {
+/// A segment whose creator is gone, not yet checked for other users.
+struct Candidate {
+    stale: StaleSegment,
+    dev: u64,
+    ino: u64,
+}
+
+fn inspect(name: &str, prefix: &str) -> Option<Candidate> {
     if name.starts_with(TEMP_PREFIX) {
         let (pid, start, final_name) = parse_temp_name(name)?;
         if !final_name.starts_with(prefix) || creator_alive(pid, start) {
@@ -70,13 +86,12 @@ fn inspect(name: &str, prefix: &str) -> Option<StaleSegment> {
         }
         let fd = os::open_named(name, false).ok()?;
         let (dev, ino) = os::file_identity(fd.as_fd()).ok()?;
-        drop(fd);
-        let unused = !os::file_in_use(dev, ino);
-        return unused.then(|| StaleSegment {
+        let stale = StaleSegment {
             name: name.to_owned(),
             creator_pid: pid,
             unfinished: true,
-        });
+        };
+        return Some(Candidate { stale, dev, ino });
     }
     if !name.starts_with(prefix) || validate_name(name).is_err() {
         return None;
@@ -96,15 +111,13 @@ fn inspect(name: &str, prefix: &str) -> Option<StaleSegment> {
         header.is_persisted(),
         header.creator(),
     );
-    drop(map);
-    drop(fd);
-    if !published || persisted || pid == 0 || creator_alive(pid, start) || os::file_in_use(dev, ino)
-    {
+    if !published || persisted || pid == 0 || creator_alive(pid, start) {
         return None;
     }
-    Some(StaleSegment {
+    let stale = StaleSegment {
         name: name.to_owned(),
         creator_pid: pid,
         unfinished: false,
-    })
+    };
+    Some(Candidate { stale, dev, ino })
 }

@@ -217,37 +217,54 @@ pub(crate) fn list_names() -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Whether any process we can inspect has the file (device, inode) open or mapped, judged from
-/// `/proc/<pid>/fd` and `/proc/<pid>/maps`. Processes of other users are invisible to us.
-pub(crate) fn file_in_use(dev: u64, ino: u64) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return true;
-    };
-    let needle = format!(" {ino} ");
-    for entry in procs.flatten() {
-        let pid = entry.file_name();
-        if !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        let base = entry.path();
-        if let Ok(fds) = std::fs::read_dir(base.join("fd")) {
-            for fd in fds.flatten() {
+/// The files that processes we can inspect hold open or mapped, read from `/proc/<pid>/fd` and
+/// `/proc/<pid>/maps`. Processes of other users are invisible to us.
+#[derive(Default)]
+pub(crate) struct FilesInUse {
+    open: std::collections::HashSet<(u64, u64)>,
+    /// Inodes of mapped files under `/dev/shm` (all on the one tmpfs, so the inode suffices).
+    mapped_shm: std::collections::HashSet<u64>,
+}
+
+impl FilesInUse {
+    /// Scans `/proc` once.
+    pub(crate) fn scan() -> FilesInUse {
+        use std::os::unix::fs::MetadataExt;
+        let mut found = FilesInUse::default();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return found;
+        };
+        for entry in procs.flatten() {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                continue;
+            }
+            let base = entry.path();
+            for fd in std::fs::read_dir(base.join("fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Ok(meta) = std::fs::metadata(fd.path()) {
-                    if meta.dev() == dev && meta.ino() == ino {
-                        return true;
-                    }
+                    found.open.insert((meta.dev(), meta.ino()));
+                }
+            }
+            let maps = std::fs::read_to_string(base.join("maps")).unwrap_or_default();
+            for line in maps.lines().filter(|l| l.contains(SHM_DIR)) {
+                if let Some(ino) = line.split_whitespace().nth(4).and_then(|i| i.parse().ok()) {
+                    found.mapped_shm.insert(ino);
                 }
             }
         }
-        if let Ok(maps) = std::fs::read_to_string(base.join("maps")) {
-            if maps
-                .lines()
-                .any(|l| l.contains(SHM_DIR) && l.contains(&needle))
-            {
-                return true;
-            }
-        }
+        found
     }
-    false
+
+    /// Whether the `/dev/shm` file (device, inode) is open or mapped somewhere.
+    pub(crate) fn contains(&self, dev: u64, ino: u64) -> bool {
+        self.open.contains(&(dev, ino)) || self.mapped_shm.contains(&ino)
+    }
 }
