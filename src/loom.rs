@@ -8,7 +8,7 @@
 pub(crate) use std::{cell, hint, sync, thread};
 
 #[cfg(loom)]
-pub(crate) use loom::{cell, hint, sync, thread};
+pub(crate) use ::loom::{cell, hint, sync, thread};
 
 /// `UnsafeCell` with loom's closure API, over `std`'s cell when not model checking.
 #[cfg(not(loom))]
@@ -20,6 +20,11 @@ pub(crate) struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
 impl<T> UnsafeCell<T> {
     pub(crate) const fn new(value: T) -> Self {
         Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Unwraps the value.
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
     }
 }
 
@@ -45,7 +50,7 @@ impl<T: ?Sized> UnsafeCell<T> {
 }
 
 #[cfg(loom)]
-pub(crate) use loom::cell::UnsafeCell;
+pub(crate) use ::loom::cell::UnsafeCell;
 
 /// Futex wait/wake as the algorithms see them: the shared futex normally, a model under loom.
 pub(crate) mod futex {
@@ -95,6 +100,10 @@ pub(crate) mod futex {
                 return true;
             }
             if deadline.is_some() {
+                // The timeout fires at once; yield so a polling caller lets the other threads run
+                // instead of exhausting loom's branch budget.
+                drop(table);
+                loom::thread::yield_now();
                 return false;
             }
             let ticket = table.next_ticket;
