@@ -57,7 +57,7 @@ pub(crate) mod futex {
     pub(crate) use crate::sys::time::Deadline;
 
     #[cfg(not(loom))]
-    pub(crate) use crate::sys::futex::{wait, wake};
+    pub(crate) use crate::sys::futex::{wait, wait_low, wake, wake_low};
 
     /// Wakes one waiter blocked on `word`.
     #[inline]
@@ -72,7 +72,7 @@ pub(crate) mod futex {
     }
 
     #[cfg(loom)]
-    pub(crate) use model::{wait, wake};
+    pub(crate) use model::{wait, wait_low, wake, wake_low};
 
     /// A futex model for loom: the kernel's hash-bucket lock is a loom `Mutex`, a sleeping waiter
     /// is a loom `Condvar` wait, so a wake-up that is lost shows up as a loom deadlock. A timed
@@ -80,12 +80,16 @@ pub(crate) mod futex {
     #[cfg(loom)]
     mod model {
         use super::Deadline;
-        use loom::sync::atomic::{AtomicU32, Ordering};
+        use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
         use loom::sync::{Condvar, Mutex};
 
         struct Table {
             next_ticket: u64,
             sleepers: Vec<(usize, u64)>,
+        }
+
+        loom::thread_local! {
+            static TIMEOUTS: std::cell::Cell<u32> = std::cell::Cell::new(0);
         }
 
         loom::lazy_static! {
@@ -94,21 +98,49 @@ pub(crate) mod futex {
         }
 
         pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
+            wait_at(word as *const _ as usize, || word.load(Ordering::SeqCst), expected, deadline)
+        }
+
+        /// [`wait`] on the low 32 bits of a 64-bit word.
+        pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadline>) -> bool {
+            let load = || word.load(Ordering::SeqCst) as u32;
+            wait_at(word as *const _ as usize, load, expected, deadline)
+        }
+
+        /// [`wake`] on the low 32 bits of a 64-bit word.
+        pub(crate) fn wake_low(word: &AtomicU64, count: u32) -> u32 {
+            wake_at(word as *const _ as usize, count)
+        }
+
+        fn wait_at(
+            addr: usize,
+            load: impl Fn() -> u32,
+            expected: u32,
+            deadline: Option<Deadline>,
+        ) -> bool {
             let (lock, cv) = &*TABLE;
             let mut table = lock.lock().unwrap();
-            if word.load(Ordering::SeqCst) != expected {
+            if load() != expected {
                 return true;
             }
             if deadline.is_some() {
-                // The timeout fires at once; yield so a polling caller lets the other threads run
-                // instead of exhausting loom's branch budget.
+                // The timeout fires at once. Every second timeout of a thread also yields, which
+                // stands for time passing: the other threads run before it polls again. Without
+                // the yield a polling caller would exhaust loom's branch budget; with it on every
+                // call, loom would never show a poller checking twice on a stalled thread.
                 drop(table);
-                loom::thread::yield_now();
+                let n = TIMEOUTS.with(|c| {
+                    c.set(c.get() + 1);
+                    c.get()
+                });
+                if n % 2 == 0 {
+                    loom::thread::yield_now();
+                }
                 return false;
             }
             let ticket = table.next_ticket;
             table.next_ticket += 1;
-            table.sleepers.push((word as *const _ as usize, ticket));
+            table.sleepers.push((addr, ticket));
             while table.sleepers.iter().any(|&(_, t)| t == ticket) {
                 table = cv.wait(table).unwrap();
             }
@@ -116,9 +148,12 @@ pub(crate) mod futex {
         }
 
         pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
+            wake_at(word as *const _ as usize, count)
+        }
+
+        fn wake_at(addr: usize, count: u32) -> u32 {
             let (lock, cv) = &*TABLE;
             let mut table = lock.lock().unwrap();
-            let addr = word as *const _ as usize;
             let mut woken = 0;
             table.sleepers.retain(|&(a, _)| {
                 if a == addr && woken < count {

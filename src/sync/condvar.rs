@@ -7,14 +7,16 @@
 //! seq:     bumped (wrapping) by every notify; waiters sleep while it equals what they read
 //! waiters: threads between their increment (before unlocking the mutex) and their wake-up
 //! ```
-//! No lost wake-up: a waiter increments `waiters`, then reads `seq`, both SeqCst, before it
-//! unlocks; a notifier bumps `seq`, then reads `waiters`, both SeqCst. Either the notifier sees
-//! the waiter and wakes it, or the waiter's futex wait sees the bumped `seq` and does not sleep.
+//! No lost wake-up: a waiter increments `waiters`, then (after a SeqCst fence) reads `seq`, before
+//! it unlocks; a notifier bumps `seq`, then (after a SeqCst fence) reads `waiters`. By the
+//! fences' total order, either the notifier sees the waiter and wakes it, or the waiter read the
+//! bumped `seq` and its futex wait does not sleep. (With the predicate changed under the mutex,
+//! the mutex alone already orders the two; the fences cover notifiers that skip the mutex.)
 
 use super::mutex::MutexGuard;
 use super::LockResult;
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 /// A condition variable that works across processes with [`Mutex`](super::Mutex).
@@ -154,9 +156,10 @@ impl Condvar {
         deadline: Option<Deadline>,
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
         let mutex = guard.mutex();
-        // SeqCst pair (see the module docs): counted before reading `seq`, before unlocking.
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let seq = self.seq.load(Ordering::SeqCst);
+        // Counted before reading `seq`, before unlocking (module docs).
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::Relaxed);
         drop(guard);
         let woken = futex::wait(&self.seq, seq, deadline);
         self.waiters.fetch_sub(1, Ordering::Relaxed);
@@ -165,16 +168,18 @@ impl Condvar {
 
     /// Wakes one waiter, if any. No syscall when nobody waits.
     pub fn notify_one(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_one(&self.seq);
         }
     }
 
     /// Wakes every waiter. No syscall when nobody waits.
     pub fn notify_all(&self) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_all(&self.seq);
         }
     }

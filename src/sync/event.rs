@@ -6,11 +6,14 @@
 //! ```
 //! A waiter sleeps on the unset word it read. Any change of that word means a `set` happened
 //! (a `clear` only changes a set word), so a woken waiter returns `true` even if the flag was
-//! cleared again before it ran, as in Python. No lost wake-up: waiter increments `waiters` then
-//! rereads the word (SeqCst); `set` changes the word then reads `waiters` (SeqCst).
+//! cleared again before it ran, as in Python. No lost wake-up: the waiter increments `waiters`,
+//! then (after a SeqCst fence) rereads the word; `set` changes the word, then (after a SeqCst
+//! fence) reads `waiters`. By the fences' total order, either the setter sees the waiter and
+//! wakes it, or the waiter sees the new word and does not sleep. (Fences rather than SeqCst
+//! accesses: that is the form of the argument that C++/Rust guarantee, and the one loom models.)
 
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 /// The flag bit of the word.
@@ -71,18 +74,20 @@ impl Event {
             if w & SET != 0 {
                 return;
             }
-            // SeqCst: the setter half of the Dekker pair with `waiters`; Release for data.
+            // Release: a waiter that sees the flag sees what the setter wrote before.
             match self.word.compare_exchange_weak(
                 w,
                 w.wrapping_add(GENERATION) | SET,
-                Ordering::SeqCst,
+                Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
                 Err(now) => w = now,
             }
         }
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        // The setter half of the fence pair (module docs).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_all(&self.word);
         }
     }
@@ -114,9 +119,11 @@ impl Event {
         if w & SET != 0 {
             return true;
         }
-        self.waiters.fetch_add(1, Ordering::SeqCst);
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // The waiter half of the fence pair (module docs).
+        fence(Ordering::SeqCst);
         let set = loop {
-            if self.word.load(Ordering::SeqCst) != w {
+            if self.word.load(Ordering::Acquire) != w {
                 break true;
             }
             let woken = futex::wait(&self.word, w, deadline);

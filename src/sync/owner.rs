@@ -106,7 +106,7 @@ pub(crate) mod model {
         ME.with(|me| {
             if me.get() == 0 {
                 let tid = REGISTRY.next.fetch_add(1, Ordering::Relaxed);
-                REGISTRY.start[tid as usize % SLOTS].store(start_of(tid), Ordering::SeqCst);
+                REGISTRY.start[tid as usize % SLOTS].swap(start_of(tid), Ordering::AcqRel);
                 me.set(tid);
             }
             me.get()
@@ -116,13 +116,13 @@ pub(crate) mod model {
     /// Models the calling thread's death: from now on its id names no thread.
     pub(crate) fn die() {
         let tid = current_tid();
-        REGISTRY.start[tid as usize % SLOTS].store(0, Ordering::SeqCst);
+        REGISTRY.start[tid as usize % SLOTS].swap(0, Ordering::AcqRel);
     }
 
     /// Models the calling thread's death and the reuse of its id by a thread started later.
     pub(crate) fn die_and_reuse() {
         let tid = current_tid();
-        REGISTRY.start[tid as usize % SLOTS].store(start_of(tid) + 500, Ordering::SeqCst);
+        REGISTRY.start[tid as usize % SLOTS].swap(start_of(tid) + 500, Ordering::AcqRel);
     }
 
     /// Liveness from the registry.
@@ -148,8 +148,9 @@ pub(crate) mod model {
             if tid == 0 || tid as usize >= SLOTS {
                 return Liveness::Dead;
             }
-            // SeqCst pairs with the store in `die`: a thread seen dead did all it will ever do.
-            match REGISTRY.start[tid as usize].load(Ordering::SeqCst) {
+            // An RMW reads the latest value, as `/proc` does (a plain load could see a stale one
+            // in loom's model); AcqRel pairs with `die`: a thread seen dead did all it will do.
+            match REGISTRY.start[tid as usize].fetch_add(0, Ordering::AcqRel) {
                 0 => Liveness::Dead,
                 start_time => Liveness::Alive { start_time },
             }

@@ -5,14 +5,17 @@
 //! # Layout (`#[repr(C)]`, 16 bytes, all-zero = unlocked and consistent)
 //!
 //! ```text
-//! word:  bit 31      WAITERS: some locker may sleep on the futex; unlock must wake
-//!        bit 30      unused (ignored when read)
-//!        bits 0..=29 owner TID; 0 = unlocked
-//! state: CONSISTENT (0) | INCONSISTENT (1) | anything else = NOT_RECOVERABLE
-//! owner_start: the owner's thread start time; 0 = not recorded yet
+//! word (AtomicU64):
+//!   bits 32..=63  owner's start tag: low 32 bits of its thread start time (0 = unknown; a time
+//!                 whose low bits are 0 is tagged 1)
+//!   bit  31       WAITERS: some locker may sleep on the futex; unlock must wake
+//!   bit  30       unused (ignored when read)
+//!   bits 0..=29   owner TID; 0 = unlocked
+//!   The futex is the low 32 bits (TID and WAITERS), the part every unlock changes.
+//! state (AtomicU32): CONSISTENT (0) | INCONSISTENT (1) | anything else = NOT_RECOVERABLE
 //! ```
 //!
-//! | word               | meaning                                              |
+//! | low 32 bits        | meaning                                              |
 //! |--------------------|------------------------------------------------------|
 //! | `0`                | unlocked, nobody sleeps                              |
 //! | `WAITERS`          | unlocked; a former sleeper may still be asleep       |
@@ -21,13 +24,13 @@
 //!
 //! # Owner death
 //!
+//! The owner's full identity (TID *and* start time) enters the word in the one CAS that takes the
+//! lock, so there is no moment when a lock is held by an owner that waiters cannot name.
 //! Contended lockers sleep in slices of a few milliseconds. When a slice times out with the word
-//! unchanged they ask the probe about the owner: **dead** if the thread is gone or a zombie, or if
-//! a live thread with that id has another start time than the one recorded (the id was reused) on
-//! two consecutive checks with the same word and record, or if no start time was recorded on many
-//! consecutive checks (the owner died between its CAS and its store, and its id was reused). The
-//! first waiter whose CAS from the observed word succeeds owns the lock and is told `OwnerDied`;
-//! every other CAS fails because the word changed, so exactly one waiter takes over.
+//! unchanged they ask `/proc` about the owner: it is **dead** if no thread has its TID, if that
+//! thread is a zombie, or if a live thread with that TID started at another time (the TID was
+//! reused). The first waiter whose CAS from the observed word succeeds owns the lock and is told
+//! `OwnerDied`; every other CAS fails because the word changed, so exactly one waiter takes over.
 
 use super::owner::{Liveness, OwnerProbe, UNKNOWN_START};
 use crate::loom::futex::{self, Deadline};
@@ -35,11 +38,13 @@ use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Owner TID bits of the word; Linux TIDs are below 2^22.
-const TID_MASK: u32 = (1 << 30) - 1;
+const TID_MASK: u64 = (1 << 30) - 1;
 /// Some locker may sleep on the futex: unlock must wake one.
-const WAITERS: u32 = 1 << 31;
+pub(crate) const WAITERS: u64 = 1 << 31;
 /// Unlocked, nobody sleeps.
-const UNLOCKED: u32 = 0;
+const UNLOCKED: u64 = 0;
+/// Where the owner's start tag begins.
+const TAG_SHIFT: u32 = 32;
 
 /// The data is consistent.
 const CONSISTENT: u32 = 0;
@@ -52,11 +57,38 @@ const NOT_RECOVERABLE: u32 = 2;
 const FIRST_SLICE: Duration = Duration::from_millis(1);
 /// Longest sleep slice, which bounds how late a sleeper notices an owner's death.
 const MAX_SLICE: Duration = Duration::from_millis(4);
-/// Consecutive checks that must see the same live thread with another start time than recorded.
-const MISMATCH_CHECKS: u32 = 2;
-/// Consecutive checks that must see a live thread and no recorded start time. Large because an
-/// owner preempted between its CAS and its store looks exactly like this; about 100 ms of slices.
-const UNRECORDED_CHECKS: u32 = if cfg!(loom) { 3 } else { 25 };
+
+#[inline]
+fn tid_of(w: u64) -> u32 {
+    (w & TID_MASK) as u32
+}
+
+#[inline]
+fn tag_of(w: u64) -> u32 {
+    (w >> TAG_SHIFT) as u32
+}
+
+/// The futex half of the word.
+#[inline]
+fn low(w: u64) -> u32 {
+    w as u32
+}
+
+/// The start tag recorded for a thread start time (0 = unknown).
+#[inline]
+fn start_tag(start: u64) -> u32 {
+    if start == UNKNOWN_START {
+        0
+    } else {
+        (start as u32).max(1)
+    }
+}
+
+/// The word naming the calling thread as owner (without WAITERS).
+#[inline]
+pub(crate) fn owner_word(tid: u32, start: u64) -> u64 {
+    (u64::from(start_tag(start)) << TAG_SHIFT) | (u64::from(tid) & TID_MASK)
+}
 
 /// How a lock was acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,29 +110,19 @@ pub(crate) enum Failed {
     WouldBlock,
 }
 
-/// What a waiter has seen of the current owner so far.
-#[derive(Default)]
-struct Suspicion {
-    word: u32,
-    recorded: u64,
-    count: u32,
-}
-
 /// A robust, process-shared lock without data. See the module docs.
 #[repr(C)]
 pub(crate) struct RawMutex {
-    word: AtomicU32,
+    word: AtomicU64,
     state: AtomicU32,
-    owner_start: AtomicU64,
 }
 
 impl RawMutex {
     /// An unlocked, consistent lock (all zeroes).
     pub(crate) fn new() -> Self {
         RawMutex {
-            word: AtomicU32::new(UNLOCKED),
+            word: AtomicU64::new(UNLOCKED),
             state: AtomicU32::new(CONSISTENT),
-            owner_start: AtomicU64::new(0),
         }
     }
 
@@ -112,47 +134,44 @@ impl RawMutex {
         deadline: Option<Deadline>,
     ) -> Result<Locked, Failed> {
         let (tid, start) = probe.identity();
+        let me = owner_word(tid, start);
         // Acquire: pairs with the Release swap of the previous unlock, so we see its writes.
         if self
             .word
-            .compare_exchange(UNLOCKED, tid, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            self.owner_start.store(start, Ordering::Relaxed);
             return self.acquired(false);
         }
-        self.lock_contended(tid, start, probe, deadline)
+        self.lock_contended(me, probe, deadline)
     }
 
     /// Acquires the lock if nobody holds it. Does not probe the holder's liveness.
     pub(crate) fn try_lock<P: OwnerProbe>(&self, probe: &P) -> Result<Locked, Failed> {
         let (tid, start) = probe.identity();
         let w = self.word.load(Ordering::Relaxed);
-        if w & TID_MASK != 0 {
+        if tid_of(w) != 0 {
             return Err(Failed::WouldBlock);
         }
         // Keep WAITERS: a sleeper may still be asleep and our unlock must wake it.
         match self.word.compare_exchange(
             w,
-            tid | (w & WAITERS),
+            owner_word(tid, start) | (w & WAITERS),
             Ordering::Acquire,
             Ordering::Relaxed,
         ) {
-            Ok(_) => {
-                self.owner_start.store(start, Ordering::Relaxed);
-                self.acquired(false)
-            }
+            Ok(_) => self.acquired(false),
             Err(_) => Err(Failed::WouldBlock),
         }
     }
 
-    /// Whether the calling thread (as `probe` names it) holds the lock. Compares the start time
+    /// Whether the calling thread (as `probe` names it) holds the lock. Compares the start tag
     /// too, so a thread that inherited a dead owner's id is not mistaken for it.
     pub(crate) fn is_held_by<P: OwnerProbe>(&self, probe: &P) -> bool {
         let (tid, start) = probe.identity();
-        // Relaxed: only this thread could have written its own id and start time.
-        self.word.load(Ordering::Relaxed) & TID_MASK == tid
-            && self.owner_start.load(Ordering::Relaxed) == start
+        // Relaxed: only this thread could have written its own identity into the word.
+        let w = self.word.load(Ordering::Relaxed);
+        w & !(WAITERS | (1 << 30)) == owner_word(tid, start) && tid != 0
     }
 
     /// Whether the lock can never be acquired again.
@@ -182,16 +201,10 @@ impl RawMutex {
 
     #[inline]
     fn release(&self, wake_all: bool) {
-        // Cleared before the word, so a waiter that sees the next owner's id in the word never
-        // sees our start time (the Release swap orders this store before the next owner's CAS).
-        self.owner_start.store(0, Ordering::Relaxed);
+        // Release: the next owner's Acquire CAS sees our writes to the data.
         let prev = self.word.swap(UNLOCKED, Ordering::Release);
         if prev & WAITERS != 0 {
-            if wake_all {
-                futex::wake_all(&self.word);
-            } else {
-                futex::wake_one(&self.word);
-            }
+            futex::wake_low(&self.word, if wake_all { u32::MAX } else { 1 });
         }
     }
 
@@ -217,8 +230,7 @@ impl RawMutex {
     #[cold]
     fn lock_contended<P: OwnerProbe>(
         &self,
-        tid: u32,
-        start: u64,
+        me: u64,
         probe: &P,
         deadline: Option<Deadline>,
     ) -> Result<Locked, Failed> {
@@ -226,27 +238,23 @@ impl RawMutex {
         let mut w = self.word.load(Ordering::Relaxed);
         super::spin_until(|| {
             w = self.word.load(Ordering::Relaxed);
-            w & TID_MASK == 0 || w & WAITERS != 0
+            tid_of(w) == 0 || w & WAITERS != 0
         });
         let mut slice = FIRST_SLICE;
-        let mut suspicion = Suspicion::default();
         loop {
             if self.is_not_recoverable() {
                 return Err(Failed::NotRecoverable);
             }
-            if w & TID_MASK == 0 {
+            if tid_of(w) == 0 {
                 // Free. Others may sleep (we may have), so take it with WAITERS set: our unlock
                 // then wakes the next one.
                 match self.word.compare_exchange(
                     w,
-                    tid | WAITERS,
+                    me | WAITERS,
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => {
-                        self.owner_start.store(start, Ordering::Relaxed);
-                        return self.acquired(false);
-                    }
+                    Ok(_) => return self.acquired(false),
                     Err(now) => {
                         w = now;
                         continue;
@@ -274,73 +282,41 @@ impl RawMutex {
             } else {
                 deadline
             };
-            if !futex::wait(&self.word, w, wake_by) && polls {
-                // A slice (or the deadline) ran out with the word unchanged: is the owner alive?
-                if self.owner_is_dead(w, &mut suspicion, probe) {
-                    // One CAS from the observed word: of all waiters that judged this owner dead,
-                    // exactly one succeeds; the rest see a changed word.
-                    if self
-                        .word
-                        .compare_exchange(w, tid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        self.owner_start.store(start, Ordering::Relaxed);
-                        return self.acquired(true);
-                    }
-                }
+            // A slice (or the deadline) ran out with the word unchanged: is the owner alive?
+            // One CAS from the observed word: of all waiters that judged this owner dead,
+            // exactly one succeeds; the rest see a changed word.
+            if !futex::wait_low(&self.word, low(w), wake_by)
+                && polls
+                && self.owner_is_dead(w, probe)
+                && self
+                    .word
+                    .compare_exchange(w, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return self.acquired(true);
             }
             w = self.word.load(Ordering::Relaxed);
         }
     }
 
-    /// One liveness check of the owner named by `w` (which the caller saw unchanged).
-    fn owner_is_dead<P: OwnerProbe>(&self, w: u32, s: &mut Suspicion, probe: &P) -> bool {
-        // Acquire on the word, then the record: we never see a start time older than the last
-        // unlock before the owner in `w` (see `release`).
-        if self.word.load(Ordering::Acquire) != w {
-            *s = Suspicion::default();
+    /// Checks the owner named by `w` (which the caller saw unchanged after a timed-out sleep).
+    fn owner_is_dead<P: OwnerProbe>(&self, w: u64, probe: &P) -> bool {
+        // The whole word, so the TID and start tag we judge are the current owner's.
+        if self.word.load(Ordering::Relaxed) != w {
             return false;
         }
-        let recorded = self.owner_start.load(Ordering::Relaxed);
-        match probe.liveness(w & TID_MASK) {
+        match probe.liveness(tid_of(w)) {
             Liveness::Dead => true,
-            Liveness::Unknown => {
-                *s = Suspicion::default();
-                false
-            }
-            Liveness::Alive { start_time } => {
-                if recorded == start_time || recorded == UNKNOWN_START {
-                    *s = Suspicion::default();
-                    return false;
-                }
-                if s.count > 0 && s.word == w && s.recorded == recorded {
-                    s.count += 1;
-                } else {
-                    *s = Suspicion {
-                        word: w,
-                        recorded,
-                        count: 1,
-                    };
-                }
-                let needed = if recorded == 0 {
-                    UNRECORDED_CHECKS
-                } else {
-                    MISMATCH_CHECKS
-                };
-                s.count >= needed
-            }
+            // A thread with this TID lives: the owner is dead only if it is another thread (the
+            // TID was reused). With no recorded tag we cannot tell, and assume the owner.
+            Liveness::Alive { start_time } => tag_of(w) != 0 && tag_of(w) != start_tag(start_time),
+            Liveness::Unknown => false,
         }
     }
 
-    /// Test and model hooks: the raw steps of `lock`/`unlock`, so a model can stop between them.
+    /// Test and model hook: the lock word.
     #[cfg(test)]
-    pub(crate) fn raw_word(&self) -> &AtomicU32 {
+    pub(crate) fn raw_word(&self) -> &AtomicU64 {
         &self.word
-    }
-
-    /// See [`RawMutex::raw_word`].
-    #[cfg(test)]
-    pub(crate) fn raw_owner_start(&self) -> &AtomicU64 {
-        &self.owner_start
     }
 }

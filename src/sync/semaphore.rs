@@ -5,13 +5,14 @@
 //! waiters: acquirers between their increment and their wake-up; release wakes only if non-zero
 //! max:     the bound for `release` (u32::MAX = unbounded)
 //! ```
-//! No lost wake-up: an acquirer increments `waiters` (SeqCst) and the kernel then rechecks
-//! `count == 0` before sleeping; a releaser increments `count` (SeqCst) and then reads `waiters`
-//! (SeqCst). Either the releaser sees the waiter and wakes one, or the waiter sees the permit.
+//! No lost wake-up: an acquirer increments `waiters`, then (after a SeqCst fence) the futex
+//! rechecks `count == 0` before sleeping; a releaser increments `count`, then (after a SeqCst
+//! fence) reads `waiters`. By the fences' total order either the releaser sees the waiter and
+//! wakes one, or the waiter sees the permit.
 
 use super::{SemaphoreError, deadline_after};
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
 
 /// A counting semaphore that works across processes.
@@ -115,8 +116,9 @@ impl Semaphore {
             {
                 return Ok(());
             }
-            // SeqCst pair with `release` (see the module docs).
-            self.waiters.fetch_add(1, Ordering::SeqCst);
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            // The waiter half of the fence pair (module docs).
+            fence(Ordering::SeqCst);
             let woken = futex::wait(&self.count, 0, deadline);
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             if self.try_acquire().is_ok() {
@@ -141,16 +143,18 @@ impl Semaphore {
             if c >= max {
                 return Err(SemaphoreError::Overflow);
             }
-            // SeqCst: the releaser half of the Dekker pair with `waiters`; also Release for data.
+            // Release: an acquirer that takes this permit sees what the releaser wrote before.
             match self
                 .count
-                .compare_exchange_weak(c, c + 1, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(c, c + 1, Ordering::Release, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(now) => c = now,
             }
         }
-        if self.waiters.load(Ordering::SeqCst) != 0 {
+        // The releaser half of the fence pair (module docs).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_one(&self.count);
         }
         Ok(())
