@@ -72,7 +72,21 @@ pub(crate) mod futex {
     }
 
     #[cfg(loom)]
-    pub(crate) use model::{wait, wait_low, wake, wake_low};
+    pub(crate) use model::{death, poll_wait_low, wait, wait_low, wake, wake_low};
+
+    /// A waiter's bounded sleep on the low half of `word`, after which it checks on a lock's
+    /// owner: the futex with a timeout normally. In the model there is no time: the sleep ends
+    /// when woken, or when some modelled thread died since the caller last looked (then it
+    /// returns `false`, as a timeout would), so a live owner is never polled in a busy loop.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn poll_wait_low(
+        word: &super::sync::atomic::AtomicU64,
+        expected: u32,
+        wake_by: Deadline,
+    ) -> bool {
+        wait_low(word, expected, Some(wake_by))
+    }
 
     /// A futex model for loom: the kernel's hash-bucket lock is a loom `Mutex`, a sleeping waiter
     /// is a loom `Condvar` wait, so a wake-up that is lost shows up as a loom deadlock. A timed
@@ -85,16 +99,51 @@ pub(crate) mod futex {
 
         struct Table {
             next_ticket: u64,
-            sleepers: Vec<(usize, u64)>,
+            /// (address, ticket, polling sleeper)
+            sleepers: Vec<(usize, u64, bool)>,
+            /// Modelled thread deaths so far.
+            deaths: u64,
         }
 
         loom::thread_local! {
-            static TIMEOUTS: std::cell::Cell<u32> = std::cell::Cell::new(0);
+            /// The death count this thread's polling sleeps have seen.
+            static SEEN_DEATHS: std::cell::Cell<u64> = std::cell::Cell::new(0);
+        }
+
+        /// Records a modelled thread death (or time passing): polling sleepers wake up as if
+        /// their slice ran out.
+        pub(crate) fn death() {
+            let (lock, cv) = &*TABLE;
+            let mut table = lock.lock().unwrap();
+            table.deaths += 1;
+            table.sleepers.retain(|&(_, _, polled)| !polled);
+            cv.notify_all();
+        }
+
+        /// See `crate::loom::futex::poll_wait_low`.
+        pub(crate) fn poll_wait_low(word: &AtomicU64, expected: u32, _wake_by: Deadline) -> bool {
+            let (lock, cv) = &*TABLE;
+            let mut table = lock.lock().unwrap();
+            if word.load(Ordering::SeqCst) as u32 != expected {
+                return true;
+            }
+            let deaths = table.deaths;
+            if SEEN_DEATHS.with(|c| c.replace(deaths)) != deaths {
+                return false;
+            }
+            let ticket = table.next_ticket;
+            table.next_ticket += 1;
+            table.sleepers.push((word as *const _ as usize, ticket, true));
+            while table.sleepers.iter().any(|&(_, t, _)| t == ticket) {
+                table = cv.wait(table).unwrap();
+            }
+            let deaths = table.deaths;
+            SEEN_DEATHS.with(|c| c.replace(deaths)) == deaths
         }
 
         loom::lazy_static! {
             static ref TABLE: (Mutex<Table>, Condvar) =
-                (Mutex::new(Table { next_ticket: 0, sleepers: Vec::new() }), Condvar::new());
+                (Mutex::new(Table { next_ticket: 0, sleepers: Vec::new(), deaths: 0 }), Condvar::new());
         }
 
         pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
@@ -124,24 +173,13 @@ pub(crate) mod futex {
                 return true;
             }
             if deadline.is_some() {
-                // The timeout fires at once. Every second timeout of a thread also yields, which
-                // stands for time passing: the other threads run before it polls again. Without
-                // the yield a polling caller would exhaust loom's branch budget; with it on every
-                // call, loom would never show a poller checking twice on a stalled thread.
-                drop(table);
-                let n = TIMEOUTS.with(|c| {
-                    c.set(c.get() + 1);
-                    c.get()
-                });
-                if n % 2 == 0 {
-                    loom::thread::yield_now();
-                }
+                // The timeout fires at once.
                 return false;
             }
             let ticket = table.next_ticket;
             table.next_ticket += 1;
-            table.sleepers.push((addr, ticket));
-            while table.sleepers.iter().any(|&(_, t)| t == ticket) {
+            table.sleepers.push((addr, ticket, false));
+            while table.sleepers.iter().any(|&(_, t, _)| t == ticket) {
                 table = cv.wait(table).unwrap();
             }
             true
@@ -155,7 +193,7 @@ pub(crate) mod futex {
             let (lock, cv) = &*TABLE;
             let mut table = lock.lock().unwrap();
             let mut woken = 0;
-            table.sleepers.retain(|&(a, _)| {
+            table.sleepers.retain(|&(a, _, _)| {
                 if a == addr && woken < count {
                     woken += 1;
                     false

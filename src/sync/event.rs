@@ -113,6 +113,12 @@ impl Event {
         self.wait_until(Some(Deadline::after(timeout)))
     }
 
+    /// Threads counted as waiting (for models).
+    #[cfg(test)]
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
     fn wait_until(&self, deadline: Option<Deadline>) -> bool {
         // Acquire: pairs with `set`, so a caller that sees the flag sees what the setter wrote.
         let w = self.word.load(Ordering::Acquire);

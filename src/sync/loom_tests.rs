@@ -89,6 +89,25 @@ fn mutex_exclusion_three_threads_polling() {
 }
 
 #[test]
+fn mutex_polling_never_judges_a_live_owner_dead() {
+    // A third thread makes time pass twice at arbitrary points, so the waiter checks on the live
+    // owner wherever it is (including right after its CAS): it must never take over.
+    model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let m1 = Arc::clone(&m);
+        let t = thread::spawn(move || *m1.lock().unwrap() += 1);
+        let ticker = thread::spawn(|| {
+            model::time_passes();
+            model::time_passes();
+        });
+        *m.lock().unwrap() += 1;
+        t.join().unwrap();
+        ticker.join().unwrap();
+        assert_eq!(*m.lock().unwrap(), 2);
+    });
+}
+
+#[test]
 fn mutex_try_lock_exclusion() {
     model(|| {
         let g = Arc::new(Guarded::new());
@@ -309,6 +328,11 @@ fn event_set_then_clear_releases_waiter() {
         let e = Arc::new(Event::new());
         let e1 = Arc::clone(&e);
         let t = thread::spawn(move || e1.wait());
+        // Set and clear only once the waiter waits (a waiter arriving after the clear would
+        // rightly block).
+        while e.waiters() == 0 {
+            thread::yield_now();
+        }
         e.set();
         e.clear();
         // The waiter must return even though the flag is clear again.
@@ -409,5 +433,101 @@ fn rwlock_readers_share_writer_waits() {
         *l.write().unwrap() = 5;
         assert!(reader.join().unwrap() <= 5);
         assert_eq!(v, 0);
+    });
+}
+
+#[test]
+fn semaphore_two_blocked_acquirers() {
+    model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.acquire())
+            })
+            .collect();
+        s.release().unwrap();
+        s.release().unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(s.value(), 0);
+    });
+}
+
+#[test]
+fn condvar_two_waiters_two_notify_one() {
+    model(|| {
+        let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let pair = Arc::clone(&pair);
+                thread::spawn(move || {
+                    let mut g = pair.1.wait_while(pair.0.lock().unwrap(), |n| *n == 0).unwrap();
+                    *g -= 1;
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            *pair.0.lock().unwrap() += 1;
+            pair.1.notify_one();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*pair.0.lock().unwrap(), 0);
+    });
+}
+
+#[test]
+fn event_two_waiters() {
+    model(|| {
+        let e = Arc::new(Event::new());
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let e = Arc::clone(&e);
+                thread::spawn(move || e.wait())
+            })
+            .collect();
+        e.set();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn barrier_three_parties() {
+    model(|| {
+        let b = Arc::new(Barrier::new(3));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.wait().unwrap())
+            })
+            .collect();
+        let mut idx = vec![b.wait().unwrap()];
+        idx.extend(hs.into_iter().map(|h| h.join().unwrap()));
+        idx.sort();
+        assert_eq!(idx, [0, 1, 2]);
+    });
+}
+
+#[test]
+fn rwlock_two_writers_one_reader() {
+    model(|| {
+        let l = Arc::new(RwLock::new(0u32));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let l = Arc::clone(&l);
+                thread::spawn(move || *l.write().unwrap() += 1)
+            })
+            .collect();
+        let v = *l.read().unwrap();
+        assert!(v <= 2);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*l.read().unwrap(), 2);
     });
 }

@@ -117,12 +117,19 @@ pub(crate) mod model {
     pub(crate) fn die() {
         let tid = current_tid();
         REGISTRY.start[tid as usize % SLOTS].swap(0, Ordering::AcqRel);
+        crate::loom::futex::death();
     }
 
     /// Models the calling thread's death and the reuse of its id by a thread started later.
     pub(crate) fn die_and_reuse() {
         let tid = current_tid();
         REGISTRY.start[tid as usize % SLOTS].swap(start_of(tid) + 500, Ordering::AcqRel);
+        crate::loom::futex::death();
+    }
+
+    /// Models time passing: every polling sleeper's slice runs out, so it checks on the owner.
+    pub(crate) fn time_passes() {
+        crate::loom::futex::death();
     }
 
     /// Liveness from the registry.

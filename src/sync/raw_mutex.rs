@@ -274,19 +274,18 @@ impl RawMutex {
                 }
                 w |= WAITERS;
             }
-            let polls = probe.polls();
-            let wake_by = if polls {
-                let d = Deadline::after(slice);
-                slice = (slice * 2).min(MAX_SLICE);
-                Some(deadline.map_or(d, |dl| dl.min(d)))
-            } else {
-                deadline
-            };
+            if !probe.polls() {
+                futex::wait_low(&self.word, low(w), deadline);
+                w = self.word.load(Ordering::Relaxed);
+                continue;
+            }
+            let slice_end = Deadline::after(slice);
+            slice = (slice * 2).min(MAX_SLICE);
+            let wake_by = deadline.map_or(slice_end, |d| d.min(slice_end));
             // A slice (or the deadline) ran out with the word unchanged: is the owner alive?
             // One CAS from the observed word: of all waiters that judged this owner dead,
             // exactly one succeeds; the rest see a changed word.
-            if !futex::wait_low(&self.word, low(w), wake_by)
-                && polls
+            if !futex::poll_wait_low(&self.word, low(w), wake_by)
                 && self.owner_is_dead(w, probe)
                 && self
                     .word
