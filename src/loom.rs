@@ -4,10 +4,13 @@
 //! Code in this crate imports `crate::loom::sync::atomic::AtomicU32` (never `core::sync::atomic`
 //! directly) for any atomic that takes part in a cross-process protocol.
 
+// Not every path is used by every build; they are the shim's interface.
 #[cfg(not(loom))]
+#[allow(unused_imports)]
 pub(crate) use std::{cell, hint, sync, thread};
 
 #[cfg(loom)]
+#[allow(unused_imports)]
 pub(crate) use ::loom::{cell, hint, sync, thread};
 
 /// `UnsafeCell` with loom's closure API, over `std`'s cell when not model checking.
@@ -43,6 +46,7 @@ impl<T: ?Sized> UnsafeCell<T> {
     }
 
     /// The raw pointer, for guards that hand out references for their whole lifetime.
+    #[allow(dead_code)]
     #[inline(always)]
     pub(crate) fn get(&self) -> *mut T {
         self.0.get()
@@ -133,7 +137,9 @@ pub(crate) mod futex {
             }
             let ticket = table.next_ticket;
             table.next_ticket += 1;
-            table.sleepers.push((word as *const _ as usize, ticket, true));
+            table
+                .sleepers
+                .push((word as *const _ as usize, ticket, true));
             while table.sleepers.iter().any(|&(_, t, _)| t == ticket) {
                 table = cv.wait(table).unwrap();
             }
@@ -147,11 +153,20 @@ pub(crate) mod futex {
         }
 
         pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
-            wait_at(word as *const _ as usize, || word.load(Ordering::SeqCst), expected, deadline)
+            wait_at(
+                word as *const _ as usize,
+                || word.load(Ordering::SeqCst),
+                expected,
+                deadline,
+            )
         }
 
         /// [`wait`] on the low 32 bits of a 64-bit word.
-        pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadline>) -> bool {
+        pub(crate) fn wait_low(
+            word: &AtomicU64,
+            expected: u32,
+            deadline: Option<Deadline>,
+        ) -> bool {
             let load = || word.load(Ordering::SeqCst) as u32;
             wait_at(word as *const _ as usize, load, expected, deadline)
         }

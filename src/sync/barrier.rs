@@ -99,7 +99,10 @@ impl Barrier {
     ///
     /// If `parties` exceeds [`Barrier::MAX_PARTIES`].
     pub fn new(parties: u32) -> Self {
-        assert!(parties <= MAX_PARTIES, "Barrier: at most {MAX_PARTIES} parties");
+        assert!(
+            parties <= MAX_PARTIES,
+            "Barrier: at most {MAX_PARTIES} parties"
+        );
         Barrier {
             word: AtomicU32::new(0),
             parties: AtomicU32::new(parties.max(1)),
@@ -321,7 +324,10 @@ mod tests {
                 Err(BarrierError::Timeout)
             );
             let e = t.elapsed();
-            assert!(e >= Duration::from_millis(30) && e < Duration::from_millis(40), "{e:?}");
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
             assert_eq!(other.join().unwrap(), Err(BarrierError::Broken));
             assert!(b.is_broken());
             assert_eq!(b.wait(), Err(BarrierError::Broken));

@@ -13,8 +13,8 @@
 //! bumped `seq` and its futex wait does not sleep. (With the predicate changed under the mutex,
 //! the mutex alone already orders the two; the fences cover notifiers that skip the mutex.)
 
-use super::mutex::MutexGuard;
 use super::LockResult;
+use super::mutex::MutexGuard;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
@@ -202,7 +202,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let (m, not_empty, not_full) = &*pair;
                     for i in 1..=2000u64 {
-                        let mut g = not_full.wait_while(m.lock().unwrap(), |s| s.0 == 1).unwrap();
+                        let mut g = not_full
+                            .wait_while(m.lock().unwrap(), |s| s.0 == 1)
+                            .unwrap();
                         *g = (1, i);
                         drop(g);
                         not_empty.notify_one();
@@ -212,7 +214,9 @@ mod tests {
             let (m, not_empty, not_full) = &*pair;
             let mut sum = 0;
             for _ in 0..2000 {
-                let mut g = not_empty.wait_while(m.lock().unwrap(), |s| s.0 == 0).unwrap();
+                let mut g = not_empty
+                    .wait_while(m.lock().unwrap(), |s| s.0 == 0)
+                    .unwrap();
                 sum += g.1;
                 g.0 = 0;
                 drop(g);
@@ -235,7 +239,10 @@ mod tests {
             drop(g);
             assert!(r.timed_out());
             let e = t.elapsed();
-            assert!(e >= Duration::from_millis(30) && e < Duration::from_millis(40), "{e:?}");
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
             let (_g, r) = cv
                 .wait_timeout_while(m.lock().unwrap(), Duration::from_millis(10), |_| true)
                 .unwrap();

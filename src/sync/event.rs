@@ -114,7 +114,7 @@ impl Event {
     }
 
     /// Threads counted as waiting (for models).
-    #[cfg(test)]
+    #[cfg(all(test, loom))]
     pub(crate) fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
     }
@@ -160,7 +160,10 @@ mod tests {
             let t = Instant::now();
             assert!(!ev.wait_timeout(Duration::from_millis(30)));
             let e = t.elapsed();
-            assert!(e >= Duration::from_millis(30) && e < Duration::from_millis(40), "{e:?}");
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
             let hs: Vec<_> = (0..3)
                 .map(|_| {
                     let ev = Arc::clone(&ev);

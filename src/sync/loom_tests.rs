@@ -151,7 +151,12 @@ fn owner_stops_at(stop: u32, reuse: bool) {
                 return finish(false);
             }
             if word
-                .compare_exchange(0, owner_word(tid, start), Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    0,
+                    owner_word(tid, start),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
                 // The other thread holds it: give up and exit without holding.
@@ -463,7 +468,10 @@ fn condvar_two_waiters_two_notify_one() {
             .map(|_| {
                 let pair = Arc::clone(&pair);
                 thread::spawn(move || {
-                    let mut g = pair.1.wait_while(pair.0.lock().unwrap(), |n| *n == 0).unwrap();
+                    let mut g = pair
+                        .1
+                        .wait_while(pair.0.lock().unwrap(), |n| *n == 0)
+                        .unwrap();
                     *g -= 1;
                 })
             })

@@ -169,7 +169,10 @@ pub(crate) mod testutil {
     use std::time::Duration;
 
     /// Runs `f` on a thread and fails the test if it does not finish within `secs` seconds.
-    pub(crate) fn watchdog<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    pub(crate) fn watchdog<R: Send + 'static>(
+        secs: u64,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> R {
         let (tx, rx) = mpsc::channel();
         let handle = std::thread::spawn(move || {
             let r = f();

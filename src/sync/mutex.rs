@@ -141,7 +141,7 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn raw(&self) -> &RawMutex {
         &self.raw
     }
@@ -349,8 +349,46 @@ mod tests {
                 }
                 other => panic!("expected OwnerDied, got {:?}", other.err()),
             }
-            assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_millis(100),
+                "{:?}",
+                t.elapsed()
+            );
             assert_eq!(*m.lock().unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn blocked_waiter_detects_death_within_a_slice() {
+        watchdog(10, || {
+            let m = Arc::new(Mutex::new(0u32));
+            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let holder = {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let g = m.lock().unwrap();
+                    locked_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    std::mem::forget(g);
+                })
+            };
+            locked_rx.recv().unwrap();
+            let m2 = Arc::clone(&m);
+            let waiter = std::thread::spawn(move || {
+                let r = matches!(m2.lock(), Err(LockError::OwnerDied(_)));
+                (r, Instant::now())
+            });
+            // Long enough for the waiter's slices to reach their maximum.
+            std::thread::sleep(Duration::from_millis(30));
+            go_tx.send(()).unwrap();
+            holder.join().unwrap();
+            let died = Instant::now();
+            let (owner_died, at) = waiter.join().unwrap();
+            assert!(owner_died);
+            let latency = at.saturating_duration_since(died);
+            // One slice (at most 4 ms) plus a `/proc` read, with slack for a loaded machine.
+            assert!(latency < Duration::from_millis(25), "{latency:?}");
         });
     }
 
@@ -362,7 +400,8 @@ mod tests {
             // A waiter blocks while the repairing holder holds the OwnerDied guard.
             let g = m.lock().err().and_then(LockError::into_guard).unwrap();
             let m2 = Arc::clone(&m);
-            let blocked = std::thread::spawn(move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
+            let blocked =
+                std::thread::spawn(move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
             std::thread::sleep(Duration::from_millis(20));
             drop(g);
             assert!(blocked.join().unwrap());

@@ -16,6 +16,7 @@ pub(crate) enum Liveness {
         start_time: u64,
     },
     /// The probe failed (e.g. `/proc` unreadable): assume alive.
+    #[cfg_attr(loom, allow(dead_code))]
     Unknown,
 }
 

@@ -386,9 +386,7 @@ impl<T: ?Sized> RwLock<T> {
 
     #[inline]
     fn spin_read(&self) -> u32 {
-        self.spin_until(|s| {
-            !is_write_locked(s) || has_readers_waiting(s) || has_writers_waiting(s)
-        })
+        self.spin_until(|s| !is_write_locked(s) || has_readers_waiting(s) || has_writers_waiting(s))
     }
 }
 
@@ -549,7 +547,10 @@ mod tests {
                 Err(LockError::Timeout)
             ));
             let e = t.elapsed();
-            assert!(e >= Duration::from_millis(30) && e < Duration::from_millis(40), "{e:?}");
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
             drop(w);
             // The timed-out writer left no stale bit that blocks readers.
             assert!(l.try_read().is_ok());

@@ -213,7 +213,10 @@ mod tests {
                 Err(SemaphoreError::Timeout)
             );
             let e = t.elapsed();
-            assert!(e >= Duration::from_millis(30) && e < Duration::from_millis(40), "{e:?}");
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
             s.release().unwrap();
             assert_eq!(s.value(), 1);
             let u = Semaphore::new(0);
