@@ -4,11 +4,14 @@
 //! Code in this crate imports `crate::loom::sync::atomic::AtomicU32` (never `core::sync::atomic`
 //! directly) for any atomic that takes part in a cross-process protocol.
 
+// Not every path is used by every build; they are the shim's interface.
 #[cfg(not(loom))]
+#[allow(unused_imports)]
 pub(crate) use std::{cell, hint, sync, thread};
 
 #[cfg(loom)]
-pub(crate) use loom::{cell, hint, sync, thread};
+#[allow(unused_imports)]
+pub(crate) use ::loom::{cell, hint, sync, thread};
 
 /// `UnsafeCell` with loom's closure API, over `std`'s cell when not model checking.
 #[cfg(not(loom))]
@@ -20,6 +23,11 @@ pub(crate) struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
 impl<T> UnsafeCell<T> {
     pub(crate) const fn new(value: T) -> Self {
         Self(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Unwraps the value.
+    pub(crate) fn into_inner(self) -> T {
+        self.0.into_inner()
     }
 }
 
@@ -38,6 +46,7 @@ impl<T: ?Sized> UnsafeCell<T> {
     }
 
     /// The raw pointer, for guards that hand out references for their whole lifetime.
+    #[allow(dead_code)]
     #[inline(always)]
     pub(crate) fn get(&self) -> *mut T {
         self.0.get()
@@ -45,14 +54,14 @@ impl<T: ?Sized> UnsafeCell<T> {
 }
 
 #[cfg(loom)]
-pub(crate) use loom::cell::UnsafeCell;
+pub(crate) use ::loom::cell::UnsafeCell;
 
 /// Futex wait/wake as the algorithms see them: the shared futex normally, a model under loom.
 pub(crate) mod futex {
     pub(crate) use crate::sys::time::Deadline;
 
     #[cfg(not(loom))]
-    pub(crate) use crate::sys::futex::{wait, wake};
+    pub(crate) use crate::sys::futex::{wait, wait_low, wake, wake_low};
 
     /// Wakes one waiter blocked on `word`.
     #[inline]
@@ -67,7 +76,21 @@ pub(crate) mod futex {
     }
 
     #[cfg(loom)]
-    pub(crate) use model::{wait, wake};
+    pub(crate) use model::{death, poll_wait_low, wait, wait_low, wake, wake_low};
+
+    /// A waiter's bounded sleep on the low half of `word`, after which it checks on a lock's
+    /// owner: the futex with a timeout normally. In the model there is no time: the sleep ends
+    /// when woken, or when some modelled thread died since the caller last looked (then it
+    /// returns `false`, as a timeout would), so a live owner is never polled in a busy loop.
+    #[cfg(not(loom))]
+    #[inline]
+    pub(crate) fn poll_wait_low(
+        word: &super::sync::atomic::AtomicU64,
+        expected: u32,
+        wake_by: Deadline,
+    ) -> bool {
+        wait_low(word, expected, Some(wake_by))
+    }
 
     /// A futex model for loom: the kernel's hash-bucket lock is a loom `Mutex`, a sleeping waiter
     /// is a loom `Condvar` wait, so a wake-up that is lost shows up as a loom deadlock. A timed
@@ -75,43 +98,117 @@ pub(crate) mod futex {
     #[cfg(loom)]
     mod model {
         use super::Deadline;
-        use loom::sync::atomic::{AtomicU32, Ordering};
+        use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
         use loom::sync::{Condvar, Mutex};
 
         struct Table {
             next_ticket: u64,
-            sleepers: Vec<(usize, u64)>,
+            /// (address, ticket, polling sleeper)
+            sleepers: Vec<(usize, u64, bool)>,
+            /// Modelled thread deaths so far.
+            deaths: u64,
         }
 
-        loom::lazy_static! {
-            static ref TABLE: (Mutex<Table>, Condvar) =
-                (Mutex::new(Table { next_ticket: 0, sleepers: Vec::new() }), Condvar::new());
+        loom::thread_local! {
+            /// The death count this thread's polling sleeps have seen.
+            static SEEN_DEATHS: std::cell::Cell<u64> = std::cell::Cell::new(0);
         }
 
-        pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
+        /// Records a modelled thread death (or time passing): polling sleepers wake up as if
+        /// their slice ran out.
+        pub(crate) fn death() {
             let (lock, cv) = &*TABLE;
             let mut table = lock.lock().unwrap();
-            if word.load(Ordering::SeqCst) != expected {
+            table.deaths += 1;
+            table.sleepers.retain(|&(_, _, polled)| !polled);
+            cv.notify_all();
+        }
+
+        /// See `crate::loom::futex::poll_wait_low`.
+        pub(crate) fn poll_wait_low(word: &AtomicU64, expected: u32, _wake_by: Deadline) -> bool {
+            let (lock, cv) = &*TABLE;
+            let mut table = lock.lock().unwrap();
+            if word.load(Ordering::SeqCst) as u32 != expected {
                 return true;
             }
-            if deadline.is_some() {
+            let deaths = table.deaths;
+            if SEEN_DEATHS.with(|c| c.replace(deaths)) != deaths {
                 return false;
             }
             let ticket = table.next_ticket;
             table.next_ticket += 1;
-            table.sleepers.push((word as *const _ as usize, ticket));
-            while table.sleepers.iter().any(|&(_, t)| t == ticket) {
+            table
+                .sleepers
+                .push((word as *const _ as usize, ticket, true));
+            while table.sleepers.iter().any(|&(_, t, _)| t == ticket) {
+                table = cv.wait(table).unwrap();
+            }
+            let deaths = table.deaths;
+            SEEN_DEATHS.with(|c| c.replace(deaths)) == deaths
+        }
+
+        loom::lazy_static! {
+            static ref TABLE: (Mutex<Table>, Condvar) =
+                (Mutex::new(Table { next_ticket: 0, sleepers: Vec::new(), deaths: 0 }), Condvar::new());
+        }
+
+        pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
+            wait_at(
+                word as *const _ as usize,
+                || word.load(Ordering::SeqCst),
+                expected,
+                deadline,
+            )
+        }
+
+        /// [`wait`] on the low 32 bits of a 64-bit word.
+        pub(crate) fn wait_low(
+            word: &AtomicU64,
+            expected: u32,
+            deadline: Option<Deadline>,
+        ) -> bool {
+            let load = || word.load(Ordering::SeqCst) as u32;
+            wait_at(word as *const _ as usize, load, expected, deadline)
+        }
+
+        /// [`wake`] on the low 32 bits of a 64-bit word.
+        pub(crate) fn wake_low(word: &AtomicU64, count: u32) -> u32 {
+            wake_at(word as *const _ as usize, count)
+        }
+
+        fn wait_at(
+            addr: usize,
+            load: impl Fn() -> u32,
+            expected: u32,
+            deadline: Option<Deadline>,
+        ) -> bool {
+            let (lock, cv) = &*TABLE;
+            let mut table = lock.lock().unwrap();
+            if load() != expected {
+                return true;
+            }
+            if deadline.is_some() {
+                // The timeout fires at once.
+                return false;
+            }
+            let ticket = table.next_ticket;
+            table.next_ticket += 1;
+            table.sleepers.push((addr, ticket, false));
+            while table.sleepers.iter().any(|&(_, t, _)| t == ticket) {
                 table = cv.wait(table).unwrap();
             }
             true
         }
 
         pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
+            wake_at(word as *const _ as usize, count)
+        }
+
+        fn wake_at(addr: usize, count: u32) -> u32 {
             let (lock, cv) = &*TABLE;
             let mut table = lock.lock().unwrap();
-            let addr = word as *const _ as usize;
             let mut woken = 0;
-            table.sleepers.retain(|&(a, _)| {
+            table.sleepers.retain(|&(a, _, _)| {
                 if a == addr && woken < count {
                     woken += 1;
                     false

@@ -1,3 +1,191 @@
 //! Process-shared synchronisation primitives.
+//!
+//! Every type here is an in-place `#[repr(C)]` value made only of atomics (and, for the locks, the
+//! protected data): put it in shared memory (directly, through `Shared<T>`, or inside your own
+//! `#[repr(C)]` struct) and every process that maps it synchronises through it. All waiting is on
+//! *shared* futexes with absolute `CLOCK_MONOTONIC` deadlines.
+//!
+//! - [`Mutex`] and [`ReentrantMutex`]: robust locks; a holder that dies is reported to the next
+//!   locker as [`LockError::OwnerDied`].
+//! - [`Condvar`]: waits on a [`MutexGuard`].
+//! - [`Semaphore`] (optionally bounded), [`Barrier`], [`Event`], [`RwLock`].
+//!
+//! Every blocking call has a `try_` and a `_timeout` form. Shared memory is hostile: whatever a
+//! peer writes into one of these types can make it report wrong results or wait, but never causes
+//! undefined behaviour or a panic. `SAFETY-sync.md` lists the cross-process invariants.
+
+use std::fmt;
+
+mod barrier;
+mod condvar;
+mod event;
 mod mutex;
-pub use mutex::{LockError, LockResult, Mutex, MutexGuard};
+mod owner;
+mod raw_mutex;
+mod reentrant;
+mod rwlock;
+mod semaphore;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+
+pub use barrier::Barrier;
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use event::Event;
+pub use mutex::{Mutex, MutexGuard};
+pub use reentrant::{ReentrantMutex, ReentrantMutexGuard};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use semaphore::Semaphore;
+
+/// Why a lock was not acquired cleanly.
+pub enum LockError<G> {
+    /// The lock is held, but its previous holder died while holding it: the protected data may be
+    /// half-updated. Repair it through the guard and call `make_consistent()`; dropping the guard
+    /// without doing so makes the lock [`LockError::NotRecoverable`] for everyone.
+    OwnerDied(G),
+    /// A holder died and the next one released the lock without making it consistent: the lock
+    /// can never be acquired again.
+    NotRecoverable,
+    /// The deadline passed first.
+    Timeout,
+    /// The lock is held (from a `try_` call).
+    WouldBlock,
+}
+
+/// The result of a lock operation: the guard, or why there is none (or a guard with a warning).
+pub type LockResult<G> = Result<G, LockError<G>>;
+
+impl<G> LockError<G> {
+    /// The guard carried by [`LockError::OwnerDied`], if any.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Maps the guard of an `OwnerDied` error (used when a guard is wrapped in another value).
+    pub(crate) fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::NotRecoverable => LockError::NotRecoverable,
+            LockError::Timeout => LockError::Timeout,
+            LockError::WouldBlock => LockError::WouldBlock,
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockError::OwnerDied(_) => "OwnerDied(..)",
+            LockError::NotRecoverable => "NotRecoverable",
+            LockError::Timeout => "Timeout",
+            LockError::WouldBlock => "WouldBlock",
+        })
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LockError::OwnerDied(_) => "the previous holder of the lock died while holding it",
+            LockError::NotRecoverable => "the lock is not recoverable",
+            LockError::Timeout => "timed out waiting for the lock",
+            LockError::WouldBlock => "the lock is held",
+        })
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}
+
+/// Why [`Barrier::wait`] did not complete a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarrierError {
+    /// The barrier is broken: a waiter timed out, or `abort()` or `reset()` was called while this
+    /// caller waited, or it was already broken when called (Python's `BrokenBarrierError`).
+    Broken,
+    /// This caller's deadline passed; it broke the barrier for the others.
+    Timeout,
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BarrierError::Broken => "the barrier is broken",
+            BarrierError::Timeout => "timed out waiting at the barrier",
+        })
+    }
+}
+
+impl std::error::Error for BarrierError {}
+
+/// Why a semaphore operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SemaphoreError {
+    /// The deadline passed before a permit was available.
+    Timeout,
+    /// No permit is available (from `try_acquire`).
+    WouldBlock,
+    /// `release` on a bounded semaphore that is already at its maximum.
+    Overflow,
+}
+
+impl fmt::Display for SemaphoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SemaphoreError::Timeout => "timed out waiting for a permit",
+            SemaphoreError::WouldBlock => "no permit available",
+            SemaphoreError::Overflow => "semaphore released too many times",
+        })
+    }
+}
+
+impl std::error::Error for SemaphoreError {}
+
+/// Spins briefly (on `f` returning false) before a caller commits to sleeping.
+#[inline]
+fn spin_until(mut f: impl FnMut() -> bool) -> bool {
+    // Under loom a spin is only more interleavings to explore.
+    let spins = if cfg!(loom) { 0 } else { 100 };
+    for _ in 0..spins {
+        if f() {
+            return true;
+        }
+        crate::loom::hint::spin_loop();
+    }
+    f()
+}
+
+/// A deadline `timeout` from now.
+#[inline]
+fn deadline_after(timeout: std::time::Duration) -> crate::loom::futex::Deadline {
+    crate::loom::futex::Deadline::after(timeout)
+}
+
+#[cfg(all(test, not(loom)))]
+pub(crate) mod testutil {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Runs `f` on a thread and fails the test if it does not finish within `secs` seconds.
+    pub(crate) fn watchdog<R: Send + 'static>(
+        secs: u64,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> R {
+        let (tx, rx) = mpsc::channel();
+        let handle = std::thread::spawn(move || {
+            let r = f();
+            let _ = tx.send(());
+            r
+        });
+        match rx.recv_timeout(Duration::from_secs(secs)) {
+            Ok(()) => handle.join().expect("test body panicked"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+                Ok(r) => r,
+                Err(p) => std::panic::resume_unwind(p),
+            },
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test hung for {secs} s"),
+        }
+    }
+}

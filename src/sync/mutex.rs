@@ -1,80 +1,451 @@
-//! Placeholder futex mutex (replaced by the robust mutex of the sync work).
-#![allow(missing_docs)]
+//! A robust, process-shared mutex around a value.
 
-use crate::loom::futex;
-use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::cell::UnsafeCell;
+use super::owner::DefaultProbe;
+use super::raw_mutex::{Failed, Locked, RawMutex};
+use super::{LockError, LockResult};
+use crate::loom::UnsafeCell;
+use crate::loom::futex::Deadline;
+use std::fmt;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-/// Lock errors.
-pub enum LockError<G> {
-    OwnerDied(G),
-    NotRecoverable,
-    Timeout,
-    WouldBlock,
-}
-
-impl<G> std::fmt::Debug for LockError<G> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            LockError::OwnerDied(_) => "OwnerDied(..)",
-            LockError::NotRecoverable => "NotRecoverable",
-            LockError::Timeout => "Timeout",
-            LockError::WouldBlock => "WouldBlock",
-        })
-    }
-}
-
-pub type LockResult<G> = Result<G, LockError<G>>;
-
+/// A mutual-exclusion lock that works across processes and survives a holder that dies.
+///
+/// `#[repr(C)]`, made of a 16-byte lock word block followed by the value; all zeroes is an
+/// unlocked, consistent mutex around a zeroed value. Put it in shared memory (for instance with
+/// `Shared<Mutex<T>>`, or inside your own `#[repr(C)]` struct) and lock it from any process.
+///
+/// If the holder dies (its process is killed, or its thread exits while holding a forgotten
+/// guard), the next locker gets [`LockError::OwnerDied`] with the guard: repair the data, call
+/// [`MutexGuard::make_consistent`], and go on. Dropping that guard without the repair makes the
+/// mutex [`LockError::NotRecoverable`] for everyone. A waiter already blocked notices the death
+/// within a few milliseconds without being woken by anyone.
+///
+/// Locking a mutex the calling thread already holds waits forever (or until the timeout): use
+/// [`ReentrantMutex`](super::ReentrantMutex) for recursion. A guard cannot be sent to another
+/// thread: the lock belongs to the thread that took it.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::Mutex;
+/// use std::sync::Arc;
+///
+/// let m = Arc::new(Mutex::new(0u64));
+/// let handles: Vec<_> = (0..4)
+///     .map(|_| {
+///         let m = Arc::clone(&m);
+///         std::thread::spawn(move || {
+///             for _ in 0..1000 {
+///                 *m.lock().unwrap() += 1;
+///             }
+///         })
+///     })
+///     .collect();
+/// for h in handles {
+///     h.join().unwrap();
+/// }
+/// assert_eq!(*m.lock().unwrap(), 4000);
+/// ```
 #[repr(C)]
-pub struct Mutex<T> {
-    state: AtomicU32,
+pub struct Mutex<T: ?Sized> {
+    raw: RawMutex,
     data: UnsafeCell<T>,
 }
 
-// SAFETY: placeholder: the lock grants exclusive access.
-unsafe impl<T: Send> Sync for Mutex<T> {}
+// SAFETY: the lock hands out `&mut T` to one thread at a time, so sharing the mutex only requires
+// that `T` may be sent between threads, as for `std::sync::Mutex`.
+unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
+// SAFETY: owning the mutex is owning a `T`.
+unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
+
+// SAFETY: the lock block is three atomics (valid for every bit pattern; garbage is treated as a
+// dead or foreign owner, or as not recoverable), followed by a `T` that is itself `ShmSafe`;
+// `#[repr(C)]`, no pointers, no Drop beyond `T`'s (none).
+#[cfg(not(loom))]
+unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for Mutex<T> {}
 
 impl<T> Mutex<T> {
-    pub fn new(v: T) -> Self {
-        Self {
-            state: AtomicU32::new(0),
-            data: UnsafeCell::new(v),
+    /// A new unlocked mutex around `value`.
+    pub fn new(value: T) -> Self {
+        Mutex {
+            raw: RawMutex::new(),
+            data: UnsafeCell::new(value),
         }
     }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Acquires the lock, waiting as long as it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard: the lock *is* held) if the previous holder died
+    /// holding it; [`LockError::NotRecoverable`] if it was released without repair after that.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        while self.state.swap(2, Ordering::Acquire) != 0 {
-            futex::wait(&self.state, 2, None);
+        self.finish(self.raw.lock(&DefaultProbe::default(), None))
+    }
+
+    /// Acquires the lock if no one holds it, without waiting or checking on the holder.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] if held; otherwise as [`Mutex::lock`].
+    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        self.finish(self.raw.try_lock(&DefaultProbe::default()))
+    }
+
+    /// Acquires the lock, waiting at most `timeout` (honoured within a few milliseconds).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] if the time ran out; otherwise as [`Mutex::lock`].
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
+        self.lock_deadline(Deadline::after(timeout))
+    }
+
+    /// Acquires the lock, waiting until the absolute `deadline`.
+    pub(crate) fn lock_deadline(&self, deadline: Deadline) -> LockResult<MutexGuard<'_, T>> {
+        self.finish(self.raw.lock(&DefaultProbe::default(), Some(deadline)))
+    }
+
+    /// Whether a holder died and the mutex was released without repair: it can never be locked
+    /// again.
+    pub fn is_not_recoverable(&self) -> bool {
+        self.raw.is_not_recoverable()
+    }
+
+    /// The value, through exclusive access (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        // SAFETY: `&mut self` proves no guard and no other reference exists in this process;
+        // sharing the mutex with other processes is the caller's (ShmSafe) contract.
+        self.data.with_mut(|p| unsafe { &mut *p })
+    }
+
+    /// The value, consuming the mutex.
+    pub fn into_inner(self) -> T
+    where
+        T: Sized,
+    {
+        self.data.into_inner()
+    }
+
+    fn finish(&self, r: Result<Locked, Failed>) -> LockResult<MutexGuard<'_, T>> {
+        match r {
+            Ok(Locked::Clean) => Ok(MutexGuard::new(self)),
+            Ok(Locked::OwnerDied) => Err(LockError::OwnerDied(MutexGuard::new(self))),
+            Err(Failed::NotRecoverable) => Err(LockError::NotRecoverable),
+            Err(Failed::Timeout) => Err(LockError::Timeout),
+            Err(Failed::WouldBlock) => Err(LockError::WouldBlock),
         }
-        Ok(MutexGuard { m: self })
     }
-    pub fn lock_timeout(&self, _d: Duration) -> LockResult<MutexGuard<'_, T>> {
-        self.lock()
+
+    #[cfg(all(test, not(loom)))]
+    pub(crate) fn raw(&self) -> &RawMutex {
+        &self.raw
     }
 }
 
-pub struct MutexGuard<'a, T> {
-    m: &'a Mutex<T>,
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
 }
 
-impl<T> Deref for MutexGuard<'_, T> {
+impl<T: ?Sized> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex").finish_non_exhaustive()
+    }
+}
+
+/// Exclusive access to a [`Mutex`]'s value; unlocks when dropped. Not `Send`: the lock belongs
+/// to the thread that took it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct MutexGuard<'a, T: ?Sized> {
+    lock: &'a Mutex<T>,
+    /// `!Send`: the owner is the locking thread's id in the word.
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: sharing a guard shares `&T` only.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
+
+impl<'a, T: ?Sized> MutexGuard<'a, T> {
+    fn new(lock: &'a Mutex<T>) -> Self {
+        MutexGuard {
+            lock,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// After [`LockError::OwnerDied`]: declares the data repaired, so that unlocking leaves the
+    /// mutex usable. Without it, dropping this guard makes the mutex not recoverable. A no-op on
+    /// a guard acquired cleanly.
+    pub fn make_consistent(&mut self) {
+        self.lock.raw.make_consistent();
+    }
+
+    /// The mutex this guard locks.
+    pub(crate) fn mutex(&self) -> &'a Mutex<T> {
+        self.lock
+    }
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: placeholder: lock held.
-        unsafe { &*self.m.data.get() }
+        // SAFETY: the guard proves this thread holds the lock, so no one else accesses the data.
+        self.lock.data.with(|p| unsafe { &*p })
     }
 }
-impl<T> DerefMut for MutexGuard<'_, T> {
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: placeholder: lock held.
-        unsafe { &mut *self.m.data.get() }
+        // SAFETY: the guard proves this thread holds the lock, and `&mut self` that no other
+        // reference from this guard is live.
+        self.lock.data.with_mut(|p| unsafe { &mut *p })
     }
 }
-impl<T> Drop for MutexGuard<'_, T> {
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        self.m.state.store(0, Ordering::Release);
-        futex::wake_one(&self.m.state);
+        self.lock.raw.unlock();
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::testutil::watchdog;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Instant;
+
+    #[test]
+    fn contended_counter() {
+        watchdog(30, || {
+            let m = Arc::new(Mutex::new(0u64));
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    let m = Arc::clone(&m);
+                    std::thread::spawn(move || {
+                        for _ in 0..20_000 {
+                            *m.lock().unwrap() += 1;
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(*m.lock().unwrap(), 80_000);
+        });
+    }
+
+    #[test]
+    fn try_lock_and_timeout() {
+        watchdog(10, || {
+            let m = Arc::new(Mutex::new(1u32));
+            let g = m.lock().unwrap();
+            let m2 = Arc::clone(&m);
+            std::thread::spawn(move || {
+                assert!(matches!(m2.try_lock(), Err(LockError::WouldBlock)));
+                let t = Instant::now();
+                assert!(matches!(
+                    m2.lock_timeout(Duration::from_millis(50)),
+                    Err(LockError::Timeout)
+                ));
+                let e = t.elapsed();
+                assert!(e >= Duration::from_millis(50), "{e:?}");
+                assert!(e < Duration::from_millis(60), "{e:?}");
+            })
+            .join()
+            .unwrap();
+            drop(g);
+            assert_eq!(*m.try_lock().unwrap(), 1);
+            assert_eq!(*m.lock_timeout(Duration::from_millis(1)).unwrap(), 1);
+        });
+    }
+
+    /// A thread takes the lock, forgets the guard and exits.
+    fn die_holding(m: &Arc<Mutex<u32>>) {
+        let m = Arc::clone(m);
+        std::thread::spawn(move || {
+            let mut g = m.lock().unwrap();
+            *g = 7;
+            std::mem::forget(g);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn owner_death_blocked_and_late_waiters_exactly_one() {
+        watchdog(10, || {
+            let m = Arc::new(Mutex::new(0u32));
+            let owner_died = Arc::new(AtomicU32::new(0));
+            let clean = Arc::new(AtomicU32::new(0));
+            // The holder takes the lock, lets a waiter block, then exits holding it.
+            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let holder = {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let g = m.lock().unwrap();
+                    locked_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    std::mem::forget(g);
+                })
+            };
+            locked_rx.recv().unwrap();
+            let waiter = |m: Arc<Mutex<u32>>, od: Arc<AtomicU32>, cl: Arc<AtomicU32>| {
+                std::thread::spawn(move || match m.lock() {
+                    Ok(g) => {
+                        assert_eq!(*g, 0);
+                        cl.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(LockError::OwnerDied(mut g)) => {
+                        od.fetch_add(1, Ordering::SeqCst);
+                        g.make_consistent();
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                })
+            };
+            let blocked = waiter(Arc::clone(&m), Arc::clone(&owner_died), Arc::clone(&clean));
+            std::thread::sleep(Duration::from_millis(20));
+            go_tx.send(()).unwrap();
+            holder.join().unwrap();
+            let t = Instant::now();
+            let late = waiter(Arc::clone(&m), Arc::clone(&owner_died), Arc::clone(&clean));
+            blocked.join().unwrap();
+            late.join().unwrap();
+            assert!(t.elapsed() < Duration::from_millis(500));
+            assert_eq!(owner_died.load(Ordering::SeqCst), 1);
+            assert_eq!(clean.load(Ordering::SeqCst), 1);
+            // Repaired: usable again.
+            assert!(m.lock().is_ok());
+        });
+    }
+
+    #[test]
+    fn late_locker_detects_death() {
+        watchdog(10, || {
+            let m = Arc::new(Mutex::new(0u32));
+            die_holding(&m);
+            let t = Instant::now();
+            match m.lock() {
+                Err(LockError::OwnerDied(mut g)) => {
+                    assert_eq!(*g, 7);
+                    *g = 0;
+                    g.make_consistent();
+                }
+                other => panic!("expected OwnerDied, got {:?}", other.err()),
+            }
+            let latency = t.elapsed();
+            eprintln!("late locker detected the death after {latency:?}");
+            // A late arrival notices at its first slice (1 ms) plus a `/proc` read.
+            assert!(latency < Duration::from_millis(25), "{latency:?}");
+            assert_eq!(*m.lock().unwrap(), 0);
+        });
+    }
+
+    #[test]
+    fn blocked_waiter_detects_death_within_a_slice() {
+        watchdog(10, || {
+            let m = Arc::new(Mutex::new(0u32));
+            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+            let holder = {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let g = m.lock().unwrap();
+                    locked_tx.send(()).unwrap();
+                    go_rx.recv().unwrap();
+                    std::mem::forget(g);
+                })
+            };
+            locked_rx.recv().unwrap();
+            let m2 = Arc::clone(&m);
+            let waiter = std::thread::spawn(move || {
+                let r = matches!(m2.lock(), Err(LockError::OwnerDied(_)));
+                (r, Instant::now())
+            });
+            // Long enough for the waiter's slices to reach their maximum.
+            std::thread::sleep(Duration::from_millis(30));
+            go_tx.send(()).unwrap();
+            holder.join().unwrap();
+            let died = Instant::now();
+            let (owner_died, at) = waiter.join().unwrap();
+            assert!(owner_died);
+            let latency = at.saturating_duration_since(died);
+            eprintln!("blocked waiter detected the death after {latency:?}");
+            // One slice (at most 4 ms) plus a `/proc` read, with slack for a loaded machine.
+            assert!(latency < Duration::from_millis(25), "{latency:?}");
+        });
+    }
+
+    #[test]
+    fn drop_without_repair_is_not_recoverable() {
+        watchdog(10, || {
+            let m = Arc::new(Mutex::new(0u32));
+            die_holding(&m);
+            // A waiter blocks while the repairing holder holds the OwnerDied guard.
+            let g = m.lock().err().and_then(LockError::into_guard).unwrap();
+            let m2 = Arc::clone(&m);
+            let blocked =
+                std::thread::spawn(move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
+            std::thread::sleep(Duration::from_millis(20));
+            drop(g);
+            assert!(blocked.join().unwrap());
+            assert!(m.is_not_recoverable());
+            assert!(matches!(m.lock(), Err(LockError::NotRecoverable)));
+            assert!(matches!(m.try_lock(), Err(LockError::NotRecoverable)));
+        });
+    }
+
+    #[test]
+    fn garbage_word_is_a_dead_owner() {
+        watchdog(10, || {
+            for garbage in [
+                0x3FFF_FFFEu64,
+                u64::MAX,
+                0x4000_0000,
+                0x8000_0000,
+                0xFFFF_FFFE_0000_0001, // pid 1 lives, but started at another time
+            ] {
+                let m = Mutex::new(5u32);
+                m.raw().raw_word().store(garbage, Ordering::SeqCst);
+                match m.lock_timeout(Duration::from_secs(1)) {
+                    Ok(g) => assert_eq!(garbage & ((1 << 30) - 1), 0, "{garbage:#x} {}", *g),
+                    Err(LockError::OwnerDied(mut g)) => g.make_consistent(),
+                    Err(e) => panic!("{garbage:#x}: {e}"),
+                }
+                assert_eq!(*m.lock().unwrap(), 5);
+            }
+            // A live thread named without a start tag cannot be judged: it is waited for.
+            let m = Mutex::new(0u32);
+            m.raw().raw_word().store(1, Ordering::SeqCst);
+            assert!(matches!(
+                m.lock_timeout(Duration::from_millis(20)),
+                Err(LockError::Timeout)
+            ));
+        });
+    }
+
+    #[test]
+    fn garbage_state_is_not_recoverable() {
+        let m = Mutex::new(0u32);
+        // SAFETY: test-only view of the state word: the u32 at byte 8 of the repr(C) block.
+        let state = unsafe { &*(&m as *const Mutex<u32> as *const AtomicU32).add(2) };
+        state.store(77, Ordering::SeqCst);
+        assert!(matches!(m.lock(), Err(LockError::NotRecoverable)));
     }
 }

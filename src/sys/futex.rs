@@ -6,7 +6,7 @@
 //! (`FUTEX_WAIT_BITSET`), so retrying after `EINTR` never extends the wait.
 
 use super::time::Deadline;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Blocks while `*word == expected`, until woken, or until `deadline` passes.
 ///
@@ -53,5 +53,62 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences it beyond
     // validating the mapping, and `word` is live.
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, count) };
+    r.max(0) as u32
+}
+
+/// The address of the low 32 bits of a 64-bit word: the futex that [`wait_low`] and [`wake_low`]
+/// use. Only the kernel reads it as 32 bits; Rust code only ever accesses the whole `AtomicU64`.
+fn low_half(word: &AtomicU64) -> *const u32 {
+    let base = word.as_ptr() as *const u32;
+    if cfg!(target_endian = "little") {
+        base
+    } else {
+        base.wrapping_add(1)
+    }
+}
+
+/// Like [`wait`], on the low 32 bits of a 64-bit word (so a lock can keep its owner's full
+/// identity in one atomic while waiters sleep on the part that changes on unlock).
+pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadline>) -> bool {
+    let ts = deadline.map(Deadline::as_timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    loop {
+        if word.load(Ordering::Relaxed) as u32 != expected {
+            return true;
+        }
+        // SAFETY: `low_half(word)` points at the aligned low 32 bits of a live 64-bit atomic for
+        // the duration of the call; the kernel only reads it (atomically, as 32 bits, which an
+        // aligned 64-bit CAS on the same memory cannot tear). `ts_ptr` is null or points at a
+        // timespec that outlives the call. FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC
+        // timeout.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                low_half(word),
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                ts_ptr,
+                std::ptr::null::<u32>(),
+                !0u32,
+            )
+        };
+        if r == 0 {
+            return true;
+        }
+        match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::ETIMEDOUT) => return false,
+            _ => return true,
+        }
+    }
+}
+
+/// Like [`wake`], for waiters in [`wait_low`] on `word`.
+pub(crate) fn wake_low(word: &AtomicU64, count: u32) -> u32 {
+    let count = count.min(i32::MAX as u32) as libc::c_int;
+    // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is live.
+    let r = unsafe { libc::syscall(libc::SYS_futex, low_half(word), libc::FUTEX_WAKE, count) };
     r.max(0) as u32
 }

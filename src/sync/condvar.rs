@@ -1,0 +1,252 @@
+//! A process-shared condition variable for [`Mutex`](super::Mutex).
+//!
+//! The algorithm of std's futex condvar (a sequence counter that notifiers bump and waiters sleep
+//! on), plus a waiter count so that a notify with nobody waiting makes no syscall.
+//!
+//! ```text
+//! seq:     bumped (wrapping) by every notify; waiters sleep while it equals what they read
+//! waiters: threads between their increment (before unlocking the mutex) and their wake-up
+//! ```
+//! No lost wake-up: a waiter increments `waiters`, then (after a SeqCst fence) reads `seq`, before
+//! it unlocks; a notifier bumps `seq`, then (after a SeqCst fence) reads `waiters`. By the
+//! fences' total order, either the notifier sees the waiter and wakes it, or the waiter read the
+//! bumped `seq` and its futex wait does not sleep. (With the predicate changed under the mutex,
+//! the mutex alone already orders the two; the fences cover notifiers that skip the mutex.)
+
+use super::LockResult;
+use super::mutex::MutexGuard;
+use crate::loom::futex::{self, Deadline};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+/// A condition variable that works across processes with [`Mutex`](super::Mutex).
+///
+/// `#[repr(C)]`, 8 bytes, all zeroes is a fresh condvar. Waiting releases the mutex and
+/// reacquires it before returning; as with any condvar, wake-ups may be spurious, so wait in a
+/// loop on a condition (or use [`Condvar::wait_while`]). If the mutex's holder died while this
+/// thread waited, the reacquisition reports [`LockError::OwnerDied`](super::LockError::OwnerDied) with the guard. Make an
+/// `OwnerDied` guard consistent before waiting with it: waiting releases the lock, and releasing
+/// it unrepaired makes it not recoverable.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::{Condvar, Mutex};
+/// use std::sync::Arc;
+///
+/// let pair = Arc::new((Mutex::new(false), Condvar::new()));
+/// let pair2 = Arc::clone(&pair);
+/// std::thread::spawn(move || {
+///     *pair2.0.lock().unwrap() = true;
+///     pair2.1.notify_one();
+/// });
+/// let (lock, cv) = &*pair;
+/// let ready = cv.wait_while(lock.lock().unwrap(), |ready| !*ready).unwrap();
+/// assert!(*ready);
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub struct Condvar {
+    seq: AtomicU32,
+    waiters: AtomicU32,
+}
+
+// SAFETY: two atomic counters; any values are valid (garbage only causes extra or missed-then-
+// retried wake-ups); `#[repr(C)]`, no pointers, no Drop.
+#[cfg(not(loom))]
+unsafe impl crate::shm::ShmSafe for Condvar {}
+
+/// Whether a timed condvar wait returned because its time ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeoutResult(bool);
+
+impl WaitTimeoutResult {
+    /// True if the wait ended because the timeout passed (the condition may still have changed).
+    pub fn timed_out(&self) -> bool {
+        self.0
+    }
+}
+
+impl Default for Condvar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Condvar {
+    /// A new condition variable.
+    pub fn new() -> Self {
+        Condvar {
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Releases the guard's mutex, sleeps until notified, and locks it again.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::lock`](super::Mutex::lock) on the reacquisition.
+    pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
+        self.wait_until(guard, None).0
+    }
+
+    /// Like [`Condvar::wait`], but sleeps at most `timeout` (the reacquisition is not timed).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::lock`](super::Mutex::lock) on the reacquisition; an `OwnerDied` error
+    /// carries the timeout result with the guard.
+    pub fn wait_timeout<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Duration,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let (r, timed_out) = self.wait_until(guard, Some(Deadline::after(timeout)));
+        let res = WaitTimeoutResult(timed_out);
+        match r {
+            Ok(g) => Ok((g, res)),
+            Err(e) => Err(e.map(|g| (g, res))),
+        }
+    }
+
+    /// Waits while `condition` holds (checked under the lock), then returns the guard.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::lock`](super::Mutex::lock) on a reacquisition.
+    pub fn wait_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<MutexGuard<'a, T>> {
+        while condition(&mut *guard) {
+            guard = self.wait(guard)?;
+        }
+        Ok(guard)
+    }
+
+    /// Waits while `condition` holds, at most `timeout` in total.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::lock`](super::Mutex::lock) on a reacquisition.
+    pub fn wait_timeout_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        timeout: Duration,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let deadline = Deadline::after(timeout);
+        loop {
+            if !condition(&mut *guard) {
+                return Ok((guard, WaitTimeoutResult(false)));
+            }
+            if deadline.has_passed() {
+                return Ok((guard, WaitTimeoutResult(true)));
+            }
+            let (r, _) = self.wait_until(guard, Some(deadline));
+            guard = r.map_err(|e| e.map(|g| (g, WaitTimeoutResult(false))))?;
+        }
+    }
+
+    fn wait_until<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Option<Deadline>,
+    ) -> (LockResult<MutexGuard<'a, T>>, bool) {
+        let mutex = guard.mutex();
+        // Counted before reading `seq`, before unlocking (module docs).
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seq = self.seq.load(Ordering::Relaxed);
+        drop(guard);
+        let woken = futex::wait(&self.seq, seq, deadline);
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        (mutex.lock(), !woken)
+    }
+
+    /// Wakes one waiter, if any. No syscall when nobody waits.
+    pub fn notify_one(&self) {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            futex::wake_one(&self.seq);
+        }
+    }
+
+    /// Wakes every waiter. No syscall when nobody waits.
+    pub fn notify_all(&self) {
+        self.seq.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            futex::wake_all(&self.seq);
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::Mutex;
+    use crate::sync::testutil::watchdog;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn producer_consumer() {
+        watchdog(20, || {
+            let pair = Arc::new((Mutex::new((0u32, 0u64)), Condvar::new(), Condvar::new()));
+            let prod = {
+                let pair = Arc::clone(&pair);
+                std::thread::spawn(move || {
+                    let (m, not_empty, not_full) = &*pair;
+                    for i in 1..=2000u64 {
+                        let mut g = not_full
+                            .wait_while(m.lock().unwrap(), |s| s.0 == 1)
+                            .unwrap();
+                        *g = (1, i);
+                        drop(g);
+                        not_empty.notify_one();
+                    }
+                })
+            };
+            let (m, not_empty, not_full) = &*pair;
+            let mut sum = 0;
+            for _ in 0..2000 {
+                let mut g = not_empty
+                    .wait_while(m.lock().unwrap(), |s| s.0 == 0)
+                    .unwrap();
+                sum += g.1;
+                g.0 = 0;
+                drop(g);
+                not_full.notify_all();
+            }
+            prod.join().unwrap();
+            assert_eq!(sum, 2000 * 2001 / 2);
+        });
+    }
+
+    #[test]
+    fn wait_timeout_honoured() {
+        watchdog(10, || {
+            let m = Mutex::new(());
+            let cv = Condvar::new();
+            let t = Instant::now();
+            let (g, r) = cv
+                .wait_timeout(m.lock().unwrap(), Duration::from_millis(30))
+                .unwrap();
+            drop(g);
+            assert!(r.timed_out());
+            let e = t.elapsed();
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
+            let (_g, r) = cv
+                .wait_timeout_while(m.lock().unwrap(), Duration::from_millis(10), |_| true)
+                .unwrap();
+            assert!(r.timed_out());
+        });
+    }
+}

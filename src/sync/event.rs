@@ -1,0 +1,200 @@
+//! A process-shared event flag (Python's `multiprocessing.Event`).
+//!
+//! ```text
+//! word:    bit 0 = SET; bits 1..=31 = generation, bumped by every clear -> set transition
+//! waiters: threads between their increment and their wake-up; `set` wakes only if non-zero
+//! ```
+//! A waiter sleeps on the unset word it read. Any change of that word means a `set` happened
+//! (a `clear` only changes a set word), so a woken waiter returns `true` even if the flag was
+//! cleared again before it ran, as in Python. No lost wake-up: the waiter increments `waiters`,
+//! then (after a SeqCst fence) rereads the word; `set` changes the word, then (after a SeqCst
+//! fence) reads `waiters`. By the fences' total order, either the setter sees the waiter and
+//! wakes it, or the waiter sees the new word and does not sleep. (Fences rather than SeqCst
+//! accesses: that is the form of the argument that C++/Rust guarantee, and the one loom models.)
+
+use crate::loom::futex::{self, Deadline};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+/// The flag bit of the word.
+const SET: u32 = 1;
+/// One generation step (the bits above the flag).
+const GENERATION: u32 = 2;
+
+/// A flag that threads and processes can wait for.
+///
+/// `#[repr(C)]`, 8 bytes, all zeroes is a clear event. [`Event::set`] wakes every waiter (and
+/// makes no syscall when nobody waits); [`Event::wait`] returns at once while the flag is set.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::Event;
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// let ev = Arc::new(Event::new());
+/// let ev2 = Arc::clone(&ev);
+/// let child = std::thread::spawn(move || ev2.wait_timeout(Duration::from_secs(5)));
+/// ev.set();
+/// assert!(child.join().unwrap());
+/// assert!(ev.is_set());
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub struct Event {
+    word: AtomicU32,
+    waiters: AtomicU32,
+}
+
+// SAFETY: two atomics; every value is a flag and a generation or a count; `#[repr(C)]`, no
+// pointers, no Drop.
+#[cfg(not(loom))]
+unsafe impl crate::shm::ShmSafe for Event {}
+
+impl Default for Event {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Event {
+    /// A new, clear event.
+    pub fn new() -> Self {
+        Event {
+            word: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if w & SET != 0 {
+                return;
+            }
+            // Release: a waiter that sees the flag sees what the setter wrote before.
+            match self.word.compare_exchange_weak(
+                w,
+                w.wrapping_add(GENERATION) | SET,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
+        // The setter half of the fence pair (module docs).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            futex::wake_all(&self.word);
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.word.fetch_and(!SET, Ordering::Relaxed);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.word.load(Ordering::Acquire) & SET != 0
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.wait_until(None);
+    }
+
+    /// Waits at most `timeout` for the flag; returns whether it was set (Python's semantics:
+    /// `true` also when it was set and cleared again while this thread waited).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Some(Deadline::after(timeout)))
+    }
+
+    /// Threads counted as waiting (for models).
+    #[cfg(all(test, loom))]
+    pub(crate) fn waiters(&self) -> u32 {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    fn wait_until(&self, deadline: Option<Deadline>) -> bool {
+        // Acquire: pairs with `set`, so a caller that sees the flag sees what the setter wrote.
+        let w = self.word.load(Ordering::Acquire);
+        if w & SET != 0 {
+            return true;
+        }
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        // The waiter half of the fence pair (module docs).
+        fence(Ordering::SeqCst);
+        let set = loop {
+            if self.word.load(Ordering::Acquire) != w {
+                break true;
+            }
+            let woken = futex::wait(&self.word, w, deadline);
+            if self.word.load(Ordering::Acquire) != w {
+                break true;
+            }
+            if !woken || deadline.is_some_and(Deadline::has_passed) {
+                break false;
+            }
+        };
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        set
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::testutil::watchdog;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn gating_and_timeout() {
+        watchdog(10, || {
+            let ev = Arc::new(Event::new());
+            assert!(!ev.is_set());
+            let t = Instant::now();
+            assert!(!ev.wait_timeout(Duration::from_millis(30)));
+            let e = t.elapsed();
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let ev = Arc::clone(&ev);
+                    std::thread::spawn(move || {
+                        ev.wait();
+                        ev.is_set()
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(20));
+            ev.set();
+            for h in hs {
+                assert!(h.join().unwrap());
+            }
+            assert!(ev.wait_timeout(Duration::ZERO));
+            ev.clear();
+            assert!(!ev.is_set());
+            assert!(!ev.wait_timeout(Duration::from_millis(1)));
+        });
+    }
+
+    #[test]
+    fn set_then_clear_still_releases_waiter() {
+        watchdog(10, || {
+            let ev = Arc::new(Event::new());
+            let ev2 = Arc::clone(&ev);
+            let h = std::thread::spawn(move || ev2.wait_timeout(Duration::from_secs(5)));
+            std::thread::sleep(Duration::from_millis(20));
+            ev.set();
+            ev.clear();
+            assert!(h.join().unwrap());
+        });
+    }
+}

@@ -1,0 +1,541 @@
+//! Loom models of every primitive: mutual exclusion, owner death at any step, no lost wake-ups,
+//! barrier leaders and reuse, rwlock exclusion.
+//!
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+//!       cargo test --lib --release sync::loom_tests`
+//!
+//! The futex model (`crate::loom::futex`) makes an untimed wait block until woken, so a lost
+//! wake-up is a loom deadlock; a timed wait times out at once (after a yield). Data is kept in
+//! loom `UnsafeCell`s, so two threads in a critical section at once is a detected race.
+
+use super::owner::model::{self, ModelProbe};
+use super::raw_mutex::{Locked, RawMutex, WAITERS, owner_word};
+use super::{Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore};
+use crate::loom::UnsafeCell;
+use crate::loom::futex;
+use crate::loom::sync::Arc;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::thread;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
+/// A raw mutex and a cell it protects.
+struct Guarded {
+    raw: RawMutex,
+    cell: UnsafeCell<u32>,
+}
+
+impl Guarded {
+    fn new() -> Self {
+        Guarded {
+            raw: RawMutex::new(),
+            cell: UnsafeCell::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        // SAFETY: called with the lock held (that is what the model checks: loom reports a race
+        // if two threads get here concurrently).
+        self.cell.with_mut(|p| unsafe { *p += 1 });
+    }
+}
+
+#[test]
+fn mutex_exclusion_two_threads_no_lost_wakeup() {
+    // No polling: waiters sleep until woken, so a lost wake-up deadlocks the model.
+    model(|| {
+        let g = Arc::new(Guarded::new());
+        let probe = ModelProbe { poll: false };
+        let g2 = Arc::clone(&g);
+        let t = thread::spawn(move || {
+            assert_eq!(g2.raw.lock(&probe, None), Ok(Locked::Clean));
+            g2.touch();
+            g2.raw.unlock();
+        });
+        assert_eq!(g.raw.lock(&probe, None), Ok(Locked::Clean));
+        g.touch();
+        g.raw.unlock();
+        t.join().unwrap();
+        g.cell.with(|p| {
+            // SAFETY: both threads are done.
+            assert_eq!(unsafe { *p }, 2)
+        });
+    });
+}
+
+#[test]
+fn mutex_exclusion_three_threads_polling() {
+    // Polling waiters (as in production) must never judge a live owner dead.
+    model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let m = Arc::clone(&m);
+                thread::spawn(move || *m.lock().unwrap() += 1)
+            })
+            .collect();
+        *m.lock().unwrap() += 1;
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*m.lock().unwrap(), 3);
+    });
+}
+
+#[test]
+fn mutex_polling_never_judges_a_live_owner_dead() {
+    // A third thread makes time pass twice at arbitrary points, so the waiter checks on the live
+    // owner wherever it is (including right after its CAS): it must never take over.
+    model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let m1 = Arc::clone(&m);
+        let t = thread::spawn(move || *m1.lock().unwrap() += 1);
+        let ticker = thread::spawn(|| {
+            model::time_passes();
+            model::time_passes();
+        });
+        *m.lock().unwrap() += 1;
+        t.join().unwrap();
+        ticker.join().unwrap();
+        assert_eq!(*m.lock().unwrap(), 2);
+    });
+}
+
+#[test]
+fn mutex_try_lock_exclusion() {
+    model(|| {
+        let g = Arc::new(Guarded::new());
+        let g2 = Arc::clone(&g);
+        let probe = ModelProbe { poll: false };
+        let t = thread::spawn(move || {
+            if g2.raw.try_lock(&probe).is_ok() {
+                g2.touch();
+                g2.raw.unlock();
+            }
+        });
+        assert_eq!(g.raw.lock(&probe, None), Ok(Locked::Clean));
+        g.touch();
+        g.raw.unlock();
+        t.join().unwrap();
+    });
+}
+
+/// The owner runs lock/critical section/unlock as separate steps and stops for good after step
+/// `stop` (0 = before locking, 1 = right after its CAS, 2 = after writing the data, 3 = after a
+/// complete unlock); its id then names no thread (or, with `reuse`, a newer thread). The other
+/// thread must lock cleanly or get `OwnerDied`, exactly when the owner stopped while holding;
+/// never hang, never overlap (the data cell would report a race).
+fn owner_stops_at(stop: u32, reuse: bool) {
+    model(move || {
+        let g = Arc::new(Guarded::new());
+        let g2 = Arc::clone(&g);
+        let owner = thread::spawn(move || {
+            let probe = ModelProbe::default();
+            let word = g2.raw.raw_word();
+            let finish = |held: bool| {
+                if reuse {
+                    model::die_and_reuse();
+                } else {
+                    model::die();
+                }
+                held
+            };
+            let (tid, start) = super::owner::OwnerProbe::identity(&probe);
+            if stop == 0 {
+                return finish(false);
+            }
+            if word
+                .compare_exchange(
+                    0,
+                    owner_word(tid, start),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+            {
+                // The other thread holds it: give up and exit without holding.
+                return finish(false);
+            }
+            if stop == 1 {
+                return finish(true);
+            }
+            g2.touch();
+            if stop == 2 {
+                return finish(true);
+            }
+            if word.swap(0, Ordering::Release) & WAITERS != 0 {
+                futex::wake_low(word, 1);
+            }
+            finish(false)
+        });
+        let r = g.raw.lock(&ModelProbe::default(), None);
+        g.touch();
+        let owner_died_holding = owner.join().unwrap();
+        match r {
+            Ok(Locked::OwnerDied) => assert!(owner_died_holding, "OwnerDied for a live owner"),
+            Ok(Locked::Clean) => assert!(!owner_died_holding, "missed an owner death"),
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+        g.raw.make_consistent();
+        g.raw.unlock();
+    });
+}
+
+#[test]
+fn mutex_owner_stops_at_any_step() {
+    for stop in 0..=3 {
+        owner_stops_at(stop, false);
+    }
+}
+
+#[test]
+fn mutex_owner_stops_and_tid_is_reused() {
+    for stop in 0..=3 {
+        owner_stops_at(stop, true);
+    }
+}
+
+#[test]
+fn mutex_two_waiters_exactly_one_owner_died() {
+    // The owner dies holding; of two lockers exactly one is told OwnerDied. The one told repairs
+    // or not; without repair the other gets NotRecoverable.
+    for repair in [true, false] {
+        model(move || {
+            let m = Arc::new(Mutex::new(0u32));
+            let m1 = Arc::clone(&m);
+            let owner = thread::spawn(move || {
+                std::mem::forget(m1.lock().unwrap());
+                model::die();
+            });
+            owner.join().unwrap();
+            let outcome = move |m: &Mutex<u32>| match m.lock() {
+                Ok(_) => 0,
+                Err(LockError::OwnerDied(mut g)) => {
+                    if repair {
+                        g.make_consistent();
+                    }
+                    1
+                }
+                Err(LockError::NotRecoverable) => 2,
+                Err(e) => panic!("unexpected {e:?}"),
+            };
+            let m2 = Arc::clone(&m);
+            let other = thread::spawn(move || outcome(&m2));
+            let mine = outcome(&m);
+            let theirs = other.join().unwrap();
+            let mut both = [mine, theirs];
+            both.sort();
+            assert_eq!(both, if repair { [0, 1] } else { [1, 2] });
+        });
+    }
+}
+
+#[test]
+fn mutex_blocked_waiter_sees_death_without_wake() {
+    // The waiter blocks first; the owner then dies holding. Nobody wakes the waiter: it must find
+    // out by polling.
+    model(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let g = m.lock().unwrap();
+        let m2 = Arc::clone(&m);
+        let waiter = thread::spawn(move || matches!(m2.lock(), Err(LockError::OwnerDied(_))));
+        std::mem::forget(g);
+        model::die();
+        assert!(waiter.join().unwrap());
+    });
+}
+
+#[test]
+fn condvar_no_lost_wakeup() {
+    model(|| {
+        let pair = Arc::new((Mutex::new(false), Condvar::new()));
+        let pair2 = Arc::clone(&pair);
+        let t = thread::spawn(move || {
+            *pair2.0.lock().unwrap() = true;
+            pair2.1.notify_one();
+        });
+        let g = pair.1.wait_while(pair.0.lock().unwrap(), |ready| !*ready);
+        assert!(*g.unwrap());
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn condvar_notify_outside_lock_and_all() {
+    model(|| {
+        let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
+        let pair2 = Arc::clone(&pair);
+        let waiter = thread::spawn(move || {
+            let g = pair2.1.wait_while(pair2.0.lock().unwrap(), |n| *n == 0);
+            *g.unwrap()
+        });
+        {
+            *pair.0.lock().unwrap() = 1;
+        }
+        pair.1.notify_all();
+        assert_eq!(waiter.join().unwrap(), 1);
+    });
+}
+
+#[test]
+fn semaphore_no_lost_wakeup() {
+    model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let s1 = Arc::clone(&s);
+        let s2 = Arc::clone(&s);
+        let a = thread::spawn(move || s1.acquire());
+        let b = thread::spawn(move || {
+            s2.release().unwrap();
+        });
+        s.release().unwrap();
+        s.acquire();
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(s.value(), 0);
+    });
+}
+
+#[test]
+fn semaphore_bounded_never_exceeds() {
+    model(|| {
+        let s = Arc::new(Semaphore::bounded(1));
+        s.acquire();
+        let s1 = Arc::clone(&s);
+        let t = thread::spawn(move || s1.release().is_ok());
+        let mine = s.release().is_ok();
+        let theirs = t.join().unwrap();
+        assert!(mine ^ theirs, "exactly one release fits");
+        assert_eq!(s.value(), 1);
+    });
+}
+
+#[test]
+fn event_no_lost_wakeup() {
+    model(|| {
+        let e = Arc::new(Event::new());
+        let e1 = Arc::clone(&e);
+        let t = thread::spawn(move || e1.wait());
+        e.set();
+        t.join().unwrap();
+        assert!(e.is_set());
+    });
+}
+
+#[test]
+fn event_set_then_clear_releases_waiter() {
+    model(|| {
+        let e = Arc::new(Event::new());
+        let e1 = Arc::clone(&e);
+        let t = thread::spawn(move || e1.wait());
+        // Set and clear only once the waiter waits (a waiter arriving after the clear would
+        // rightly block).
+        while e.waiters() == 0 {
+            thread::yield_now();
+        }
+        e.set();
+        e.clear();
+        // The waiter must return even though the flag is clear again.
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn barrier_one_leader_two_generations() {
+    model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let leaders = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
+        let run = |b: &Barrier, leaders: &[AtomicU32; 2]| {
+            for lead in leaders {
+                if b.wait().unwrap() == 0 {
+                    lead.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        };
+        let (b1, l1) = (Arc::clone(&b), Arc::clone(&leaders));
+        let t = thread::spawn(move || run(&b1, &l1));
+        run(&b, &leaders);
+        t.join().unwrap();
+        for lead in leaders.iter() {
+            assert_eq!(lead.load(Ordering::Relaxed), 1);
+        }
+    });
+}
+
+#[test]
+fn barrier_reset_vs_completion_no_aba() {
+    // Two parties that retry after Broken; a third thread resets once. A party told Ok must
+    // really have completed a generation with its partner: if one were told Ok by mistake (a
+    // reset taken for a completion), the other would retry alone and loom would report the
+    // deadlock. The barrier must end empty and unbroken.
+    model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let until_ok = |b: &Barrier| loop {
+            match b.wait() {
+                Ok(i) => return i,
+                Err(BarrierError::Broken) => continue,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        };
+        let b1 = Arc::clone(&b);
+        let b2 = Arc::clone(&b);
+        let w1 = thread::spawn(move || until_ok(&b1));
+        let r = thread::spawn(move || b2.reset());
+        let mine = until_ok(&b);
+        let theirs = w1.join().unwrap();
+        r.join().unwrap();
+        assert_eq!(mine + theirs, 1, "one leader");
+        assert!(!b.is_broken());
+        assert_eq!(b.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_abort_breaks_waiter() {
+    model(|| {
+        let b = Arc::new(Barrier::new(2));
+        let b1 = Arc::clone(&b);
+        let w = thread::spawn(move || b1.wait());
+        b.abort();
+        assert_eq!(w.join().unwrap(), Err(BarrierError::Broken));
+        assert!(b.is_broken());
+    });
+}
+
+#[test]
+fn rwlock_exclusion_and_no_lost_wakeup() {
+    model(|| {
+        let l = Arc::new(RwLock::new(0u32));
+        let l1 = Arc::clone(&l);
+        let l2 = Arc::clone(&l);
+        let w = thread::spawn(move || *l1.write().unwrap() += 1);
+        let r = thread::spawn(move || {
+            let v = *l2.read().unwrap();
+            assert!(v <= 2);
+        });
+        *l.write().unwrap() += 1;
+        w.join().unwrap();
+        r.join().unwrap();
+        assert_eq!(*l.read().unwrap(), 2);
+    });
+}
+
+#[test]
+fn rwlock_readers_share_writer_waits() {
+    model(|| {
+        let l = Arc::new(RwLock::new(0u32));
+        let l1 = Arc::clone(&l);
+        let reader = thread::spawn(move || *l1.read().unwrap());
+        let v = {
+            let g = l.read().unwrap();
+            *g
+        };
+        *l.write().unwrap() = 5;
+        assert!(reader.join().unwrap() <= 5);
+        assert_eq!(v, 0);
+    });
+}
+
+#[test]
+fn semaphore_two_blocked_acquirers() {
+    model(|| {
+        let s = Arc::new(Semaphore::new(0));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let s = Arc::clone(&s);
+                thread::spawn(move || s.acquire())
+            })
+            .collect();
+        s.release().unwrap();
+        s.release().unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(s.value(), 0);
+    });
+}
+
+#[test]
+fn condvar_two_waiters_two_notify_one() {
+    model(|| {
+        let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let pair = Arc::clone(&pair);
+                thread::spawn(move || {
+                    let mut g = pair
+                        .1
+                        .wait_while(pair.0.lock().unwrap(), |n| *n == 0)
+                        .unwrap();
+                    *g -= 1;
+                })
+            })
+            .collect();
+        for _ in 0..2 {
+            *pair.0.lock().unwrap() += 1;
+            pair.1.notify_one();
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*pair.0.lock().unwrap(), 0);
+    });
+}
+
+#[test]
+fn event_two_waiters() {
+    model(|| {
+        let e = Arc::new(Event::new());
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let e = Arc::clone(&e);
+                thread::spawn(move || e.wait())
+            })
+            .collect();
+        e.set();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn barrier_three_parties() {
+    model(|| {
+        let b = Arc::new(Barrier::new(3));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let b = Arc::clone(&b);
+                thread::spawn(move || b.wait().unwrap())
+            })
+            .collect();
+        let mut idx = vec![b.wait().unwrap()];
+        idx.extend(hs.into_iter().map(|h| h.join().unwrap()));
+        idx.sort();
+        assert_eq!(idx, [0, 1, 2]);
+    });
+}
+
+#[test]
+fn rwlock_two_writers_one_reader() {
+    model(|| {
+        let l = Arc::new(RwLock::new(0u32));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let l = Arc::clone(&l);
+                thread::spawn(move || *l.write().unwrap() += 1)
+            })
+            .collect();
+        let v = *l.read().unwrap();
+        assert!(v <= 2);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(*l.read().unwrap(), 2);
+    });
+}

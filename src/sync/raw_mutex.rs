@@ -1,0 +1,321 @@
+//! The robust lock word under [`Mutex`](super::Mutex) and [`ReentrantMutex`](super::ReentrantMutex):
+//! a futex holding the owner's thread id, with owner death detected by timed polling of `/proc`
+//! instead of the kernel's robust list (which belongs to glibc; see `SAFETY-sync.md`).
+//!
+//! # Layout (`#[repr(C)]`, 16 bytes, all-zero = unlocked and consistent)
+//!
+//! ```text
+//! word (AtomicU64):
+//!   bits 32..=63  owner's start tag: low 32 bits of its thread start time (0 = unknown; a time
+//!                 whose low bits are 0 is tagged 1)
+//!   bit  31       WAITERS: some locker may sleep on the futex; unlock must wake
+//!   bit  30       unused (ignored when read)
+//!   bits 0..=29   owner TID; 0 = unlocked
+//!   The futex is the low 32 bits (TID and WAITERS), the part every unlock changes.
+//! state (AtomicU32): CONSISTENT (0) | INCONSISTENT (1) | anything else = NOT_RECOVERABLE
+//! ```
+//!
+//! | low 32 bits        | meaning                                              |
+//! |--------------------|------------------------------------------------------|
+//! | `0`                | unlocked, nobody sleeps                              |
+//! | `WAITERS`          | unlocked; a former sleeper may still be asleep       |
+//! | `tid`              | held by `tid`, uncontended                           |
+//! | `tid | WAITERS`    | held by `tid`, lockers sleep: unlock wakes one       |
+//!
+//! # Owner death
+//!
+//! The owner's full identity (TID *and* start time) enters the word in the one CAS that takes the
+//! lock, so there is no moment when a lock is held by an owner that waiters cannot name.
+//! Contended lockers sleep in slices of a few milliseconds. When a slice times out with the word
+//! unchanged they ask `/proc` about the owner: it is **dead** if no thread has its TID, if that
+//! thread is a zombie, or if a live thread with that TID started at another time (the TID was
+//! reused). The first waiter whose CAS from the observed word succeeds owns the lock and is told
+//! `OwnerDied`; every other CAS fails because the word changed, so exactly one waiter takes over.
+
+use super::owner::{Liveness, OwnerProbe, UNKNOWN_START};
+use crate::loom::futex::{self, Deadline};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Owner TID bits of the word; Linux TIDs are below 2^22.
+const TID_MASK: u64 = (1 << 30) - 1;
+/// Some locker may sleep on the futex: unlock must wake one.
+pub(crate) const WAITERS: u64 = 1 << 31;
+/// Unlocked, nobody sleeps.
+const UNLOCKED: u64 = 0;
+/// Where the owner's start tag begins.
+const TAG_SHIFT: u32 = 32;
+
+/// The data is consistent.
+const CONSISTENT: u32 = 0;
+/// The previous owner died holding the lock; the current owner has not repaired it yet.
+const INCONSISTENT: u32 = 1;
+/// Released without repair after an owner death: unusable forever (so is any unknown value).
+const NOT_RECOVERABLE: u32 = 2;
+
+/// First sleep slice of a contended locker; doubles up to [`MAX_SLICE`].
+const FIRST_SLICE: Duration = Duration::from_millis(1);
+/// Longest sleep slice, which bounds how late a sleeper notices an owner's death.
+const MAX_SLICE: Duration = Duration::from_millis(4);
+
+#[inline]
+fn tid_of(w: u64) -> u32 {
+    (w & TID_MASK) as u32
+}
+
+#[inline]
+fn tag_of(w: u64) -> u32 {
+    (w >> TAG_SHIFT) as u32
+}
+
+/// The futex half of the word.
+#[inline]
+fn low(w: u64) -> u32 {
+    w as u32
+}
+
+/// The start tag recorded for a thread start time (0 = unknown).
+#[inline]
+fn start_tag(start: u64) -> u32 {
+    if start == UNKNOWN_START {
+        0
+    } else {
+        (start as u32).max(1)
+    }
+}
+
+/// The word naming the calling thread as owner (without WAITERS).
+#[inline]
+pub(crate) fn owner_word(tid: u32, start: u64) -> u64 {
+    (u64::from(start_tag(start)) << TAG_SHIFT) | (u64::from(tid) & TID_MASK)
+}
+
+/// How a lock was acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// Normally.
+    Clean,
+    /// From (or after) an owner that died holding it: the data may be inconsistent.
+    OwnerDied,
+}
+
+/// Why a lock was not acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failed {
+    /// The lock is not recoverable.
+    NotRecoverable,
+    /// The deadline passed.
+    Timeout,
+    /// Held (from `try_lock`).
+    WouldBlock,
+}
+
+/// A robust, process-shared lock without data. See the module docs.
+#[repr(C)]
+pub(crate) struct RawMutex {
+    word: AtomicU64,
+    state: AtomicU32,
+}
+
+impl RawMutex {
+    /// An unlocked, consistent lock (all zeroes).
+    pub(crate) fn new() -> Self {
+        RawMutex {
+            word: AtomicU64::new(UNLOCKED),
+            state: AtomicU32::new(CONSISTENT),
+        }
+    }
+
+    /// Acquires the lock, waiting until `deadline` (forever if `None`).
+    #[inline]
+    pub(crate) fn lock<P: OwnerProbe>(
+        &self,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> Result<Locked, Failed> {
+        let (tid, start) = probe.identity();
+        let me = owner_word(tid, start);
+        // Acquire: pairs with the Release swap of the previous unlock, so we see its writes.
+        if self
+            .word
+            .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return self.acquired(false);
+        }
+        self.lock_contended(me, probe, deadline)
+    }
+
+    /// Acquires the lock if nobody holds it. Does not probe the holder's liveness.
+    pub(crate) fn try_lock<P: OwnerProbe>(&self, probe: &P) -> Result<Locked, Failed> {
+        let (tid, start) = probe.identity();
+        let w = self.word.load(Ordering::Relaxed);
+        if tid_of(w) != 0 {
+            return Err(Failed::WouldBlock);
+        }
+        // Keep WAITERS: a sleeper may still be asleep and our unlock must wake it.
+        match self.word.compare_exchange(
+            w,
+            owner_word(tid, start) | (w & WAITERS),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => self.acquired(false),
+            Err(_) => Err(Failed::WouldBlock),
+        }
+    }
+
+    /// Whether the calling thread (as `probe` names it) holds the lock. Compares the start tag
+    /// too, so a thread that inherited a dead owner's id is not mistaken for it.
+    pub(crate) fn is_held_by<P: OwnerProbe>(&self, probe: &P) -> bool {
+        let (tid, start) = probe.identity();
+        // Relaxed: only this thread could have written its own identity into the word.
+        let w = self.word.load(Ordering::Relaxed);
+        w & !(WAITERS | (1 << 30)) == owner_word(tid, start) && tid != 0
+    }
+
+    /// Whether the lock can never be acquired again.
+    pub(crate) fn is_not_recoverable(&self) -> bool {
+        self.state.load(Ordering::Relaxed) >= NOT_RECOVERABLE
+    }
+
+    /// Marks the data repaired after an `OwnerDied` acquisition. Caller holds the lock.
+    pub(crate) fn make_consistent(&self) {
+        if self.state.load(Ordering::Relaxed) == INCONSISTENT {
+            self.state.store(CONSISTENT, Ordering::Relaxed);
+        }
+    }
+
+    /// Releases the lock. Caller holds it. If it was acquired with `OwnerDied` and not made
+    /// consistent, the lock becomes not recoverable and every waiter is woken to learn it.
+    #[inline]
+    pub(crate) fn unlock(&self) {
+        // Relaxed: the state is only written by holders; we hold the lock.
+        if self.state.load(Ordering::Relaxed) != CONSISTENT {
+            self.state.store(NOT_RECOVERABLE, Ordering::Relaxed);
+            self.release(true);
+        } else {
+            self.release(false);
+        }
+    }
+
+    #[inline]
+    fn release(&self, wake_all: bool) {
+        // Release: the next owner's Acquire CAS sees our writes to the data.
+        let prev = self.word.swap(UNLOCKED, Ordering::Release);
+        if prev & WAITERS != 0 {
+            futex::wake_low(&self.word, if wake_all { u32::MAX } else { 1 });
+        }
+    }
+
+    /// Classifies a fresh acquisition by the consistency state.
+    #[inline]
+    fn acquired(&self, owner_died: bool) -> Result<Locked, Failed> {
+        // Relaxed: written only by holders, ordered by the word's acquire.
+        match self.state.load(Ordering::Relaxed) {
+            CONSISTENT if !owner_died => Ok(Locked::Clean),
+            CONSISTENT => {
+                self.state.store(INCONSISTENT, Ordering::Relaxed);
+                Ok(Locked::OwnerDied)
+            }
+            // A holder that was told OwnerDied died too before repairing.
+            INCONSISTENT => Ok(Locked::OwnerDied),
+            _ => {
+                self.release(true);
+                Err(Failed::NotRecoverable)
+            }
+        }
+    }
+
+    #[cold]
+    fn lock_contended<P: OwnerProbe>(
+        &self,
+        me: u64,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> Result<Locked, Failed> {
+        // Spin while the lock is held and nobody sleeps yet.
+        let mut w = self.word.load(Ordering::Relaxed);
+        super::spin_until(|| {
+            w = self.word.load(Ordering::Relaxed);
+            tid_of(w) == 0 || w & WAITERS != 0
+        });
+        let mut slice = FIRST_SLICE;
+        loop {
+            if self.is_not_recoverable() {
+                return Err(Failed::NotRecoverable);
+            }
+            if tid_of(w) == 0 {
+                // Free. Others may sleep (we may have), so take it with WAITERS set: our unlock
+                // then wakes the next one.
+                match self.word.compare_exchange(
+                    w,
+                    me | WAITERS,
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.acquired(false),
+                    Err(now) => {
+                        w = now;
+                        continue;
+                    }
+                }
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Err(Failed::Timeout);
+            }
+            if w & WAITERS == 0 {
+                if let Err(now) =
+                    self.word
+                        .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    w = now;
+                    continue;
+                }
+                w |= WAITERS;
+            }
+            if !probe.polls() {
+                futex::wait_low(&self.word, low(w), deadline);
+                w = self.word.load(Ordering::Relaxed);
+                continue;
+            }
+            let slice_end = Deadline::after(slice);
+            slice = (slice * 2).min(MAX_SLICE);
+            let wake_by = deadline.map_or(slice_end, |d| d.min(slice_end));
+            // A slice (or the deadline) ran out with the word unchanged: is the owner alive?
+            // One CAS from the observed word: of all waiters that judged this owner dead,
+            // exactly one succeeds; the rest see a changed word.
+            if !futex::poll_wait_low(&self.word, low(w), wake_by)
+                && self.owner_is_dead(w, probe)
+                && self
+                    .word
+                    .compare_exchange(w, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                return self.acquired(true);
+            }
+            w = self.word.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Checks the owner named by `w` (which the caller saw unchanged after a timed-out sleep).
+    fn owner_is_dead<P: OwnerProbe>(&self, w: u64, probe: &P) -> bool {
+        // The whole word, so the TID and start tag we judge are the current owner's.
+        if self.word.load(Ordering::Relaxed) != w {
+            return false;
+        }
+        match probe.liveness(tid_of(w)) {
+            Liveness::Dead => true,
+            // A thread with this TID lives: the owner is dead only if it is another thread (the
+            // TID was reused). With no recorded tag we cannot tell, and assume the owner.
+            Liveness::Alive { start_time } => tag_of(w) != 0 && tag_of(w) != start_tag(start_time),
+            Liveness::Unknown => false,
+        }
+    }
+
+    /// Test and model hook: the lock word.
+    #[cfg(test)]
+    pub(crate) fn raw_word(&self) -> &AtomicU64 {
+        &self.word
+    }
+}

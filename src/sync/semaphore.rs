@@ -1,0 +1,242 @@
+//! A process-shared counting semaphore, optionally bounded.
+//!
+//! ```text
+//! count:   permits available; the futex word acquirers sleep on while it is 0
+//! waiters: acquirers between their increment and their wake-up; release wakes only if non-zero
+//! max:     the bound for `release` (u32::MAX = unbounded)
+//! ```
+//! No lost wake-up: an acquirer increments `waiters`, then (after a SeqCst fence) the futex
+//! rechecks `count == 0` before sleeping; a releaser increments `count`, then (after a SeqCst
+//! fence) reads `waiters`. By the fences' total order either the releaser sees the waiter and
+//! wakes one, or the waiter sees the permit.
+
+use super::{SemaphoreError, deadline_after};
+use crate::loom::futex::{self, Deadline};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use std::time::Duration;
+
+/// A counting semaphore that works across processes.
+///
+/// `#[repr(C)]`, 12 bytes. Acquiring and releasing without contention is one atomic operation
+/// each and no syscall. [`Semaphore::bounded`] makes a semaphore whose `release` fails with
+/// [`SemaphoreError::Overflow`] instead of exceeding its initial value (Python's
+/// `BoundedSemaphore`). A permit holder that dies does not give its permit back: the semaphore
+/// has no notion of owners.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::sync::Semaphore;
+///
+/// let seats = Semaphore::bounded(2);
+/// seats.acquire();
+/// assert!(seats.try_acquire().is_ok());
+/// assert!(seats.try_acquire().is_err());
+/// seats.release().unwrap();
+/// seats.release().unwrap();
+/// assert!(seats.release().is_err()); // over-release of a bounded semaphore
+/// assert_eq!(seats.value(), 2);
+/// ```
+#[repr(C)]
+#[derive(Debug)]
+pub struct Semaphore {
+    count: AtomicU32,
+    waiters: AtomicU32,
+    max: AtomicU32,
+}
+
+// SAFETY: three atomic counters, all values valid (garbage gives wrong counts or a spurious
+// Overflow, never UB); `#[repr(C)]`, no pointers, no Drop.
+#[cfg(not(loom))]
+unsafe impl crate::shm::ShmSafe for Semaphore {}
+
+const UNBOUNDED: u32 = u32::MAX;
+
+impl Semaphore {
+    /// A semaphore with `permits` permits and no bound on releases (up to `u32::MAX - 1`).
+    pub fn new(permits: u32) -> Self {
+        Self::with_max(permits, UNBOUNDED)
+    }
+
+    /// A semaphore with `permits` permits that may never hold more than that.
+    pub fn bounded(permits: u32) -> Self {
+        Self::with_max(permits, permits)
+    }
+
+    fn with_max(permits: u32, max: u32) -> Self {
+        Semaphore {
+            count: AtomicU32::new(permits.min(max)),
+            waiters: AtomicU32::new(0),
+            max: AtomicU32::new(max),
+        }
+    }
+
+    /// Takes a permit, waiting as long as it takes.
+    pub fn acquire(&self) {
+        // Without a deadline the only failure is a timeout, which cannot happen.
+        let _ = self.acquire_until(None);
+    }
+
+    /// Takes a permit if one is available now.
+    ///
+    /// # Errors
+    ///
+    /// [`SemaphoreError::WouldBlock`] if none is.
+    pub fn try_acquire(&self) -> Result<(), SemaphoreError> {
+        let mut c = self.count.load(Ordering::Relaxed);
+        while c > 0 {
+            // Acquire: pairs with the releaser's increment, so we see what it published.
+            match self
+                .count
+                .compare_exchange_weak(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => c = now,
+            }
+        }
+        Err(SemaphoreError::WouldBlock)
+    }
+
+    /// Takes a permit, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`SemaphoreError::Timeout`] if none became available in time.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
+        self.acquire_until(Some(deadline_after(timeout)))
+    }
+
+    fn acquire_until(&self, deadline: Option<Deadline>) -> Result<(), SemaphoreError> {
+        if self.try_acquire().is_ok() {
+            return Ok(());
+        }
+        loop {
+            if super::spin_until(|| self.count.load(Ordering::Relaxed) != 0)
+                && self.try_acquire().is_ok()
+            {
+                return Ok(());
+            }
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            // The waiter half of the fence pair (module docs).
+            fence(Ordering::SeqCst);
+            let woken = futex::wait(&self.count, 0, deadline);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            if self.try_acquire().is_ok() {
+                return Ok(());
+            }
+            if !woken || deadline.is_some_and(Deadline::has_passed) {
+                return Err(SemaphoreError::Timeout);
+            }
+        }
+    }
+
+    /// Gives a permit back, waking one waiter if any (no syscall otherwise).
+    ///
+    /// # Errors
+    ///
+    /// [`SemaphoreError::Overflow`] if the semaphore is bounded and already full (or an
+    /// unbounded one holds `u32::MAX - 1` permits); nothing changes then.
+    pub fn release(&self) -> Result<(), SemaphoreError> {
+        let max = self.max.load(Ordering::Relaxed).min(UNBOUNDED - 1);
+        let mut c = self.count.load(Ordering::Relaxed);
+        loop {
+            if c >= max {
+                return Err(SemaphoreError::Overflow);
+            }
+            // Release: an acquirer that takes this permit sees what the releaser wrote before.
+            match self
+                .count
+                .compare_exchange_weak(c, c + 1, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => c = now,
+            }
+        }
+        // The releaser half of the fence pair (module docs).
+        fence(Ordering::SeqCst);
+        if self.waiters.load(Ordering::Relaxed) != 0 {
+            futex::wake_one(&self.count);
+        }
+        Ok(())
+    }
+
+    /// The number of permits available now (a snapshot).
+    pub fn value(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::testutil::watchdog;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    #[test]
+    fn max_concurrency_is_the_permit_count() {
+        watchdog(20, || {
+            let s = Arc::new((Semaphore::new(3), AtomicU32::new(0), AtomicU32::new(0)));
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    let s = Arc::clone(&s);
+                    std::thread::spawn(move || {
+                        for _ in 0..200 {
+                            s.0.acquire();
+                            let now = s.1.fetch_add(1, Ordering::SeqCst) + 1;
+                            s.2.fetch_max(now, Ordering::SeqCst);
+                            std::thread::yield_now();
+                            s.1.fetch_sub(1, Ordering::SeqCst);
+                            s.0.release().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(s.2.load(Ordering::SeqCst), 3);
+            assert_eq!(s.0.value(), 3);
+        });
+    }
+
+    #[test]
+    fn timeout_try_and_bounded_over_release() {
+        watchdog(10, || {
+            let s = Semaphore::bounded(1);
+            assert_eq!(s.release(), Err(SemaphoreError::Overflow));
+            s.acquire();
+            assert_eq!(s.try_acquire(), Err(SemaphoreError::WouldBlock));
+            let t = Instant::now();
+            assert_eq!(
+                s.acquire_timeout(Duration::from_millis(30)),
+                Err(SemaphoreError::Timeout)
+            );
+            let e = t.elapsed();
+            assert!(
+                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                "{e:?}"
+            );
+            s.release().unwrap();
+            assert_eq!(s.value(), 1);
+            let u = Semaphore::new(0);
+            for _ in 0..5 {
+                u.release().unwrap();
+            }
+            assert_eq!(u.value(), 5);
+        });
+    }
+
+    #[test]
+    fn release_wakes_blocked_acquirer() {
+        watchdog(10, || {
+            let s = Arc::new(Semaphore::new(0));
+            let s2 = Arc::clone(&s);
+            let h = std::thread::spawn(move || s2.acquire());
+            std::thread::sleep(Duration::from_millis(20));
+            s.release().unwrap();
+            h.join().unwrap();
+            assert_eq!(s.value(), 0);
+        });
+    }
+}
