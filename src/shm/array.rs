@@ -23,13 +23,13 @@ use std::ptr::NonNull;
 /// assert_eq!(a.to_vec().unwrap(), [-1, -2, -3]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub struct Array<T: Pod> {
+pub struct Array<T: Pod + Send> {
     object: Object,
     len: usize,
     _type: PhantomData<fn() -> T>,
 }
 
-impl<T: Pod> Array<T> {
+impl<T: Pod + Send> Array<T> {
     fn spec() -> Spec {
         Spec::new::<T, T>(Kind::Array)
     }
@@ -179,7 +179,7 @@ impl<T: Pod> Array<T> {
         // offset stays inside the mapping.
         let data = unsafe { self.object.payload().add(Self::data_offset()).cast::<T>() };
         ArrayGuard {
-            _lock: lock,
+            lock,
             data,
             len: self.len,
             _type: PhantomData,
@@ -234,14 +234,22 @@ fn map_lock_error<A, B>(e: LockError<A>, f: impl FnOnce(A) -> B) -> LockError<B>
 }
 
 /// The locked elements of an [`Array`]; derefs to `[T]`. Unlocks when dropped.
-pub struct ArrayGuard<'a, T: Pod> {
-    _lock: MutexGuard<'a, ()>,
+pub struct ArrayGuard<'a, T: Pod + Send> {
+    lock: MutexGuard<'a, ()>,
     data: NonNull<T>,
     len: usize,
     _type: PhantomData<&'a mut [T]>,
 }
 
-impl<T: Pod> Deref for ArrayGuard<'_, T> {
+impl<T: Pod + Send> ArrayGuard<'_, T> {
+    /// After [`LockError::OwnerDied`]: declares the elements repaired, so the lock works
+    /// normally again (see [`MutexGuard::make_consistent`]).
+    pub fn make_consistent(&mut self) {
+        self.lock.make_consistent();
+    }
+}
+
+impl<T: Pod + Send> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         // SAFETY: the lock is held for the guard's lifetime, so by the lock protocol no other
@@ -251,14 +259,14 @@ impl<T: Pod> Deref for ArrayGuard<'_, T> {
     }
 }
 
-impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+impl<T: Pod + Send> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
         // SAFETY: as in `deref`; `&mut self` makes this the only reference through this guard.
         unsafe { std::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
     }
 }
 
-impl<T: Pod> Clone for Array<T> {
+impl<T: Pod + Send> Clone for Array<T> {
     fn clone(&self) -> Self {
         Self {
             object: self.object.clone(),
@@ -268,7 +276,7 @@ impl<T: Pod> Clone for Array<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Array<T> {
+impl<T: Pod + Send> fmt::Debug for Array<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Array")
             .field("type", &std::any::type_name::<T>())
@@ -278,13 +286,13 @@ impl<T: Pod> fmt::Debug for Array<T> {
     }
 }
 
-impl<T: Pod> Serialize for Array<T> {
+impl<T: Pod + Send> Serialize for Array<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.object.segment().serialize(s)
     }
 }
 
-impl<'de, T: Pod> Deserialize<'de> for Array<T> {
+impl<'de, T: Pod + Send> Deserialize<'de> for Array<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let segment = super::Segment::deserialize(d)?;
         Object::from_segment(segment, &Self::spec(), &ShmOptions::default())

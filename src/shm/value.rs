@@ -24,12 +24,12 @@ use std::ptr::NonNull;
 /// *num.lock().unwrap() += 1.0;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-pub struct Value<T: Pod> {
+pub struct Value<T: Pod + Send> {
     object: Object,
     _type: PhantomData<fn() -> T>,
 }
 
-impl<T: Pod> Value<T> {
+impl<T: Pod + Send> Value<T> {
     fn spec() -> Spec {
         Spec::new::<T, Mutex<T>>(Kind::Value)
     }
@@ -134,7 +134,7 @@ impl<T: Pod> Value<T> {
     }
 }
 
-impl<T: Pod> Clone for Value<T> {
+impl<T: Pod + Send> Clone for Value<T> {
     fn clone(&self) -> Self {
         Self {
             object: self.object.clone(),
@@ -143,7 +143,7 @@ impl<T: Pod> Clone for Value<T> {
     }
 }
 
-impl<T: Pod> fmt::Debug for Value<T> {
+impl<T: Pod + Send> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Value")
             .field("type", &std::any::type_name::<T>())
@@ -152,13 +152,13 @@ impl<T: Pod> fmt::Debug for Value<T> {
     }
 }
 
-impl<T: Pod> Serialize for Value<T> {
+impl<T: Pod + Send> Serialize for Value<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         self.object.segment().serialize(s)
     }
 }
 
-impl<'de, T: Pod> Deserialize<'de> for Value<T> {
+impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let segment = super::Segment::deserialize(d)?;
         Object::from_segment(segment, &Self::spec(), &ShmOptions::default())

@@ -9,7 +9,7 @@
 use super::cvt_retry;
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// Where named segments live.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
@@ -45,7 +45,7 @@ pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
     // The umask may have cleared bits but never adds any; force exactly 0600 anyway.
     // SAFETY: `fd` is a valid open fd.
     cvt_retry(|| unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) })?;
-    if let Err(e) = set_len(fd.as_fd_borrowed(), len) {
+    if let Err(e) = set_len(fd.as_fd(), len) {
         let _ = unlink_named(name);
         return Err(e);
     }
@@ -82,7 +82,7 @@ pub(crate) fn create_anonymous(len: u64) -> io::Result<OwnedFd> {
     let fd = cvt_retry(|| unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    set_len(fd.as_fd_borrowed(), len)?;
+    set_len(fd.as_fd(), len)?;
     // SAFETY: `fd` is a valid memfd created with MFD_ALLOW_SEALING.
     cvt_retry(|| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, REQUIRED_SEALS) })?;
     Ok(fd)
@@ -161,21 +161,6 @@ struct FdRef<'a>(BorrowedFd<'a>);
 impl AsRawFd for FdRef<'_> {
     fn as_raw_fd(&self) -> std::os::fd::RawFd {
         self.0.as_raw_fd()
-    }
-}
-
-/// Duplicates `fd` with `O_CLOEXEC`.
-pub(crate) fn dup_cloexec(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    fd.try_clone_to_owned()
-}
-
-trait AsFdBorrowed {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_>;
-}
-
-impl AsFdBorrowed for OwnedFd {
-    fn as_fd_borrowed(&self) -> BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(self)
     }
 }
 

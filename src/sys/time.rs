@@ -34,11 +34,6 @@ impl Deadline {
         }
     }
 
-    /// The earlier of `self` and `timeout` from now.
-    pub(crate) fn min_after(self, timeout: Duration) -> Self {
-        self.min(Self::after(timeout))
-    }
-
     /// Time left until the deadline, zero when it has passed.
     pub(crate) fn remaining(self) -> Duration {
         Duration::from_nanos(self.nanos.saturating_sub(Self::now().nanos))
