@@ -29,6 +29,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
+#[doc(hidden)]
+pub mod crash;
 mod error;
 pub(crate) mod loom;
 pub mod process;

@@ -290,6 +290,16 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Kills the calling process on the spot: `SIGKILL` to itself, or `_exit(77)`.
+pub(crate) fn die_now(kill: bool) -> ! {
+    if kill {
+        // SAFETY: raising a signal has no memory-safety preconditions; SIGKILL cannot be caught,
+        // so the process ends here.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    exit_now(77)
+}
+
 /// Closes the raw fd `fd` (used in a forked child for an fd whose owner lives in the parent).
 pub(crate) fn close_raw(fd: RawFd) {
     // SAFETY: closing an fd number is memory safe; the caller knows no live owner in this
