@@ -152,3 +152,44 @@ fn anonymous_objects_are_not_in_dev_shm() {
     let _a = Array::<u8>::zeroed(1 << 20).unwrap();
     assert_eq!(foreign(), before);
 }
+
+#[test]
+fn mutated_headers_and_sizes_only_ever_give_errors() {
+    // A valid object's bytes, then random corruption and random lengths: whatever opens must be
+    // usable, whatever does not must be an error; never a panic, a hang or a fault.
+    let name = unique("mutate");
+    let v = Value::create(&name, 0x0123_4567_89ab_cdefu64).unwrap();
+    let original = std::fs::read(format!("/dev/shm/{name}")).unwrap();
+    drop(v);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut opened, mut refused) = (0, 0);
+    for round in 0..3000 {
+        let mut bytes = original.clone();
+        for _ in 0..(next() % 4) {
+            let at = (next() % bytes.len() as u64) as usize;
+            bytes[at] = next() as u8;
+        }
+        let len = match round % 4 {
+            0 => original.len(),
+            1 => (next() % 600) as usize,
+            2 => 256 + (next() % 64) as usize,
+            _ => 4097 + (next() % 5000) as usize,
+        };
+        for outcome in multiproc::shm::__fuzz::open_bytes(&bytes, len) {
+            match outcome {
+                Ok(()) => opened += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    }
+    assert!(
+        opened > 0 && refused > 0,
+        "opened {opened}, refused {refused}"
+    );
+}

@@ -12,6 +12,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::time::Duration;
 
 /// A fixed-length array of `T` in shared memory, guarded by one robust process-shared lock.
 ///
@@ -30,7 +31,7 @@ pub struct Array<T: Pod + Send> {
 }
 
 impl<T: Pod + Send> Array<T> {
-    fn spec() -> Spec {
+    pub(crate) fn spec() -> Spec {
         Spec::new::<T, T>(Kind::Array)
     }
 
@@ -72,7 +73,7 @@ impl<T: Pod + Send> Array<T> {
         }
     }
 
-    fn from_object(object: Object) -> Result<Self> {
+    pub(crate) fn from_object(object: Object) -> Result<Self> {
         let data_bytes = object
             .payload_len()
             .checked_sub(Self::data_offset())
@@ -186,9 +187,24 @@ impl<T: Pod + Send> Array<T> {
         }
     }
 
-    /// Locks the array and gives access to its elements as a slice.
+    /// Locks the array and gives access to its elements as a slice. See [`Mutex::lock`] for what
+    /// happens when a holder died.
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
-        match self.mutex().lock() {
+        self.wrap(self.mutex().lock())
+    }
+
+    /// Like [`lock`](Array::lock), but fails with [`LockError::WouldBlock`] instead of waiting.
+    pub fn try_lock(&self) -> LockResult<ArrayGuard<'_, T>> {
+        self.wrap(self.mutex().try_lock())
+    }
+
+    /// Like [`lock`](Array::lock), but gives up with [`LockError::Timeout`] after `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ArrayGuard<'_, T>> {
+        self.wrap(self.mutex().lock_timeout(timeout))
+    }
+
+    fn wrap<'a>(&'a self, res: LockResult<MutexGuard<'a, ()>>) -> LockResult<ArrayGuard<'a, T>> {
+        match res {
             Ok(g) => Ok(self.guard(g)),
             Err(e) => Err(map_lock_error(e, |g| self.guard(g))),
         }

@@ -19,3 +19,45 @@ pub use safe::ShmSafe;
 pub use segment::{MAX_NAME_LEN, MAX_SEGMENT_LEN, Segment, ShmOptions};
 pub use shared::Shared;
 pub use value::Value;
+
+/// Entry points for the fuzz targets in `fuzz/` (not part of the public API).
+#[doc(hidden)]
+pub mod __fuzz {
+    use super::object::Object;
+    use super::{Array, Segment, ShmOptions, Value};
+    use crate::error::{Error, Result};
+
+    /// Puts `bytes` in an anonymous segment of `len` bytes (zero-padded or cut), opens it as
+    /// each typed object, and touches what opened; returns each outcome. Must never panic, hang
+    /// or fault, whatever the bytes.
+    pub fn open_bytes(bytes: &[u8], len: usize) -> Vec<Result<()>> {
+        let segment = match Segment::anonymous(len) {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e)],
+        };
+        let n = bytes.len().min(segment.len());
+        // SAFETY: the mapping is `segment.len()` bytes, `n` is at most that, and no other
+        // process or thread knows this fresh anonymous segment.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), segment.as_ptr(), n) };
+        let opts = ShmOptions::new().init_timeout(std::time::Duration::ZERO);
+        vec![
+            Object::from_segment(segment.clone(), &Value::<u64>::spec(), &opts)
+                .and_then(Value::<u64>::from_object)
+                .map(|v| drop(v.mutex().try_lock().map(|g| *g))),
+            Object::from_segment(segment.clone(), &Array::<u32>::spec(), &opts)
+                .and_then(Array::<u32>::from_object)
+                .map(|a| {
+                    drop(
+                        a.try_lock()
+                            .map(|g| g.iter().map(|&x| u64::from(x)).sum::<u64>()),
+                    )
+                }),
+            Object::from_segment(segment, &Array::<[u8; 3]>::spec(), &opts)
+                .and_then(Array::<[u8; 3]>::from_object)
+                .map(|a| drop(a.try_lock().map(|g| g.len()))),
+        ]
+        .into_iter()
+        .map(|r: Result<()>| r.map_err(|e: Error| e))
+        .collect()
+    }
+}

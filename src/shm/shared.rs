@@ -28,7 +28,7 @@ pub struct Shared<T: ShmSafe> {
 }
 
 impl<T: ShmSafe> Shared<T> {
-    fn spec() -> Spec {
+    pub(crate) fn spec() -> Spec {
         Spec::new::<T, T>(Kind::Shared)
     }
 
@@ -47,7 +47,7 @@ impl<T: ShmSafe> Shared<T> {
         }
     }
 
-    fn from_object(object: Object) -> Result<Self> {
+    pub(crate) fn from_object(object: Object) -> Result<Self> {
         if object.payload_len() != size_of::<T>() {
             return Err(Error::Corrupted("Shared payload has the wrong length"));
         }

@@ -30,7 +30,7 @@ pub struct Value<T: Pod + Send> {
 }
 
 impl<T: Pod + Send> Value<T> {
-    fn spec() -> Spec {
+    pub(crate) fn spec() -> Spec {
         Spec::new::<T, Mutex<T>>(Kind::Value)
     }
 
@@ -40,7 +40,7 @@ impl<T: Pod + Send> Value<T> {
         move |p| unsafe { p.cast::<Mutex<T>>().write(Mutex::new(value)) }
     }
 
-    fn from_object(object: Object) -> Result<Self> {
+    pub(crate) fn from_object(object: Object) -> Result<Self> {
         if object.payload_len() != std::mem::size_of::<Mutex<T>>() {
             return Err(Error::Corrupted("Value payload has the wrong length"));
         }
@@ -107,6 +107,16 @@ impl<T: Pod + Send> Value<T> {
     /// Locks the value. See [`Mutex::lock`] for what happens when a holder died.
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         self.mutex().lock()
+    }
+
+    /// Like [`lock`](Value::lock), but fails with [`LockError::WouldBlock`] instead of waiting.
+    pub fn try_lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        self.mutex().try_lock()
+    }
+
+    /// Like [`lock`](Value::lock), but gives up with [`LockError::Timeout`] after `timeout`.
+    pub fn lock_timeout(&self, timeout: std::time::Duration) -> LockResult<MutexGuard<'_, T>> {
+        self.mutex().lock_timeout(timeout)
     }
 
     /// A copy of the value, read under the lock.
