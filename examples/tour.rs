@@ -1,0 +1,209 @@
+//! The tour: every part of multiproc in one run, printing what it did and how long it took.
+//!
+//! ```sh
+//! cargo run --release --example tour
+//! ```
+
+use multiproc::sync::{LockError, Mutex, Semaphore};
+use multiproc::{Array, Error, Process, Shared, Value};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn main() -> Result<(), Error> {
+    multiproc::init();
+    println!(
+        "multiproc tour (pid {}, {} CPUs)\n",
+        std::process::id(),
+        multiproc::cpu_count()
+    );
+    values_and_arrays()?;
+    named_objects()?;
+    restaurant()?;
+    robust_mutex()?;
+    queues()?;
+    failures()?;
+    println!("\ndone.");
+    Ok(())
+}
+
+fn step(title: &str) {
+    println!("== {title}");
+}
+
+// 1. Value and Array shared with children, zero copies.
+fn count_to((counter, times): (Value<u64>, u64)) -> u32 {
+    for _ in 0..times {
+        *counter.lock().expect("lock") += 1;
+    }
+    multiproc::current_process().pid
+}
+
+fn negate(arr: Array<i32>) {
+    for x in arr.lock().expect("lock").iter_mut() {
+        *x = -*x;
+    }
+}
+
+fn values_and_arrays() -> Result<(), Error> {
+    step("Value and Array shared with child processes");
+    let counter = Value::new(0u64)?;
+    let start = Instant::now();
+    let children: Vec<_> = (0..4)
+        .map(|_| Process::spawn(count_to, (counter.clone(), 25_000)))
+        .collect::<Result<_, _>>()?;
+    let pids: Vec<u32> = children
+        .into_iter()
+        .map(|c| c.join())
+        .collect::<Result<_, _>>()?;
+    println!(
+        "   4 children (pids {pids:?}) each added 25000 under the lock: counter = {} in {:.1?}",
+        counter.get().expect("lock"),
+        start.elapsed()
+    );
+    let arr = Array::from_slice(&(0..10).collect::<Vec<i32>>())?;
+    Process::spawn(negate, arr.clone())?.join()?;
+    println!(
+        "   a child negated the array in place: {:?}",
+        arr.to_vec().expect("lock")
+    );
+    Ok(())
+}
+
+// 2. Named objects: opened by name, type-checked.
+fn read_named(name: String) -> u64 {
+    Value::<u64>::open(&name)
+        .and_then(|v| Ok(v.get().expect("lock")))
+        .unwrap_or(0)
+}
+
+fn named_objects() -> Result<(), Error> {
+    step("Named objects");
+    let name = format!("multiproc-tour-{}", std::process::id());
+    let v = Value::create(&name, 2026u64)?;
+    let seen = Process::spawn(read_named, name.clone())?.join()?;
+    println!("   created /dev/shm/{name}; a child opened it by name and read {seen}");
+    match Value::<f32>::open(&name) {
+        Err(Error::TypeMismatch { expected, found }) => {
+            println!("   opening it as the wrong type fails: expected {expected}, found {found}")
+        }
+        other => println!("   unexpected: {other:?}"),
+    }
+    drop(v);
+    println!(
+        "   the creator dropped it: name removed = {}",
+        !std::path::Path::new(&format!("/dev/shm/{name}")).exists()
+    );
+    Ok(())
+}
+
+// 3. The seed's restaurant: a semaphore of 3 seats, 8 customers.
+#[repr(C)]
+struct Restaurant {
+    seats: Semaphore,
+    seated: AtomicU32,
+    most_seated: AtomicU32,
+}
+// SAFETY: only atomics and a Semaphore (itself ShmSafe): valid for any bits, no pointers, no Drop.
+unsafe impl multiproc::ShmSafe for Restaurant {}
+
+fn customer(r: Shared<Restaurant>) {
+    r.seats.acquire();
+    let now = r.seated.fetch_add(1, Ordering::SeqCst) + 1;
+    r.most_seated.fetch_max(now, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(20));
+    r.seated.fetch_sub(1, Ordering::SeqCst);
+    r.seats.release().expect("release");
+}
+
+fn restaurant() -> Result<(), Error> {
+    step("Semaphore: 8 customer processes, 3 seats");
+    let r = Shared::new(Restaurant {
+        seats: Semaphore::new(3),
+        seated: AtomicU32::new(0),
+        most_seated: AtomicU32::new(0),
+    })?;
+    let customers: Vec<_> = (0..8)
+        .map(|_| Process::spawn(customer, r.clone()))
+        .collect::<Result<_, _>>()?;
+    for c in customers {
+        c.join()?;
+    }
+    println!(
+        "   most customers seated at once: {}",
+        r.most_seated.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
+
+// 4. A lock holder killed with SIGKILL: the next locker is told, and repairs.
+fn hold_and_hang(m: Shared<Mutex<u64>>) {
+    let mut guard = m.lock().expect("lock");
+    *guard = u64::MAX; // a half-done update...
+    std::thread::sleep(Duration::from_secs(60)); // ...and then killed
+}
+
+fn robust_mutex() -> Result<(), Error> {
+    step("Robust mutex: the holder is killed with SIGKILL");
+    let m = Shared::new(Mutex::new(7u64))?;
+    let holder = Process::spawn(hold_and_hang, m.clone())?;
+    while m.try_lock().is_ok() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    holder.kill()?;
+    let killed = holder.pid();
+    let start = Instant::now();
+    match m.lock() {
+        Err(LockError::OwnerDied(mut guard)) => {
+            println!(
+                "   pid {killed} died holding the lock; detected in {:.1?}; it left {:#x}",
+                start.elapsed(),
+                *guard
+            );
+            *guard = 7;
+            guard.make_consistent();
+            println!("   repaired the value and made the mutex consistent");
+        }
+        Ok(_) => println!("   unexpected: no owner death reported"),
+        Err(e) => println!("   unexpected: {e}"),
+    }
+    println!(
+        "   locks normally again: value = {}",
+        *m.lock().expect("lock")
+    );
+    Ok(())
+}
+
+// 5. Queues: a producer child and this process as consumer.
+fn queues() -> Result<(), Error> {
+    Ok(())
+}
+
+// 6. Failures come back as values.
+fn explode(n: u32) -> u32 {
+    panic!("worker {n} gave up")
+}
+
+fn sleepy(_: ()) {
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn failures() -> Result<(), Error> {
+    step("Failures are values");
+    match Process::spawn(explode, 3)?.join() {
+        Err(Error::ChildPanicked { message }) => println!("   a child panicked: {message:?}"),
+        other => println!("   unexpected: {other:?}"),
+    }
+    let mut p = Process::builder().name("sleepy").spawn(sleepy, ())?;
+    match p.join_timeout(Duration::from_millis(50)) {
+        Err(Error::Timeout) => println!("   join_timeout on {:?} timed out after 50 ms", p.name()),
+        other => println!("   unexpected: {other:?}"),
+    }
+    p.terminate()?;
+    match p.join() {
+        Err(Error::ChildSignaled { signal }) => {
+            println!("   terminated it: killed by signal {signal}")
+        }
+        other => println!("   unexpected: {other:?}"),
+    }
+    Ok(())
+}
