@@ -185,6 +185,16 @@ enum Halt {
     Killed,
 }
 
+/// What a timed sleep in [`MpmcRef::blocking`] was waiting for.
+enum Expiry {
+    /// The caller's deadline: give up.
+    Deadline,
+    /// The periodic re-check ([`Env::recheck`]): try again.
+    Recheck,
+    /// Time to ask whether the claimer of the slot we are stuck behind is dead.
+    Stall { idx: usize, s: u64 },
+}
+
 /// Sizes and offsets of a ring region.
 #[cfg(not(loom))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -702,7 +712,10 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
             }
             let seq = signal.register();
             // Re-try after announcing ourselves: a publication from now on wakes us.
-            let (until, busy) = match attempt() {
+            let (until, on_timeout) = match attempt() {
+                // No re-checks (a model whose peers never die): the claimer will publish and
+                // wake us, so sleep like on an empty ring; a lost wake-up then deadlocks.
+                Err(Halt::Busy { .. }) if env.recheck().is_none() => (deadline, Expiry::Deadline),
                 Err(Halt::Busy { idx, s }) => {
                     let check = match stall {
                         Some((prev, at)) if prev == s => at,
@@ -710,13 +723,17 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
                     };
                     stall = Some((s, check));
                     match deadline {
-                        Some(d) if d <= check => (Some(d), None),
-                        _ => (Some(check), Some((idx, s))),
+                        Some(d) if d <= check => (Some(d), Expiry::Deadline),
+                        _ => (Some(check), Expiry::Stall { idx, s }),
                     }
                 }
                 Err(Halt::Blocked) => {
                     stall = None;
-                    (deadline, None)
+                    match (deadline, env.recheck().map(Deadline::after)) {
+                        (Some(d), Some(r)) if d <= r => (Some(d), Expiry::Deadline),
+                        (d, None) => (d, Expiry::Deadline),
+                        (_, Some(r)) => (Some(r), Expiry::Recheck),
+                    }
                 }
                 other => {
                     signal.unregister();
@@ -726,14 +743,18 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
             let woken = signal.sleep(seq, until);
             signal.unregister();
             if !woken {
-                match busy {
-                    Some((idx, s)) => {
+                match on_timeout {
+                    Expiry::Deadline => return Err(Halt::Blocked),
+                    Expiry::Recheck => {}
+                    Expiry::Stall { idx, s } => {
                         if !self.reclaim(env, idx, s) {
                             stall = Some((s, Deadline::after(STALL)));
                         }
                     }
-                    None => return Err(Halt::Blocked),
                 }
+                // The model's timed wait returns at once: let the peer run.
+                #[cfg(loom)]
+                crate::loom::thread::yield_now();
             }
         }
     }

@@ -28,12 +28,22 @@ pub(crate) trait Env {
     fn process_identity(&self) -> u64;
     /// Whether the process named by a role word is definitely dead. `false` when unsure.
     fn process_dead(&self, id: u64) -> bool;
+    /// How often a thread sleeping on a full or empty MPMC ring re-checks it even if nobody
+    /// wakes it: a peer that claimed the slot it waits for and was then killed never will.
+    /// `None` (models only) sleeps until woken, so that a lost wake-up shows as a deadlock.
+    #[inline(always)]
+    fn recheck(&self) -> Option<std::time::Duration> {
+        Some(RECHECK)
+    }
     /// Test hook: `false` makes the operation stop here as if its thread were killed.
     #[inline(always)]
     fn survive(&self, _at: Step) -> bool {
         true
     }
 }
+
+/// Default period of [`Env::recheck`].
+pub(crate) const RECHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The real environment: kernel thread ids and `/proc`.
 #[derive(Clone, Copy, Debug, Default)]
