@@ -135,6 +135,10 @@ impl Spsc {
     pub fn len(&self) -> usize {
         self.q.ring().len()
     }
+    /// `is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.q.ring().is_empty()
+    }
     /// `close`.
     pub fn close(&self) {
         self.q.ring().close()

@@ -46,8 +46,8 @@ fn fifo_over_many_laps_and_the_wrap() {
 fn attach_validates_the_header() {
     let q = HeapMpmc::<u64>::new(4);
     let (p, len) = (q.region().as_ptr(), q.region().len());
-    // SAFETY (all attaches below): the region is live and initialised; only the claimed type,
-    // length or offset is wrong, which attach must refuse.
+    // SAFETY: the region is live and initialised; only the claimed type, length or offset is
+    // wrong, which attach must refuse.
     unsafe {
         assert!(RawMpmc::attach::<u64>(p, len).is_ok());
         assert!(RawMpmc::attach::<u32>(p, len).is_err());
@@ -314,7 +314,7 @@ fn corrupted_state_gives_errors_not_panics() {
                             q.region().scribble(at, rng.next() as u8);
                         }
                     }
-                    1 | 2 | 3 => {
+                    1..=3 => {
                         if let Err(PushError::Corrupted(_)) = r.try_push(rng.next()) {
                             corrupted += 1;
                         }
