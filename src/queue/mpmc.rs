@@ -962,6 +962,10 @@ fn pop_error(h: Halt, blocked: PopError) -> PopError {
 pub(crate) struct HeapMpmc<T> {
     #[cfg(not(loom))]
     region: super::HeapRegion,
+    /// Where the slots start and how many, checked by one attach at creation: later accesses
+    /// do not re-read the (possibly scribbled-on) header.
+    #[cfg(not(loom))]
+    slots_at: (usize, usize),
     #[cfg(loom)]
     hdr: Box<Header>,
     #[cfg(loom)]
@@ -989,7 +993,11 @@ impl<T: Pod + Send> HeapMpmc<T> {
         // SAFETY: the region is fresh, exclusively ours, sized and aligned for this ring.
         unsafe { RawMpmc::init_at(region.as_ptr(), capacity, size, align, start) }
             .expect("init failed");
+        // SAFETY: as above; attach validates what init wrote.
+        let r = unsafe { RawMpmc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
+        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
         Self {
+            slots_at: (offset, r.capacity()),
             region,
             _t: std::marker::PhantomData,
         }
@@ -1013,11 +1021,19 @@ impl<T: Pod + Send> HeapMpmc<T> {
         }
     }
 
-    /// The ring.
+    /// The ring, as attached at creation.
     #[cfg(not(loom))]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
-        // SAFETY: the region lives as long as `self` and was initialised for `T`.
-        unsafe { RawMpmc::attach(self.region.as_ptr(), self.region.len()) }.expect("attach failed")
+        let (offset, cap) = self.slots_at;
+        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
+        // slots from `offset` fit in it with the right alignment; the region lives as long as
+        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
+        unsafe {
+            let hdr = &*self.region.as_ptr().cast::<Header>();
+            let slots =
+                std::slice::from_raw_parts(self.region.as_ptr().add(offset).cast::<Slot<T>>(), cap);
+            MpmcRef::from_parts(hdr, slots)
+        }
     }
 
     #[cfg(loom)]

@@ -747,6 +747,10 @@ fn batch_error(h: Halt) -> BatchError {
 pub(crate) struct HeapSpsc<T> {
     #[cfg(not(loom))]
     region: super::HeapRegion,
+    /// Where the slots start and how many, checked by one attach at creation: later accesses
+    /// do not re-read the (possibly scribbled-on) header.
+    #[cfg(not(loom))]
+    slots_at: (usize, usize),
     #[cfg(loom)]
     hdr: Box<Header>,
     #[cfg(loom)]
@@ -765,7 +769,11 @@ impl<T: Pod + Send> HeapSpsc<T> {
         let region = super::HeapRegion::new(len, RawSpsc::align_for(align));
         // SAFETY: the region is fresh, exclusively ours, sized and aligned for this ring.
         unsafe { RawSpsc::init(region.as_ptr(), capacity, size, align) }.expect("init failed");
+        // SAFETY: as above; attach validates what init wrote.
+        let r = unsafe { RawSpsc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
+        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
         Self {
+            slots_at: (offset, r.capacity()),
             region,
             _t: std::marker::PhantomData,
         }
@@ -782,11 +790,21 @@ impl<T: Pod + Send> HeapSpsc<T> {
         }
     }
 
-    /// The ring.
+    /// The ring, as attached at creation.
     #[cfg(not(loom))]
     pub(crate) fn ring(&self) -> SpscRef<'_, T> {
-        // SAFETY: the region lives as long as `self` and was initialised for `T`.
-        unsafe { RawSpsc::attach(self.region.as_ptr(), self.region.len()) }.expect("attach failed")
+        let (offset, cap) = self.slots_at;
+        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
+        // slots from `offset` fit in it with the right alignment; the region lives as long as
+        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
+        unsafe {
+            let hdr = &*self.region.as_ptr().cast::<Header>();
+            let slots = std::slice::from_raw_parts(
+                self.region.as_ptr().add(offset).cast::<UnsafeCell<T>>(),
+                cap,
+            );
+            SpscRef::from_parts(hdr, slots)
+        }
     }
 
     #[cfg(loom)]
