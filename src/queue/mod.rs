@@ -1,14 +1,21 @@
 //! Bounded rings between processes.
 //!
-//! - [`mpmc`](self) ring: Vyukov's bounded multi-producer multi-consumer queue, extended so a
-//!   producer or consumer killed in the middle of an operation never wedges the others.
-//! - [`spsc`](self) ring: one producer, one consumer, cached indices and batch copies; the two
-//!   roles are claimed at run time.
+//! Two rings live here, each in place in a caller-provided region (a shared-memory segment):
 //!
-//! Both rings live in place in a caller-provided region (a shared-memory segment), are
-//! `#[repr(C)]` and position independent, hold `bytemuck::Pod` values copied in and out, and treat
-//! every word of shared state as hostile: an impossible state is a `Corrupted` error, never
-//! undefined behaviour, a panic or an out-of-bounds access.
+//! - `mpmc`: Vyukov's bounded multi-producer multi-consumer queue, extended so that a producer
+//!   or consumer killed in the middle of an operation never wedges the others (its slot is
+//!   reclaimed once the OS reports its thread dead);
+//! - `spsc`: one producer, one consumer, cached indices and batch copies; the two roles are
+//!   claimed at run time.
+//!
+//! Both are `#[repr(C)]` and position independent, hold `bytemuck::Pod` values copied in and
+//! out (never a reference into a slot), and treat every word of shared state as hostile: an
+//! impossible state is a `Corrupted` error, never undefined behaviour, a panic or an
+//! out-of-bounds access. Capacity and element size are stored at init and checked on attach.
+//!
+//! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
+//! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
+//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref.
 
 // The owning handles (`Queue<T>`, `SpscQueue<T>`) that call these rings are wired in separately;
 // until then the ring API is only reached from tests.

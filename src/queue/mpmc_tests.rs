@@ -87,7 +87,7 @@ fn slot_layout_matches_repr_c() {
 /// 4 producers x 4 consumers, every value exactly once.
 #[test]
 fn four_by_four_exchange_each_value_once() {
-    for cap in [1, 3, 64] {
+    for cap in CAPS {
         watchdog(60, move || exchange(cap, 4, 4, 25_000, 2));
     }
 }
