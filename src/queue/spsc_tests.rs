@@ -106,7 +106,9 @@ fn stream_between_threads_in_order() {
                         let src: Vec<u64> = (i..(i + 7).min(N)).collect();
                         let n = p.push_slice(&src).unwrap();
                         if n == 0 {
-                            std::thread::yield_now();
+                            // Full: block for one value instead of spinning.
+                            p.push(i).unwrap();
+                            i += 1;
                         }
                         i += n as u64;
                     }
