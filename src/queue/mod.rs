@@ -1,1 +1,111 @@
 //! Bounded rings between processes.
+//!
+//! Two rings live here, each in place in a caller-provided region (a shared-memory segment):
+//!
+//! - `mpmc`: Vyukov's bounded multi-producer multi-consumer queue, extended so that a producer
+//!   or consumer killed in the middle of an operation never wedges the others (its slot is
+//!   reclaimed once the OS reports its thread dead);
+//! - `spsc`: one producer, one consumer, cached indices and batch copies; the two roles are
+//!   claimed at run time.
+//!
+//! Both are `#[repr(C)]` and position independent, hold `bytemuck::Pod` values copied in and
+//! out (never a reference into a slot), and treat every word of shared state as hostile: an
+//! impossible state is a `Corrupted` error, never undefined behaviour, a panic or an
+//! out-of-bounds access. Capacity and element size are stored at init and checked on attach.
+//!
+//! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
+//! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
+//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref.
+
+// The owning handles (`Queue<T>`, `SpscQueue<T>`) that call these rings are wired in separately;
+// until then the ring API is only reached from tests.
+#![allow(dead_code)]
+
+mod error;
+pub(crate) mod mpmc;
+pub(crate) mod peer;
+pub(crate) mod spsc;
+pub(crate) mod wait;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod test_util;
+
+pub use error::{BatchError, PopError, PushError, RoleError};
+
+/// Cache-line padding for the words one side writes and the other reads. 128 bytes: x86-64
+/// prefetches lines in adjacent pairs, and aarch64 server parts use 128-byte lines.
+#[repr(C, align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Rounds `n` up to a multiple of `align` (a power of two); `None` on overflow.
+pub(crate) fn round_up(n: usize, align: usize) -> Option<usize> {
+    debug_assert!(align.is_power_of_two());
+    Some(n.checked_add(align - 1)? & !(align - 1))
+}
+
+/// A zeroed, aligned heap allocation standing in for a shared-memory segment in tests and fuzzing.
+#[cfg(all(any(test, fuzzing), not(loom)))]
+pub(crate) struct HeapRegion {
+    ptr: std::ptr::NonNull<u8>,
+    layout: std::alloc::Layout,
+}
+
+#[cfg(all(any(test, fuzzing), not(loom)))]
+impl HeapRegion {
+    /// A zeroed region of `len` bytes aligned to `align`.
+    pub(crate) fn new(len: usize, align: usize) -> Self {
+        let layout = std::alloc::Layout::from_size_align(len.max(1), align).expect("bad layout");
+        // SAFETY: the layout has a nonzero size.
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = std::ptr::NonNull::new(raw).expect("allocation failed");
+        Self { ptr, layout }
+    }
+
+    /// The start of the region.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The region's length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Overwrites byte `at` (modulo the length) the way a hostile peer would.
+    pub(crate) fn scribble(&self, at: usize, byte: u8) {
+        let at = at % self.len();
+        // SAFETY: `at` is in bounds; the write is volatile and byte-sized, standing in for a
+        // peer process writing the shared mapping. Tests only call it while no operation runs.
+        unsafe { self.as_ptr().add(at).write_volatile(byte) };
+    }
+}
+
+// SAFETY: the region is plain memory owned by this value; the rings in it synchronise every
+// shared access through atomics, like a shared mapping does.
+#[cfg(all(any(test, fuzzing), not(loom)))]
+unsafe impl Send for HeapRegion {}
+// SAFETY: as for `Send`: `&HeapRegion` only hands out the pointer and volatile byte writes.
+#[cfg(all(any(test, fuzzing), not(loom)))]
+unsafe impl Sync for HeapRegion {}
+
+#[cfg(all(any(test, fuzzing), not(loom)))]
+impl Drop for HeapRegion {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this very layout.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) };
+    }
+}
+
+#[cfg(all(fuzzing, not(loom)))]
+#[doc(hidden)]
+pub mod __fuzz;

@@ -1,0 +1,154 @@
+//! Entry points for the fuzz targets in `fuzz/` (compiled only under `--cfg fuzzing`, which
+//! cargo-fuzz sets): rings on the heap, their operations, and their shared bytes to corrupt.
+//! Not part of the crate's API.
+
+use super::mpmc::HeapMpmc;
+use super::spsc::{HeapSpsc, SpscConsumer, SpscProducer};
+pub use super::{BatchError, PopError, PushError, RoleError};
+use std::time::Duration;
+
+/// An MPMC ring of `u64` on the heap.
+pub struct Mpmc {
+    q: HeapMpmc<u64>,
+    offsets: Vec<usize>,
+}
+
+impl Mpmc {
+    /// A ring of `capacity` whose positions start `laps` laps before the 40-bit wrap.
+    pub fn new(capacity: usize, laps: u64) -> Self {
+        let q = HeapMpmc::near_wrap(capacity, laps);
+        let offsets = q.state_offsets();
+        Self { q, offsets }
+    }
+    /// `try_push`.
+    pub fn try_push(&self, v: u64) -> Result<(), PushError<u64>> {
+        self.q.ring().try_push(v)
+    }
+    /// `try_pop`.
+    pub fn try_pop(&self) -> Result<u64, PopError> {
+        self.q.ring().try_pop()
+    }
+    /// `push_timeout`.
+    pub fn push_timeout(&self, v: u64, t: Duration) -> Result<(), PushError<u64>> {
+        self.q.ring().push_timeout(v, t)
+    }
+    /// `pop_timeout`.
+    pub fn pop_timeout(&self, t: Duration) -> Result<u64, PopError> {
+        self.q.ring().pop_timeout(t)
+    }
+    /// `len`.
+    pub fn len(&self) -> usize {
+        self.q.ring().len()
+    }
+    /// `is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.q.ring().is_empty()
+    }
+    /// `is_full`.
+    pub fn is_full(&self) -> bool {
+        self.q.ring().is_full()
+    }
+    /// `close`.
+    pub fn close(&self) {
+        self.q.ring().close()
+    }
+    /// Number of shared-state bytes (header and stamps) [`scribble`](Self::scribble) can hit.
+    pub fn state_len(&self) -> usize {
+        self.offsets.len()
+    }
+    /// Overwrites shared-state byte `i % state_len()` with `byte`.
+    pub fn scribble(&self, i: usize, byte: u8) {
+        self.q
+            .region()
+            .scribble(self.offsets[i % self.offsets.len()], byte);
+    }
+    /// Attaches anew, validating the (possibly corrupted) header.
+    pub fn reattach(&self) -> bool {
+        let r = self.q.region();
+        // SAFETY: the region is live and initialised; attach validates whatever it holds.
+        unsafe { super::mpmc::RawMpmc::attach::<u64>(r.as_ptr(), r.len()) }.is_ok()
+    }
+}
+
+/// An SPSC ring of `u64` on the heap with both endpoints claimed.
+pub struct Spsc {
+    // Declared before `q`: dropped first, while the ring they borrow still exists.
+    producer: Option<SpscProducer<'static, u64>>,
+    consumer: Option<SpscConsumer<'static, u64>>,
+    q: Box<HeapSpsc<u64>>,
+}
+
+impl Spsc {
+    /// A ring of `capacity` with both ends claimed.
+    pub fn new(capacity: usize) -> Self {
+        let q = Box::new(HeapSpsc::new(capacity));
+        // SAFETY: the ring lives in the heap region owned by `q`, which never moves (boxed) and
+        // outlives the endpoints (dropped first, see the field order); `'static` never escapes
+        // this struct.
+        let ring: super::spsc::SpscRef<'static, u64> = unsafe { std::mem::transmute(q.ring()) };
+        Self {
+            producer: ring.producer().ok(),
+            consumer: ring.consumer().ok(),
+            q,
+        }
+    }
+    /// `try_push`.
+    pub fn try_push(&mut self, v: u64) -> Result<(), PushError<u64>> {
+        self.producer.as_mut().expect("producer").try_push(v)
+    }
+    /// `push_slice`.
+    pub fn push_slice(&mut self, src: &[u64]) -> Result<usize, BatchError> {
+        self.producer.as_mut().expect("producer").push_slice(src)
+    }
+    /// `push_timeout`.
+    pub fn push_timeout(&mut self, v: u64, t: Duration) -> Result<(), PushError<u64>> {
+        self.producer.as_mut().expect("producer").push_timeout(v, t)
+    }
+    /// `try_pop`.
+    pub fn try_pop(&mut self) -> Result<u64, PopError> {
+        self.consumer.as_mut().expect("consumer").try_pop()
+    }
+    /// `pop_into`.
+    pub fn pop_into(&mut self, dst: &mut [u64]) -> Result<usize, BatchError> {
+        self.consumer.as_mut().expect("consumer").pop_into(dst)
+    }
+    /// `pop_timeout`.
+    pub fn pop_timeout(&mut self, t: Duration) -> Result<u64, PopError> {
+        self.consumer.as_mut().expect("consumer").pop_timeout(t)
+    }
+    /// Drops and re-claims both endpoints (they resume from the shared indices).
+    pub fn reclaim(&mut self) -> Result<(), RoleError> {
+        self.producer = None;
+        self.consumer = None;
+        // SAFETY: as in `new`.
+        let ring: super::spsc::SpscRef<'static, u64> =
+            unsafe { std::mem::transmute(self.q.ring()) };
+        self.producer = Some(ring.producer()?);
+        self.consumer = Some(ring.consumer()?);
+        Ok(())
+    }
+    /// Whether both endpoints are held.
+    pub fn has_endpoints(&self) -> bool {
+        self.producer.is_some() && self.consumer.is_some()
+    }
+    /// `len`.
+    pub fn len(&self) -> usize {
+        self.q.ring().len()
+    }
+    /// `is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.q.ring().is_empty()
+    }
+    /// `close`.
+    pub fn close(&self) {
+        self.q.ring().close()
+    }
+    /// Number of shared-state bytes (the header) [`scribble`](Self::scribble) can hit.
+    pub fn state_len(&self) -> usize {
+        self.q.state_len()
+    }
+    /// Overwrites header byte `i % state_len()` with `byte`.
+    pub fn scribble(&self, i: usize, byte: u8) {
+        self.q.region().scribble(i % self.q.state_len(), byte);
+    }
+}

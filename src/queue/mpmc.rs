@@ -1,0 +1,1071 @@
+//! The multi-producer multi-consumer ring, in place in a (shared) memory region.
+//!
+//! # Algorithm
+//!
+//! Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>), in the form
+//! crossbeam's `ArrayQueue` gives it (`crossbeam-queue/src/array_queue.rs`): a position is
+//! `lap | index` with `one_lap = capacity.next_power_of_two()`, so any capacity works without a
+//! division, and every slot carries a *stamp* saying which position it is ready for.
+//!
+//! One change makes the ring survive a peer killed with `SIGKILL` in the middle of an operation.
+//! In Vyukov's queue a producer claims a position with a CAS on `tail` and publishes the slot
+//! later; if it dies in between, the consumer at that position waits forever and the whole ring
+//! wedges. Here a slot is claimed with a CAS **on its stamp**, which records who claimed it:
+//!
+//! ```text
+//! stamp (u64) = position (40 bits) | thread id (22 bits) | phase (2 bits)
+//!
+//!   EMPTY(p)          free for the producer of position p
+//!   WRITING(p, tid)   claimed by producer `tid`, value being copied in
+//!   FULL(p)           value of position p published
+//!   READING(p, tid)   claimed by consumer `tid`, value being copied out
+//!
+//! push at tail p: CAS EMPTY(p) -> WRITING(p, me); CAS tail p -> next(p); copy in;
+//!                 store FULL(p)
+//! pop at head p:  CAS FULL(p) -> READING(p, me); CAS head p -> next(p); copy out;
+//!                 store EMPTY(p + one_lap)
+//! ```
+//!
+//! The CAS on `tail`/`head` after a claim may fail: anyone who sees a slot claimed for the
+//! position the index still names moves the index on ("helping"), so a claimer that dies before
+//! advancing the index stops nobody. A thread blocked behind a `WRITING`/`READING` slot for
+//! longer than [`STALL`] asks the OS whether `tid` is alive; if it is definitely dead (gone or a
+//! zombie), one CAS `WRITING/READING(p, tid) -> EMPTY(p + one_lap)` discards the slot for that
+//! lap, and the ring goes on.
+//!
+//! # What a killed peer can lose
+//!
+//! - A producer killed inside `push` loses the value of that push, which never returned `Ok`.
+//!   Nothing acknowledged is lost, and no consumer ever sees that value, whole or torn: a slot is
+//!   read only in phase `FULL`, which the producer stores after its copy.
+//! - A consumer killed inside `pop` after claiming its slot loses the value it claimed (it was
+//!   never returned to anyone). Every other value is delivered exactly once.
+//! - The slot of the dead peer is idle for the rest of that lap, and survivors blocked behind it
+//!   wait [`STALL`] (10 ms) before checking.
+//! - If the dead thread's id is reused by a new live thread before a survivor checks, the slot
+//!   stays claimed while that thread lives (liveness is only declared on definite death, never
+//!   guessed, because reclaiming a slot a live writer still fills would tear a value).
+//!
+//! Positions are 40-bit (they wrap at `2^40`, and every stamp comparison is modulo that), which
+//! leaves room for the thread id in the stamp. The ABA window is therefore `2^40` operations on
+//! the ring between a thread's read of a stamp and its CAS, instead of `2^64`.
+
+use super::CachePadded;
+use super::error::{PopError, PushError};
+use super::peer::{Env, OsEnv, Step};
+use super::wait::Signal;
+use crate::loom::UnsafeCell;
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use bytemuck::Pod;
+use std::time::Duration;
+
+/// Identifies an initialised MPMC ring ("mpMPMCq1").
+const MAGIC: u64 = u64::from_le_bytes(*b"mpMPMCq1");
+/// Layout version of the region.
+const VERSION: u64 = 1;
+/// Largest capacity: keeps at least `2^12` laps inside the 40-bit position space.
+pub(crate) const MAX_CAPACITY: usize = 1 << 28;
+
+/// Positions (head, tail, a stamp's position field) are 40-bit.
+const POS_MASK: u64 = (1 << 40) - 1;
+/// Where the position sits in a stamp.
+const POS_SHIFT: u32 = 24;
+/// Where the thread id sits in a stamp.
+const TID_SHIFT: u32 = 2;
+/// Thread ids are below `2^22` on Linux.
+const TID_MASK: u64 = (1 << 22) - 1;
+
+const EMPTY: u64 = 0; // free for the producer of the stamp's position
+const WRITING: u64 = 1; // claimed by producer `tid`; the value is being copied in
+const FULL: u64 = 2; // published: the consumer of the stamp's position may take it
+const READING: u64 = 3; // claimed by consumer `tid`; the value is being copied out
+
+/// How long a thread blocked behind a claimed slot waits before asking whether its claimer died.
+pub(crate) const STALL: Duration = Duration::from_millis(10);
+/// Re-tries against a slot that a peer is copying before sleeping (the copy takes nanoseconds).
+#[cfg(not(loom))]
+const SPINS: u32 = 64;
+#[cfg(loom)]
+const SPINS: u32 = 0;
+
+#[inline(always)]
+const fn stamp(pos: u64, tid: u32, phase: u64) -> u64 {
+    (pos << POS_SHIFT) | ((tid as u64 & TID_MASK) << TID_SHIFT) | phase
+}
+#[inline(always)]
+const fn pos_of(s: u64) -> u64 {
+    s >> POS_SHIFT
+}
+#[inline(always)]
+const fn tid_of(s: u64) -> u32 {
+    ((s >> TID_SHIFT) & TID_MASK) as u32
+}
+#[inline(always)]
+const fn phase_of(s: u64) -> u64 {
+    s & 0b11
+}
+
+/// Written once at init, read once at attach.
+#[repr(C)]
+struct Meta {
+    magic: AtomicU64,
+    version: AtomicU64,
+    capacity: AtomicU64,
+    one_lap: AtomicU64,
+    elem_size: AtomicU64,
+    elem_align: AtomicU64,
+    slots_offset: AtomicU64,
+    /// 0 open, 1 closed.
+    closed: AtomicU32,
+}
+
+/// The ring's header; the slots follow it at `slots_offset`.
+#[repr(C)]
+pub(crate) struct Header {
+    meta: CachePadded<Meta>,
+    /// Next position to pop (`lap | index`).
+    head: CachePadded<AtomicU64>,
+    /// Next position to push (`lap | index`).
+    tail: CachePadded<AtomicU64>,
+    not_empty: CachePadded<Signal>,
+    not_full: CachePadded<Signal>,
+}
+
+impl Header {
+    fn new(
+        capacity: usize,
+        elem_size: usize,
+        elem_align: usize,
+        slots_offset: usize,
+        start: u64,
+    ) -> Self {
+        let one_lap = capacity.next_power_of_two() as u64;
+        Self {
+            meta: CachePadded(Meta {
+                magic: AtomicU64::new(MAGIC),
+                version: AtomicU64::new(VERSION),
+                capacity: AtomicU64::new(capacity as u64),
+                one_lap: AtomicU64::new(one_lap),
+                elem_size: AtomicU64::new(elem_size as u64),
+                elem_align: AtomicU64::new(elem_align as u64),
+                slots_offset: AtomicU64::new(slots_offset as u64),
+                closed: AtomicU32::new(0),
+            }),
+            head: CachePadded(AtomicU64::new(start)),
+            tail: CachePadded(AtomicU64::new(start)),
+            not_empty: CachePadded(Signal::new()),
+            not_full: CachePadded(Signal::new()),
+        }
+    }
+}
+
+/// One slot: the stamp, then the value, in one cache line for small `T`.
+#[repr(C)]
+pub(crate) struct Slot<T> {
+    stamp: AtomicU64,
+    value: UnsafeCell<T>,
+}
+
+/// Why one attempt at an operation stopped.
+#[derive(Debug)]
+enum Halt {
+    /// No room (push) or nothing ready (pop); also "timed out" out of a blocking loop.
+    Blocked,
+    /// The slot at `idx` is claimed mid-operation by the peer named in stamp `s`.
+    Busy {
+        idx: usize,
+        s: u64,
+    },
+    /// Closed (pushes), or closed and drained (pops).
+    Closed,
+    Corrupted(&'static str),
+    /// A test peer stopped at a [`Step`].
+    Killed,
+}
+
+/// What a timed sleep in [`MpmcRef::blocking`] was waiting for.
+enum Expiry {
+    /// The caller's deadline: give up.
+    Deadline,
+    /// The periodic re-check ([`Env::recheck`]): try again.
+    Recheck,
+    /// Time to ask whether the claimer of the slot we are stuck behind is dead.
+    Stall { idx: usize, s: u64 },
+}
+
+/// Sizes and offsets of a ring region.
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    slots_offset: usize,
+    slot_size: usize,
+    total: usize,
+    align: usize,
+}
+
+#[cfg(not(loom))]
+fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout> {
+    use super::round_up;
+    if capacity == 0 || capacity > MAX_CAPACITY || !elem_align.is_power_of_two() {
+        return None;
+    }
+    // `Slot<T>` is `#[repr(C)] { u64, T }`.
+    let slot_align = elem_align.max(std::mem::align_of::<AtomicU64>());
+    let value_offset = round_up(std::mem::size_of::<AtomicU64>(), elem_align)?;
+    let slot_size = round_up(value_offset.checked_add(elem_size)?, slot_align)?;
+    let align = slot_align.max(std::mem::align_of::<Header>());
+    let slots_offset = round_up(std::mem::size_of::<Header>(), align)?;
+    let total = slots_offset.checked_add(slot_size.checked_mul(capacity)?)?;
+    if total > isize::MAX as usize {
+        return None;
+    }
+    Some(Layout {
+        slots_offset,
+        slot_size,
+        total,
+        align,
+    })
+}
+
+/// Entry points over a raw region: size it, initialise it, attach to it.
+pub(crate) struct RawMpmc;
+
+#[cfg(not(loom))]
+impl RawMpmc {
+    /// Bytes a ring of `capacity` elements of this size and alignment needs, or `None` if the
+    /// capacity is 0 or above [`MAX_CAPACITY`], or the size overflows.
+    pub(crate) fn bytes_for(capacity: usize, elem_size: usize, elem_align: usize) -> Option<usize> {
+        layout(capacity, elem_size, elem_align).map(|l| l.total)
+    }
+
+    /// The alignment the region must have (at least 128, the header's).
+    pub(crate) fn align_for(elem_align: usize) -> usize {
+        elem_align.max(std::mem::align_of::<Header>())
+    }
+
+    /// Initialises an empty, open ring at `ptr`.
+    ///
+    /// # Safety
+    /// - `ptr` is valid for writes of `bytes_for(capacity, elem_size, elem_align)` bytes and
+    ///   aligned to `align_for(elem_align)`;
+    /// - nobody else accesses the region during the call (the segment layer publishes it after).
+    ///
+    /// # Errors
+    /// Invalid parameters (see [`bytes_for`](Self::bytes_for)).
+    pub(crate) unsafe fn init(
+        ptr: *mut u8,
+        capacity: usize,
+        elem_size: usize,
+        elem_align: usize,
+    ) -> Result<(), &'static str> {
+        // SAFETY: forwarded from the caller; position 0 is lap-aligned.
+        unsafe { Self::init_at(ptr, capacity, elem_size, elem_align, 0) }
+    }
+
+    /// [`init`](Self::init) with head and tail starting at `start` (lap-aligned), so tests can
+    /// start near the 40-bit wrap-around.
+    ///
+    /// # Safety
+    /// As for [`init`](Self::init).
+    pub(crate) unsafe fn init_at(
+        ptr: *mut u8,
+        capacity: usize,
+        elem_size: usize,
+        elem_align: usize,
+        start: u64,
+    ) -> Result<(), &'static str> {
+        let l = layout(capacity, elem_size, elem_align).ok_or("invalid ring parameters")?;
+        let one_lap = capacity.next_power_of_two() as u64;
+        if start > POS_MASK || start & (one_lap - 1) != 0 {
+            return Err("start position is not lap-aligned");
+        }
+        debug_assert!(ptr as usize % l.align == 0);
+        // SAFETY: the caller gives us `l.total` writable bytes at `ptr`, aligned for `Header`
+        // and for the slots (`l.align`), and exclusive access. Zeroing first leaves every value
+        // byte initialised; the header and each stamp are then written in place.
+        unsafe {
+            ptr.write_bytes(0, l.total);
+            ptr.cast::<Header>().write(Header::new(
+                capacity,
+                elem_size,
+                elem_align,
+                l.slots_offset,
+                start,
+            ));
+            for i in 0..capacity {
+                let at = ptr
+                    .add(l.slots_offset + i * l.slot_size)
+                    .cast::<AtomicU64>();
+                at.write(AtomicU64::new(stamp(start + i as u64, 0, EMPTY)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches to a ring initialised by [`init`](Self::init), checking that it was made for
+    /// `T` and fits in `len` bytes.
+    ///
+    /// # Safety
+    /// - `ptr` is valid for reads and writes of `len` initialised bytes for `'a` (a mapping that
+    ///   outlives the returned ref); other processes may write it at any time.
+    ///
+    /// # Errors
+    /// A misaligned or short region, a header that is not a ring's, or a ring made for another
+    /// element size or alignment.
+    pub(crate) unsafe fn attach<'a, T: Pod + Send>(
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<MpmcRef<'a, T>, &'static str> {
+        if ptr.is_null() || ptr as usize % Self::align_for(std::mem::align_of::<T>()) != 0 {
+            return Err("misaligned ring region");
+        }
+        if len < std::mem::size_of::<Header>() {
+            return Err("region too small for a ring header");
+        }
+        // SAFETY: `ptr` is aligned for `Header` and valid for `len >= size_of::<Header>()`
+        // bytes for `'a` (caller); a header is atomics only, valid for any bit pattern.
+        let hdr: &'a Header = unsafe { &*ptr.cast::<Header>() };
+        let m = &hdr.meta;
+        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
+        {
+            return Err("not an initialised MPMC ring");
+        }
+        if m.elem_size.load(Ordering::Relaxed) != std::mem::size_of::<T>() as u64
+            || m.elem_align.load(Ordering::Relaxed) != std::mem::align_of::<T>() as u64
+        {
+            return Err("ring made for another element type");
+        }
+        let cap =
+            usize::try_from(m.capacity.load(Ordering::Relaxed)).map_err(|_| "bad capacity")?;
+        let l = layout(cap, std::mem::size_of::<T>(), std::mem::align_of::<T>())
+            .ok_or("bad capacity")?;
+        if l.slot_size != std::mem::size_of::<Slot<T>>() {
+            return Err("slot layout mismatch");
+        }
+        if m.one_lap.load(Ordering::Relaxed) != cap.next_power_of_two() as u64
+            || m.slots_offset.load(Ordering::Relaxed) != l.slots_offset as u64
+        {
+            return Err("ring header is corrupted");
+        }
+        if l.total > len {
+            return Err("region shorter than the ring");
+        }
+        // SAFETY: `slots_offset + cap * size_of::<Slot<T>>() <= len`, the offset is a multiple
+        // of `align_of::<Slot<T>>()`, and a slot (an atomic and a `Pod` in a cell) is valid for
+        // any bytes; values are only accessed through the cells, under the stamp protocol.
+        let slots =
+            unsafe { std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<Slot<T>>(), cap) };
+        Ok(MpmcRef::from_parts(hdr, slots))
+    }
+}
+
+/// A ring attached in place; `Copy`, shared by every thread that uses it.
+pub(crate) struct MpmcRef<'a, T> {
+    hdr: &'a Header,
+    slots: &'a [Slot<T>],
+    /// Capacity and lap, copied at attach: a peer rewriting the header cannot change them.
+    cap: u64,
+    one_lap: u64,
+}
+
+impl<T> Clone for MpmcRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for MpmcRef<'_, T> {}
+
+// SAFETY: the ring is made for concurrent use by many threads (and processes): shared words are
+// atomics, and a slot's value is read or written only by the thread whose claim its stamp holds.
+// Values are `Pod + Send` copies.
+unsafe impl<T: Pod + Send> Send for MpmcRef<'_, T> {}
+// SAFETY: as for `Send`; every method takes `&self` and synchronises through the stamps.
+unsafe impl<T: Pod + Send> Sync for MpmcRef<'_, T> {}
+
+impl<'a, T: Pod + Send> MpmcRef<'a, T> {
+    fn from_parts(hdr: &'a Header, slots: &'a [Slot<T>]) -> Self {
+        let cap = slots.len() as u64;
+        Self {
+            hdr,
+            slots,
+            cap,
+            one_lap: cap.next_power_of_two(),
+        }
+    }
+
+    // ----- positions -----
+
+    /// Reads `head` or `tail` and checks it names a real slot.
+    #[inline]
+    fn load_pos(&self, word: &AtomicU64) -> Result<u64, Halt> {
+        // Acquire: pairs with the index CAS of whoever moved it, so the claim of every position
+        // before it is visible (see `pop_attempt`).
+        let p = word.load(Ordering::Acquire);
+        if p > POS_MASK || p & (self.one_lap - 1) >= self.cap {
+            return Err(Halt::Corrupted("head or tail out of range"));
+        }
+        Ok(p)
+    }
+
+    /// The position after `p`.
+    #[inline]
+    fn next(&self, p: u64) -> u64 {
+        if (p & (self.one_lap - 1)) + 1 < self.cap {
+            p + 1
+        } else {
+            ((p & !(self.one_lap - 1)) + self.one_lap) & POS_MASK
+        }
+    }
+
+    /// The same slot one lap later.
+    #[inline]
+    fn next_lap(&self, p: u64) -> u64 {
+        (p + self.one_lap) & POS_MASK
+    }
+
+    /// The same slot one lap earlier.
+    #[inline]
+    fn prev_lap(&self, p: u64) -> u64 {
+        p.wrapping_sub(self.one_lap) & POS_MASK
+    }
+
+    #[inline]
+    fn index(&self, p: u64) -> usize {
+        (p & (self.one_lap - 1)) as usize
+    }
+
+    /// Moves `word` from `from` to the next position, if nobody has yet.
+    #[inline]
+    fn help(&self, word: &AtomicU64, from: u64) {
+        // Release: whoever reads the new index also sees the claim we saw (transitively).
+        let _ = word.compare_exchange(from, self.next(from), Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    // ----- one attempt -----
+
+    fn push_attempt<E: Env>(&self, env: &E, value: &T) -> Result<(), Halt> {
+        if self.is_closed() {
+            return Err(Halt::Closed);
+        }
+        let me = env.me();
+        let mut tail = self.load_pos(&self.hdr.tail)?;
+        loop {
+            let idx = self.index(tail);
+            let slot = &self.slots[idx]; // idx < cap: checked by load_pos
+            // Acquire: pairs with the consumer's release of the slot, so our copy comes after
+            // its copy out.
+            let s = slot.stamp.load(Ordering::Acquire);
+            if s == stamp(tail, 0, EMPTY) {
+                let claim = stamp(tail, me, WRITING);
+                match slot.stamp.compare_exchange_weak(
+                    s,
+                    claim,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.push_claimed(env, slot, tail, value),
+                    Err(_) => {
+                        tail = self.load_pos(&self.hdr.tail)?;
+                        continue;
+                    }
+                }
+            }
+            let spos = pos_of(s);
+            if self.index(spos) != idx {
+                return Err(Halt::Corrupted("slot stamp names another slot"));
+            }
+            if spos == tail {
+                if phase_of(s) == EMPTY {
+                    return Err(Halt::Corrupted("slot stamp has an owner while empty"));
+                }
+                // Claimed for this lap by another producer that has not moved the tail yet.
+                self.help(&self.hdr.tail, tail);
+            } else if spos == self.prev_lap(tail) {
+                // The slot still holds the previous lap.
+                return match phase_of(s) {
+                    FULL => Err(Halt::Blocked),
+                    WRITING | READING => Err(Halt::Busy { idx, s }),
+                    _ => Err(Halt::Corrupted("unclaimed slot behind the tail")),
+                };
+            } else if spos == self.next_lap(tail) {
+                // Our tail is stale, or the slot was reclaimed before its producer moved the tail.
+                self.help(&self.hdr.tail, tail);
+            } else {
+                let now = self.load_pos(&self.hdr.tail)?;
+                if now == tail {
+                    return Err(Halt::Corrupted("slot stamp out of step with the tail"));
+                }
+                tail = now;
+                continue;
+            }
+            tail = self.load_pos(&self.hdr.tail)?;
+        }
+    }
+
+    fn push_claimed<E: Env>(
+        &self,
+        env: &E,
+        slot: &Slot<T>,
+        tail: u64,
+        value: &T,
+    ) -> Result<(), Halt> {
+        if !env.survive(Step::Claimed) {
+            return Err(Halt::Killed);
+        }
+        // Fails only if a helper already moved the tail past our slot.
+        self.help(&self.hdr.tail, tail);
+        if !env.survive(Step::Advanced) {
+            return Err(Halt::Killed);
+        }
+        // SAFETY: our WRITING stamp makes us the only thread that touches this value until we
+        // publish: consumers read only FULL slots, producers claim only EMPTY ones, and a
+        // reclaimer takes a WRITING slot only once its writer is dead. `T: Pod`, so any bytes a
+        // hostile peer left there are overwritten without a drop.
+        slot.value.with_mut(|p| unsafe { p.write(*value) });
+        if !env.survive(Step::Copied) {
+            return Err(Halt::Killed);
+        }
+        // Release: the value is visible to the consumer that sees FULL.
+        slot.stamp.store(stamp(tail, 0, FULL), Ordering::Release);
+        self.hdr.not_empty.notify_one();
+        Ok(())
+    }
+
+    fn pop_attempt<E: Env>(&self, env: &E) -> Result<T, Halt> {
+        let me = env.me();
+        let mut head = self.load_pos(&self.hdr.head)?;
+        loop {
+            let idx = self.index(head);
+            let slot = &self.slots[idx]; // idx < cap: checked by load_pos
+            // Acquire: pairs with the producer's release of FULL (the value is in place).
+            let s = slot.stamp.load(Ordering::Acquire);
+            if s == stamp(head, 0, FULL) {
+                let claim = stamp(head, me, READING);
+                match slot.stamp.compare_exchange_weak(
+                    s,
+                    claim,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.pop_claimed(env, slot, head),
+                    Err(_) => {
+                        head = self.load_pos(&self.hdr.head)?;
+                        continue;
+                    }
+                }
+            }
+            let spos = pos_of(s);
+            if self.index(spos) != idx {
+                return Err(Halt::Corrupted("slot stamp names another slot"));
+            }
+            if spos == head {
+                match phase_of(s) {
+                    EMPTY if tid_of(s) == 0 => {
+                        let tail = self.load_pos(&self.hdr.tail)?;
+                        if tail == head {
+                            return Err(Halt::Blocked);
+                        }
+                        // The tail moved past `head`, so position `head` was claimed before the
+                        // tail moved, and our Acquire read of the tail makes that claim visible:
+                        // a second read of the stamp must show it.
+                        if slot.stamp.load(Ordering::Acquire) == s {
+                            return Err(Halt::Corrupted("tail ahead of an unclaimed slot"));
+                        }
+                        continue;
+                    }
+                    WRITING => return Err(Halt::Busy { idx, s }),
+                    // Taken by another consumer that has not moved the head yet.
+                    READING => self.help(&self.hdr.head, head),
+                    _ => return Err(Halt::Corrupted("slot stamp has a bad owner")),
+                }
+            } else if spos == self.prev_lap(head) {
+                // The previous lap's consumer is still copying out: nothing is ready here yet.
+                return match phase_of(s) {
+                    READING => Err(Halt::Blocked),
+                    _ => Err(Halt::Corrupted("unconsumed slot behind the head")),
+                };
+            } else if spos == self.next_lap(head) {
+                // Our head is stale, or the slot was reclaimed before its consumer moved the head.
+                self.help(&self.hdr.head, head);
+            } else {
+                let now = self.load_pos(&self.hdr.head)?;
+                if now == head {
+                    return Err(Halt::Corrupted("slot stamp out of step with the head"));
+                }
+                head = now;
+                continue;
+            }
+            head = self.load_pos(&self.hdr.head)?;
+        }
+    }
+
+    fn pop_claimed<E: Env>(&self, env: &E, slot: &Slot<T>, head: u64) -> Result<T, Halt> {
+        if !env.survive(Step::Claimed) {
+            return Err(Halt::Killed);
+        }
+        self.help(&self.hdr.head, head);
+        if !env.survive(Step::Advanced) {
+            return Err(Halt::Killed);
+        }
+        // SAFETY: our READING stamp makes us the only thread that touches this value until we
+        // release the slot (see `push_claimed`); the producer's Release store of FULL, which
+        // our claim read with Acquire, put the whole value there. `T: Pod`: any bytes are valid.
+        let value = slot.value.with(|p| unsafe { p.read() });
+        if !env.survive(Step::Copied) {
+            return Err(Halt::Killed);
+        }
+        // Release: our copy out happens before the next lap's producer copies in.
+        slot.stamp
+            .store(stamp(self.next_lap(head), 0, EMPTY), Ordering::Release);
+        self.hdr.not_full.notify_one();
+        Ok(value)
+    }
+
+    fn pop_or_closed<E: Env>(&self, env: &E) -> Result<T, Halt> {
+        match self.pop_attempt(env) {
+            // Closed counts only once a pop that started after we saw the flag finds nothing.
+            Err(Halt::Blocked) if self.is_closed() => match self.pop_attempt(env) {
+                Err(Halt::Blocked) => Err(Halt::Closed),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    /// Discards the slot claimed in stamp `s` if its claimer is definitely dead. `true` if the
+    /// stamp changed (reclaimed by us or moved on by someone else): try again.
+    fn reclaim<E: Env>(&self, env: &E, idx: usize, s: u64) -> bool {
+        let tid = tid_of(s);
+        if tid == 0 || !matches!(phase_of(s), WRITING | READING) || !env.is_dead(tid) {
+            return false;
+        }
+        let Some(slot) = self.slots.get(idx) else {
+            return false;
+        };
+        let pos = pos_of(s);
+        let freed = stamp(self.next_lap(pos), 0, EMPTY);
+        if slot
+            .stamp
+            .compare_exchange(s, freed, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            // The dead peer may have died before moving its index past the slot.
+            self.help(&self.hdr.head, pos);
+            self.help(&self.hdr.tail, pos);
+            self.hdr.not_full.notify_all();
+            self.hdr.not_empty.notify_all();
+        }
+        true
+    }
+
+    // ----- drivers -----
+
+    /// Re-tries `attempt` while a peer is mid-copy, reclaiming the slot of a dead peer; never
+    /// sleeps. `Blocked` means full/empty (or a live peer still holds the slot).
+    fn nonblocking<R, E: Env>(
+        &self,
+        env: &E,
+        mut attempt: impl FnMut() -> Result<R, Halt>,
+    ) -> Result<R, Halt> {
+        let mut spins = 0;
+        loop {
+            match attempt() {
+                Err(Halt::Busy { idx, s }) => {
+                    if spins < SPINS {
+                        spins += 1;
+                        crate::loom::hint::spin_loop();
+                    } else if self.reclaim(env, idx, s) {
+                        spins = 0;
+                    } else {
+                        return Err(Halt::Blocked);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Re-tries `attempt`, sleeping on `signal` while it is blocked, until it succeeds, fails
+    /// for good, or `deadline` passes (`Blocked`). Behind a slot claimed by a peer, checks every
+    /// [`STALL`] whether the peer died and reclaims its slot.
+    fn blocking<R, E: Env>(
+        &self,
+        env: &E,
+        signal: &Signal,
+        deadline: Option<Deadline>,
+        mut attempt: impl FnMut() -> Result<R, Halt>,
+    ) -> Result<R, Halt> {
+        let mut spins = 0;
+        // The stamp we are stuck behind, and when to next check its claimer.
+        let mut stall: Option<(u64, Deadline)> = None;
+        loop {
+            match attempt() {
+                Err(Halt::Busy { .. }) if spins < SPINS => {
+                    spins += 1;
+                    crate::loom::hint::spin_loop();
+                    continue;
+                }
+                Err(Halt::Busy { .. } | Halt::Blocked) => {}
+                other => return other,
+            }
+            let seq = signal.register();
+            // Re-try after announcing ourselves: a publication from now on wakes us.
+            let (until, on_timeout) = match attempt() {
+                // No re-checks (a model whose peers never die): the claimer will publish and
+                // wake us, so sleep like on an empty ring; a lost wake-up then deadlocks.
+                Err(Halt::Busy { .. }) if env.recheck().is_none() => (deadline, Expiry::Deadline),
+                Err(Halt::Busy { idx, s }) => {
+                    let check = match stall {
+                        Some((prev, at)) if prev == s => at,
+                        _ => Deadline::after(STALL),
+                    };
+                    stall = Some((s, check));
+                    match deadline {
+                        Some(d) if d <= check => (Some(d), Expiry::Deadline),
+                        _ => (Some(check), Expiry::Stall { idx, s }),
+                    }
+                }
+                Err(Halt::Blocked) => {
+                    stall = None;
+                    match (deadline, env.recheck().map(Deadline::after)) {
+                        (Some(d), Some(r)) if d <= r => (Some(d), Expiry::Deadline),
+                        (d, None) => (d, Expiry::Deadline),
+                        (_, Some(r)) => (Some(r), Expiry::Recheck),
+                    }
+                }
+                other => {
+                    signal.unregister();
+                    return other;
+                }
+            };
+            let woken = signal.sleep(seq, until);
+            signal.unregister();
+            if !woken {
+                match on_timeout {
+                    Expiry::Deadline => return Err(Halt::Blocked),
+                    Expiry::Recheck => {}
+                    Expiry::Stall { idx, s } => {
+                        if !self.reclaim(env, idx, s) {
+                            stall = Some((s, Deadline::after(STALL)));
+                        }
+                    }
+                }
+                // The model's timed wait returns at once: let the peer run.
+                #[cfg(loom)]
+                crate::loom::thread::yield_now();
+            }
+        }
+    }
+
+    // ----- operations (generic over the environment for models) -----
+
+    pub(crate) fn try_push_in<E: Env>(&self, env: &E, value: T) -> Result<(), PushError<T>> {
+        self.nonblocking(env, || self.push_attempt(env, &value))
+            .map_err(|h| push_error(h, value, PushError::Full))
+    }
+
+    pub(crate) fn push_in<E: Env>(
+        &self,
+        env: &E,
+        value: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), PushError<T>> {
+        self.blocking(env, &self.hdr.not_full, deadline, || {
+            self.push_attempt(env, &value)
+        })
+        .map_err(|h| push_error(h, value, PushError::Timeout))
+    }
+
+    pub(crate) fn try_pop_in<E: Env>(&self, env: &E) -> Result<T, PopError> {
+        self.nonblocking(env, || self.pop_or_closed(env))
+            .map_err(|h| pop_error(h, PopError::Empty))
+    }
+
+    pub(crate) fn pop_in<E: Env>(
+        &self,
+        env: &E,
+        deadline: Option<Deadline>,
+    ) -> Result<T, PopError> {
+        self.blocking(env, &self.hdr.not_empty, deadline, || {
+            self.pop_or_closed(env)
+        })
+        .map_err(|h| pop_error(h, PopError::Timeout))
+    }
+
+    /// One push attempt for models and fault-injection tests: `Err(None)` if the test
+    /// environment stopped it, `Err(Some(e))` for any other failure.
+    #[cfg(test)]
+    pub(crate) fn try_push_step<E: Env>(
+        &self,
+        env: &E,
+        value: T,
+    ) -> Result<(), Option<PushError<T>>> {
+        match self.nonblocking(env, || self.push_attempt(env, &value)) {
+            Ok(()) => Ok(()),
+            Err(Halt::Killed) => Err(None),
+            Err(h) => Err(Some(push_error(h, value, PushError::Full))),
+        }
+    }
+
+    /// One pop attempt for models and fault-injection tests: `Err(None)` if stopped.
+    #[cfg(test)]
+    pub(crate) fn try_pop_step<E: Env>(&self, env: &E) -> Result<T, Option<PopError>> {
+        match self.nonblocking(env, || self.pop_or_closed(env)) {
+            Ok(v) => Ok(v),
+            Err(Halt::Killed) => Err(None),
+            Err(h) => Err(Some(pop_error(h, PopError::Empty))),
+        }
+    }
+
+    // ----- public-facing operations -----
+
+    /// Pushes without blocking.
+    ///
+    /// # Errors
+    /// `Full(value)`, `Closed(value)`, or `Corrupted`.
+    pub(crate) fn try_push(&self, value: T) -> Result<(), PushError<T>> {
+        self.try_push_in(&OsEnv, value)
+    }
+
+    /// Pushes, sleeping while the ring is full.
+    ///
+    /// # Errors
+    /// `Closed(value)` or `Corrupted`.
+    pub(crate) fn push(&self, value: T) -> Result<(), PushError<T>> {
+        self.push_in(&OsEnv, value, None)
+    }
+
+    /// Pushes, sleeping while the ring is full, for at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    pub(crate) fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        self.push_in(&OsEnv, value, Some(Deadline::after(timeout)))
+    }
+
+    /// Pushes, sleeping while the ring is full, until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    pub(crate) fn push_deadline(
+        &self,
+        value: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), PushError<T>> {
+        self.push_in(&OsEnv, value, deadline)
+    }
+
+    /// Pops without blocking.
+    ///
+    /// # Errors
+    /// `Empty`, `Closed` (closed and drained), or `Corrupted`.
+    pub(crate) fn try_pop(&self) -> Result<T, PopError> {
+        self.try_pop_in(&OsEnv)
+    }
+
+    /// Pops, sleeping while the ring is empty.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop(&self) -> Result<T, PopError> {
+        self.pop_in(&OsEnv, None)
+    }
+
+    /// Pops, sleeping while the ring is empty, for at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
+        self.pop_in(&OsEnv, Some(Deadline::after(timeout)))
+    }
+
+    /// Pops, sleeping while the ring is empty, until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop_deadline(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
+        self.pop_in(&OsEnv, deadline)
+    }
+
+    /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
+    /// with `Closed`, and every blocked caller wakes.
+    pub(crate) fn close(&self) {
+        self.hdr.meta.closed.store(1, Ordering::Release);
+        // Unconditional: the bump orders after the flag (Release), so a waiter that sees the
+        // new `seq` sees the flag, and one that saw the old `seq` is woken.
+        self.hdr.not_empty.wake_everyone();
+        self.hdr.not_full.wake_everyone();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.hdr.meta.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// The number of slots.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The number of values in the ring, approximately (it changes as you look).
+    pub(crate) fn len(&self) -> usize {
+        let count = |p: u64| {
+            let lap = p >> self.one_lap.trailing_zeros();
+            lap * self.cap + (p & (self.one_lap - 1)).min(self.cap)
+        };
+        // Positions wrap at 2^40, i.e. counts wrap at `laps * cap`.
+        let modulus = ((POS_MASK + 1) >> self.one_lap.trailing_zeros()) * self.cap;
+        for _ in 0..8 {
+            let tail = self.hdr.tail.load(Ordering::SeqCst) & POS_MASK;
+            let head = self.hdr.head.load(Ordering::SeqCst) & POS_MASK;
+            if self.hdr.tail.load(Ordering::SeqCst) & POS_MASK == tail {
+                let d = (count(tail) + modulus - count(head)) % modulus;
+                return d.min(self.cap) as usize;
+            }
+        }
+        0
+    }
+
+    /// Whether the ring looks empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring looks full.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+}
+
+fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
+    match h {
+        Halt::Blocked | Halt::Busy { .. } => blocked(value),
+        Halt::Closed => PushError::Closed(value),
+        Halt::Corrupted(what) => PushError::Corrupted(what),
+        Halt::Killed => PushError::Corrupted("operation stopped by a test hook"),
+    }
+}
+
+fn pop_error(h: Halt, blocked: PopError) -> PopError {
+    match h {
+        Halt::Blocked | Halt::Busy { .. } => blocked,
+        Halt::Closed => PopError::Closed,
+        Halt::Corrupted(what) => PopError::Corrupted(what),
+        Halt::Killed => PopError::Corrupted("operation stopped by a test hook"),
+    }
+}
+
+/// A ring on the heap, for tests, models and fuzzing.
+#[cfg(any(test, fuzzing))]
+pub(crate) struct HeapMpmc<T> {
+    #[cfg(not(loom))]
+    region: super::HeapRegion,
+    /// Where the slots start and how many, checked by one attach at creation: later accesses
+    /// do not re-read the (possibly scribbled-on) header.
+    #[cfg(not(loom))]
+    slots_at: (usize, usize),
+    #[cfg(loom)]
+    hdr: Box<Header>,
+    #[cfg(loom)]
+    slots: Box<[Slot<T>]>,
+    _t: std::marker::PhantomData<T>,
+}
+
+#[cfg(any(test, fuzzing))]
+impl<T: Pod + Send> HeapMpmc<T> {
+    /// An empty ring of `capacity`.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self::near_wrap(capacity, 0)
+    }
+
+    /// An empty ring whose positions start `laps` laps before the 40-bit wrap-around
+    /// (`0`: at position 0).
+    #[cfg(not(loom))]
+    pub(crate) fn near_wrap(capacity: usize, laps: u64) -> Self {
+        let size = std::mem::size_of::<T>();
+        let align = std::mem::align_of::<T>();
+        let len = RawMpmc::bytes_for(capacity, size, align).expect("bad capacity");
+        let region = super::HeapRegion::new(len, RawMpmc::align_for(align));
+        let one_lap = capacity.next_power_of_two() as u64;
+        let start = (POS_MASK + 1).wrapping_sub(laps * one_lap) & POS_MASK;
+        // SAFETY: the region is fresh, exclusively ours, sized and aligned for this ring.
+        unsafe { RawMpmc::init_at(region.as_ptr(), capacity, size, align, start) }
+            .expect("init failed");
+        // SAFETY: as above; attach validates what init wrote.
+        let r = unsafe { RawMpmc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
+        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
+        Self {
+            slots_at: (offset, r.capacity()),
+            region,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn near_wrap(capacity: usize, laps: u64) -> Self {
+        let one_lap = capacity.next_power_of_two() as u64;
+        let start = (POS_MASK + 1).wrapping_sub(laps * one_lap) & POS_MASK;
+        let hdr = Box::new(Header::new(capacity, 0, 1, 0, start));
+        let slots = (0..capacity as u64)
+            .map(|i| Slot {
+                stamp: AtomicU64::new(stamp(start + i, 0, EMPTY)),
+                value: UnsafeCell::new(T::zeroed()),
+            })
+            .collect();
+        Self {
+            hdr,
+            slots,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The ring, as attached at creation.
+    #[cfg(not(loom))]
+    pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
+        let (offset, cap) = self.slots_at;
+        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
+        // slots from `offset` fit in it with the right alignment; the region lives as long as
+        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
+        unsafe {
+            let hdr = &*self.region.as_ptr().cast::<Header>();
+            let slots =
+                std::slice::from_raw_parts(self.region.as_ptr().add(offset).cast::<Slot<T>>(), cap);
+            MpmcRef::from_parts(hdr, slots)
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
+        MpmcRef::from_parts(&self.hdr, &self.slots)
+    }
+
+    /// The region, to scribble on.
+    #[cfg(not(loom))]
+    pub(crate) fn region(&self) -> &super::HeapRegion {
+        &self.region
+    }
+
+    /// Bytes of shared state a corruption test may overwrite: header words and stamps (not the
+    /// values, which are the user's data and may hold anything).
+    #[cfg(not(loom))]
+    pub(crate) fn state_offsets(&self) -> Vec<usize> {
+        let l = layout(
+            self.ring().capacity(),
+            std::mem::size_of::<T>(),
+            std::mem::align_of::<T>(),
+        )
+        .expect("layout");
+        let mut v: Vec<usize> = (0..std::mem::size_of::<Header>()).collect();
+        for i in 0..self.ring().capacity() {
+            let at = l.slots_offset + i * l.slot_size;
+            v.extend(at..at + 8);
+        }
+        v
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[path = "mpmc_tests.rs"]
+mod tests;

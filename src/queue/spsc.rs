@@ -1,0 +1,830 @@
+//! The single-producer single-consumer ring, in place in a (shared) memory region.
+//!
+//! Lamport's ring with cached indices (as in Rigtorp's `SPSCQueue` and the Linux kernel's
+//! `kfifo`): the producer owns `tail`, the consumer owns `head`, and each side keeps a private
+//! copy of the other's index, re-reading the shared one only when its copy says full or empty,
+//! so in steady state a side touches the other's cache line once per batch, not once per value.
+//! Indices run over `[0, 2 * capacity)`, so full (`tail - head == capacity`) and empty
+//! (`tail == head`) differ without a spare slot, and any capacity works.
+//!
+//! # Roles
+//!
+//! Each end is claimed with a CAS on a role word holding the claimer's process identity (pid and
+//! start time). A second claim, from any process, fails with [`RoleError::Taken`]; a role whose
+//! holder is definitely dead (gone, a zombie, or its pid reused by a newer process) can be
+//! claimed again, and the new holder resumes from the shared index. An endpoint may move between
+//! the threads of its process; a child made by `fork` must not use an endpoint copied from its
+//! parent (it would be a second producer the role word cannot see).
+//!
+//! # What a killed peer can lose
+//!
+//! Values become visible to the other side only when an index is stored, after the copy. A
+//! producer killed inside `push`/`push_slice` loses exactly the values of that call that it had
+//! not yet published (none are seen torn or twice). A consumer killed inside `pop`/`pop_into`
+//! before it stored `head` loses nothing: the next consumer gets those values again (the dead one
+//! never returned them); killed after storing `head`, it loses the values of that call.
+
+use super::CachePadded;
+use super::error::{BatchError, PopError, PushError, RoleError};
+use super::peer::{Env, OsEnv, Step};
+use super::wait::{Signal, block_on};
+use crate::loom::UnsafeCell;
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use bytemuck::Pod;
+use std::time::Duration;
+
+/// Identifies an initialised SPSC ring ("mpSPSCq1").
+const MAGIC: u64 = u64::from_le_bytes(*b"mpSPSCq1");
+/// Layout version of the region.
+const VERSION: u64 = 1;
+/// Largest capacity (indices run to twice this).
+pub(crate) const MAX_CAPACITY: usize = 1 << 40;
+
+/// A free role word.
+const NO_HOLDER: u64 = 0;
+
+/// Written once at init, read once at attach.
+#[repr(C)]
+struct Meta {
+    magic: AtomicU64,
+    version: AtomicU64,
+    capacity: AtomicU64,
+    elem_size: AtomicU64,
+    elem_align: AtomicU64,
+    slots_offset: AtomicU64,
+    /// 0 open, 1 closed.
+    closed: AtomicU32,
+}
+
+/// Who holds each end: [`NO_HOLDER`] or a process identity (see `Env::process_identity`).
+#[repr(C)]
+struct Roles {
+    producer: AtomicU64,
+    consumer: AtomicU64,
+}
+
+/// The ring's header; the slots follow it at `slots_offset`.
+#[repr(C)]
+pub(crate) struct Header {
+    meta: CachePadded<Meta>,
+    roles: CachePadded<Roles>,
+    /// Next index to write, in `[0, 2 * capacity)`; written by the producer only.
+    tail: CachePadded<AtomicU64>,
+    /// Next index to read, in `[0, 2 * capacity)`; written by the consumer only.
+    head: CachePadded<AtomicU64>,
+    not_empty: CachePadded<Signal>,
+    not_full: CachePadded<Signal>,
+}
+
+impl Header {
+    fn new(capacity: usize, elem_size: usize, elem_align: usize, slots_offset: usize) -> Self {
+        Self {
+            meta: CachePadded(Meta {
+                magic: AtomicU64::new(MAGIC),
+                version: AtomicU64::new(VERSION),
+                capacity: AtomicU64::new(capacity as u64),
+                elem_size: AtomicU64::new(elem_size as u64),
+                elem_align: AtomicU64::new(elem_align as u64),
+                slots_offset: AtomicU64::new(slots_offset as u64),
+                closed: AtomicU32::new(0),
+            }),
+            roles: CachePadded(Roles {
+                producer: AtomicU64::new(NO_HOLDER),
+                consumer: AtomicU64::new(NO_HOLDER),
+            }),
+            tail: CachePadded(AtomicU64::new(0)),
+            head: CachePadded(AtomicU64::new(0)),
+            not_empty: CachePadded(Signal::new()),
+            not_full: CachePadded(Signal::new()),
+        }
+    }
+}
+
+/// Why one attempt stopped.
+#[derive(Debug, PartialEq, Eq)]
+enum Halt {
+    /// Full (push) or empty (pop).
+    Blocked,
+    Closed,
+    Corrupted(&'static str),
+}
+
+#[cfg(not(loom))]
+#[derive(Clone, Copy, Debug)]
+struct Layout {
+    slots_offset: usize,
+    total: usize,
+    align: usize,
+}
+
+#[cfg(not(loom))]
+fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout> {
+    use super::round_up;
+    if capacity == 0 || capacity > MAX_CAPACITY || !elem_align.is_power_of_two() {
+        return None;
+    }
+    if elem_size % elem_align != 0 {
+        return None;
+    }
+    let align = elem_align.max(std::mem::align_of::<Header>());
+    let slots_offset = round_up(std::mem::size_of::<Header>(), align)?;
+    let total = slots_offset.checked_add(elem_size.checked_mul(capacity)?)?;
+    if total > isize::MAX as usize {
+        return None;
+    }
+    Some(Layout {
+        slots_offset,
+        total,
+        align,
+    })
+}
+
+/// Entry points over a raw region: size it, initialise it, attach to it.
+pub(crate) struct RawSpsc;
+
+#[cfg(not(loom))]
+impl RawSpsc {
+    /// Bytes a ring of `capacity` elements needs, or `None` for a capacity of 0 or above
+    /// [`MAX_CAPACITY`], or an overflow.
+    pub(crate) fn bytes_for(capacity: usize, elem_size: usize, elem_align: usize) -> Option<usize> {
+        layout(capacity, elem_size, elem_align).map(|l| l.total)
+    }
+
+    /// The alignment the region must have (at least 128, the header's).
+    pub(crate) fn align_for(elem_align: usize) -> usize {
+        elem_align.max(std::mem::align_of::<Header>())
+    }
+
+    /// Initialises an empty, open ring with both roles free at `ptr`.
+    ///
+    /// # Safety
+    /// - `ptr` is valid for writes of `bytes_for(capacity, elem_size, elem_align)` bytes and
+    ///   aligned to `align_for(elem_align)`;
+    /// - nobody else accesses the region during the call.
+    ///
+    /// # Errors
+    /// Invalid parameters (see [`bytes_for`](Self::bytes_for)).
+    pub(crate) unsafe fn init(
+        ptr: *mut u8,
+        capacity: usize,
+        elem_size: usize,
+        elem_align: usize,
+    ) -> Result<(), &'static str> {
+        let l = layout(capacity, elem_size, elem_align).ok_or("invalid ring parameters")?;
+        debug_assert!(ptr as usize % l.align == 0);
+        // SAFETY: the caller gives us `l.total` writable, suitably aligned bytes at `ptr` and
+        // exclusive access; zeroing initialises every value byte, then the header is written.
+        unsafe {
+            ptr.write_bytes(0, l.total);
+            ptr.cast::<Header>().write(Header::new(
+                capacity,
+                elem_size,
+                elem_align,
+                l.slots_offset,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Attaches to a ring initialised by [`init`](Self::init) for `T` in `len` bytes.
+    ///
+    /// # Safety
+    /// - `ptr` is valid for reads and writes of `len` initialised bytes for `'a`; other
+    ///   processes may write it at any time.
+    ///
+    /// # Errors
+    /// A misaligned or short region, a header that is not an SPSC ring's, or a ring made for
+    /// another element size or alignment.
+    pub(crate) unsafe fn attach<'a, T: Pod + Send>(
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<SpscRef<'a, T>, &'static str> {
+        if ptr.is_null() || ptr as usize % Self::align_for(std::mem::align_of::<T>()) != 0 {
+            return Err("misaligned ring region");
+        }
+        if len < std::mem::size_of::<Header>() {
+            return Err("region too small for a ring header");
+        }
+        // SAFETY: aligned, in bounds for `'a` (caller); the header is atomics only.
+        let hdr: &'a Header = unsafe { &*ptr.cast::<Header>() };
+        let m = &hdr.meta;
+        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
+        {
+            return Err("not an initialised SPSC ring");
+        }
+        if m.elem_size.load(Ordering::Relaxed) != std::mem::size_of::<T>() as u64
+            || m.elem_align.load(Ordering::Relaxed) != std::mem::align_of::<T>() as u64
+        {
+            return Err("ring made for another element type");
+        }
+        let cap =
+            usize::try_from(m.capacity.load(Ordering::Relaxed)).map_err(|_| "bad capacity")?;
+        let l = layout(cap, std::mem::size_of::<T>(), std::mem::align_of::<T>())
+            .ok_or("bad capacity")?;
+        if m.slots_offset.load(Ordering::Relaxed) != l.slots_offset as u64 {
+            return Err("ring header is corrupted");
+        }
+        if l.total > len {
+            return Err("region shorter than the ring");
+        }
+        // SAFETY: `slots_offset + cap * size_of::<T>() <= len`, the offset is aligned for `T`,
+        // and a `Pod` in a cell is valid for any bytes; values are only accessed through the
+        // cells, by the holder of the matching role.
+        let slots = unsafe {
+            std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<UnsafeCell<T>>(), cap)
+        };
+        Ok(SpscRef::from_parts(hdr, slots))
+    }
+}
+
+/// A ring attached in place; `Copy`. Pushing and popping go through the [`SpscProducer`] and
+/// [`SpscConsumer`] endpoints it hands out, one of each at a time.
+pub(crate) struct SpscRef<'a, T> {
+    hdr: &'a Header,
+    slots: &'a [UnsafeCell<T>],
+    /// Capacity, copied at attach.
+    cap: u64,
+}
+
+impl<T> Clone for SpscRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SpscRef<'_, T> {}
+
+// SAFETY: shared words are atomics; slot values are written only by the producer-role holder
+// and read only by the consumer-role holder, each only on its side of the published indices.
+unsafe impl<T: Pod + Send> Send for SpscRef<'_, T> {}
+// SAFETY: as for `Send`.
+unsafe impl<T: Pod + Send> Sync for SpscRef<'_, T> {}
+
+impl<'a, T: Pod + Send> SpscRef<'a, T> {
+    fn from_parts(hdr: &'a Header, slots: &'a [UnsafeCell<T>]) -> Self {
+        Self {
+            hdr,
+            slots,
+            cap: slots.len() as u64,
+        }
+    }
+
+    /// Distance from `from` to `to` going forward, for indices in `[0, 2 * cap)`.
+    #[inline]
+    fn dist(&self, to: u64, from: u64) -> u64 {
+        if to >= from {
+            to - from
+        } else {
+            to + 2 * self.cap - from
+        }
+    }
+
+    /// `i` moved forward by `n <= cap`.
+    #[inline]
+    fn advance(&self, i: u64, n: u64) -> u64 {
+        let j = i + n;
+        if j >= 2 * self.cap {
+            j - 2 * self.cap
+        } else {
+            j
+        }
+    }
+
+    /// The slot of index `i < 2 * cap`.
+    #[inline]
+    fn slot(&self, i: u64) -> &UnsafeCell<T> {
+        let k = if i >= self.cap { i - self.cap } else { i };
+        &self.slots[k as usize]
+    }
+
+    /// Reads the other side's index and checks it against ours (`tail - head` in `0..=cap`).
+    fn read_index(&self, word: &AtomicU64, ours: u64, ours_is_tail: bool) -> Result<u64, Halt> {
+        // Acquire: pairs with the other side's Release store, so the values it published (or
+        // the slots it freed) are ours to read (or overwrite).
+        let i = word.load(Ordering::Acquire);
+        let used = if ours_is_tail {
+            i < 2 * self.cap && self.dist(ours, i) <= self.cap
+        } else {
+            i < 2 * self.cap && self.dist(i, ours) <= self.cap
+        };
+        if !used {
+            return Err(Halt::Corrupted("index out of range"));
+        }
+        Ok(i)
+    }
+
+    fn claim<E: Env>(&self, word: &AtomicU64, env: &E) -> Result<u64, RoleError> {
+        let me = env.process_identity();
+        let mut cur = word.load(Ordering::Acquire);
+        loop {
+            if cur != NO_HOLDER && !env.process_dead(cur) {
+                return Err(RoleError::Taken);
+            }
+            // Acquire: the previous holder's last index store is visible to us.
+            match word.compare_exchange(cur, me, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(me),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Claims the producer end.
+    ///
+    /// # Errors
+    /// [`RoleError::Taken`] if a live process holds it; `Corrupted` if the indices are garbage.
+    pub(crate) fn producer(&self) -> Result<SpscProducer<'a, T>, RoleError> {
+        self.producer_in(&OsEnv)
+    }
+
+    pub(crate) fn producer_in<E: Env>(&self, env: &E) -> Result<SpscProducer<'a, T>, RoleError> {
+        let id = self.claim(&self.hdr.roles.producer, env)?;
+        let release = |e| {
+            let _ = self.hdr.roles.producer.compare_exchange(
+                id,
+                NO_HOLDER,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            e
+        };
+        let tail = self.hdr.tail.load(Ordering::Acquire);
+        if tail >= 2 * self.cap {
+            return Err(release(RoleError::Corrupted("tail out of range")));
+        }
+        let head = self
+            .read_index(&self.hdr.head, tail, true)
+            .map_err(|_| release(RoleError::Corrupted("head out of range")))?;
+        Ok(SpscProducer {
+            ring: *self,
+            id,
+            tail,
+            head,
+        })
+    }
+
+    /// Claims the consumer end.
+    ///
+    /// # Errors
+    /// [`RoleError::Taken`] if a live process holds it; `Corrupted` if the indices are garbage.
+    pub(crate) fn consumer(&self) -> Result<SpscConsumer<'a, T>, RoleError> {
+        self.consumer_in(&OsEnv)
+    }
+
+    pub(crate) fn consumer_in<E: Env>(&self, env: &E) -> Result<SpscConsumer<'a, T>, RoleError> {
+        let id = self.claim(&self.hdr.roles.consumer, env)?;
+        let release = |e| {
+            let _ = self.hdr.roles.consumer.compare_exchange(
+                id,
+                NO_HOLDER,
+                Ordering::Release,
+                Ordering::Relaxed,
+            );
+            e
+        };
+        let head = self.hdr.head.load(Ordering::Acquire);
+        if head >= 2 * self.cap {
+            return Err(release(RoleError::Corrupted("head out of range")));
+        }
+        let tail = self
+            .read_index(&self.hdr.tail, head, false)
+            .map_err(|_| release(RoleError::Corrupted("tail out of range")))?;
+        Ok(SpscConsumer {
+            ring: *self,
+            id,
+            head,
+            tail,
+        })
+    }
+
+    /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
+    /// with `Closed`, and every blocked caller wakes.
+    pub(crate) fn close(&self) {
+        self.hdr.meta.closed.store(1, Ordering::Release);
+        self.hdr.not_empty.wake_everyone();
+        self.hdr.not_full.wake_everyone();
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.hdr.meta.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// The number of slots.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The number of values in the ring, approximately.
+    pub(crate) fn len(&self) -> usize {
+        let head = self.hdr.head.load(Ordering::Acquire);
+        let tail = self.hdr.tail.load(Ordering::Acquire);
+        if head >= 2 * self.cap || tail >= 2 * self.cap {
+            return 0;
+        }
+        self.dist(tail, head).min(self.cap) as usize
+    }
+
+    /// Whether the ring looks empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the ring looks full.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+}
+
+/// The producer end: the only writer of `tail` and of the free slots.
+pub(crate) struct SpscProducer<'a, T: Pod + Send> {
+    ring: SpscRef<'a, T>,
+    /// Our role word value, to release it.
+    id: u64,
+    /// Our index (the shared one is only ever written from here).
+    tail: u64,
+    /// The consumer's index as last read.
+    head: u64,
+}
+
+impl<T: Pod + Send> SpscProducer<'_, T> {
+    /// Free slots, re-reading the consumer's index if the cached one shows fewer than `want`.
+    #[inline]
+    fn room(&mut self, want: u64) -> Result<u64, Halt> {
+        let free = self.ring.cap - self.ring.dist(self.tail, self.head);
+        if free >= want {
+            return Ok(free);
+        }
+        self.head = self.ring.read_index(&self.ring.hdr.head, self.tail, true)?;
+        Ok(self.ring.cap - self.ring.dist(self.tail, self.head))
+    }
+
+    #[inline]
+    fn publish(&mut self, n: u64) {
+        self.tail = self.ring.advance(self.tail, n);
+        // Release: the values copied in are visible to the consumer that reads the new tail.
+        self.ring.hdr.tail.store(self.tail, Ordering::Release);
+        self.ring.hdr.not_empty.notify_one();
+    }
+
+    #[inline]
+    fn push_attempt(&mut self, value: &T) -> Result<(), Halt> {
+        if self.ring.is_closed() {
+            return Err(Halt::Closed);
+        }
+        if self.room(1)? == 0 {
+            return Err(Halt::Blocked);
+        }
+        // SAFETY: the slot at `tail` is free (the consumer has moved past it, per the index we
+        // read with Acquire) and we are the only producer (role word), so nobody else touches it
+        // until we publish.
+        self.ring
+            .slot(self.tail)
+            .with_mut(|p| unsafe { p.write(*value) });
+        self.publish(1);
+        Ok(())
+    }
+
+    /// Pushes without blocking.
+    ///
+    /// # Errors
+    /// `Full(value)`, `Closed(value)` or `Corrupted`.
+    pub(crate) fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.push_attempt(&value)
+            .map_err(|h| push_error(h, value, PushError::Full))
+    }
+
+    /// Pushes, sleeping while the ring is full, until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    pub(crate) fn push_deadline(
+        &mut self,
+        value: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), PushError<T>> {
+        let signal = &self.ring.hdr.not_full;
+        block_on(
+            signal,
+            deadline,
+            || self.push_attempt(&value),
+            |h| *h == Halt::Blocked,
+        )
+        .map_err(|h| push_error(h.unwrap_or(Halt::Blocked), value, PushError::Timeout))
+    }
+
+    /// Pushes, sleeping while the ring is full.
+    ///
+    /// # Errors
+    /// `Closed(value)` or `Corrupted`.
+    pub(crate) fn push(&mut self, value: T) -> Result<(), PushError<T>> {
+        self.push_deadline(value, None)
+    }
+
+    /// Pushes, sleeping while the ring is full, for at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    pub(crate) fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
+        self.push_deadline(value, Some(Deadline::after(timeout)))
+    }
+
+    /// Copies as many values from the front of `src` as fit, publishing them together; returns
+    /// how many (0 if the ring is full).
+    ///
+    /// # Errors
+    /// `Closed` or `Corrupted`.
+    pub(crate) fn push_slice(&mut self, src: &[T]) -> Result<usize, BatchError> {
+        self.push_slice_in(&OsEnv, src)
+    }
+
+    pub(crate) fn push_slice_in<E: Env>(
+        &mut self,
+        env: &E,
+        src: &[T],
+    ) -> Result<usize, BatchError> {
+        if self.ring.is_closed() {
+            return Err(BatchError::Closed);
+        }
+        let want = src.len().min(self.ring.cap as usize) as u64;
+        let n = self.room(want).map_err(batch_error)?.min(want);
+        let mut i = self.tail;
+        for v in &src[..n as usize] {
+            // SAFETY: as in `push_attempt`: the `n` slots from `tail` are free and ours.
+            self.ring.slot(i).with_mut(|p| unsafe { p.write(*v) });
+            i = self.ring.advance(i, 1);
+        }
+        if !env.survive(Step::Copied) {
+            return Err(BatchError::Corrupted("operation stopped by a test hook"));
+        }
+        if n > 0 {
+            self.publish(n);
+        }
+        Ok(n as usize)
+    }
+}
+
+impl<T: Pod + Send> Drop for SpscProducer<'_, T> {
+    fn drop(&mut self) {
+        // Release: our last tail store is visible to the next producer that claims the role.
+        let _ = self.ring.hdr.roles.producer.compare_exchange(
+            self.id,
+            NO_HOLDER,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The consumer end: the only writer of `head` and reader of the full slots.
+pub(crate) struct SpscConsumer<'a, T: Pod + Send> {
+    ring: SpscRef<'a, T>,
+    /// Our role word value, to release it.
+    id: u64,
+    /// Our index.
+    head: u64,
+    /// The producer's index as last read.
+    tail: u64,
+}
+
+impl<T: Pod + Send> SpscConsumer<'_, T> {
+    /// Values ready, re-reading the producer's index if the cached one shows fewer than `want`.
+    #[inline]
+    fn ready(&mut self, want: u64) -> Result<u64, Halt> {
+        let have = self.ring.dist(self.tail, self.head);
+        if have >= want {
+            return Ok(have);
+        }
+        self.tail = self
+            .ring
+            .read_index(&self.ring.hdr.tail, self.head, false)?;
+        let have = self.ring.dist(self.tail, self.head);
+        if have == 0 && self.ring.is_closed() {
+            // Closed counts only if nothing was published before the flag we saw.
+            self.tail = self
+                .ring
+                .read_index(&self.ring.hdr.tail, self.head, false)?;
+            if self.tail == self.head {
+                return Err(Halt::Closed);
+            }
+            return Ok(self.ring.dist(self.tail, self.head));
+        }
+        Ok(have)
+    }
+
+    #[inline]
+    fn release(&mut self, n: u64) {
+        self.head = self.ring.advance(self.head, n);
+        // Release: our copies out happen before the producer overwrites these slots.
+        self.ring.hdr.head.store(self.head, Ordering::Release);
+        self.ring.hdr.not_full.notify_one();
+    }
+
+    #[inline]
+    fn pop_attempt(&mut self) -> Result<T, Halt> {
+        if self.ready(1)? == 0 {
+            return Err(Halt::Blocked);
+        }
+        // SAFETY: the slot at `head` holds a value the producer published (tail read with
+        // Acquire), and we are the only consumer (role word), so nobody writes it until we
+        // release it. `T: Pod`: any bytes are a valid value.
+        let v = self.ring.slot(self.head).with(|p| unsafe { p.read() });
+        self.release(1);
+        Ok(v)
+    }
+
+    /// Pops without blocking.
+    ///
+    /// # Errors
+    /// `Empty`, `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn try_pop(&mut self) -> Result<T, PopError> {
+        self.pop_attempt()
+            .map_err(|h| pop_error(h, PopError::Empty))
+    }
+
+    /// Pops, sleeping while the ring is empty, until `deadline` (`None`: no limit).
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
+        let signal = &self.ring.hdr.not_empty;
+        block_on(
+            signal,
+            deadline,
+            || self.pop_attempt(),
+            |h| *h == Halt::Blocked,
+        )
+        .map_err(|h| pop_error(h.unwrap_or(Halt::Blocked), PopError::Timeout))
+    }
+
+    /// Pops, sleeping while the ring is empty.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop(&mut self) -> Result<T, PopError> {
+        self.pop_deadline(None)
+    }
+
+    /// Pops, sleeping while the ring is empty, for at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopError> {
+        self.pop_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Moves as many values as are ready (up to `dst.len()`) into the front of `dst`, releasing
+    /// their slots together; returns how many (0 if the ring is empty).
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained, with `dst` non-empty) or `Corrupted`.
+    pub(crate) fn pop_into(&mut self, dst: &mut [T]) -> Result<usize, BatchError> {
+        self.pop_into_in(&OsEnv, dst)
+    }
+
+    pub(crate) fn pop_into_in<E: Env>(
+        &mut self,
+        env: &E,
+        dst: &mut [T],
+    ) -> Result<usize, BatchError> {
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        let want = dst.len().min(self.ring.cap as usize) as u64;
+        let n = self.ready(want).map_err(batch_error)?.min(want);
+        let mut i = self.head;
+        for d in &mut dst[..n as usize] {
+            // SAFETY: as in `pop_attempt`: the `n` slots from `head` are published and ours.
+            *d = self.ring.slot(i).with(|p| unsafe { p.read() });
+            i = self.ring.advance(i, 1);
+        }
+        if !env.survive(Step::Copied) {
+            return Err(BatchError::Corrupted("operation stopped by a test hook"));
+        }
+        if n > 0 {
+            self.release(n);
+        }
+        Ok(n as usize)
+    }
+}
+
+impl<T: Pod + Send> Drop for SpscConsumer<'_, T> {
+    fn drop(&mut self) {
+        let _ = self.ring.hdr.roles.consumer.compare_exchange(
+            self.id,
+            NO_HOLDER,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
+    match h {
+        Halt::Blocked => blocked(value),
+        Halt::Closed => PushError::Closed(value),
+        Halt::Corrupted(what) => PushError::Corrupted(what),
+    }
+}
+
+fn pop_error(h: Halt, blocked: PopError) -> PopError {
+    match h {
+        Halt::Blocked => blocked,
+        Halt::Closed => PopError::Closed,
+        Halt::Corrupted(what) => PopError::Corrupted(what),
+    }
+}
+
+fn batch_error(h: Halt) -> BatchError {
+    match h {
+        Halt::Closed => BatchError::Closed,
+        Halt::Corrupted(what) => BatchError::Corrupted(what),
+        Halt::Blocked => BatchError::Corrupted("unexpected ring state"),
+    }
+}
+
+/// A ring on the heap, for tests, models and fuzzing.
+#[cfg(any(test, fuzzing))]
+pub(crate) struct HeapSpsc<T> {
+    #[cfg(not(loom))]
+    region: super::HeapRegion,
+    /// Where the slots start and how many, checked by one attach at creation: later accesses
+    /// do not re-read the (possibly scribbled-on) header.
+    #[cfg(not(loom))]
+    slots_at: (usize, usize),
+    #[cfg(loom)]
+    hdr: Box<Header>,
+    #[cfg(loom)]
+    slots: Box<[UnsafeCell<T>]>,
+    _t: std::marker::PhantomData<T>,
+}
+
+#[cfg(any(test, fuzzing))]
+impl<T: Pod + Send> HeapSpsc<T> {
+    /// An empty ring of `capacity`.
+    #[cfg(not(loom))]
+    pub(crate) fn new(capacity: usize) -> Self {
+        let size = std::mem::size_of::<T>();
+        let align = std::mem::align_of::<T>();
+        let len = RawSpsc::bytes_for(capacity, size, align).expect("bad capacity");
+        let region = super::HeapRegion::new(len, RawSpsc::align_for(align));
+        // SAFETY: the region is fresh, exclusively ours, sized and aligned for this ring.
+        unsafe { RawSpsc::init(region.as_ptr(), capacity, size, align) }.expect("init failed");
+        // SAFETY: as above; attach validates what init wrote.
+        let r = unsafe { RawSpsc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
+        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
+        Self {
+            slots_at: (offset, r.capacity()),
+            region,
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            hdr: Box::new(Header::new(capacity, 0, 1, 0)),
+            slots: (0..capacity)
+                .map(|_| UnsafeCell::new(T::zeroed()))
+                .collect(),
+            _t: std::marker::PhantomData,
+        }
+    }
+
+    /// The ring, as attached at creation.
+    #[cfg(not(loom))]
+    pub(crate) fn ring(&self) -> SpscRef<'_, T> {
+        let (offset, cap) = self.slots_at;
+        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
+        // slots from `offset` fit in it with the right alignment; the region lives as long as
+        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
+        unsafe {
+            let hdr = &*self.region.as_ptr().cast::<Header>();
+            let slots = std::slice::from_raw_parts(
+                self.region.as_ptr().add(offset).cast::<UnsafeCell<T>>(),
+                cap,
+            );
+            SpscRef::from_parts(hdr, slots)
+        }
+    }
+
+    #[cfg(loom)]
+    pub(crate) fn ring(&self) -> SpscRef<'_, T> {
+        SpscRef::from_parts(&self.hdr, &self.slots)
+    }
+
+    /// The region, to scribble on.
+    #[cfg(not(loom))]
+    pub(crate) fn region(&self) -> &super::HeapRegion {
+        &self.region
+    }
+
+    /// Bytes of shared state a corruption test may overwrite (the header).
+    #[cfg(not(loom))]
+    pub(crate) fn state_len(&self) -> usize {
+        std::mem::size_of::<Header>()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+#[path = "spsc_tests.rs"]
+mod tests;
