@@ -45,4 +45,5 @@ pub use process::{
     current_process, init,
 };
 
+pub use queue::{Queue, SpscQueue};
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

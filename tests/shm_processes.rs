@@ -220,3 +220,24 @@ fn processes_racing_open_or_create_share_one_value() {
         Segment::unlink(&name).unwrap();
     });
 }
+
+fn produce((q, n): (multiproc::Queue<u64>, u64)) {
+    for i in 0..n {
+        q.push(i).unwrap();
+    }
+}
+
+#[test]
+fn a_queue_carries_values_from_a_child() {
+    watchdog(30, || {
+        let q = multiproc::Queue::<u64>::new(64).unwrap();
+        let child = Process::spawn(produce, (q.clone(), 10_000)).unwrap();
+        let got: Vec<u64> = (0..10_000).map(|_| q.pop().unwrap()).collect();
+        child.join().unwrap();
+        assert_eq!(got, (0..10_000).collect::<Vec<_>>());
+        assert!(matches!(
+            multiproc::Queue::<u32>::open("mp-no-such-queue"),
+            Err(Error::NotFound { .. })
+        ));
+    });
+}

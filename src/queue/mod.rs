@@ -17,11 +17,8 @@
 //! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
 //! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref.
 
-// The owning handles (`Queue<T>`, `SpscQueue<T>`) that call these rings are wired in separately;
-// until then the ring API is only reached from tests.
-#![allow(dead_code)]
-
 mod error;
+mod handle;
 pub(crate) mod mpmc;
 pub(crate) mod peer;
 pub(crate) mod spsc;
@@ -33,6 +30,7 @@ mod loom_tests;
 mod test_util;
 
 pub use error::{BatchError, PopError, PushError, RoleError};
+pub use handle::{Queue, SpscConsumer, SpscProducer, SpscQueue};
 
 /// Cache-line padding for the words one side writes and the other reads. 128 bytes: x86-64
 /// prefetches lines in adjacent pairs, and aarch64 server parts use 128-byte lines.

@@ -1,0 +1,517 @@
+//! The owning handles: [`Queue`] and [`SpscQueue`], each a ring in its own segment.
+
+use super::mpmc::{MpmcRef, RawMpmc};
+use super::spsc::{RawSpsc, SpscRef};
+use super::{BatchError, PopError, PushError, RoleError};
+use crate::error::{Error, Result};
+use crate::shm::ShmOptions;
+use crate::shm::header::{Kind, Spec};
+use crate::shm::object::Object;
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::time::Duration;
+
+/// Sizes, initialises and attaches one ring type; lets both handles share one implementation.
+trait Ring<T: Pod + Send>: Copy {
+    const KIND: Kind;
+    fn bytes_for(capacity: usize) -> Option<usize>;
+    /// # Safety
+    /// As `RawMpmc::init` / `RawSpsc::init`.
+    unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str>;
+    /// # Safety
+    /// As `RawMpmc::attach` / `RawSpsc::attach`, for the `'static` lifetime the handle promises.
+    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Self, &'static str>;
+}
+
+impl<T: Pod + Send> Ring<T> for MpmcRef<'static, T> {
+    const KIND: Kind = Kind::Queue;
+    fn bytes_for(capacity: usize) -> Option<usize> {
+        RawMpmc::bytes_for(capacity, size_of::<T>(), align_of::<T>())
+    }
+    unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str> {
+        // SAFETY: forwarded from the caller.
+        unsafe { RawMpmc::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
+    }
+    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Self, &'static str> {
+        // SAFETY: forwarded from the caller.
+        unsafe { RawMpmc::attach(ptr, len) }
+    }
+}
+
+impl<T: Pod + Send> Ring<T> for SpscRef<'static, T> {
+    const KIND: Kind = Kind::SpscQueue;
+    fn bytes_for(capacity: usize) -> Option<usize> {
+        RawSpsc::bytes_for(capacity, size_of::<T>(), align_of::<T>())
+    }
+    unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str> {
+        // SAFETY: forwarded from the caller.
+        unsafe { RawSpsc::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
+    }
+    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Self, &'static str> {
+        // SAFETY: forwarded from the caller.
+        unsafe { RawSpsc::attach(ptr, len) }
+    }
+}
+
+/// A segment holding a ring, and the ring attached to it.
+///
+/// The ring reference claims `'static` but borrows the mapping that `object` keeps alive: it is
+/// only ever used through `&self`, never handed out beyond the handle's own lifetime.
+struct RingObject<R> {
+    ring: R,
+    object: Object,
+}
+
+impl<R: Copy> Clone for RingObject<R> {
+    fn clone(&self) -> Self {
+        Self {
+            ring: self.ring,
+            object: self.object.clone(),
+        }
+    }
+}
+
+impl<R> RingObject<R> {
+    fn spec<T: Pod + Send>() -> Spec
+    where
+        R: Ring<T>,
+    {
+        // The payload unit is the ring's alignment (128 bytes or `T`'s, whichever is larger);
+        // the element type names the object.
+        let mut spec = Spec::new::<T, T>(R::KIND);
+        spec.elem_align =
+            RawMpmc::align_for(align_of::<T>()).max(RawSpsc::align_for(align_of::<T>()));
+        spec
+    }
+
+    fn payload_len<T: Pod + Send>(capacity: usize) -> Result<usize>
+    where
+        R: Ring<T>,
+    {
+        if size_of::<T>() == 0 {
+            return Err(Error::InvalidSize {
+                reason: "zero-sized element type",
+            });
+        }
+        if capacity == 0 {
+            return Err(Error::InvalidSize {
+                reason: "zero capacity",
+            });
+        }
+        R::bytes_for(capacity).ok_or(Error::InvalidSize {
+            reason: "capacity too large",
+        })
+    }
+
+    fn attach<T: Pod + Send>(object: Object) -> Result<Self>
+    where
+        R: Ring<T>,
+    {
+        // SAFETY: the payload is `payload_len` initialised bytes of a validated object, aligned to
+        // the spec's alignment (at least the ring's: the payload offset is a multiple of it and
+        // the mapping is page-aligned), and stays mapped while `object` (stored beside the ring)
+        // lives; other processes may write it, which the ring tolerates.
+        let ring = unsafe { R::attach(object.payload().as_ptr(), object.payload_len()) };
+        Ok(Self {
+            ring: ring.map_err(Error::Corrupted)?,
+            object,
+        })
+    }
+
+    fn create<T: Pod + Send>(
+        name: Option<&str>,
+        capacity: usize,
+        open_existing: bool,
+    ) -> Result<Self>
+    where
+        R: Ring<T>,
+    {
+        let spec = Self::spec::<T>();
+        let len = Self::payload_len::<T>(capacity)?;
+        let mut failed = None;
+        let init = |p: std::ptr::NonNull<u8>| {
+            // SAFETY: `Object` hands us `len` zeroed bytes aligned for the spec (the ring's
+            // alignment), not yet visible to anyone else.
+            if let Err(e) = unsafe { R::init(p.as_ptr(), capacity) } {
+                failed = Some(e);
+            }
+        };
+        let opts = ShmOptions::default();
+        let object = match (name, open_existing) {
+            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
+            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+        };
+        if let Some(e) = failed {
+            return Err(Error::Corrupted(e));
+        }
+        Self::attach(object)
+    }
+
+    fn open<T: Pod + Send>(name: &str) -> Result<Self>
+    where
+        R: Ring<T>,
+    {
+        Self::attach(Object::open(
+            name,
+            &Self::spec::<T>(),
+            &ShmOptions::default(),
+        )?)
+    }
+
+    fn deserialize<'de, T: Pod + Send, D: Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Self, D::Error>
+    where
+        R: Ring<T>,
+    {
+        let segment = crate::Segment::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec::<T>(), &ShmOptions::default())
+            .and_then(Self::attach)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A bounded multi-producer multi-consumer queue of `Pod` values in shared memory, Python's
+/// `multiprocessing.Queue` without the pickling: values are copied into and out of a lock-free
+/// ring (Vyukov's), and an uncontended push or pop makes no system call.
+///
+/// Clones share the queue; pass a clone to a child in [`Process::spawn`](crate::Process::spawn)
+/// arguments. [`close`](Queue::close) wakes every blocked caller: pushes then fail with
+/// `Closed(value)`, pops drain what is left and then fail with `Closed`.
+///
+/// ```
+/// let q = multiproc::Queue::<u64>::new(8)?;
+/// q.push(1).unwrap();
+/// assert_eq!(q.try_pop().unwrap(), 1);
+/// q.close();
+/// assert!(q.pop().is_err());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A producer killed in the middle of a push loses only that value (its push never returned);
+/// a consumer killed in the middle of a pop loses the value it was taking. The survivors go on:
+/// a slot claimed by a dead process is reclaimed once the OS reports it dead (within ~10 ms).
+pub struct Queue<T: Pod + Send> {
+    inner: RingObject<MpmcRef<'static, T>>,
+}
+
+impl<T: Pod + Send> Queue<T> {
+    /// A new anonymous queue holding up to `capacity` values (any capacity from 1 to 2^28).
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
+    pub fn new(capacity: usize) -> Result<Self> {
+        RingObject::create(None, capacity, false).map(|inner| Self { inner })
+    }
+
+    /// A new queue under `name`.
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
+    }
+
+    /// Opens the queue another process created under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
+    pub fn open(name: &str) -> Result<Self> {
+        RingObject::open(name).map(|inner| Self { inner })
+    }
+
+    /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue keeps its own.
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+        RingObject::create(Some(name), capacity, true).map(|inner| Self { inner })
+    }
+
+    /// Appends `value`, waiting while the queue is full.
+    pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
+        self.inner.ring.push(value)
+    }
+
+    /// Appends `value` if there is room now, else `Full(value)`.
+    pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
+        self.inner.ring.try_push(value)
+    }
+
+    /// Like [`push`](Queue::push), giving up with `Timeout(value)` after `timeout`.
+    pub fn push_timeout(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PushError<T>> {
+        self.inner.ring.push_timeout(value, timeout)
+    }
+
+    /// Removes the oldest value, waiting while the queue is empty.
+    pub fn pop(&self) -> std::result::Result<T, PopError> {
+        self.inner.ring.pop()
+    }
+
+    /// Removes the oldest value if there is one now, else `Empty`.
+    pub fn try_pop(&self) -> std::result::Result<T, PopError> {
+        self.inner.ring.try_pop()
+    }
+
+    /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
+    pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
+        self.inner.ring.pop_timeout(timeout)
+    }
+
+    /// Closes the queue for everyone and wakes every blocked caller.
+    pub fn close(&self) {
+        self.inner.ring.close()
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.ring.is_closed()
+    }
+
+    /// Number of values (approximate while others push and pop, as in Python).
+    pub fn len(&self) -> usize {
+        self.inner.ring.len()
+    }
+
+    /// Whether the queue looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.ring.is_empty()
+    }
+
+    /// Whether the queue looks full.
+    pub fn is_full(&self) -> bool {
+        self.inner.ring.is_full()
+    }
+
+    /// Maximum number of values.
+    pub fn capacity(&self) -> usize {
+        self.inner.ring.capacity()
+    }
+
+    /// The name, or `None` for an anonymous queue.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.inner.object.persist()
+    }
+}
+
+impl<T: Pod + Send> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: Pod + Send> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.capacity())
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl<T: Pod + Send> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.inner.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        RingObject::deserialize(d).map(|inner| Self { inner })
+    }
+}
+
+/// A bounded single-producer single-consumer queue of `Pod` values in shared memory: the
+/// fastest way to stream values from one process to another, with batch copies.
+///
+/// The roles are claimed at run time: [`producer`](SpscQueue::producer) and
+/// [`consumer`](SpscQueue::consumer) each succeed for one holder at a time, anywhere
+/// ([`RoleError::Taken`] otherwise); a role whose holding process died can be claimed again.
+///
+/// ```
+/// let q = multiproc::SpscQueue::<u32>::new(64)?;
+/// let mut tx = q.producer().unwrap();
+/// let mut rx = q.consumer().unwrap();
+/// assert!(q.producer().is_err(), "one producer at a time");
+/// tx.push_slice(&[1, 2, 3]).unwrap();
+/// let mut out = [0; 8];
+/// assert_eq!(rx.pop_into(&mut out).unwrap(), 3);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct SpscQueue<T: Pod + Send> {
+    inner: RingObject<SpscRef<'static, T>>,
+}
+
+impl<T: Pod + Send> SpscQueue<T> {
+    /// A new anonymous queue holding up to `capacity` values.
+    pub fn new(capacity: usize) -> Result<Self> {
+        RingObject::create(None, capacity, false).map(|inner| Self { inner })
+    }
+
+    /// A new queue under `name`.
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
+    }
+
+    /// Opens the queue another process created under `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        RingObject::open(name).map(|inner| Self { inner })
+    }
+
+    /// Claims the producer role.
+    pub fn producer(&self) -> std::result::Result<SpscProducer<T>, RoleError> {
+        let role = self.inner.ring.producer()?;
+        Ok(SpscProducer {
+            role,
+            _queue: self.clone(),
+        })
+    }
+
+    /// Claims the consumer role.
+    pub fn consumer(&self) -> std::result::Result<SpscConsumer<T>, RoleError> {
+        let role = self.inner.ring.consumer()?;
+        Ok(SpscConsumer {
+            role,
+            _queue: self.clone(),
+        })
+    }
+
+    /// Closes the queue and wakes both ends; the consumer drains what is left.
+    pub fn close(&self) {
+        self.inner.ring.close()
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.ring.is_closed()
+    }
+
+    /// Number of values (approximate).
+    pub fn len(&self) -> usize {
+        self.inner.ring.len()
+    }
+
+    /// Whether the queue looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.ring.is_empty()
+    }
+
+    /// Whether the queue looks full.
+    pub fn is_full(&self) -> bool {
+        self.inner.ring.is_full()
+    }
+
+    /// Maximum number of values.
+    pub fn capacity(&self) -> usize {
+        self.inner.ring.capacity()
+    }
+
+    /// The name, or `None` for an anonymous queue.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.inner.object.persist()
+    }
+}
+
+impl<T: Pod + Send> Clone for SpscQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: Pod + Send> fmt::Debug for SpscQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpscQueue")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.capacity())
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+impl<T: Pod + Send> Serialize for SpscQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.inner.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for SpscQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        RingObject::deserialize(d).map(|inner| Self { inner })
+    }
+}
+
+/// The producing end of an [`SpscQueue`]; releases the role when dropped.
+pub struct SpscProducer<T: Pod + Send> {
+    // Declared first so it drops (releasing the role) while the mapping is still alive.
+    role: super::spsc::SpscProducer<'static, T>,
+    _queue: SpscQueue<T>,
+}
+
+impl<T: Pod + Send> SpscProducer<T> {
+    /// Appends `value`, waiting while the queue is full.
+    pub fn push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
+        self.role.push(value)
+    }
+
+    /// Appends `value` if there is room now, else `Full(value)`.
+    pub fn try_push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
+        self.role.try_push(value)
+    }
+
+    /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` after `timeout`.
+    pub fn push_timeout(
+        &mut self,
+        value: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PushError<T>> {
+        self.role.push_timeout(value, timeout)
+    }
+
+    /// Appends as many values from `src` as fit now (without waiting); returns how many.
+    pub fn push_slice(&mut self, src: &[T]) -> std::result::Result<usize, BatchError> {
+        self.role.push_slice(src)
+    }
+}
+
+/// The consuming end of an [`SpscQueue`]; releases the role when dropped.
+pub struct SpscConsumer<T: Pod + Send> {
+    // Declared first so it drops (releasing the role) while the mapping is still alive.
+    role: super::spsc::SpscConsumer<'static, T>,
+    _queue: SpscQueue<T>,
+}
+
+impl<T: Pod + Send> SpscConsumer<T> {
+    /// Removes the oldest value, waiting while the queue is empty.
+    pub fn pop(&mut self) -> std::result::Result<T, PopError> {
+        self.role.pop()
+    }
+
+    /// Removes the oldest value if there is one now, else `Empty`.
+    pub fn try_pop(&mut self) -> std::result::Result<T, PopError> {
+        self.role.try_pop()
+    }
+
+    /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
+    pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
+        self.role.pop_timeout(timeout)
+    }
+
+    /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
+    pub fn pop_into(&mut self, dst: &mut [T]) -> std::result::Result<usize, BatchError> {
+        self.role.pop_into(dst)
+    }
+}
