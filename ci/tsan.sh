@@ -5,9 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="$(rustc -vV | sed -n 's/^host: //p')"
-export RUSTFLAGS="-Zsanitizer=thread --cfg tsan"
+export RUSTFLAGS="-Zsanitizer=thread"
 export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1 second_deadlock_stack=1}"
-# cfg(tsan) is declared below so the lint on unknown cfgs stays quiet.
-export RUSTFLAGS="$RUSTFLAGS --check-cfg=cfg(tsan)"
 exec cargo +nightly test -Zbuild-std --target "$target" --target-dir target/tsan --lib -- \
     --test-threads=1 sync:: queue::
