@@ -305,3 +305,119 @@ pub fn set_and_wake(word: &AtomicU32, v: u32) {
     word.store(v, Ordering::SeqCst);
     futex_wake(word, i32::MAX);
 }
+
+/// Control words of a 2-party contended run (see [`contended`]), each on its own cache line.
+const CTL_GO: usize = 0;
+const CTL_N: usize = CACHE_LINE;
+const CTL_DONE: usize = 2 * CACHE_LINE;
+/// `go` value telling the peer to leave.
+const CTL_STOP: u64 = u64::MAX;
+
+/// Two parties hammer the same lock: each `iter_custom` call tells the peer (a forked child) to
+/// run `incr` `iters / 2` times while the parent runs it for the rest, and the clock stops when
+/// both are done. One iteration = one increment (of `iters` in total, half per process).
+/// `count` reads the protected counter: the run checks it grew by exactly `iters`.
+pub fn contended_2proc(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: &str,
+    incr: impl Fn(),
+    count: impl Fn() -> u64,
+) {
+    use std::sync::atomic::AtomicU64;
+    let ctl = ShmPages::new(4096);
+    let go: &AtomicU64 = ctl.at(CTL_GO);
+    let n: &AtomicU64 = ctl.at(CTL_N);
+    let done: &AtomicU64 = ctl.at(CTL_DONE);
+    let child = Child::fork(|| {
+        let mut seen = 0;
+        loop {
+            let mut spins = 0u32;
+            let gen_now = loop {
+                let v = go.load(Ordering::Acquire);
+                if v != seen {
+                    break v;
+                }
+                spins += 1;
+                if spins > 1000 {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            };
+            if gen_now == CTL_STOP {
+                break;
+            }
+            seen = gen_now;
+            for _ in 0..n.load(Ordering::Acquire) {
+                incr();
+            }
+            done.store(gen_now, Ordering::Release);
+        }
+    });
+    let mut generation = 0u64;
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            let before = count();
+            let theirs = iters / 2;
+            let t = timed(iters, |iters| {
+                n.store(theirs, Ordering::Relaxed);
+                generation += 1;
+                go.store(generation, Ordering::Release);
+                for _ in 0..iters - theirs {
+                    incr();
+                }
+                spin_until(|| done.load(Ordering::Acquire) == generation);
+            });
+            assert_eq!(count() - before, iters, "{id}: lost increments (no mutual exclusion)");
+            t
+        })
+    });
+    go.store(CTL_STOP, Ordering::Release);
+    assert!(child.finish(pingpong::GRACE), "{id}: contending child failed");
+}
+
+/// A glibc `pthread_mutex_t` with `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST`, placed in
+/// shared memory (the robust fallback design of DESIGN.md and the peer of our mutex).
+pub struct PthreadRobustMutex {
+    ptr: *mut libc::pthread_mutex_t,
+}
+
+impl PthreadRobustMutex {
+    /// Initialises the mutex at `ptr` (suitably aligned, `size_of::<pthread_mutex_t>()` bytes of
+    /// shared memory that outlive the returned value).
+    pub fn init(ptr: *mut u8) -> PthreadRobustMutex {
+        let ptr = ptr.cast::<libc::pthread_mutex_t>();
+        assert_eq!(ptr as usize % align_of::<libc::pthread_mutex_t>(), 0);
+        // SAFETY: `attr` is initialised by pthread_mutexattr_init before use; `ptr` points to
+        // writable memory of the right size and alignment (caller contract, checked above).
+        unsafe {
+            let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+            assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
+            assert_eq!(libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED), 0);
+            assert_eq!(libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST), 0);
+            assert_eq!(libc::pthread_mutex_init(ptr, &attr), 0);
+            libc::pthread_mutexattr_destroy(&mut attr);
+        }
+        PthreadRobustMutex { ptr }
+    }
+
+    /// Locks (making the state consistent if a previous owner died).
+    #[inline]
+    pub fn lock(&self) {
+        // SAFETY: `ptr` is an initialised process-shared mutex (see `init`).
+        let r = unsafe { libc::pthread_mutex_lock(self.ptr) };
+        if r == libc::EOWNERDEAD {
+            // SAFETY: as above; we own it now.
+            unsafe { libc::pthread_mutex_consistent(self.ptr) };
+        } else {
+            debug_assert_eq!(r, 0);
+        }
+    }
+
+    /// Unlocks.
+    #[inline]
+    pub fn unlock(&self) {
+        // SAFETY: `ptr` is an initialised mutex held by this thread.
+        unsafe { libc::pthread_mutex_unlock(self.ptr) };
+    }
+}
