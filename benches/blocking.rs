@@ -128,12 +128,18 @@ fn barrier_2proc(c: &mut Criterion) {
 fn pthread_barrier(g: &mut BenchmarkGroup<'_, WallTime>) {
     let shm = ShmPages::new(4096);
     let last: &AtomicU64 = shm.at(STOP_AT);
-    let bar = shm.ptr().wrapping_add(A_AT).cast::<libc::pthread_barrier_t>();
+    let bar = shm
+        .ptr()
+        .wrapping_add(A_AT)
+        .cast::<libc::pthread_barrier_t>();
     // SAFETY: `attr` is initialised before use; `bar` is an aligned, writable spot of the mapping.
     unsafe {
         let mut attr: libc::pthread_barrierattr_t = std::mem::zeroed();
         assert_eq!(libc::pthread_barrierattr_init(&mut attr), 0);
-        assert_eq!(libc::pthread_barrierattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED), 0);
+        assert_eq!(
+            libc::pthread_barrierattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+            0
+        );
         assert_eq!(libc::pthread_barrier_init(bar, &attr, 2), 0);
         libc::pthread_barrierattr_destroy(&mut attr);
     }

@@ -82,7 +82,9 @@ fn iceoryx2_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
 
     // Each process makes its own node after the fork (iceoryx2 state is per process).
     let child = Child::fork(|| {
-        let node = NodeBuilder::new().create::<ipc::Service>().expect("iceoryx2 node");
+        let node = NodeBuilder::new()
+            .create::<ipc::Service>()
+            .expect("iceoryx2 node");
         let ping = node
             .service_builder(&ping_name.as_str().try_into().expect("name"))
             .publish_subscribe::<u64>()
@@ -112,7 +114,9 @@ fn iceoryx2_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
         }
     });
     spin_until(|| ready.load(Ordering::Acquire));
-    let node = NodeBuilder::new().create::<ipc::Service>().expect("iceoryx2 node");
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .expect("iceoryx2 node");
     let ping = node
         .service_builder(&ping_name.as_str().try_into().expect("name"))
         .publish_subscribe::<u64>()
@@ -452,21 +456,25 @@ fn crossbeam_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
                 }
             });
         }
-        g.bench_with_input(BenchmarkId::new("crossbeam_array_queue", producers), &producers, |b, _| {
-            b.iter_custom(|iters| {
-                let per = iters.div_ceil(producers as u64).max(1);
-                let total = per * producers as u64;
-                let before = popped.load(Ordering::Acquire);
-                let t = timed(iters, |_| {
-                    batch.store(per, Ordering::Release);
-                    start.wait();
-                    end.wait();
-                    spin_until(|| popped.load(Ordering::Acquire) - before == total);
-                });
-                // Report per item actually moved (per >= iters / producers).
-                t.mul_f64(iters as f64 / total as f64)
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("crossbeam_array_queue", producers),
+            &producers,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(producers as u64).max(1);
+                    let total = per * producers as u64;
+                    let before = popped.load(Ordering::Acquire);
+                    let t = timed(iters, |_| {
+                        batch.store(per, Ordering::Release);
+                        start.wait();
+                        end.wait();
+                        spin_until(|| popped.load(Ordering::Acquire) - before == total);
+                    });
+                    // Report per item actually moved (per >= iters / producers).
+                    t.mul_f64(iters as f64 / total as f64)
+                })
+            },
+        );
         batch.store(0, Ordering::Release);
         start.wait();
         stop.store(true, Ordering::Release);

@@ -41,7 +41,10 @@ fn segment_4k(c: &mut Criterion) {
                 .os_id(&name)
                 .create()
                 .expect("create");
-            let opened = shared_memory::ShmemConf::new().os_id(&name).open().expect("open");
+            let opened = shared_memory::ShmemConf::new()
+                .os_id(&name)
+                .open()
+                .expect("open");
             drop(opened);
             drop(created); // the owner unlinks
         })

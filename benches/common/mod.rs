@@ -61,7 +61,10 @@ impl Watchdog {
         }
         // SAFETY: installing a handler that only calls async-signal-safe functions.
         unsafe {
-            libc::signal(libc::SIGALRM, on_alarm as extern "C" fn(libc::c_int) as libc::sighandler_t);
+            libc::signal(
+                libc::SIGALRM,
+                on_alarm as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
         }
     }
 
@@ -99,8 +102,15 @@ impl ShmPages {
                 0,
             )
         };
-        assert!(p != libc::MAP_FAILED, "mmap: {}", io::Error::last_os_error());
-        ShmPages { ptr: NonNull::new(p.cast()).expect("mmap returned null"), len }
+        assert!(
+            p != libc::MAP_FAILED,
+            "mmap: {}",
+            io::Error::last_os_error()
+        );
+        ShmPages {
+            ptr: NonNull::new(p.cast()).expect("mmap returned null"),
+            len,
+        }
     }
 
     /// Base address.
@@ -368,12 +378,19 @@ pub fn contended_2proc(
                 }
                 spin_until(|| done.load(Ordering::Acquire) == generation);
             });
-            assert_eq!(count() - before, iters, "{id}: lost increments (no mutual exclusion)");
+            assert_eq!(
+                count() - before,
+                iters,
+                "{id}: lost increments (no mutual exclusion)"
+            );
             t
         })
     });
     go.store(CTL_STOP, Ordering::Release);
-    assert!(child.finish(pingpong::GRACE), "{id}: contending child failed");
+    assert!(
+        child.finish(pingpong::GRACE),
+        "{id}: contending child failed"
+    );
 }
 
 /// A glibc `pthread_mutex_t` with `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST`, placed in
@@ -393,8 +410,14 @@ impl PthreadRobustMutex {
         unsafe {
             let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
             assert_eq!(libc::pthread_mutexattr_init(&mut attr), 0);
-            assert_eq!(libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED), 0);
-            assert_eq!(libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST), 0);
+            assert_eq!(
+                libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED),
+                0
+            );
+            assert_eq!(
+                libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST),
+                0
+            );
             assert_eq!(libc::pthread_mutex_init(ptr, &attr), 0);
             libc::pthread_mutexattr_destroy(&mut attr);
         }

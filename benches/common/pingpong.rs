@@ -137,8 +137,8 @@ pub fn pipe_u64(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
 
 /// A Unix stream socket pair, 8-byte messages.
 pub fn unix_socket_u64(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
-    use std::os::unix::net::UnixStream;
     use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
     let (mut parent_end, mut child_end) = UnixStream::pair().expect("socketpair");
     let parent_fd = parent_end.as_raw_fd();
     let child = Child::fork(|| {
