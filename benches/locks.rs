@@ -8,6 +8,8 @@
 //! - `mutex_contended_2proc`: two processes increment one counter under the lock (one iteration
 //!   = one increment): `pthread_robust`, `raw_sync`, `std_mutex_2threads` (in-process
 //!   reference); ours: `ours`.
+//! - `mutex_scaling/<n>`: n = 1, 2, 4 .. cpus processes increment one counter (lock hand-off as
+//!   contention grows): `pthread_robust/<n>`; ours: `ours/<n>`.
 
 mod common;
 
@@ -17,7 +19,12 @@ use raw_sync::locks::LockInit;
 use std::hint::black_box;
 
 fn main() {
-    common::bench_main(&[mutex_uncontended, value_lock, mutex_contended_2proc]);
+    common::bench_main(&[
+        mutex_uncontended,
+        value_lock,
+        mutex_contended_2proc,
+        mutex_scaling,
+    ]);
 }
 
 /// Offset of the lock in the shared page, and of the counter it protects.
@@ -160,4 +167,38 @@ fn std_mutex_2threads(g: &mut criterion::BenchmarkGroup<'_, criterion::measureme
         n.store(u64::MAX, Ordering::Release);
         start.wait();
     });
+    common::Watchdog::disarm();
+}
+
+fn mutex_scaling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mutex_scaling");
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let shm = ShmPages::new(4096);
+    let pm = PthreadRobustMutex::init(shm.ptr().wrapping_add(LOCK_AT));
+    let data = shm.ptr().wrapping_add(DATA_AT).cast::<u64>();
+    let mut procs = 1;
+    while procs <= cpus {
+        // ours: `Shared<sync::Mutex<u64>>` as `common::contended(&mut g, "ours", Some(procs), ..)`.
+        common::contended(
+            &mut g,
+            "pthread_robust",
+            Some(procs),
+            procs,
+            || {
+                pm.lock();
+                // SAFETY: `data` is in the shared mapping and guarded by `pm`, which we hold.
+                unsafe { *data += 1 };
+                pm.unlock();
+            },
+            || {
+                pm.lock();
+                // SAFETY: as above.
+                let v = unsafe { *data };
+                pm.unlock();
+                v
+            },
+        );
+        procs *= 2;
+    }
+    g.finish();
 }

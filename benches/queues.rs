@@ -281,6 +281,7 @@ fn crossbeam_array_queue(g: &mut BenchmarkGroup<'_, WallTime>) {
         });
         stop.store(true, Ordering::Release);
     });
+    common::Watchdog::disarm();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,4 +480,5 @@ fn crossbeam_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
         start.wait();
         stop.store(true, Ordering::Release);
     });
+    common::Watchdog::disarm();
 }

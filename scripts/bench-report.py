@@ -122,12 +122,19 @@ for size, label in ((64, "64 B"), (4096, "4 KiB"), (1 << 20, "1 MiB")):
 
 
 def scaling_rows(results):
-    """One row per producer count found in mpmc_scaling."""
-    counts = sorted({int(k.rsplit("/", 1)[1]) for k in results if k.startswith("mpmc_scaling/")})
-    return [dict(op=f"Queue {n}P x {n}C", kind="items",
+    """One row per producer count found in mpmc_scaling and per process count in
+    mutex_scaling."""
+    def counts(group):
+        return sorted({int(k.rsplit("/", 1)[1]) for k in results if k.startswith(group + "/")})
+    rows = [dict(op=f"Queue {n}P x {n}C threads/procs", kind="items",
                  ours=f"mpmc_scaling/ours_queue/{n}", limit=None,
                  peers={"crossbeam": f"mpmc_scaling/crossbeam_array_queue/{n}"})
-            for n in counts]
+            for n in counts("mpmc_scaling")]
+    rows += [dict(op=f"Mutex increment, {n} procs", kind="time",
+                  ours=f"mutex_scaling/ours/{n}", limit=None,
+                  peers={"pthread": f"mutex_scaling/pthread_robust/{n}"})
+             for n in counts("mutex_scaling")]
+    return rows
 
 
 # --- running ----------------------------------------------------------------------------------

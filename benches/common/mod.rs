@@ -316,81 +316,110 @@ pub fn set_and_wake(word: &AtomicU32, v: u32) {
     futex_wake(word, i32::MAX);
 }
 
-/// Control words of a 2-party contended run (see [`contended`]), each on its own cache line.
+/// Control words of a contended run (see [`contended`]), each on its own cache line.
 const CTL_GO: usize = 0;
 const CTL_N: usize = CACHE_LINE;
 const CTL_DONE: usize = 2 * CACHE_LINE;
-/// `go` value telling the peer to leave.
+/// `go` value telling the children to leave.
 const CTL_STOP: u64 = u64::MAX;
 
-/// Two parties hammer the same lock: each `iter_custom` call tells the peer (a forked child) to
-/// run `incr` `iters / 2` times while the parent runs it for the rest, and the clock stops when
-/// both are done. One iteration = one increment (of `iters` in total, half per process).
-/// `count` reads the protected counter: the run checks it grew by exactly `iters`.
+/// Two parties hammer the same lock (see [`contended`]).
 pub fn contended_2proc(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: &str,
     incr: impl Fn(),
     count: impl Fn() -> u64,
 ) {
+    contended(g, id, None, 2, incr, count);
+}
+
+/// `procs` processes (the parent and `procs - 1` forked children) hammer the same lock; the
+/// benchmark id is `name` or `name/<param>`. Each
+/// `iter_custom` call tells every child to run `incr` `iters / procs` times while the parent
+/// runs it for the rest, and the clock stops when all are done. One iteration = one increment
+/// (`iters` in total). `count` reads the protected counter: the run checks it grew by exactly
+/// `iters` (mutual exclusion held).
+pub fn contended(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    param: Option<usize>,
+    procs: usize,
+    incr: impl Fn(),
+    count: impl Fn() -> u64,
+) {
     use std::sync::atomic::AtomicU64;
+    assert!(procs >= 1);
     let ctl = ShmPages::new(4096);
     let go: &AtomicU64 = ctl.at(CTL_GO);
     let n: &AtomicU64 = ctl.at(CTL_N);
     let done: &AtomicU64 = ctl.at(CTL_DONE);
-    let child = Child::fork(|| {
-        let mut seen = 0;
-        loop {
-            let mut spins = 0u32;
-            let gen_now = loop {
-                let v = go.load(Ordering::Acquire);
-                if v != seen {
-                    break v;
+    let children: Vec<Child> = (1..procs)
+        .map(|_| {
+            Child::fork(|| {
+                let mut seen = 0;
+                loop {
+                    let mut spins = 0u32;
+                    let gen_now = loop {
+                        let v = go.load(Ordering::Acquire);
+                        if v != seen {
+                            break v;
+                        }
+                        spins += 1;
+                        if spins > 1000 {
+                            std::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    };
+                    if gen_now == CTL_STOP {
+                        break;
+                    }
+                    seen = gen_now;
+                    for _ in 0..n.load(Ordering::Acquire) {
+                        incr();
+                    }
+                    done.fetch_add(1, Ordering::AcqRel);
                 }
-                spins += 1;
-                if spins > 1000 {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            };
-            if gen_now == CTL_STOP {
-                break;
-            }
-            seen = gen_now;
-            for _ in 0..n.load(Ordering::Acquire) {
-                incr();
-            }
-            done.store(gen_now, Ordering::Release);
-        }
-    });
+            })
+        })
+        .collect();
+    let others = (procs - 1) as u64;
     let mut generation = 0u64;
+    let (id, label) = match param {
+        Some(p) => (criterion::BenchmarkId::new(name, p), format!("{name}/{p}")),
+        None => (
+            criterion::BenchmarkId::from_parameter(name),
+            name.to_string(),
+        ),
+    };
     g.bench_function(id, |b| {
         b.iter_custom(|iters| {
             let before = count();
-            let theirs = iters / 2;
+            let each = iters / procs as u64;
             let t = timed(iters, |iters| {
-                n.store(theirs, Ordering::Relaxed);
+                n.store(each, Ordering::Relaxed);
                 generation += 1;
                 go.store(generation, Ordering::Release);
-                for _ in 0..iters - theirs {
+                for _ in 0..iters - each * others {
                     incr();
                 }
-                spin_until(|| done.load(Ordering::Acquire) == generation);
+                spin_until(|| done.load(Ordering::Acquire) == generation * others);
             });
             assert_eq!(
                 count() - before,
                 iters,
-                "{id}: lost increments (no mutual exclusion)"
+                "{label}: lost increments (no mutual exclusion)"
             );
             t
         })
     });
     go.store(CTL_STOP, Ordering::Release);
-    assert!(
-        child.finish(pingpong::GRACE),
-        "{id}: contending child failed"
-    );
+    for child in children {
+        assert!(
+            child.finish(pingpong::GRACE),
+            "{label}: contending child failed"
+        );
+    }
 }
 
 /// A glibc `pthread_mutex_t` with `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST`, placed in
