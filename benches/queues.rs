@@ -13,7 +13,9 @@
 mod common;
 
 use common::pingpong::{self, GRACE};
-use common::{CACHE_LINE, Child, ShmPages, close, pipe, read_exact, spin_until, timed, write_all};
+use common::{
+    CACHE_LINE, Child, ShmPages, Spin, close, pipe, read_exact, spin_until, timed, write_all,
+};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,6 +100,7 @@ fn iceoryx2_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
         let sub = ping.subscriber_builder().create().expect("subscriber");
         let publ = pong.publisher_builder().create().expect("publisher");
         ready.store(true, Ordering::Release);
+        let mut spin = Spin::new();
         loop {
             match sub.receive() {
                 Ok(Some(sample)) => {
@@ -107,8 +110,9 @@ fn iceoryx2_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
                         break;
                     }
                     publ.send_copy(v).expect("send");
+                    spin.reset();
                 }
-                Ok(None) => std::hint::spin_loop(),
+                Ok(None) => spin.wait(),
                 Err(_) => break,
             }
         }
@@ -148,13 +152,14 @@ fn iceoryx2_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
                 for _ in 0..n {
                     seq += 1;
                     publ.send_copy(seq).expect("send");
+                    let mut spin = Spin::new();
                     loop {
                         match sub.receive() {
                             Ok(Some(sample)) => {
                                 debug_assert_eq!(*sample, seq);
                                 break;
                             }
-                            Ok(None) => std::hint::spin_loop(),
+                            Ok(None) => spin.wait(),
                             Err(e) => panic!("iceoryx2 receive: {e:?}"),
                         }
                     }
@@ -200,6 +205,7 @@ fn raw_ring(g: &mut BenchmarkGroup<'_, WallTime>) {
     let child = Child::fork(|| {
         let mut h = 0u64;
         let mut tail_cache = 0u64;
+        let mut spin = Spin::new();
         loop {
             if h == tail_cache {
                 tail_cache = tail.load(Ordering::Acquire);
@@ -207,9 +213,10 @@ fn raw_ring(g: &mut BenchmarkGroup<'_, WallTime>) {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    std::hint::spin_loop();
+                    spin.wait();
                     continue;
                 }
+                spin.reset();
             }
             let v = slot(h).load(Ordering::Relaxed);
             assert_eq!(v, h, "raw ring: out of order");
@@ -252,14 +259,16 @@ fn crossbeam_array_queue(g: &mut BenchmarkGroup<'_, WallTime>) {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut expect = 0u64;
+            let mut spin = Spin::new();
             loop {
                 match q.pop() {
                     Some(v) => {
                         assert_eq!(v, expect, "crossbeam: out of order");
                         expect += 1;
+                        spin.reset();
                     }
                     None if stop.load(Ordering::Relaxed) => break,
-                    None => std::hint::spin_loop(),
+                    None => spin.wait(),
                 }
             }
         });
@@ -269,9 +278,10 @@ fn crossbeam_array_queue(g: &mut BenchmarkGroup<'_, WallTime>) {
                 timed(iters, |n| {
                     for _ in 0..n {
                         let mut v = next;
+                        let mut spin = Spin::new();
                         while let Err(back) = q.push(v) {
                             v = back;
-                            std::hint::spin_loop();
+                            spin.wait();
                         }
                         next += 1;
                     }
@@ -428,13 +438,17 @@ fn crossbeam_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
     std::thread::scope(|s| {
         for _ in 0..producers {
             s.spawn(|| {
+                let mut spin = Spin::new();
                 loop {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    q.pop().map_or_else(std::hint::spin_loop, |_| {
+                    if q.pop().is_some() {
                         popped.fetch_add(1, Ordering::Relaxed);
-                    });
+                        spin.reset();
+                    } else {
+                        spin.wait();
+                    }
                 }
             });
         }
@@ -448,9 +462,10 @@ fn crossbeam_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
                     }
                     for v in 0..k {
                         let mut v = v;
+                        let mut spin = Spin::new();
                         while let Err(back) = q.push(v) {
                             v = back;
-                            std::hint::spin_loop();
+                            spin.wait();
                         }
                     }
                     end.wait();

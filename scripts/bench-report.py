@@ -423,6 +423,7 @@ def main():
     args = ap.parse_args()
 
     os.makedirs(OUT_DIR, exist_ok=True)
+    load_before = os.getloadavg()
     since = None
     if not args.no_run:
         started = time.time()
@@ -436,6 +437,8 @@ def main():
     py, py_info = read_python()
     results.update(py)
     info = machine()
+    info["loadavg_before"] = [round(x, 2) for x in load_before]
+    info["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     if py_info:
         info["python_multiprocessing"] = py_info
     rows = build(results)
@@ -443,6 +446,11 @@ def main():
     print(f"Machine: {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}, "
           f"{info['rustc']}, Python {info['python']}, {info['date']}")
     print(text)
+    busy = max(load_before[0], info["loadavg_after"][0])
+    if not args.no_run and busy > 0.5:
+        print(f"\nwarning: the machine was busy with other work (load average up to {busy:.2f} "
+              f"on {os.cpu_count()} CPUs): busy-polling round trips and throughputs suffer "
+              "most when the two processes cannot each have a core.")
     with open(os.path.join(OUT_DIR, "report.json"), "w") as f:
         json.dump({"machine": info, "rows": rows, "raw": results}, f, indent=2)
     with open(os.path.join(OUT_DIR, "report.txt"), "w") as f:

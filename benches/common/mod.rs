@@ -246,11 +246,47 @@ pub fn futex_wake(word: &AtomicU32, n: i32) {
     }
 }
 
-/// Spins until `cond` holds (with `spin_loop` hints).
+/// Fruitless rounds a [`Spin`] spins before it starts yielding the CPU.
+pub const SPIN_LIMIT: u32 = 2000;
+
+/// The busy-wait policy of every busy-polling loop in the benches (ours, baselines and peers
+/// alike): spin with `spin_loop` hints, and after [`SPIN_LIMIT`] fruitless rounds yield the CPU
+/// each round, so that on an oversubscribed machine a descheduled peer gets to run instead of
+/// the spinner burning a whole time slice. With a core each, the peer answers long before the
+/// limit and no yield happens.
+pub struct Spin(u32);
+
+impl Spin {
+    /// A fresh waiter.
+    #[inline]
+    pub fn new() -> Spin {
+        Spin(0)
+    }
+
+    /// One fruitless round.
+    #[inline]
+    pub fn wait(&mut self) {
+        if self.0 < SPIN_LIMIT {
+            self.0 += 1;
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+
+    /// Progress was made: spin again before yielding.
+    #[inline]
+    pub fn reset(&mut self) {
+        self.0 = 0;
+    }
+}
+
+/// Busy-waits (with [`Spin`]) until `cond` holds.
 #[inline]
 pub fn spin_until(mut cond: impl FnMut() -> bool) {
+    let mut spin = Spin::new();
     while !cond() {
-        std::hint::spin_loop();
+        spin.wait();
     }
 }
 
@@ -358,18 +394,13 @@ pub fn contended(
             Child::fork(|| {
                 let mut seen = 0;
                 loop {
-                    let mut spins = 0u32;
+                    let mut spin = Spin::new();
                     let gen_now = loop {
                         let v = go.load(Ordering::Acquire);
                         if v != seen {
                             break v;
                         }
-                        spins += 1;
-                        if spins > 1000 {
-                            std::thread::yield_now();
-                        } else {
-                            std::hint::spin_loop();
-                        }
+                        spin.wait();
                     };
                     if gen_now == CTL_STOP {
                         break;

@@ -2,7 +2,9 @@
 //! (one iteration = one round trip parent -> child -> parent) to the given group.
 #![allow(dead_code)]
 
-use super::{Child, ShmPages, close, futex_wait, futex_wake, pipe, read_exact, spin_until, timed};
+use super::{
+    Child, ShmPages, Spin, close, futex_wait, futex_wake, pipe, read_exact, spin_until, timed,
+};
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
 use std::io::{Read, Write};
@@ -19,6 +21,7 @@ pub fn raw_atomic(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
     let shm = ShmPages::new(4096);
     let word: &AtomicU64 = shm.at(0);
     let child = Child::fork(|| {
+        let mut spin = Spin::new();
         loop {
             let v = word.load(Ordering::Acquire);
             if v == STOP {
@@ -26,8 +29,9 @@ pub fn raw_atomic(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
             }
             if v & 1 == 1 {
                 word.store(v + 1, Ordering::Release);
+                spin.reset();
             } else {
-                std::hint::spin_loop();
+                spin.wait();
             }
         }
     });
