@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRITERION = os.path.join(ROOT, "target", "criterion")
 OUT_DIR = os.path.join(ROOT, "target", "bench-report")
 BENCHES = ["segments", "locks", "blocking", "queues"]
+STAT = "median"  # or "best": the fastest sample (set by --stat)
 
 # Peer columns of the table, in order: (key, header).
 COLUMNS = [
@@ -182,7 +183,15 @@ def read_criterion(since=None):
             meta = json.load(f)
         with open(est_path) as f:
             est = json.load(f)
-        results[meta["full_id"]] = {"ns": est["median"]["point_estimate"],
+        best = None
+        sample_path = os.path.join(dirpath, "sample.json")
+        if os.path.exists(sample_path):
+            with open(sample_path) as f:
+                sample = json.load(f)
+            best = min(t / i for t, i in zip(sample["times"], sample["iters"]) if i)
+        median = est["median"]["point_estimate"]
+        results[meta["full_id"]] = {"ns": best if STAT == "best" else median,
+                                    "median_ns": median, "best_ns": best,
                                     "throughput": meta.get("throughput")}
     return results
 
@@ -193,7 +202,8 @@ def read_python():
         return {}, None
     with open(path) as f:
         data = json.load(f)
-    res = {k: {"ns": v["median_ns"], "throughput": None} for k, v in data["results"].items()}
+    res = {k: {"ns": v["min_ns"] if STAT == "best" else v["median_ns"], "median_ns": v["median_ns"],
+               "best_ns": v["min_ns"], "throughput": None} for k, v in data["results"].items()}
     return res, {k: v for k, v in data.items() if k != "results"}
 
 
@@ -420,7 +430,12 @@ def main():
     ap.add_argument("--skip-python", action="store_true", help="no Python comparison run")
     ap.add_argument("--python-time", type=float, default=1.5,
                     help="seconds per Python operation (default 1.5)")
+    ap.add_argument("--stat", choices=["median", "best"], default="median",
+                    help="median of the samples (default), or the best sample: less sensitive to "
+                         "other load on the machine")
     args = ap.parse_args()
+    global STAT
+    STAT = args.stat
 
     os.makedirs(OUT_DIR, exist_ok=True)
     load_before = os.getloadavg()
@@ -443,8 +458,10 @@ def main():
         info["python_multiprocessing"] = py_info
     rows = build(results)
     text = render(rows)
+    info["statistic"] = STAT
     print(f"Machine: {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}, "
-          f"{info['rustc']}, Python {info['python']}, {info['date']}")
+          f"{info['rustc']}, Python {info['python']}, {info['date']}; statistic: {STAT} "
+          "(time per operation)")
     print(text)
     busy = max(load_before[0], info["loadavg_after"][0])
     if not args.no_run and busy > 0.5:
