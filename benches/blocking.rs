@@ -59,28 +59,27 @@ fn posix_sem(g: &mut BenchmarkGroup<'_, WallTime>) {
     let post = |s: *mut libc::sem_t| unsafe {
         libc::sem_post(s);
     };
-    let child = Child::fork(|| {
-        loop {
-            wait(a);
-            if stop.load(Ordering::Acquire) {
-                break;
-            }
-            post(b);
-        }
-    });
-    g.bench_function("posix_sem", |bch| {
-        bch.iter_custom(|iters| {
-            timed(iters, |n| {
-                for _ in 0..n {
-                    post(a);
-                    wait(b);
+    common::roundtrip(
+        g,
+        "posix_sem",
+        || {
+            loop {
+                wait(a);
+                if stop.load(Ordering::Acquire) {
+                    break;
                 }
-            })
-        })
-    });
-    stop.store(true, Ordering::Release);
-    post(a);
-    child.finish(GRACE);
+                post(b);
+            }
+        },
+        || {
+            post(a);
+            wait(b);
+        },
+        || {
+            stop.store(true, Ordering::Release);
+            post(a);
+        },
+    );
 }
 
 /// raw_sync's auto-reset `Event` (pthread mutex + condition variable, process-shared).

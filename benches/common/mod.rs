@@ -504,3 +504,32 @@ impl PthreadRobustMutex {
         unsafe { libc::pthread_mutex_unlock(self.ptr) };
     }
 }
+
+/// The shape of every cross-process round-trip bench, for adding one in a few lines: forks a
+/// child running `responder` (its answering loop, which must return once `stop` has run), times
+/// `round_trip` once per iteration, then calls `stop` and reaps the child (asserting it exited
+/// cleanly).
+pub fn roundtrip(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: &str,
+    responder: impl FnOnce(),
+    mut round_trip: impl FnMut(),
+    stop: impl FnOnce(),
+) {
+    let child = Child::fork(responder);
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    round_trip();
+                }
+            })
+        })
+    });
+    Watchdog::arm();
+    stop();
+    assert!(
+        child.finish(pingpong::GRACE),
+        "{id}: responder did not exit cleanly"
+    );
+}
