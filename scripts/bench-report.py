@@ -410,7 +410,8 @@ def svg(results, info):
         panels.append(s)
         y += h + 10
     sub = (f"{info.get('cpu') or '?'}, {info.get('cpus')} CPUs, Linux {info.get('kernel')}, "
-           f"{info.get('date')}. Orange: multiproc; grey: raw limit; blue: peers; green: Python.")
+           f"{info.get('date')}, load avg {info.get('loadavg_before', ['?'])[0]}. "
+           "Orange: multiproc; grey: raw limit; blue: peers; green: Python.")
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="900" height="{y}" '
             f'font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n'
             f'<text x="10" y="22" font-size="17" font-weight="bold">multiproc benchmarks</text>\n'
