@@ -1,0 +1,499 @@
+//! Queues and channels: cross-process round trips of a u64, one-way u64 throughput, message
+//! throughput by size, and MPMC scaling.
+//!
+//! Groups and ids (the report pairs "ours_*" with the others by group):
+//! - `roundtrip_u64`: `raw_atomic` (cache-line limit), `raw_futex` (blocking limit), `pipe`,
+//!   `unix_socket`, `ipc_channel`, `iceoryx2`; ours: `ours_queue_busy`, `ours_queue_blocking`.
+//! - `throughput_u64`: `raw_ring` (cached-index SPSC ring between processes),
+//!   `crossbeam_array_queue` (between threads); ours: `ours_spsc`, `ours_queue`.
+//! - `message_bytes/<size>`: `memcpy`, `pipe`, `ipc_channel`; ours: `ours_channel`.
+//! - `mpmc_scaling/<producers>`: `crossbeam_array_queue` with N producer and N consumer threads;
+//!   ours: `ours_queue`.
+
+mod common;
+
+use common::pingpong::{self, GRACE};
+use common::{
+    CACHE_LINE, Child, ShmPages, Spin, close, pipe, read_exact, spin_until, timed, write_all,
+};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+fn main() {
+    common::bench_main(&[roundtrip_u64, throughput_u64, message_bytes, mpmc_scaling]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Round trip of a u64 between two processes.
+
+fn roundtrip_u64(c: &mut Criterion) {
+    let mut g = c.benchmark_group("roundtrip_u64");
+    // ours_queue_busy / ours_queue_blocking: two `Queue<u64>` (one per direction), the child
+    // pops and pushes back; busy = `try_pop` in a spin loop, blocking = `pop`.
+    pingpong::raw_atomic(&mut g, "raw_atomic");
+    pingpong::raw_futex(&mut g, "raw_futex");
+    pingpong::pipe_u64(&mut g, "pipe");
+    pingpong::unix_socket_u64(&mut g, "unix_socket");
+    ipc_channel_u64(&mut g);
+    iceoryx2_u64(&mut g);
+    g.finish();
+}
+
+/// ipc-channel: a typed `IpcSender<u64>` each way (what a user of the crate writes).
+fn ipc_channel_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
+    use ipc_channel::ipc;
+    const STOP: u64 = u64::MAX;
+    let (to_child, from_parent) = ipc::channel::<u64>().expect("ipc channel");
+    let (to_parent, from_child) = ipc::channel::<u64>().expect("ipc channel");
+    let child = Child::fork(|| {
+        while let Ok(v) = from_parent.recv() {
+            if v == STOP || to_parent.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seq = 0u64;
+    g.bench_function("ipc_channel", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    seq += 1;
+                    to_child.send(seq).expect("send");
+                    let v = from_child.recv().expect("recv");
+                    debug_assert_eq!(v, seq);
+                }
+            })
+        })
+    });
+    let _ = to_child.send(STOP);
+    child.finish(GRACE);
+}
+
+/// iceoryx2 publish-subscribe (zero-copy shared memory), busy-polling `receive` on both sides:
+/// service "ping" parent -> child, service "pong" child -> parent.
+fn iceoryx2_u64(g: &mut BenchmarkGroup<'_, WallTime>) {
+    use iceoryx2::prelude::*;
+    const STOP: u64 = u64::MAX;
+    set_log_level(LogLevel::Warn);
+    let tag = common::unique_name("ice");
+    let ping_name = format!("{tag}/ping");
+    let pong_name = format!("{tag}/pong");
+    let shm = ShmPages::new(4096);
+    let ready: &AtomicBool = shm.at(0);
+
+    // Each process makes its own node after the fork (iceoryx2 state is per process).
+    let child = Child::fork(|| {
+        let node = NodeBuilder::new()
+            .create::<ipc::Service>()
+            .expect("iceoryx2 node");
+        let ping = node
+            .service_builder(&ping_name.as_str().try_into().expect("name"))
+            .publish_subscribe::<u64>()
+            .open_or_create()
+            .expect("ping service");
+        let pong = node
+            .service_builder(&pong_name.as_str().try_into().expect("name"))
+            .publish_subscribe::<u64>()
+            .open_or_create()
+            .expect("pong service");
+        let sub = ping.subscriber_builder().create().expect("subscriber");
+        let publ = pong.publisher_builder().create().expect("publisher");
+        ready.store(true, Ordering::Release);
+        let mut spin = Spin::new();
+        loop {
+            match sub.receive() {
+                Ok(Some(sample)) => {
+                    let v = *sample;
+                    drop(sample);
+                    if v == STOP {
+                        break;
+                    }
+                    publ.send_copy(v).expect("send");
+                    spin.reset();
+                }
+                Ok(None) => spin.wait(),
+                Err(_) => break,
+            }
+        }
+    });
+    spin_until(|| ready.load(Ordering::Acquire));
+    let node = NodeBuilder::new()
+        .create::<ipc::Service>()
+        .expect("iceoryx2 node");
+    let ping = node
+        .service_builder(&ping_name.as_str().try_into().expect("name"))
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .expect("ping service");
+    let pong = node
+        .service_builder(&pong_name.as_str().try_into().expect("name"))
+        .publish_subscribe::<u64>()
+        .open_or_create()
+        .expect("pong service");
+    let publ = ping.publisher_builder().create().expect("publisher");
+    let sub = pong.subscriber_builder().create().expect("subscriber");
+    // Connections are set up lazily: resend until the first answer arrives.
+    common::Watchdog::arm();
+    'connect: loop {
+        publ.send_copy(0).expect("send");
+        for _ in 0..100_000 {
+            if let Ok(Some(_)) = sub.receive() {
+                break 'connect;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    while let Ok(Some(_)) = sub.receive() {}
+    let mut seq = 0u64;
+    g.bench_function("iceoryx2", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    seq += 1;
+                    publ.send_copy(seq).expect("send");
+                    let mut spin = Spin::new();
+                    loop {
+                        match sub.receive() {
+                            Ok(Some(sample)) => {
+                                debug_assert_eq!(*sample, seq);
+                                break;
+                            }
+                            Ok(None) => spin.wait(),
+                            Err(e) => panic!("iceoryx2 receive: {e:?}"),
+                        }
+                    }
+                }
+            })
+        })
+    });
+    let _ = publ.send_copy(STOP);
+    child.finish(GRACE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// One-way throughput of u64 items.
+
+/// Items in the raw ring and in the crossbeam queue.
+const RING_CAP: usize = 4096;
+
+fn throughput_u64(c: &mut Criterion) {
+    let mut g = c.benchmark_group("throughput_u64");
+    g.throughput(Throughput::Elements(1));
+    // ours_spsc: `SpscQueue<u64>` parent -> child; ours_queue: `Queue<u64>` parent -> child.
+    raw_ring(&mut g);
+    crossbeam_array_queue(&mut g);
+    g.finish();
+}
+
+/// Layout of the raw SPSC ring in a shared page: producer index, consumer index and the stop flag
+/// on their own cache lines, then the slots.
+const RING_TAIL: usize = 0;
+const RING_HEAD: usize = CACHE_LINE;
+const RING_STOP: usize = 2 * CACHE_LINE;
+const RING_SLOTS: usize = 4 * CACHE_LINE;
+
+/// The raw limit for a queue between processes: a single-producer single-consumer ring with
+/// cached indices (each side re-reads the other's index only when its cached copy says
+/// full/empty), the consumer in a child checking that it sees 0, 1, 2, ... in order.
+fn raw_ring(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let shm = ShmPages::new(RING_SLOTS + RING_CAP * 8);
+    let tail: &AtomicU64 = shm.at(RING_TAIL);
+    let head: &AtomicU64 = shm.at(RING_HEAD);
+    let stop: &AtomicBool = shm.at(RING_STOP);
+    let slot = |i: u64| -> &AtomicU64 { shm.at(RING_SLOTS + (i as usize % RING_CAP) * 8) };
+    let child = Child::fork(|| {
+        let mut h = 0u64;
+        let mut tail_cache = 0u64;
+        let mut spin = Spin::new();
+        loop {
+            if h == tail_cache {
+                tail_cache = tail.load(Ordering::Acquire);
+                if h == tail_cache {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    spin.wait();
+                    continue;
+                }
+                spin.reset();
+            }
+            let v = slot(h).load(Ordering::Relaxed);
+            assert_eq!(v, h, "raw ring: out of order");
+            h += 1;
+            head.store(h, Ordering::Release);
+        }
+    });
+    let mut t = 0u64;
+    let mut head_cache = 0u64;
+    g.bench_function("raw_ring", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    if t - head_cache == RING_CAP as u64 {
+                        spin_until(|| {
+                            head_cache = head.load(Ordering::Acquire);
+                            t - head_cache < RING_CAP as u64
+                        });
+                    }
+                    slot(t).store(t, Ordering::Relaxed);
+                    t += 1;
+                    tail.store(t, Ordering::Release);
+                }
+                // Done when the consumer has taken everything.
+                spin_until(|| head.load(Ordering::Acquire) == t);
+                head_cache = t;
+            })
+        })
+    });
+    stop.store(true, Ordering::Release);
+    assert!(child.finish(GRACE), "raw ring consumer failed");
+}
+
+/// crossbeam's `ArrayQueue` between two threads of one process (what a user would pick within a
+/// process; the in-process reference for our queues).
+fn crossbeam_array_queue(g: &mut BenchmarkGroup<'_, WallTime>) {
+    use crossbeam_queue::ArrayQueue;
+    let q = ArrayQueue::<u64>::new(RING_CAP);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut expect = 0u64;
+            let mut spin = Spin::new();
+            loop {
+                match q.pop() {
+                    Some(v) => {
+                        assert_eq!(v, expect, "crossbeam: out of order");
+                        expect += 1;
+                        spin.reset();
+                    }
+                    None if stop.load(Ordering::Relaxed) => break,
+                    None => spin.wait(),
+                }
+            }
+        });
+        let mut next = 0u64;
+        g.bench_function("crossbeam_array_queue", |b| {
+            b.iter_custom(|iters| {
+                timed(iters, |n| {
+                    for _ in 0..n {
+                        let mut v = next;
+                        let mut spin = Spin::new();
+                        while let Err(back) = q.push(v) {
+                            v = back;
+                            spin.wait();
+                        }
+                        next += 1;
+                    }
+                    spin_until(|| q.is_empty());
+                })
+            })
+        });
+        stop.store(true, Ordering::Release);
+    });
+    common::Watchdog::disarm();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Message throughput by size.
+
+/// Message sizes of the byte-throughput benches.
+const MESSAGE_SIZES: [usize; 3] = [64, 4096, 1 << 20];
+
+fn message_bytes(c: &mut Criterion) {
+    let mut g = c.benchmark_group("message_bytes");
+    for size in MESSAGE_SIZES {
+        g.throughput(Throughput::Bytes(size as u64));
+        // ours_channel: `Channel<Vec<u8>>` (or the raw byte ring) parent -> child, same sizes.
+        memcpy(&mut g, size);
+        pipe_bytes(&mut g, size);
+        ipc_channel_bytes(&mut g, size);
+    }
+    g.finish();
+}
+
+/// The bandwidth limit: one `memcpy` of the message within a process (hot caches).
+fn memcpy(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
+    let src = vec![0x5au8; size];
+    let mut dst = vec![0u8; size];
+    g.bench_with_input(BenchmarkId::new("memcpy", size), &size, |b, _| {
+        b.iter(|| {
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&mut dst);
+        })
+    });
+}
+
+/// A pipe: the parent announces the byte count, writes the messages, and waits for the child's
+/// acknowledgement after it has read them all.
+fn pipe_bytes(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
+    let (p2c_r, p2c_w) = pipe();
+    let (c2p_r, c2p_w) = pipe();
+    let child = Child::fork(|| {
+        close(p2c_w);
+        close(c2p_r);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut header = [0u8; 8];
+        while read_exact(p2c_r, &mut header) {
+            let mut left = u64::from_ne_bytes(header) as usize;
+            while left > 0 {
+                let k = left.min(buf.len());
+                if !read_exact(p2c_r, &mut buf[..k]) {
+                    return;
+                }
+                left -= k;
+            }
+            if !write_all(c2p_w, &header) {
+                return;
+            }
+        }
+    });
+    close(p2c_r);
+    close(c2p_w);
+    let msg = vec![0x5au8; size];
+    g.bench_with_input(BenchmarkId::new("pipe", size), &size, |b, _| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                let total = n * size as u64;
+                assert!(write_all(p2c_w, &total.to_ne_bytes()));
+                for _ in 0..n {
+                    assert!(write_all(p2c_w, &msg));
+                }
+                let mut ack = [0u8; 8];
+                assert!(read_exact(c2p_r, &mut ack));
+            })
+        })
+    });
+    close(p2c_w);
+    close(c2p_r);
+    child.finish(GRACE);
+}
+
+/// ipc-channel's byte channel (no serialisation): the parent sends the messages then an empty
+/// one; the child acknowledges the empty one with the count it received.
+fn ipc_channel_bytes(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
+    use ipc_channel::ipc;
+    let (to_child, from_parent) = ipc::bytes_channel().expect("ipc bytes channel");
+    let (ack_tx, ack_rx) = ipc::channel::<u64>().expect("ipc channel");
+    let child = Child::fork(|| {
+        let mut count = 0u64;
+        while let Ok(m) = from_parent.recv() {
+            match m.len() {
+                0 => {
+                    if ack_tx.send(count).is_err() {
+                        break;
+                    }
+                    count = 0;
+                }
+                1 => break, // stop
+                _ => count += 1,
+            }
+        }
+    });
+    let msg = vec![0x5au8; size];
+    g.bench_with_input(BenchmarkId::new("ipc_channel", size), &size, |b, _| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    to_child.send(&msg).expect("send");
+                }
+                to_child.send(&[]).expect("send");
+                let got = ack_rx.recv().expect("ack");
+                assert_eq!(got, n, "ipc-channel lost messages");
+            })
+        })
+    });
+    let _ = to_child.send(&[0]);
+    child.finish(GRACE);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MPMC scaling: N producers and N consumers.
+
+fn mpmc_scaling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mpmc_scaling");
+    g.throughput(Throughput::Elements(1));
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut n = 1;
+    while n <= cpus {
+        // ours_queue: `Queue<u64>` with n producer and n consumer processes.
+        crossbeam_scaling(&mut g, n);
+        n *= 2;
+    }
+    g.finish();
+}
+
+/// crossbeam `ArrayQueue` with `producers` producer threads and as many consumer threads. One
+/// iteration is one item through the queue; the producers share the items of each batch.
+fn crossbeam_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
+    use crossbeam_queue::ArrayQueue;
+    use std::sync::Barrier;
+    let q = ArrayQueue::<u64>::new(RING_CAP);
+    let stop = AtomicBool::new(false);
+    let popped = AtomicU64::new(0);
+    // The batch each producer pushes in the current round (0 = exit).
+    let batch = AtomicU64::new(0);
+    let start = Barrier::new(producers + 1);
+    let end = Barrier::new(producers + 1);
+    std::thread::scope(|s| {
+        for _ in 0..producers {
+            s.spawn(|| {
+                let mut spin = Spin::new();
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if q.pop().is_some() {
+                        popped.fetch_add(1, Ordering::Relaxed);
+                        spin.reset();
+                    } else {
+                        spin.wait();
+                    }
+                }
+            });
+        }
+        for _ in 0..producers {
+            s.spawn(|| {
+                loop {
+                    start.wait();
+                    let k = batch.load(Ordering::Acquire);
+                    if k == 0 {
+                        break;
+                    }
+                    for v in 0..k {
+                        let mut v = v;
+                        let mut spin = Spin::new();
+                        while let Err(back) = q.push(v) {
+                            v = back;
+                            spin.wait();
+                        }
+                    }
+                    end.wait();
+                }
+            });
+        }
+        g.bench_with_input(
+            BenchmarkId::new("crossbeam_array_queue", producers),
+            &producers,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    let per = iters.div_ceil(producers as u64).max(1);
+                    let total = per * producers as u64;
+                    let before = popped.load(Ordering::Acquire);
+                    let t = timed(iters, |_| {
+                        batch.store(per, Ordering::Release);
+                        start.wait();
+                        end.wait();
+                        spin_until(|| popped.load(Ordering::Acquire) - before == total);
+                    });
+                    // Report per item actually moved (per >= iters / producers).
+                    t.mul_f64(iters as f64 / total as f64)
+                })
+            },
+        );
+        batch.store(0, Ordering::Release);
+        start.wait();
+        stop.store(true, Ordering::Release);
+    });
+    common::Watchdog::disarm();
+}

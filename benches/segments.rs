@@ -1,0 +1,119 @@
+//! Segments and process start.
+//!
+//! Groups and ids (the report pairs "ours_*" with the others by group):
+//! - `segment_4KiB`: create + open + close (unlink) of a named 4 KiB segment: `ours`
+//!   (`Segment::create` + `Segment::open` + drop), `shared_memory` (the crate: `ShmemConf`
+//!   create + open + drop); also `ours_anonymous` (`Segment::anonymous` + drop, no name).
+//! - `process_start`: start a trivial child and wait for it: `bare_fork` (`fork` + `_exit` +
+//!   `waitpid`), `bare_reexec` (`/proc/self/exe` with an env var that makes `main` exit at once,
+//!   via `std::process::Command`), `bare_fork_exec` (the same with raw `fork` + `execve`);
+//!   ours: `ours_spawn` (`Process::spawn` + `join`), `ours_fork` (the fork start method).
+
+mod common;
+
+use criterion::Criterion;
+use std::ffi::CString;
+
+fn main() {
+    common::bench_main(&[segment_4k, process_start]);
+}
+
+const SEGMENT_LEN: usize = 4096;
+
+fn segment_4k(c: &mut Criterion) {
+    let mut g = c.benchmark_group("segment_4KiB");
+    let name = common::unique_name("seg");
+    g.bench_function("ours", |b| {
+        b.iter(|| {
+            let created = multiproc::Segment::create(&name, SEGMENT_LEN).expect("create");
+            let opened = multiproc::Segment::open(&name).expect("open");
+            drop(opened);
+            drop(created); // the owner unlinks
+        })
+    });
+    g.bench_function("ours_anonymous", |b| {
+        b.iter(|| multiproc::Segment::anonymous(SEGMENT_LEN).expect("anonymous"))
+    });
+    g.bench_function("shared_memory", |b| {
+        b.iter(|| {
+            let created = shared_memory::ShmemConf::new()
+                .size(SEGMENT_LEN)
+                .os_id(&name)
+                .create()
+                .expect("create");
+            let opened = shared_memory::ShmemConf::new()
+                .os_id(&name)
+                .open()
+                .expect("open");
+            drop(opened);
+            drop(created); // the owner unlinks
+        })
+    });
+    g.finish();
+}
+
+fn process_start(c: &mut Criterion) {
+    let mut g = c.benchmark_group("process_start");
+    // ours_spawn: `Process::spawn(trivial, ())?.join()`; ours_fork: the same with the fork start
+    // method. Needs `multiproc::init()` in `common::bench_main`.
+    g.bench_function("bare_fork", |b| {
+        b.iter(|| {
+            // SAFETY: the bench process is single-threaded; the child only calls `_exit`.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // SAFETY: leaving the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFEXITED(status));
+        })
+    });
+    g.bench_function("bare_reexec", |b| {
+        b.iter(|| {
+            let status = std::process::Command::new("/proc/self/exe")
+                .env(common::EXIT_AT_ONCE_VAR, "1")
+                .status()
+                .expect("re-exec");
+            assert!(status.success());
+        })
+    });
+
+    // Raw fork + execve: everything the child needs is prepared before the fork.
+    let path = CString::new("/proc/self/exe").expect("path");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let env: Vec<CString> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k.into_encoded_bytes();
+            kv.push(b'=');
+            kv.extend(v.into_encoded_bytes());
+            CString::new(kv).expect("env")
+        })
+        .chain(std::iter::once(
+            CString::new(format!("{}=1", common::EXIT_AT_ONCE_VAR)).expect("env"),
+        ))
+        .collect();
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|s| s.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    g.bench_function("bare_fork_exec", |b| {
+        b.iter(|| {
+            // SAFETY: single-threaded; the child only calls execve and _exit with prepared data.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                // SAFETY: argv and envp are null-terminated arrays of valid C strings.
+                unsafe {
+                    libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                    libc::_exit(127);
+                }
+            }
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        })
+    });
+    g.finish();
+}
