@@ -133,7 +133,10 @@ pub(crate) enum Halt {
     /// Closed (sends), or closed and drained (receives).
     Closed,
     /// The encoded message can never fit.
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
     /// The message did not encode.
     Serialize(String),
     /// A record did not decode (it was consumed).
@@ -170,7 +173,9 @@ impl RawChannel {
 
     /// The ring size used for a requested capacity (rounded up to a multiple of 8), or `None`.
     pub(crate) fn ring_capacity(capacity: usize) -> Option<usize> {
-        let cap = capacity.max(MIN_CAPACITY).checked_next_multiple_of(ALIGN as usize)?;
+        let cap = capacity
+            .max(MIN_CAPACITY)
+            .checked_next_multiple_of(ALIGN as usize)?;
         (cap <= MAX_CAPACITY).then_some(cap)
     }
 
@@ -511,7 +516,11 @@ impl<'a> ChannelRef<'a> {
         self.hdr.not_empty.notify_all();
     }
 
-    fn send_with<T: Serialize + ?Sized>(&self, msg: &T, wait: Wait) -> std::result::Result<(), Halt> {
+    fn send_with<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        wait: Wait,
+    ) -> std::result::Result<(), Halt> {
         let deadline = wait.deadline();
         let signal = &self.hdr.not_full;
         let mut size = None;

@@ -26,7 +26,11 @@ fn fifo_against_a_model_with_many_wraps_and_sizes() {
                     match ch.try_send(msg.clone()) {
                         Ok(()) => model.push_back(msg),
                         Err(SendError::Full(back)) => assert_eq!(back, msg),
-                        Err(SendError::TooLarge { value, size, max: m }) => {
+                        Err(SendError::TooLarge {
+                            value,
+                            size,
+                            max: m,
+                        }) => {
                             assert_eq!(value, msg);
                             assert!(size > m && m == max, "{size} {m}");
                         }
@@ -59,10 +63,7 @@ fn the_largest_message_fits_and_one_more_byte_is_refused() {
     assert_eq!(ch.recv().unwrap(), fits);
     // Misaligned start: the big record needs a SKIP and must wait for the ring to drain.
     ch.send(vec![1u8; 3]).unwrap();
-    assert!(matches!(
-        ch.try_send(fits.clone()),
-        Err(SendError::Full(_))
-    ));
+    assert!(matches!(ch.try_send(fits.clone()), Err(SendError::Full(_))));
     assert_eq!(ch.recv().unwrap(), vec![1u8; 3]);
     ch.send(fits.clone()).unwrap();
     assert_eq!(ch.recv().unwrap(), fits);
@@ -200,7 +201,10 @@ fn corrupted_positions_and_records_are_errors() {
     let tail = hdr.send.pos.load(Ordering::Relaxed);
     hdr.send.pos.store(tail + 3, Ordering::Relaxed);
     assert!(matches!(ch.try_recv(), Err(RecvError::Corrupted(_))));
-    assert!(matches!(ch.try_send("b".into()), Err(SendError::Corrupted(_))));
+    assert!(matches!(
+        ch.try_send("b".into()),
+        Err(SendError::Corrupted(_))
+    ));
     // Tail too far ahead.
     hdr.send.pos.store(tail + 1024, Ordering::Relaxed);
     assert!(matches!(ch.try_recv(), Err(RecvError::Corrupted(_))));
@@ -232,7 +236,11 @@ fn a_lock_holder_that_died_is_recovered_from() {
         for side in [0, 1] {
             let c = ch.clone();
             std::thread::spawn(move || {
-                let side = if side == 0 { &c.ring.hdr.send } else { &c.ring.hdr.recv };
+                let side = if side == 0 {
+                    &c.ring.hdr.send
+                } else {
+                    &c.ring.hdr.recv
+                };
                 std::mem::forget(side.lock.lock().unwrap());
             })
             .join()

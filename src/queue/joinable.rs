@@ -97,9 +97,13 @@ impl<T: Pod + Send> JoinableQueue<T> {
         let opts = ShmOptions::default();
         let len = size_of::<TaskCount>();
         match (name, open_existing) {
-            (Some(n), true) => {
-                Object::open_or_create(&Self::counter_name(n), &Self::spec(), len, &opts, Self::init)
-            }
+            (Some(n), true) => Object::open_or_create(
+                &Self::counter_name(n),
+                &Self::spec(),
+                len,
+                &opts,
+                Self::init,
+            ),
             (n, _) => Object::create(
                 n.map(Self::counter_name).as_deref(),
                 &Self::spec(),
@@ -120,12 +124,19 @@ impl<T: Pod + Send> JoinableQueue<T> {
 
     /// A new queue under `name` (its counter lives under `name-tasks`).
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        Self::from_parts(Queue::create(name, capacity)?, Self::counter(Some(name), false)?)
+        Self::from_parts(
+            Queue::create(name, capacity)?,
+            Self::counter(Some(name), false)?,
+        )
     }
 
     /// Opens the queue another process created under `name`.
     pub fn open(name: &str) -> Result<Self> {
-        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), &ShmOptions::default())?;
+        let tasks = Object::open(
+            &Self::counter_name(name),
+            &Self::spec(),
+            &ShmOptions::default(),
+        )?;
         Self::from_parts(Queue::open(name)?, tasks)
     }
 
@@ -345,7 +356,9 @@ mod tests {
             }
             assert_eq!(q.unfinished_tasks(), 3);
             assert_eq!(
-                q.join_timeout(Duration::from_millis(20)).unwrap_err().to_string(),
+                q.join_timeout(Duration::from_millis(20))
+                    .unwrap_err()
+                    .to_string(),
                 "timed out"
             );
             let w = q.clone();

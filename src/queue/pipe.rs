@@ -159,6 +159,9 @@ mod tests {
         assert_eq!(b.recv().unwrap(), vec![4]);
         assert_eq!(b.recv(), Err(RecvError::Closed));
         assert!(matches!(b.send(vec![5]), Err(SendError::Closed(_))));
-        assert_eq!(a.recv_timeout(Duration::from_millis(5)), Err(RecvError::Closed));
+        assert_eq!(
+            a.recv_timeout(Duration::from_millis(5)),
+            Err(RecvError::Closed)
+        );
     }
 }
