@@ -855,6 +855,8 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     ///
     /// # Errors
     /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    // Used by the loom models (`loom_tests.rs`).
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn push_deadline(
         &self,
         value: T,
@@ -891,6 +893,8 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     ///
     /// # Errors
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    // Used by the loom models (`loom_tests.rs`).
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn pop_deadline(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
         self.pop_in(&OsEnv, deadline)
     }

@@ -30,6 +30,8 @@ impl Pipe {
     ///
     /// # Errors
     /// As [`Channel::new`].
+    // Python's name for it; a pipe is its two ends, not a value of its own.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new<T: Serialize + DeserializeOwned>(
         capacity_bytes: usize,
     ) -> Result<(Connection<T>, Connection<T>)> {
