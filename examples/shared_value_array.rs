@@ -15,6 +15,8 @@
 
 use multiproc::{Array, Process, Value};
 
+// The seed's literal, not `PI`.
+#[allow(clippy::approx_constant)]
 fn f((num, arr): (Value<f64>, Array<i32>)) {
     num.set(3.1415927).expect("lock");
     for x in arr.lock().expect("lock").iter_mut() {

@@ -5,7 +5,7 @@
 //! ```
 
 use multiproc::sync::{LockError, Mutex, Semaphore};
-use multiproc::{Array, Error, Process, Shared, Value};
+use multiproc::{Array, Channel, Error, Process, Queue, Shared, Value};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,7 @@ fn values_and_arrays() -> Result<(), Error> {
 // 2. Named objects: opened by name, type-checked.
 fn read_named(name: String) -> u64 {
     Value::<u64>::open(&name)
-        .and_then(|v| Ok(v.get().expect("lock")))
+        .map(|v| v.get().expect("lock"))
         .unwrap_or(0)
 }
 
@@ -174,7 +174,46 @@ fn robust_mutex() -> Result<(), Error> {
 }
 
 // 5. Queues: a producer child and this process as consumer.
+const STREAM: u64 = 1_000_000;
+
+fn stream_numbers(q: Queue<u64>) {
+    for i in 0..STREAM {
+        q.push(i).expect("queue closed");
+    }
+    q.close();
+}
+
+fn greet(ch: Channel<String>) {
+    for word in ["hello", "from", "a child"] {
+        ch.send(format!("{word} ({})", multiproc::current_process().pid))
+            .expect("channel closed");
+    }
+    ch.close();
+}
+
 fn queues() -> Result<(), Error> {
+    step("Queues: a producer child streams 1,000,000 u64 to this process");
+    let q = Queue::<u64>::new(4096)?;
+    let start = Instant::now();
+    let producer = Process::spawn(stream_numbers, q.clone())?;
+    let (mut n, mut sum) = (0u64, 0u64);
+    while let Ok(v) = q.pop() {
+        n += 1;
+        sum += v;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    producer.join()?;
+    println!(
+        "   received {n} values (sum ok: {}) in {:.0} ms: {:.1} M values/s (including the spawn)",
+        sum == STREAM * (STREAM - 1) / 2,
+        secs * 1e3,
+        n as f64 / secs / 1e6
+    );
+    let ch = Channel::<String>::new(4096)?;
+    let child = Process::spawn(greet, ch.clone())?;
+    let words: Vec<String> = std::iter::from_fn(|| ch.recv().ok()).collect();
+    child.join()?;
+    println!("   a Channel<String> carried: {words:?}");
     Ok(())
 }
 

@@ -45,5 +45,6 @@ pub use process::{
     current_process, init,
 };
 
-pub use queue::{Queue, SpscQueue};
+#[cfg(not(loom))]
+pub use queue::{Channel, Connection, JoinableQueue, Pipe, Queue, SpscQueue};
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

@@ -125,3 +125,127 @@ impl fmt::Display for RoleError {
 }
 
 impl std::error::Error for RoleError {}
+
+/// A [`Channel`](super::Channel) send that did not enqueue its message. The message comes back
+/// where it can.
+pub enum SendError<T> {
+    /// No room for the message now (`try_send` only).
+    Full(T),
+    /// The channel was closed; nothing more is accepted.
+    Closed(T),
+    /// The deadline passed while there was no room.
+    Timeout(T),
+    /// The encoded message is larger than the channel can ever hold: a record must fit in the
+    /// ring in one piece. Make the channel larger (or split the message).
+    TooLarge {
+        /// The message.
+        value: T,
+        /// Its encoded length in bytes.
+        size: usize,
+        /// The largest encoded length this channel takes.
+        max: usize,
+    },
+    /// The message could not be encoded (its `Serialize` impl failed).
+    Serialize {
+        /// The message.
+        value: T,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The channel's shared state is impossible (a peer wrote garbage into it). The message is
+    /// dropped.
+    Corrupted(&'static str),
+}
+
+impl<T> SendError<T> {
+    /// The message that was not sent, if the error carries it.
+    pub fn into_inner(self) -> Option<T> {
+        match self {
+            SendError::Full(v) | SendError::Closed(v) | SendError::Timeout(v) => Some(v),
+            SendError::TooLarge { value, .. } | SendError::Serialize { value, .. } => Some(value),
+            SendError::Corrupted(_) => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    // No `T: Debug` bound: the message prints as "..".
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("Full(..)"),
+            SendError::Closed(_) => f.write_str("Closed(..)"),
+            SendError::Timeout(_) => f.write_str("Timeout(..)"),
+            SendError::TooLarge { size, max, .. } => f
+                .debug_struct("TooLarge")
+                .field("size", size)
+                .field("max", max)
+                .finish_non_exhaustive(),
+            SendError::Serialize { reason, .. } => f
+                .debug_struct("Serialize")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+            SendError::Corrupted(what) => f.debug_tuple("Corrupted").field(what).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Full(_) => f.write_str("channel is full"),
+            SendError::Closed(_) => f.write_str("channel is closed"),
+            SendError::Timeout(_) => f.write_str("timed out waiting for room in the channel"),
+            SendError::TooLarge { size, max, .. } => write!(
+                f,
+                "message larger than the channel: {size} bytes encoded, at most {max} fit"
+            ),
+            SendError::Serialize { reason, .. } => write!(f, "cannot encode the message: {reason}"),
+            SendError::Corrupted(what) => write!(f, "channel is corrupted: {what}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for SendError<T> {}
+
+/// A [`Channel`](super::Channel) receive that returned no message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// No message now (`try_recv` only).
+    Empty,
+    /// The channel is closed and every message sent before has been taken.
+    Closed,
+    /// The deadline passed while the channel stayed empty.
+    Timeout,
+    /// A well-framed record did not decode as the channel's type (a peer wrote garbage into
+    /// it). The record is consumed; the next receive goes on with the next message.
+    Deserialize(String),
+    /// The channel's shared state is impossible (a peer wrote garbage into it).
+    Corrupted(&'static str),
+}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Empty => f.write_str("channel is empty"),
+            RecvError::Closed => f.write_str("channel is closed and drained"),
+            RecvError::Timeout => f.write_str("timed out waiting for a message"),
+            RecvError::Deserialize(why) => write!(f, "cannot decode a message: {why}"),
+            RecvError::Corrupted(what) => write!(f, "channel is corrupted: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}
+
+/// [`JoinableQueue::task_done`](super::JoinableQueue::task_done) was called more times than
+/// values were pushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskDoneError;
+
+impl fmt::Display for TaskDoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done() called more times than values were pushed")
+    }
+}
+
+impl std::error::Error for TaskDoneError {}

@@ -13,14 +13,26 @@
 //! impossible state is a `Corrupted` error, never undefined behaviour, a panic or an
 //! out-of-bounds access. Capacity and element size are stored at init and checked on attach.
 //!
+//! On top of them: [`Queue`] and [`SpscQueue`] (the owning handles of the two rings),
+//! [`JoinableQueue`] (a `Queue` with Python's `task_done`/`join`), [`Channel`] (arbitrary
+//! serialisable messages as length-prefixed records in a byte ring) and [`Pipe`] (two
+//! channels as a duplex pair of [`Connection`]s).
+//!
 //! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
 //! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
 //! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref.
 
+#[cfg(not(loom))]
+mod channel;
 mod error;
+#[cfg(not(loom))]
 mod handle;
+#[cfg(not(loom))]
+mod joinable;
 pub(crate) mod mpmc;
 pub(crate) mod peer;
+#[cfg(not(loom))]
+mod pipe;
 pub(crate) mod spsc;
 pub(crate) mod wait;
 
@@ -29,8 +41,15 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod test_util;
 
-pub use error::{BatchError, PopError, PushError, RoleError};
+#[cfg(not(loom))]
+pub use channel::Channel;
+pub use error::{BatchError, PopError, PushError, RecvError, RoleError, SendError, TaskDoneError};
+#[cfg(not(loom))]
 pub use handle::{Queue, SpscConsumer, SpscProducer, SpscQueue};
+#[cfg(not(loom))]
+pub use joinable::JoinableQueue;
+#[cfg(not(loom))]
+pub use pipe::{Connection, Pipe};
 
 /// Cache-line padding for the words one side writes and the other reads. 128 bytes: x86-64
 /// prefetches lines in adjacent pairs, and aarch64 server parts use 128-byte lines.

@@ -514,11 +514,13 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         if !env.survive(Step::Claimed) {
             return Err(Halt::Killed);
         }
+        crate::crash::point("mpmc.push.claimed");
         // Fails only if a helper already moved the tail past our slot.
         self.help(&self.hdr.tail, tail);
         if !env.survive(Step::Advanced) {
             return Err(Halt::Killed);
         }
+        crate::crash::point("mpmc.push.advanced");
         // SAFETY: our WRITING stamp makes us the only thread that touches this value until we
         // publish: consumers read only FULL slots, producers claim only EMPTY ones, and a
         // reclaimer takes a WRITING slot only once its writer is dead. `T: Pod`, so any bytes a
@@ -527,6 +529,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         if !env.survive(Step::Copied) {
             return Err(Halt::Killed);
         }
+        crate::crash::point("mpmc.push.copied");
         // Release: the value is visible to the consumer that sees FULL.
         slot.stamp.store(stamp(tail, 0, FULL), Ordering::Release);
         self.hdr.not_empty.notify_one();
@@ -605,10 +608,12 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         if !env.survive(Step::Claimed) {
             return Err(Halt::Killed);
         }
+        crate::crash::point("mpmc.pop.claimed");
         self.help(&self.hdr.head, head);
         if !env.survive(Step::Advanced) {
             return Err(Halt::Killed);
         }
+        crate::crash::point("mpmc.pop.advanced");
         // SAFETY: our READING stamp makes us the only thread that touches this value until we
         // release the slot (see `push_claimed`); the producer's Release store of FULL, which
         // our claim read with Acquire, put the whole value there. `T: Pod`: any bytes are valid.
@@ -616,6 +621,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         if !env.survive(Step::Copied) {
             return Err(Halt::Killed);
         }
+        crate::crash::point("mpmc.pop.copied");
         // Release: our copy out happens before the next lap's producer copies in.
         slot.stamp
             .store(stamp(self.next_lap(head), 0, EMPTY), Ordering::Release);
@@ -849,6 +855,8 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     ///
     /// # Errors
     /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    // Used by the loom models (`loom_tests.rs`).
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn push_deadline(
         &self,
         value: T,
@@ -885,6 +893,8 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     ///
     /// # Errors
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    // Used by the loom models (`loom_tests.rs`).
+    #[cfg_attr(not(loom), allow(dead_code))]
     pub(crate) fn pop_deadline(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
         self.pop_in(&OsEnv, deadline)
     }

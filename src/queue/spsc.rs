@@ -480,6 +480,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         self.ring
             .slot(self.tail)
             .with_mut(|p| unsafe { p.write(*value) });
+        crate::crash::point("spsc.push.copied");
         self.publish(1);
         Ok(())
     }
@@ -556,6 +557,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         if !env.survive(Step::Copied) {
             return Err(BatchError::Corrupted("operation stopped by a test hook"));
         }
+        crate::crash::point("spsc.push_slice.copied");
         if n > 0 {
             self.publish(n);
         }
@@ -628,6 +630,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
         // Acquire), and we are the only consumer (role word), so nobody writes it until we
         // release it. `T: Pod`: any bytes are a valid value.
         let v = self.ring.slot(self.head).with(|p| unsafe { p.read() });
+        crate::crash::point("spsc.pop.copied");
         self.release(1);
         Ok(v)
     }
@@ -700,6 +703,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
         if !env.survive(Step::Copied) {
             return Err(BatchError::Corrupted("operation stopped by a test hook"));
         }
+        crate::crash::point("spsc.pop_into.copied");
         if n > 0 {
             self.release(n);
         }

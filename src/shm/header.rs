@@ -39,6 +39,8 @@ pub(crate) enum Kind {
     Queue = 4,
     SpscQueue = 5,
     Channel = 6,
+    /// The unfinished-task counter of a `JoinableQueue` (its ring is a `Queue` segment).
+    JoinableQueue = 7,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Queue => "Queue",
             Kind::SpscQueue => "SpscQueue",
             Kind::Channel => "Channel",
+            Kind::JoinableQueue => "JoinableQueue",
         }
     }
 }

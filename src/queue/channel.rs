@@ -1,0 +1,999 @@
+//! `Channel<T>`: variable-length messages between processes, Python's `multiprocessing.Queue`
+//! of arbitrary objects, as length-prefixed records in a byte ring.
+//!
+//! # Layout
+//!
+//! ```text
+//! payload:  ChannelHeader (meta | send side | recv side | not_empty | not_full), 128-aligned
+//!           data: `cap` bytes (a multiple of 8)
+//! send side: robust Mutex (held by one sender at a time) | tail | sent (message count)
+//! recv side: robust Mutex (held by one receiver at a time) | head | received
+//!
+//! record at byte offset o (a multiple of 8):
+//!   word u64 = RECORD << 32 | n     then n bytes of postcard, padded to 8
+//!   word u64 = SKIP << 32           "the rest of the ring up to its end is unused: go to 0"
+//! ```
+//!
+//! `head` and `tail` are byte positions that only grow (offset = position % cap); `tail - head`
+//! bytes are in use. It is a single-producer single-consumer byte ring (the BipBuffer shape:
+//! records never wrap; a record that does not fit before the end is preceded by a SKIP record)
+//! whose two ends are each serialised by a robust process-shared mutex, so any number of
+//! senders and receivers share it, and a sender copies in while a receiver copies out.
+//!
+//! A sender serialises with postcard straight into the free bytes after `tail` (one copy in),
+//! writes the record word, then publishes with one Release store of `tail`. A receiver reads the
+//! record word at `head` (after an Acquire load of `tail`), validates it, decodes straight from
+//! the ring (one copy out), then commits with one Release store of `head`. Waiting for room or
+//! for a message sleeps on a futex [`Signal`] *without* holding the lock.
+//!
+//! # What a killed peer can lose
+//!
+//! The single stores of `tail` and `head` are the commit points, so a process killed anywhere
+//! leaves a consistent ring; the next locker gets `OwnerDied`, re-validates head and tail, makes
+//! the lock consistent and goes on.
+//! - A sender killed inside `send` loses that message (never returned `Ok`): either its `tail`
+//!   store happened (the message is delivered) or not (its bytes are ignored).
+//! - A receiver killed inside `recv` before its `head` store loses nothing: the message stays
+//!   for the next receiver. Killed after that store (and before returning), it loses that one
+//!   message.
+//! - `len()` may be off by one after a killed peer (the counts are advisory).
+//!
+//! # Hostile peers
+//!
+//! Every position and record word read from shared memory is validated before use: head and
+//! tail 8-aligned and at most `cap` apart, a record's tag known, its length within the bytes in
+//! use and before the end of the ring. Anything else is `Corrupted`, never an out-of-bounds
+//! access. A record that is well framed but does not decode is consumed and reported as
+//! [`RecvError::Deserialize`]. Decoding allocates at most what the record's bytes describe
+//! (serde caps pre-allocation), so a garbage length cannot cause a huge allocation.
+
+use super::CachePadded;
+use super::error::{RecvError, SendError};
+use super::wait::Signal;
+use crate::error::{Error, Result};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::shm::ShmOptions;
+use crate::shm::header::{Kind, Spec};
+use crate::shm::object::Object;
+use crate::sync::{LockError, Mutex, MutexGuard};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// Identifies an initialised channel ("mpCHANq1").
+const MAGIC: u64 = u64::from_le_bytes(*b"mpCHANq1");
+/// Layout version of the region.
+const VERSION: u64 = 1;
+/// Records start at multiples of this; the record word is this long.
+const ALIGN: u64 = 8;
+/// Bytes before a record's payload.
+const WORD: u64 = 8;
+/// Smallest ring: a record word and one payload word.
+pub(crate) const MIN_CAPACITY: usize = 16;
+/// Largest ring (1 TiB); a record's payload length must also fit in 32 bits.
+pub(crate) const MAX_CAPACITY: usize = 1 << 40;
+
+const RECORD: u64 = 0x4d50_5245; // "ERPM": a message of `n` bytes follows the word
+const SKIP: u64 = 0x4d50_534b; // "KSPM": nothing until the end of the ring
+
+#[inline]
+const fn record_word(n: u32) -> u64 {
+    (RECORD << 32) | n as u64
+}
+const SKIP_WORD: u64 = SKIP << 32;
+
+/// Bytes a record with an `n`-byte payload takes, or `None` if `n` does not fit a record.
+#[inline]
+fn record_len(n: usize) -> Option<u64> {
+    let n = u32::try_from(n).ok()?;
+    Some(WORD + u64::from(n).next_multiple_of(ALIGN))
+}
+
+/// Written once at init, read once at attach.
+#[repr(C)]
+struct Meta {
+    magic: AtomicU64,
+    version: AtomicU64,
+    capacity: AtomicU64,
+    data_offset: AtomicU64,
+    /// 0 open, 1 closed.
+    closed: AtomicU32,
+}
+
+/// One end of the ring: its lock, the position only the lock holder writes, and a count.
+#[repr(C)]
+struct Side {
+    lock: Mutex<()>,
+    /// `tail` on the send side, `head` on the receive side: a byte position.
+    pos: AtomicU64,
+    /// Messages sent / received (advisory, for `len`).
+    count: AtomicU64,
+}
+
+/// The channel's shared state; the data bytes follow at `data_offset`.
+#[repr(C)]
+pub(crate) struct ChannelHeader {
+    meta: CachePadded<Meta>,
+    send: CachePadded<Side>,
+    recv: CachePadded<Side>,
+    not_empty: CachePadded<Signal>,
+    not_full: CachePadded<Signal>,
+}
+
+/// Why one attempt stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Halt {
+    /// No room (send) or no message (receive).
+    Blocked,
+    /// A deadline passed (waiting for the lock or for room/messages).
+    Timeout,
+    /// Closed (sends), or closed and drained (receives).
+    Closed,
+    /// The encoded message can never fit.
+    TooLarge {
+        size: usize,
+        max: usize,
+    },
+    /// The message did not encode.
+    Serialize(String),
+    /// A record did not decode (it was consumed).
+    Deserialize(String),
+    Corrupted(&'static str),
+}
+
+/// How long an operation may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Not for room or messages (only for the lock, briefly held).
+    No,
+    /// Until the deadline, or forever.
+    Until(Option<Deadline>),
+}
+
+impl Wait {
+    fn deadline(self) -> Option<Deadline> {
+        match self {
+            Wait::No => None,
+            Wait::Until(d) => d,
+        }
+    }
+}
+
+/// Region sizing and setup.
+pub(crate) struct RawChannel;
+
+impl RawChannel {
+    /// Where the data bytes start.
+    fn data_offset() -> usize {
+        size_of::<ChannelHeader>().next_multiple_of(align_of::<ChannelHeader>())
+    }
+
+    /// The ring size used for a requested capacity (rounded up to a multiple of 8), or `None`.
+    pub(crate) fn ring_capacity(capacity: usize) -> Option<usize> {
+        let cap = capacity
+            .max(MIN_CAPACITY)
+            .checked_next_multiple_of(ALIGN as usize)?;
+        (cap <= MAX_CAPACITY).then_some(cap)
+    }
+
+    /// Bytes a region for a ring of `cap` bytes needs.
+    pub(crate) fn bytes_for(cap: usize) -> Option<usize> {
+        Self::data_offset().checked_add(cap)
+    }
+
+    /// The alignment the region must have.
+    pub(crate) fn align() -> usize {
+        align_of::<ChannelHeader>()
+    }
+
+    /// Initialises an empty, open channel of `cap` data bytes at `ptr`.
+    ///
+    /// # Safety
+    /// - `ptr` is valid for writes of `bytes_for(cap)` bytes and aligned to [`align`](Self::align);
+    /// - nobody else accesses the region during the call.
+    pub(crate) unsafe fn init(ptr: *mut u8, cap: usize) -> std::result::Result<(), &'static str> {
+        if Self::ring_capacity(cap) != Some(cap) {
+            return Err("invalid channel capacity");
+        }
+        debug_assert!(ptr as usize % Self::align() == 0);
+        let side = || Side {
+            lock: Mutex::new(()),
+            pos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        };
+        // SAFETY: the caller gives us `bytes_for(cap)` writable bytes at `ptr`, aligned for the
+        // header, and exclusive access; the data bytes are zeroed so every byte is initialised.
+        unsafe {
+            ptr.write_bytes(0, Self::data_offset() + cap);
+            ptr.cast::<ChannelHeader>().write(ChannelHeader {
+                meta: CachePadded(Meta {
+                    magic: AtomicU64::new(MAGIC),
+                    version: AtomicU64::new(VERSION),
+                    capacity: AtomicU64::new(cap as u64),
+                    data_offset: AtomicU64::new(Self::data_offset() as u64),
+                    closed: AtomicU32::new(0),
+                }),
+                send: CachePadded(side()),
+                recv: CachePadded(side()),
+                not_empty: CachePadded(Signal::new()),
+                not_full: CachePadded(Signal::new()),
+            });
+        }
+        Ok(())
+    }
+
+    /// Attaches to a channel initialised by [`init`](Self::init) in a region of `len` bytes.
+    ///
+    /// # Safety
+    /// `ptr` is valid for reads and writes of `len` initialised bytes for `'a`; other processes
+    /// may write them at any time.
+    pub(crate) unsafe fn attach<'a>(
+        ptr: *mut u8,
+        len: usize,
+    ) -> std::result::Result<ChannelRef<'a>, &'static str> {
+        if ptr.is_null() || ptr as usize % Self::align() != 0 {
+            return Err("misaligned channel region");
+        }
+        if len < Self::data_offset() {
+            return Err("region too small for a channel header");
+        }
+        // SAFETY: `ptr` is aligned for the header and valid for at least its size for `'a`; the
+        // header is atomics and mutexes of atomics, valid for any bit pattern.
+        let hdr: &'a ChannelHeader = unsafe { &*ptr.cast::<ChannelHeader>() };
+        let m = &hdr.meta;
+        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
+        {
+            return Err("not an initialised channel");
+        }
+        let cap = usize::try_from(m.capacity.load(Ordering::Relaxed))
+            .map_err(|_| "bad channel capacity")?;
+        if Self::ring_capacity(cap) != Some(cap) {
+            return Err("bad channel capacity");
+        }
+        if m.data_offset.load(Ordering::Relaxed) != Self::data_offset() as u64 {
+            return Err("channel header is corrupted");
+        }
+        if Self::bytes_for(cap).is_none_or(|total| total > len) {
+            return Err("region shorter than the channel");
+        }
+        Ok(ChannelRef {
+            hdr,
+            // SAFETY: `data_offset + cap <= len`, checked above.
+            data: unsafe { ptr.add(Self::data_offset()) },
+            cap: cap as u64,
+            _region: PhantomData,
+        })
+    }
+}
+
+/// A channel attached in place; `Copy`, shared by every thread that uses it. Untyped: the
+/// message type is the handle's.
+#[derive(Clone, Copy)]
+pub(crate) struct ChannelRef<'a> {
+    hdr: &'a ChannelHeader,
+    /// The data bytes: `cap` of them.
+    data: *mut u8,
+    /// Copied at attach: a peer rewriting the header cannot change it.
+    cap: u64,
+    _region: PhantomData<&'a [u8]>,
+}
+
+// SAFETY: shared words are atomics; the data bytes are only accessed by the holder of one side's
+// lock, in the part of the ring that side owns (see `bytes`).
+unsafe impl Send for ChannelRef<'_> {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for ChannelRef<'_> {}
+
+impl<'a> ChannelRef<'a> {
+    /// The ring's data capacity in bytes.
+    pub(crate) fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The largest encoded message the ring takes.
+    pub(crate) fn max_message(&self) -> usize {
+        (self.cap - WORD) as usize
+    }
+
+    /// `len` data bytes from offset `at`.
+    ///
+    /// # Safety
+    /// `at + len <= cap`, and the caller holds the lock of the side that owns those bytes under
+    /// the protocol: a sender the free bytes after `tail`, a receiver the used bytes after
+    /// `head`. No honest peer touches them meanwhile; a hostile one can only change the bytes
+    /// (they are plain `u8`s), and the receiver validates whatever it reads.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn bytes(&self, at: u64, len: u64) -> &mut [u8] {
+        debug_assert!(at + len <= self.cap);
+        // SAFETY: in bounds (caller); exclusive under the protocol (caller).
+        unsafe { std::slice::from_raw_parts_mut(self.data.add(at as usize), len as usize) }
+    }
+
+    /// Reads the record word at `at`.
+    ///
+    /// # Safety
+    /// As [`bytes`](Self::bytes) for the 8 bytes at `at` (a multiple of 8, below `cap`).
+    unsafe fn read_word(&self, at: u64) -> u64 {
+        // SAFETY: in bounds and 8-aligned (data is 128-aligned, `at` a multiple of 8).
+        unsafe { self.data.add(at as usize).cast::<u64>().read() }
+    }
+
+    /// Writes the record word at `at`.
+    ///
+    /// # Safety
+    /// As [`read_word`](Self::read_word).
+    unsafe fn write_word(&self, at: u64, word: u64) {
+        // SAFETY: as for `read_word`.
+        unsafe { self.data.add(at as usize).cast::<u64>().write(word) }
+    }
+
+    /// Head and tail, validated: 8-aligned and at most `cap` apart. Returns `(head, tail)`.
+    #[inline]
+    fn positions(&self) -> std::result::Result<(u64, u64), Halt> {
+        // Acquire on both: a sender sees the receivers' reads done before it overwrites
+        // (pairs with the Release store of `head`); a receiver sees the record bytes (pairs
+        // with the Release store of `tail`).
+        let head = self.hdr.recv.pos.load(Ordering::Acquire);
+        let tail = self.hdr.send.pos.load(Ordering::Acquire);
+        if head % ALIGN != 0 || tail % ALIGN != 0 || tail.wrapping_sub(head) > self.cap {
+            return Err(Halt::Corrupted("channel head and tail out of step"));
+        }
+        Ok((head, tail))
+    }
+
+    /// Locks one side, recovering from a holder that died.
+    fn lock(
+        &self,
+        side: &'a Side,
+        deadline: Option<Deadline>,
+    ) -> std::result::Result<MutexGuard<'a, ()>, Halt> {
+        let r = match deadline {
+            Some(d) => side.lock.lock_deadline(d),
+            None => side.lock.lock(),
+        };
+        match r {
+            Ok(g) => Ok(g),
+            Err(LockError::OwnerDied(mut g)) => {
+                // The dead holder's only shared write that matters is one store of its side's
+                // position, which either happened or not: both leave a consistent ring. Mark the
+                // lock usable, then let the operation re-validate the positions.
+                g.make_consistent();
+                self.positions()?;
+                Ok(g)
+            }
+            Err(LockError::Timeout) => Err(Halt::Timeout),
+            Err(LockError::WouldBlock) => Err(Halt::Blocked),
+            Err(LockError::NotRecoverable) => Err(Halt::Corrupted("channel lock not recoverable")),
+        }
+    }
+
+    /// Closes the channel and wakes every waiter.
+    pub(crate) fn close(&self) {
+        self.hdr.meta.closed.store(1, Ordering::SeqCst);
+        self.hdr.not_empty.wake_everyone();
+        self.hdr.not_full.wake_everyone();
+    }
+
+    /// Whether the channel was closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.hdr.meta.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Messages in the channel (approximate).
+    pub(crate) fn len(&self) -> usize {
+        if self.is_empty() {
+            return 0;
+        }
+        let sent = self.hdr.send.count.load(Ordering::Relaxed);
+        let received = self.hdr.recv.count.load(Ordering::Relaxed);
+        (sent.wrapping_sub(received).min(self.cap / (WORD + ALIGN)) as usize).max(1)
+    }
+
+    /// Whether the channel looks empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self.positions() {
+            Ok((head, tail)) => {
+                head == tail
+                    || self.hdr.send.count.load(Ordering::Relaxed)
+                        == self.hdr.recv.count.load(Ordering::Relaxed)
+            }
+            Err(_) => true,
+        }
+    }
+
+    // ----- sending -----
+
+    /// One attempt to write `msg`, holding the send lock. `size` caches the encoded length
+    /// once it had to be measured.
+    fn write_attempt<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        size: &mut Option<usize>,
+    ) -> std::result::Result<(), Halt> {
+        let cap = self.cap;
+        loop {
+            let (head, tail) = self.positions()?;
+            let used = tail.wrapping_sub(head);
+            let at = tail % cap;
+            let to_end = cap - at;
+            let free = cap - used;
+            let avail = free.min(to_end);
+            if size.is_none() && avail > WORD {
+                // Optimistic: encode straight into the contiguous free bytes.
+                // SAFETY: `at + avail <= cap`; the `free` bytes after `tail` belong to the
+                // holder of the send lock (receivers stop at `tail`).
+                let buf = unsafe { self.bytes(at + WORD, avail - WORD) };
+                match postcard::to_slice(msg, buf) {
+                    Ok(out) => {
+                        self.commit(tail, at, out.len());
+                        return Ok(());
+                    }
+                    Err(postcard::Error::SerializeBufferFull) => {}
+                    Err(e) => return Err(Halt::Serialize(e.to_string())),
+                }
+            }
+            let n = match *size {
+                Some(n) => n,
+                None => {
+                    let n = postcard::serialize_with_flavor(
+                        msg,
+                        postcard::ser_flavors::Size::default(),
+                    )
+                    .map_err(|e| Halt::Serialize(e.to_string()))?;
+                    *size = Some(n);
+                    n
+                }
+            };
+            let too_large = Halt::TooLarge {
+                size: n,
+                max: self.max_message(),
+            };
+            let r = record_len(n).ok_or(too_large)?;
+            if r > cap {
+                return Err(Halt::TooLarge {
+                    size: n,
+                    max: self.max_message(),
+                });
+            }
+            if r <= avail {
+                // SAFETY: as above; `at + WORD + n <= at + r <= at + avail <= cap`.
+                let buf = unsafe { self.bytes(at + WORD, n as u64) };
+                return match postcard::to_slice(msg, buf) {
+                    Ok(out) => {
+                        self.commit(tail, at, out.len());
+                        Ok(())
+                    }
+                    Err(e) => Err(Halt::Serialize(format!(
+                        "the message encoded to another size on a second pass: {e}"
+                    ))),
+                };
+            }
+            if r <= to_end || free < to_end {
+                // Fits before the end once receivers free room, or the bytes up to the end
+                // are not free yet. A SKIP record at the head frees room without any message
+                // being taken: consume it if no receiver is busy, rather than wait for one.
+                if self.consume_skips_for_receivers()? {
+                    continue;
+                }
+                return Err(Halt::Blocked);
+            }
+            // The record must start at offset 0: fill the rest of the ring with a SKIP record
+            // and publish it on its own, so receivers consume it and free the start.
+            // SAFETY: `to_end >= 8` bytes at `at` are free (`free >= to_end`) and ours.
+            unsafe { self.write_word(at, SKIP_WORD) };
+            crate::crash::point("channel.send.skip");
+            // Release: the SKIP word is visible to the receiver that sees the new tail.
+            self.hdr
+                .send
+                .pos
+                .store(tail.wrapping_add(to_end), Ordering::Release);
+            self.hdr.not_empty.notify_all();
+        }
+    }
+
+    /// Writes the record word for an `n`-byte payload already at `at + WORD`, and publishes.
+    fn commit(&self, tail: u64, at: u64, n: usize) {
+        // `n` fits: it was encoded into fewer than `cap - WORD` bytes.
+        let r = record_len(n).unwrap_or(self.cap);
+        // SAFETY: `at` is a multiple of 8 below `cap`, in the free bytes we own.
+        unsafe { self.write_word(at, record_word(n as u32)) };
+        crate::crash::point("channel.send.written");
+        // Counted before publishing: a sender killed in between makes `len` read one high.
+        let sent = self.hdr.send.count.load(Ordering::Relaxed);
+        self.hdr
+            .send
+            .count
+            .store(sent.wrapping_add(1), Ordering::Relaxed);
+        // Release: the record is visible to the receiver that sees the new tail.
+        self.hdr
+            .send
+            .pos
+            .store(tail.wrapping_add(r), Ordering::Release);
+        crate::crash::point("channel.send.published");
+        self.hdr.not_empty.notify_all();
+    }
+
+    fn send_with<T: Serialize + ?Sized>(
+        &self,
+        msg: &T,
+        wait: Wait,
+    ) -> std::result::Result<(), Halt> {
+        let deadline = wait.deadline();
+        let signal = &self.hdr.not_full;
+        let mut size = None;
+        let attempt = |size: &mut Option<usize>| {
+            if self.is_closed() {
+                return Err(Halt::Closed);
+            }
+            self.write_attempt(msg, size)
+        };
+        loop {
+            let guard = self.lock(&self.hdr.send, deadline)?;
+            match attempt(&mut size) {
+                Err(Halt::Blocked) => {}
+                other => return other,
+            }
+            if let Wait::No = wait {
+                return Err(Halt::Blocked);
+            }
+            let seq = signal.register();
+            // Re-try after announcing ourselves: a receiver freeing room from now on wakes us.
+            match attempt(&mut size) {
+                Err(Halt::Blocked) => {}
+                other => {
+                    signal.unregister();
+                    return other;
+                }
+            }
+            // Sleep without the lock, so other senders' `try_send` and timeouts work.
+            drop(guard);
+            let woken = signal.sleep(seq, deadline);
+            signal.unregister();
+            if !woken {
+                return Err(Halt::Timeout);
+            }
+        }
+    }
+
+    // ----- receiving -----
+
+    /// Consumes SKIP records at `head`, holding the receive lock. `Ok(Some(..))`: a record of
+    /// `n` bytes starts at offset `at` of position `head`; `Ok(None)`: nothing to read.
+    fn next_record(&self) -> std::result::Result<Option<(u64, u64, u64)>, Halt> {
+        loop {
+            let (head, tail) = self.positions()?;
+            let used = tail.wrapping_sub(head);
+            if used == 0 {
+                return Ok(None);
+            }
+            let at = head % self.cap;
+            let to_end = self.cap - at;
+            if used < WORD {
+                return Err(Halt::Corrupted("channel holds a partial record word"));
+            }
+            // SAFETY: `at` is a multiple of 8 below `cap`, within the used bytes after `head`,
+            // which belong to the receive-lock holder.
+            let word = unsafe { self.read_word(at) };
+            match word >> 32 {
+                SKIP if word == SKIP_WORD => {
+                    if to_end > used {
+                        return Err(Halt::Corrupted("SKIP record beyond the sent bytes"));
+                    }
+                    // Release: pairs with the senders' Acquire of `head`.
+                    self.hdr
+                        .recv
+                        .pos
+                        .store(head.wrapping_add(to_end), Ordering::Release);
+                    self.hdr.not_full.notify_all();
+                }
+                RECORD => {
+                    let n = word & 0xffff_ffff;
+                    let r = record_len(n as usize).unwrap_or(u64::MAX);
+                    if r > used || r > to_end {
+                        return Err(Halt::Corrupted("record length beyond the sent bytes"));
+                    }
+                    return Ok(Some((head, at, n)));
+                }
+                _ => return Err(Halt::Corrupted("bad record word")),
+            }
+        }
+    }
+
+    /// For a blocked sender: consumes SKIP records at the head if the receive lock is free now
+    /// (never waits for it). Returns whether the head moved.
+    fn consume_skips_for_receivers(&self) -> std::result::Result<bool, Halt> {
+        let _guard = match self.hdr.recv.lock.try_lock() {
+            Ok(g) => g,
+            Err(LockError::OwnerDied(mut g)) => {
+                g.make_consistent();
+                g
+            }
+            Err(_) => return Ok(false),
+        };
+        let (before, _) = self.positions()?;
+        let after = match self.next_record()? {
+            Some((head, _, _)) => head,
+            None => self.positions()?.0,
+        };
+        Ok(after != before)
+    }
+
+    /// One attempt to take a message, holding the receive lock.
+    fn read_attempt<T: DeserializeOwned>(&self) -> std::result::Result<T, Halt> {
+        let Some((head, at, n)) = self.next_record()? else {
+            return Err(Halt::Blocked);
+        };
+        // SAFETY: `at + WORD + n <= at + r <= cap` (checked in `next_record`); the bytes are
+        // between head and tail, ours under the receive lock.
+        let bytes = unsafe { self.bytes(at + WORD, n) };
+        let decoded = match postcard::take_from_bytes::<T>(bytes) {
+            Ok((v, [])) => Ok(v),
+            Ok((_, rest)) => Err(Halt::Deserialize(format!(
+                "{} bytes left over after the message",
+                rest.len()
+            ))),
+            Err(e) => Err(Halt::Deserialize(e.to_string())),
+        };
+        crate::crash::point("channel.recv.decoded");
+        let r = record_len(n as usize).unwrap_or(self.cap);
+        // Release: our reads of the record happen before a sender overwrites it.
+        self.hdr
+            .recv
+            .pos
+            .store(head.wrapping_add(r), Ordering::Release);
+        crate::crash::point("channel.recv.committed");
+        let received = self.hdr.recv.count.load(Ordering::Relaxed);
+        self.hdr
+            .recv
+            .count
+            .store(received.wrapping_add(1), Ordering::Relaxed);
+        self.hdr.not_full.notify_all();
+        decoded
+    }
+
+    /// A read attempt that reports `Closed` once the channel is closed and drained.
+    fn read_or_closed<T: DeserializeOwned>(&self) -> std::result::Result<T, Halt> {
+        match self.read_attempt() {
+            // Closed counts only once an attempt started after we saw the flag finds nothing.
+            Err(Halt::Blocked) if self.is_closed() => match self.read_attempt() {
+                Err(Halt::Blocked) => Err(Halt::Closed),
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    fn recv_with<T: DeserializeOwned>(&self, wait: Wait) -> std::result::Result<T, Halt> {
+        self.wait_for(wait, |this| this.read_or_closed())
+    }
+
+    /// Whether a message (or the end of a closed channel) is ready, waiting per `wait`.
+    fn ready(&self, wait: Wait) -> std::result::Result<bool, Halt> {
+        let r = self.wait_for(wait, |this| match this.next_record()? {
+            Some(_) => Ok(()),
+            None if this.is_closed() => Ok(()),
+            None => Err(Halt::Blocked),
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(Halt::Blocked | Halt::Timeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs `attempt` under the receive lock, sleeping (without the lock) on `not_empty` while
+    /// it is blocked, per `wait`.
+    fn wait_for<R>(
+        &self,
+        wait: Wait,
+        attempt: impl Fn(&Self) -> std::result::Result<R, Halt>,
+    ) -> std::result::Result<R, Halt> {
+        let deadline = wait.deadline();
+        let signal = &self.hdr.not_empty;
+        loop {
+            let guard = self.lock(&self.hdr.recv, deadline)?;
+            match attempt(self) {
+                Err(Halt::Blocked) => {}
+                other => return other,
+            }
+            if let Wait::No = wait {
+                return Err(Halt::Blocked);
+            }
+            let seq = signal.register();
+            match attempt(self) {
+                Err(Halt::Blocked) => {}
+                other => {
+                    signal.unregister();
+                    return other;
+                }
+            }
+            drop(guard);
+            let woken = signal.sleep(seq, deadline);
+            signal.unregister();
+            if !woken {
+                return Err(Halt::Timeout);
+            }
+        }
+    }
+}
+
+fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -> SendError<T> {
+    match h {
+        Halt::Blocked => blocked(value),
+        Halt::Timeout => SendError::Timeout(value),
+        Halt::Closed => SendError::Closed(value),
+        Halt::TooLarge { size, max } => SendError::TooLarge { value, size, max },
+        Halt::Serialize(reason) => SendError::Serialize { value, reason },
+        Halt::Deserialize(_) => SendError::Corrupted("unexpected decode error while sending"),
+        Halt::Corrupted(what) => SendError::Corrupted(what),
+    }
+}
+
+fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
+    match h {
+        Halt::Blocked => blocked,
+        Halt::Timeout => RecvError::Timeout,
+        Halt::Closed => RecvError::Closed,
+        Halt::Deserialize(why) => RecvError::Deserialize(why),
+        Halt::Corrupted(what) => RecvError::Corrupted(what),
+        Halt::TooLarge { .. } | Halt::Serialize(_) => {
+            RecvError::Corrupted("unexpected encode error while receiving")
+        }
+    }
+}
+
+/// A bounded multi-producer multi-consumer channel of arbitrary messages between processes,
+/// Python's `multiprocessing.Queue` of objects: each message is encoded with postcard straight
+/// into a byte ring in shared memory and decoded straight out of it (one copy each way, no
+/// pipe, no feeder thread).
+///
+/// The bound is in bytes ([`capacity`](Channel::capacity)); a message whose encoding exceeds
+/// [`max_message_len`](Channel::max_message_len) (the capacity minus an 8-byte record word) is
+/// refused with [`SendError::TooLarge`] and handed back: records are never chunked, so size
+/// the channel for the largest message (a record that does not fit before the end of the ring
+/// starts again at its beginning, so up to twice a message's size may be needed while others
+/// are queued).
+///
+/// Clones share the channel; pass a clone to a child in [`Process::spawn`](crate::Process::spawn)
+/// arguments. [`close`](Channel::close) wakes every blocked caller: sends then fail with
+/// `Closed(message)`, receives drain what is left and then fail with `Closed`.
+///
+/// ```
+/// let ch = multiproc::Channel::<String>::new(4096)?;
+/// ch.send("hello".to_string()).unwrap();
+/// assert_eq!(ch.recv().unwrap(), "hello");
+/// ch.close();
+/// assert_eq!(ch.recv(), Err(multiproc::queue::RecvError::Closed));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A sender killed inside `send` loses that message only; a receiver killed inside `recv`
+/// loses at most the message it was taking (none if it died before committing). Senders are
+/// serialised by one robust lock and receivers by another; the next locker after a death
+/// re-validates the ring and goes on. See `SAFETY.md`.
+pub struct Channel<T> {
+    // Declared first: borrows the mapping `object` keeps alive.
+    ring: ChannelRef<'static>,
+    object: Object,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Channel<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, ChannelHeader>(Kind::Channel)
+    }
+
+    fn attach(object: Object) -> Result<Self> {
+        // SAFETY: the payload is `payload_len` initialised bytes aligned to 128 (the spec's
+        // alignment: the payload offset is a multiple of it and the mapping is page-aligned),
+        // mapped while `object` (stored beside the ring) lives; other processes may write it,
+        // which the ring tolerates.
+        let ring = unsafe { RawChannel::attach(object.payload().as_ptr(), object.payload_len()) }
+            .map_err(Error::Corrupted)?;
+        Ok(Self {
+            ring,
+            object,
+            _type: PhantomData,
+        })
+    }
+
+    fn create_with(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+        let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
+            reason: "channel capacity too large",
+        })?;
+        let len = RawChannel::bytes_for(cap).ok_or(Error::InvalidSize {
+            reason: "channel capacity too large",
+        })?;
+        let mut failed = None;
+        let init = |p: std::ptr::NonNull<u8>| {
+            // SAFETY: `Object` hands us `len` zeroed bytes aligned for the spec (128), not yet
+            // visible to anyone else.
+            if let Err(e) = unsafe { RawChannel::init(p.as_ptr(), cap) } {
+                failed = Some(e);
+            }
+        };
+        let opts = ShmOptions::default();
+        let spec = Self::spec();
+        let object = match (name, open_existing) {
+            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
+            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+        };
+        if let Some(e) = failed {
+            return Err(Error::Corrupted(e));
+        }
+        Self::attach(object)
+    }
+
+    /// A new anonymous channel of `capacity_bytes` (rounded up to a multiple of 8, at least
+    /// 16), shared with the children it is passed to.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
+    pub fn new(capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(None, capacity_bytes, false)
+    }
+
+    /// A new channel under `name`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
+    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(Some(name), capacity_bytes, false)
+    }
+
+    /// Opens the channel another process created under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
+    /// another object), [`Error::Corrupted`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    }
+
+    /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
+    /// keeps its own capacity.
+    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(Some(name), capacity_bytes, true)
+    }
+
+    /// Sends `msg`, waiting while there is no room.
+    ///
+    /// # Errors
+    /// `Closed(msg)`, `TooLarge`, `Serialize`, `Corrupted`.
+    pub fn send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.ring
+            .send_with(&msg, Wait::Until(None))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Sends `msg` if there is room now, else `Full(msg)`.
+    pub fn try_send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.ring
+            .send_with(&msg, Wait::No)
+            .map_err(|h| send_error(h, msg, SendError::Full))
+    }
+
+    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` after `timeout`.
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
+        self.ring
+            .send_with(&msg, Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Receives the oldest message, waiting while there is none.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained), `Deserialize` (a garbage record, skipped), `Corrupted`.
+    pub fn recv(&self) -> std::result::Result<T, RecvError> {
+        self.ring
+            .recv_with(Wait::Until(None))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Receives the oldest message if there is one now, else `Empty`.
+    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
+        self.ring
+            .recv_with(Wait::No)
+            .map_err(|h| recv_error(h, RecvError::Empty))
+    }
+
+    /// Like [`recv`](Channel::recv), giving up with `Timeout` after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
+        self.ring
+            .recv_with(Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Waits at most `timeout` until a receive would not block (a message is ready, or the
+    /// channel is closed and drained, or corrupted); returns whether it would not.
+    pub fn poll(&self, timeout: Duration) -> bool {
+        let wait = if timeout.is_zero() {
+            Wait::No
+        } else {
+            Wait::Until(Some(Deadline::after(timeout)))
+        };
+        self.ring.ready(wait).unwrap_or(true)
+    }
+
+    /// Closes the channel for everyone and wakes every blocked caller.
+    pub fn close(&self) {
+        self.ring.close()
+    }
+
+    /// Whether the channel was closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// Number of messages (approximate while others send and receive, as in Python).
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the channel looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The largest encoded message the channel takes (capacity minus 8).
+    pub fn max_message_len(&self) -> usize {
+        self.ring.max_message()
+    }
+
+    /// The name, or `None` for an anonymous channel.
+    pub fn name(&self) -> Option<&str> {
+        self.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.object.persist()
+    }
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ring: self.ring,
+            object: self.object.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.ring.capacity())
+            .field("name", &self.object.segment().name())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Channel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Channel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let segment = crate::Segment::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(Self::attach)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+#[path = "channel_tests.rs"]
+mod tests;

@@ -1,0 +1,388 @@
+//! `JoinableQueue<T>`: a [`Queue`] plus a count of unfinished tasks, Python's
+//! `multiprocessing.JoinableQueue`.
+//!
+//! ```text
+//! TaskCount (its own segment): unfinished (u32, the futex word) | waiters (u32)
+//! push:      unfinished += 1, then push (undone if the push fails)
+//! task_done: unfinished -= 1 (an error at 0); at 0: fence, wake every joiner if any
+//! join:      waiters += 1; fence; while unfinished != 0: futex_wait(unfinished, seen)
+//! ```
+//! The increment comes before the push so that a `join` can never see 0 while a value is
+//! queued. Lost wake-ups are excluded as in `sync::Event`: the joiner announces itself, then
+//! (after a SeqCst fence) rereads the count; `task_done` changes the count, then (after a SeqCst
+//! fence) reads `waiters`. A worker killed between `pop` and `task_done` leaves the count above
+//! zero for good, as in Python: use [`JoinableQueue::join_timeout`] where that can happen.
+
+use super::error::{PopError, PushError, TaskDoneError};
+use super::handle::Queue;
+use crate::error::{Error, Result};
+use crate::loom::futex::{self, Deadline};
+use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::shm::ShmOptions;
+use crate::shm::header::{Kind, Spec};
+use crate::shm::object::Object;
+use bytemuck::Pod;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// The shared counter.
+#[repr(C)]
+struct TaskCount {
+    /// Values pushed and not yet marked done; the futex word joiners sleep on.
+    unfinished: AtomicU32,
+    /// Threads inside `join`; `task_done` reaching 0 wakes only if non-zero.
+    waiters: AtomicU32,
+}
+
+/// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
+/// that a producer can [`join`](Self::join) until all of them are.
+///
+/// ```
+/// let q = multiproc::JoinableQueue::<u32>::new(8)?;
+/// q.push(1).unwrap();
+/// assert_eq!(q.pop().unwrap(), 1);
+/// assert_eq!(q.unfinished_tasks(), 1);
+/// q.task_done().unwrap();
+/// q.join(); // returns at once: every pushed value is done
+/// assert!(q.task_done().is_err(), "one too many");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct JoinableQueue<T: Pod + Send> {
+    queue: Queue<T>,
+    tasks: Object,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Pod + Send> JoinableQueue<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, TaskCount>(Kind::JoinableQueue)
+    }
+
+    fn counter_name(name: &str) -> String {
+        format!("{name}-tasks")
+    }
+
+    fn init(p: std::ptr::NonNull<u8>) {
+        // SAFETY: `Object` hands us zeroed, writable bytes aligned and sized for `TaskCount`,
+        // not yet visible to anyone else.
+        unsafe {
+            p.cast::<TaskCount>().write(TaskCount {
+                unfinished: AtomicU32::new(0),
+                waiters: AtomicU32::new(0),
+            })
+        }
+    }
+
+    fn from_parts(queue: Queue<T>, tasks: Object) -> Result<Self> {
+        if tasks.payload_len() != size_of::<TaskCount>() {
+            return Err(Error::Corrupted("task counter has the wrong length"));
+        }
+        Ok(Self {
+            queue,
+            tasks,
+            _type: PhantomData,
+        })
+    }
+
+    fn count(&self) -> &TaskCount {
+        // SAFETY: the payload is aligned for `TaskCount` (the spec's unit) and exactly its size
+        // (checked in `from_parts`); two atomics are valid for any bits and made for
+        // concurrent access; the mapping lives as long as `self`.
+        unsafe { self.tasks.payload().cast::<TaskCount>().as_ref() }
+    }
+
+    fn counter(name: Option<&str>, open_existing: bool) -> Result<Object> {
+        let opts = ShmOptions::default();
+        let len = size_of::<TaskCount>();
+        match (name, open_existing) {
+            (Some(n), true) => Object::open_or_create(
+                &Self::counter_name(n),
+                &Self::spec(),
+                len,
+                &opts,
+                Self::init,
+            ),
+            (n, _) => Object::create(
+                n.map(Self::counter_name).as_deref(),
+                &Self::spec(),
+                len,
+                &opts,
+                Self::init,
+            ),
+        }
+    }
+
+    /// A new anonymous queue of `capacity` values.
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new(capacity: usize) -> Result<Self> {
+        Self::from_parts(Queue::new(capacity)?, Self::counter(None, false)?)
+    }
+
+    /// A new queue under `name` (its counter lives under `name-tasks`).
+    pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        Self::from_parts(
+            Queue::create(name, capacity)?,
+            Self::counter(Some(name), false)?,
+        )
+    }
+
+    /// Opens the queue another process created under `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        let tasks = Object::open(
+            &Self::counter_name(name),
+            &Self::spec(),
+            &ShmOptions::default(),
+        )?;
+        Self::from_parts(Queue::open(name)?, tasks)
+    }
+
+    /// Opens `name`, or creates it with `capacity` (race-safe).
+    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+        Self::from_parts(
+            Queue::open_or_create(name, capacity)?,
+            Self::counter(Some(name), true)?,
+        )
+    }
+
+    /// Counts one more unfinished task.
+    fn add_task(&self) -> std::result::Result<(), &'static str> {
+        self.count()
+            .unfinished
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .map(drop)
+            .map_err(|_| "too many unfinished tasks")
+    }
+
+    /// Pushes through `push`, counting the value as an unfinished task first.
+    fn counted(
+        &self,
+        value: T,
+        push: impl FnOnce(T) -> std::result::Result<(), PushError<T>>,
+    ) -> std::result::Result<(), PushError<T>> {
+        self.add_task().map_err(PushError::Corrupted)?;
+        push(value).inspect_err(|_| {
+            // Not pushed: not a task. Cannot underflow: we counted it.
+            let _ = self.task_done();
+        })
+    }
+
+    /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
+    pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
+        self.counted(value, |v| self.queue.push(v))
+    }
+
+    /// Appends `value` if there is room now, else `Full(value)`.
+    pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
+        self.counted(value, |v| self.queue.try_push(v))
+    }
+
+    /// Like [`push`](Self::push), giving up with `Timeout(value)` after `timeout`.
+    pub fn push_timeout(
+        &self,
+        value: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PushError<T>> {
+        self.counted(value, |v| self.queue.push_timeout(v, timeout))
+    }
+
+    /// Removes the oldest value, waiting while the queue is empty. Call
+    /// [`task_done`](Self::task_done) when it is processed.
+    pub fn pop(&self) -> std::result::Result<T, PopError> {
+        self.queue.pop()
+    }
+
+    /// Removes the oldest value if there is one now, else `Empty`.
+    pub fn try_pop(&self) -> std::result::Result<T, PopError> {
+        self.queue.try_pop()
+    }
+
+    /// Like [`pop`](Self::pop), giving up with `Timeout` after `timeout`.
+    pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
+        self.queue.pop_timeout(timeout)
+    }
+
+    /// Marks one popped value as processed; wakes every joiner when none are left.
+    ///
+    /// # Errors
+    /// [`TaskDoneError`] if called more times than values were pushed.
+    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
+        let c = self.count();
+        // Release: what the worker did before is visible to a joiner that sees the new count.
+        let before = c
+            .unfinished
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
+            .map_err(|_| TaskDoneError)?;
+        if before == 1 {
+            // The notifier half of the fence pair (module docs).
+            fence(Ordering::SeqCst);
+            if c.waiters.load(Ordering::Relaxed) != 0 {
+                futex::wake_all(&c.unfinished);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every pushed value has been marked done.
+    pub fn join(&self) {
+        self.join_until(None);
+    }
+
+    /// Like [`join`](Self::join), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if tasks were still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.join_until(Some(Deadline::after(timeout))) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    fn join_until(&self, deadline: Option<Deadline>) -> bool {
+        let c = self.count();
+        // Acquire: pairs with `task_done`'s Release.
+        if c.unfinished.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        c.waiters.fetch_add(1, Ordering::Relaxed);
+        // The waiter half of the fence pair.
+        fence(Ordering::SeqCst);
+        let done = loop {
+            let n = c.unfinished.load(Ordering::Acquire);
+            if n == 0 {
+                break true;
+            }
+            if !futex::wait(&c.unfinished, n, deadline) {
+                break c.unfinished.load(Ordering::Acquire) == 0;
+            }
+        };
+        c.waiters.fetch_sub(1, Ordering::Relaxed);
+        done
+    }
+
+    /// Values pushed and not yet marked done.
+    pub fn unfinished_tasks(&self) -> u32 {
+        self.count().unfinished.load(Ordering::Relaxed)
+    }
+
+    /// The queue underneath (pushing through it directly does not count tasks).
+    pub fn queue(&self) -> &Queue<T> {
+        &self.queue
+    }
+
+    /// Closes the queue (see [`Queue::close`]); joiners are not woken by it.
+    pub fn close(&self) {
+        self.queue.close()
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Number of queued values (approximate).
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Whether the queue looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Maximum number of queued values.
+    pub fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    /// Keeps the names after the creator's handles drop.
+    pub fn persist(&self) {
+        self.queue.persist();
+        self.tasks.persist();
+    }
+}
+
+impl<T: Pod + Send> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+            tasks: self.tasks.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T: Pod + Send> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.queue)
+            .field("unfinished", &self.unfinished_tasks())
+            .finish()
+    }
+}
+
+impl<T: Pod + Send> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.queue, self.tasks.segment()).serialize(s)
+    }
+}
+
+impl<'de, T: Pod + Send> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (queue, segment) = <(Queue<T>, crate::Segment)>::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(|tasks| Self::from_parts(queue, tasks))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::test_util::watchdog;
+
+    #[test]
+    fn join_waits_for_every_task_done() {
+        watchdog(10, || {
+            let q = JoinableQueue::<u64>::new(4).unwrap();
+            q.join();
+            for i in 0..3 {
+                q.push(i).unwrap();
+            }
+            assert_eq!(q.unfinished_tasks(), 3);
+            assert_eq!(
+                q.join_timeout(Duration::from_millis(20))
+                    .unwrap_err()
+                    .to_string(),
+                "timed out"
+            );
+            let w = q.clone();
+            let worker = std::thread::spawn(move || {
+                while let Ok(_v) = w.pop_timeout(Duration::from_millis(200)) {
+                    std::thread::sleep(Duration::from_millis(5));
+                    w.task_done().unwrap();
+                }
+            });
+            q.join();
+            assert_eq!(q.unfinished_tasks(), 0);
+            assert_eq!(q.task_done(), Err(TaskDoneError));
+            worker.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_failed_push_is_not_a_task() {
+        let q = JoinableQueue::<u8>::new(1).unwrap();
+        q.push(1).unwrap();
+        assert!(matches!(q.try_push(2), Err(PushError::Full(2))));
+        assert_eq!(q.unfinished_tasks(), 1);
+        q.close();
+        assert!(matches!(q.push(3), Err(PushError::Closed(3))));
+        assert_eq!(q.unfinished_tasks(), 1);
+    }
+}

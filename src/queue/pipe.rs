@@ -1,0 +1,169 @@
+//! `Pipe`: two duplex [`Connection`]s, Python's `multiprocessing.Pipe()`, built from two
+//! [`Channel`]s (one per direction).
+
+use super::channel::Channel;
+use super::error::{RecvError, SendError};
+use crate::error::Result;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::time::Duration;
+
+/// Makes pipes: [`Pipe::new`] returns the two ends of a duplex connection.
+///
+/// ```
+/// let (parent, child) = multiproc::Pipe::new::<String>(4096)?;
+/// child.send("hello".to_string()).unwrap();
+/// assert!(parent.poll(std::time::Duration::ZERO));
+/// assert_eq!(parent.recv().unwrap(), "hello");
+/// parent.send("back".to_string()).unwrap();
+/// assert_eq!(child.recv().unwrap(), "back");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Pipe;
+
+impl Pipe {
+    /// Two connected ends; each direction buffers up to `capacity_bytes` of encoded messages
+    /// (see [`Channel`] for the largest message). Pass one end to a child in
+    /// [`Process::spawn`](crate::Process::spawn) arguments.
+    ///
+    /// # Errors
+    /// As [`Channel::new`].
+    // Python's name for it; a pipe is its two ends, not a value of its own.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new<T: Serialize + DeserializeOwned>(
+        capacity_bytes: usize,
+    ) -> Result<(Connection<T>, Connection<T>)> {
+        let a_to_b = Channel::new(capacity_bytes)?;
+        let b_to_a = Channel::new(capacity_bytes)?;
+        Ok((
+            Connection {
+                tx: a_to_b.clone(),
+                rx: b_to_a.clone(),
+            },
+            Connection {
+                tx: b_to_a,
+                rx: a_to_b,
+            },
+        ))
+    }
+}
+
+/// One end of a [`Pipe`]: sends to the other end and receives what it sends.
+///
+/// Dropping a connection does not close it (clones live in other processes); call
+/// [`close`](Connection::close). A peer killed without closing is not noticed: use
+/// [`recv_timeout`](Connection::recv_timeout) or [`poll`](Connection::poll) where that matters.
+pub struct Connection<T> {
+    tx: Channel<T>,
+    rx: Channel<T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    /// Sends `msg` to the other end, waiting while its buffer is full.
+    ///
+    /// # Errors
+    /// `Closed(msg)` once either end closed; `TooLarge`, `Serialize`, `Corrupted`.
+    pub fn send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.tx.send(msg)
+    }
+
+    /// Sends `msg` if there is room now, else `Full(msg)`.
+    pub fn try_send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.tx.try_send(msg)
+    }
+
+    /// Receives the next message from the other end, waiting while there is none.
+    ///
+    /// # Errors
+    /// `Closed` once either end closed and everything sent before was received (Python's
+    /// `EOFError`); `Deserialize`, `Corrupted`.
+    pub fn recv(&self) -> std::result::Result<T, RecvError> {
+        self.rx.recv()
+    }
+
+    /// Like [`recv`](Connection::recv), giving up with `Timeout` after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// Receives a message if one is ready now, else `Empty`.
+    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Waits at most `timeout` (`Duration::ZERO`: not at all) until [`recv`](Connection::recv)
+    /// would not block; returns whether it would not (a message is ready or the pipe closed).
+    pub fn poll(&self, timeout: Duration) -> bool {
+        self.rx.poll(timeout)
+    }
+
+    /// Closes both directions: the other end's receives drain and then fail with `Closed`, and
+    /// sends from either end fail with `Closed`.
+    pub fn close(&self) {
+        self.tx.close();
+        self.rx.close();
+    }
+
+    /// Whether the pipe was closed (by either end).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.rx.is_closed()
+    }
+}
+
+impl<T> Clone for Connection<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            rx: self.rx.clone(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("tx", &self.tx)
+            .field("rx", &self.rx)
+            .finish()
+    }
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.tx, &self.rx).serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (tx, rx) = <(Channel<T>, Channel<T>)>::deserialize(d)?;
+        Ok(Self { tx, rx })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_directions_carry_messages_and_close_ends_both() {
+        let (a, b) = Pipe::new::<Vec<u32>>(1024).unwrap();
+        a.send(vec![1, 2]).unwrap();
+        b.send(vec![3]).unwrap();
+        assert_eq!(b.recv().unwrap(), vec![1, 2]);
+        assert_eq!(a.recv().unwrap(), vec![3]);
+        assert!(!a.poll(Duration::from_millis(5)));
+        a.send(vec![4]).unwrap();
+        a.close();
+        assert!(b.is_closed());
+        assert_eq!(b.recv().unwrap(), vec![4]);
+        assert_eq!(b.recv(), Err(RecvError::Closed));
+        assert!(matches!(b.send(vec![5]), Err(SendError::Closed(_))));
+        assert_eq!(
+            a.recv_timeout(Duration::from_millis(5)),
+            Err(RecvError::Closed)
+        );
+    }
+}
