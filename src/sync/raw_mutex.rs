@@ -1,6 +1,6 @@
 //! The robust lock word under [`Mutex`](super::Mutex) and [`ReentrantMutex`](super::ReentrantMutex):
 //! a futex holding the owner's thread id, with owner death detected by timed polling of `/proc`
-//! instead of the kernel's robust list (which belongs to glibc; see `SAFETY-sync.md`).
+//! instead of the kernel's robust list (which belongs to glibc; see `SAFETY.md`).
 //!
 //! # Layout (`#[repr(C)]`, 16 bytes, all-zero = unlocked and consistent)
 //!
