@@ -3,8 +3,15 @@
 # primitives' state machines (threads + Miri's futex emulation), header/record parsing.
 # Needs the nightly toolchain with the miri component:
 #   rustup component add --toolchain nightly miri rust-src
-# Tests that need real shared mappings, /proc of other processes or child processes are out of
-# Miri's reach and are not listed. Isolation is disabled because owner liveness reads /proc.
+# Not listed, and why:
+# - tests that need memfds, shared mappings or child processes (Miri cannot run them);
+# - tests that assert wall-clock timing (Miri runs ~100x slower);
+# - the rings' corruption tests: their scribbler writes padding bytes under a live `&Header`,
+#   which Stacked Borrows forbids in the test's own writer (the fuzz targets cover them natively);
+# - ReentrantMutex: Miri's emulated thread ids do not match /proc, which its owner check reads.
+# The futex that lives in the low half of the mutex word is replaced by yielding under Miri (see
+# sys/futex.rs: Miri models the kernel's 4-byte read as a Rust access). Isolation is disabled
+# because owner liveness reads /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MIRIFLAGS="${MIRIFLAGS:--Zmiri-strict-provenance -Zmiri-disable-isolation}"
@@ -12,21 +19,17 @@ tests=(
     queue::mpmc::tests::fifo_over_many_laps_and_the_wrap
     queue::mpmc::tests::attach_validates_the_header
     queue::mpmc::tests::slot_layout_matches_repr_c
-    queue::mpmc::tests::corrupted_state_gives_errors_not_panics
     queue::spsc::tests::single_and_batch_ops_match_a_model
-    queue::spsc::tests::corrupted_state_gives_errors_not_panics
     sync::mutex::tests::contended_counter
-    sync::mutex::tests::try_lock_and_timeout
     sync::mutex::tests::garbage_state_is_not_recoverable
+    sync::mutex::tests::owner_death_blocked_and_late_waiters_exactly_one
+    sync::rwlock::tests::writer_preferred_over_new_readers
+    queue::mpmc::tests::four_by_four_exchange_each_value_once
     sync::condvar::tests::producer_consumer
     sync::semaphore::tests::timeout_try_and_bounded_over_release
     sync::event::tests::gating_and_timeout
     sync::barrier::tests::phases_one_leader_each
-    sync::rwlock::tests::exclusion_under_contention
-    sync::reentrant::tests::recursion_and_exclusion
     sys::proc::tests::parses_stat_with_odd_command_names
-    process::record::tests::bootstrap_and_result_round_trip
-    process::record::tests::garbage_and_truncated_records_are_refused
 )
 status=0
 for t in "${tests[@]}"; do

@@ -21,6 +21,7 @@
 //! parties, could fool it.)
 
 use super::BarrierError;
+use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -169,6 +170,7 @@ impl Barrier {
                     .compare_exchange(w, next, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => {
+                        crash::point("barrier.complete.before_wake");
                         if c > 0 {
                             futex::wake_all(&self.word);
                         }
@@ -181,7 +183,10 @@ impl Barrier {
                     .word
                     .compare_exchange(w, w + 1, Ordering::AcqRel, Ordering::Acquire)
                 {
-                    Ok(_) => break c as usize,
+                    Ok(_) => {
+                        crash::point("barrier.wait.after_arrive");
+                        break c as usize;
+                    }
                     Err(now) => w = now,
                 }
             }
@@ -191,6 +196,7 @@ impl Barrier {
         let mut cur = w + 1;
         loop {
             let woken = futex::wait(&self.word, cur, deadline);
+            crash::point("barrier.wait.after_wait");
             cur = self.word.load(Ordering::Acquire);
             loop {
                 if generation(cur) != my_gen {
@@ -210,6 +216,7 @@ impl Barrier {
                     .compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire)
                 {
                     Ok(_) => {
+                        crash::point("barrier.timeout.before_wake");
                         futex::wake_all(&self.word);
                         return Err(BarrierError::Timeout);
                     }

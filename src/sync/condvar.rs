@@ -15,6 +15,7 @@
 
 use super::LockResult;
 use super::mutex::MutexGuard;
+use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
@@ -158,17 +159,22 @@ impl Condvar {
         let mutex = guard.mutex();
         // Counted before reading `seq`, before unlocking (module docs).
         self.waiters.fetch_add(1, Ordering::Relaxed);
+        crash::point("condvar.wait.after_count");
         fence(Ordering::SeqCst);
         let seq = self.seq.load(Ordering::Relaxed);
         drop(guard);
+        crash::point("condvar.wait.after_unlock");
         let woken = futex::wait(&self.seq, seq, deadline);
+        crash::point("condvar.wait.after_wait");
         self.waiters.fetch_sub(1, Ordering::Relaxed);
+        crash::point("condvar.wait.before_relock");
         (mutex.lock(), !woken)
     }
 
     /// Wakes one waiter, if any. No syscall when nobody waits.
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
+        crash::point("condvar.notify.after_bump");
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_one(&self.seq);
@@ -178,9 +184,11 @@ impl Condvar {
     /// Wakes every waiter. No syscall when nobody waits.
     pub fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
+        crash::point("condvar.notify.after_bump");
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_all(&self.seq);
+            crash::point("condvar.notify.after_wake");
         }
     }
 }

@@ -12,6 +12,7 @@
 //! wakes it, or the waiter sees the new word and does not sleep. (Fences rather than SeqCst
 //! accesses: that is the form of the argument that C++/Rust guarantee, and the one loom models.)
 
+use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
@@ -85,10 +86,12 @@ impl Event {
                 Err(now) => w = now,
             }
         }
+        crash::point("event.set.after_cas");
         // The setter half of the fence pair (module docs).
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_all(&self.word);
+            crash::point("event.set.after_wake");
         }
     }
 
@@ -126,6 +129,7 @@ impl Event {
             return true;
         }
         self.waiters.fetch_add(1, Ordering::Relaxed);
+        crash::point("event.wait.after_count");
         // The waiter half of the fence pair (module docs).
         fence(Ordering::SeqCst);
         let set = loop {
@@ -133,6 +137,7 @@ impl Event {
                 break true;
             }
             let woken = futex::wait(&self.word, w, deadline);
+            crash::point("event.wait.after_wait");
             if self.word.load(Ordering::Acquire) != w {
                 break true;
             }

@@ -12,7 +12,8 @@
 //!
 //! Every blocking call has a `try_` and a `_timeout` form. Shared memory is hostile: whatever a
 //! peer writes into one of these types can make it report wrong results or wait, but never causes
-//! undefined behaviour or a panic. `SAFETY-sync.md` lists the cross-process invariants.
+//! undefined behaviour or a panic. `SAFETY.md` ("Sync primitives") lists the
+//! cross-process invariants and the tests that cover them.
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
 //! The robust lock word under [`Mutex`](super::Mutex) and [`ReentrantMutex`](super::ReentrantMutex):
 //! a futex holding the owner's thread id, with owner death detected by timed polling of `/proc`
-//! instead of the kernel's robust list (which belongs to glibc; see `SAFETY-sync.md`).
+//! instead of the kernel's robust list (which belongs to glibc; see `SAFETY.md`).
 //!
 //! # Layout (`#[repr(C)]`, 16 bytes, all-zero = unlocked and consistent)
 //!
@@ -33,6 +33,7 @@
 //! `OwnerDied`; every other CAS fails because the word changed, so exactly one waiter takes over.
 
 use super::owner::{Liveness, OwnerProbe, UNKNOWN_START};
+use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -135,12 +136,14 @@ impl RawMutex {
     ) -> Result<Locked, Failed> {
         let (tid, start) = probe.identity();
         let me = owner_word(tid, start);
+        crash::point("mutex.lock.before_cas");
         // Acquire: pairs with the Release swap of the previous unlock, so we see its writes.
         if self
             .word
             .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
+            crash::point("mutex.lock.after_cas");
             return self.acquired(false);
         }
         self.lock_contended(me, probe, deadline)
@@ -182,7 +185,9 @@ impl RawMutex {
     /// Marks the data repaired after an `OwnerDied` acquisition. Caller holds the lock.
     pub(crate) fn make_consistent(&self) {
         if self.state.load(Ordering::Relaxed) == INCONSISTENT {
+            crash::point("mutex.consistent.before_store");
             self.state.store(CONSISTENT, Ordering::Relaxed);
+            crash::point("mutex.consistent.after_store");
         }
     }
 
@@ -193,6 +198,7 @@ impl RawMutex {
         // Relaxed: the state is only written by holders; we hold the lock.
         if self.state.load(Ordering::Relaxed) != CONSISTENT {
             self.state.store(NOT_RECOVERABLE, Ordering::Relaxed);
+            crash::point("mutex.unlock.after_not_recoverable");
             self.release(true);
         } else {
             self.release(false);
@@ -201,10 +207,13 @@ impl RawMutex {
 
     #[inline]
     fn release(&self, wake_all: bool) {
+        crash::point("mutex.unlock.before_swap");
         // Release: the next owner's Acquire CAS sees our writes to the data.
         let prev = self.word.swap(UNLOCKED, Ordering::Release);
+        crash::point("mutex.unlock.after_swap");
         if prev & WAITERS != 0 {
             futex::wake_low(&self.word, if wake_all { u32::MAX } else { 1 });
+            crash::point("mutex.unlock.after_wake");
         }
     }
 
@@ -215,7 +224,9 @@ impl RawMutex {
         match self.state.load(Ordering::Relaxed) {
             CONSISTENT if !owner_died => Ok(Locked::Clean),
             CONSISTENT => {
+                crash::point("mutex.takeover.before_mark");
                 self.state.store(INCONSISTENT, Ordering::Relaxed);
+                crash::point("mutex.takeover.after_mark");
                 Ok(Locked::OwnerDied)
             }
             // A holder that was told OwnerDied died too before repairing.
@@ -254,7 +265,10 @@ impl RawMutex {
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return self.acquired(false),
+                    Ok(_) => {
+                        crash::point("mutex.contended.after_cas");
+                        return self.acquired(false);
+                    }
                     Err(now) => {
                         w = now;
                         continue;
@@ -265,6 +279,7 @@ impl RawMutex {
                 return Err(Failed::Timeout);
             }
             if w & WAITERS == 0 {
+                crash::point("mutex.contended.before_waiters");
                 if let Err(now) =
                     self.word
                         .compare_exchange(w, w | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
@@ -272,6 +287,7 @@ impl RawMutex {
                     w = now;
                     continue;
                 }
+                crash::point("mutex.contended.after_waiters");
                 w |= WAITERS;
             }
             if !probe.polls() {
@@ -282,17 +298,22 @@ impl RawMutex {
             let slice_end = Deadline::after(slice);
             slice = (slice * 2).min(MAX_SLICE);
             let wake_by = deadline.map_or(slice_end, |d| d.min(slice_end));
+            crash::point("mutex.contended.before_wait");
             // A slice (or the deadline) ran out with the word unchanged: is the owner alive?
             // One CAS from the observed word: of all waiters that judged this owner dead,
             // exactly one succeeds; the rest see a changed word.
-            if !futex::poll_wait_low(&self.word, low(w), wake_by)
-                && self.owner_is_dead(w, probe)
-                && self
+            let woken = futex::poll_wait_low(&self.word, low(w), wake_by);
+            crash::point("mutex.contended.after_wait");
+            if !woken && self.owner_is_dead(w, probe) {
+                crash::point("mutex.takeover.before_cas");
+                if self
                     .word
                     .compare_exchange(w, me | WAITERS, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
-            {
-                return self.acquired(true);
+                {
+                    crash::point("mutex.takeover.after_cas");
+                    return self.acquired(true);
+                }
             }
             w = self.word.load(Ordering::Relaxed);
         }

@@ -108,6 +108,7 @@ impl<T: ?Sized> ReentrantMutex<T> {
         }
         let r = f(&self.raw, &probe);
         if r.is_ok() {
+            crate::crash::point("reentrant.lock.before_count");
             self.count.store(1, Ordering::Relaxed);
         }
         match r {
@@ -166,6 +167,7 @@ impl<T: ?Sized> Drop for ReentrantMutexGuard<'_, T> {
         if c <= 1 {
             // Last level (or a garbage count): release.
             self.lock.count.store(0, Ordering::Relaxed);
+            crate::crash::point("reentrant.unlock.after_count");
             self.lock.raw.unlock();
         } else {
             self.lock.count.store(c - 1, Ordering::Relaxed);

@@ -14,6 +14,7 @@
 //! wake-up on itself (`wake_writer_or_readers`), otherwise the holder's unlock does.
 
 use super::{LockError, LockResult};
+use crate::crash;
 use crate::loom::UnsafeCell;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
@@ -183,9 +184,11 @@ impl<T: ?Sized> RwLock<T> {
                 .compare_exchange_weak(s, s + READ_LOCKED, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
         {
+            crash::point("rwlock.read.acquired");
             return Ok(RwLockReadGuard::new(self));
         }
         if self.read_contended(deadline) {
+            crash::point("rwlock.read.acquired");
             Ok(RwLockReadGuard::new(self))
         } else {
             Err(LockError::Timeout)
@@ -203,7 +206,10 @@ impl<T: ?Sized> RwLock<T> {
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return true,
+                    Ok(_) => {
+                        crash::point("rwlock.read.after_contended_cas");
+                        return true;
+                    }
                     Err(s) => {
                         state = s;
                         continue;
@@ -226,7 +232,9 @@ impl<T: ?Sized> RwLock<T> {
                     continue;
                 }
             }
+            crash::point("rwlock.read.before_wait");
             futex::wait(&self.state, state | READERS_WAITING, deadline);
+            crash::point("rwlock.read.after_wait");
             state = self.spin_read();
         }
     }
@@ -238,6 +246,7 @@ impl<T: ?Sized> RwLock<T> {
             .is_ok()
             || self.write_contended(deadline)
         {
+            crash::point("rwlock.write.acquired");
             Ok(RwLockWriteGuard::new(self))
         } else {
             Err(LockError::Timeout)
@@ -257,7 +266,10 @@ impl<T: ?Sized> RwLock<T> {
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
-                    Ok(_) => return true,
+                    Ok(_) => {
+                        crash::point("rwlock.write.after_contended_cas");
+                        return true;
+                    }
                     Err(s) => {
                         state = s;
                         continue;
@@ -293,13 +305,17 @@ impl<T: ?Sized> RwLock<T> {
             if is_unlocked(state) || !has_writers_waiting(state) {
                 continue;
             }
+            crash::point("rwlock.write.before_wait");
             futex::wait(&self.writer_notify, seq, deadline);
+            crash::point("rwlock.write.after_wait");
             state = self.spin_write();
         }
     }
 
     fn read_unlock(&self) {
+        crash::point("rwlock.read_unlock.before_sub");
         let state = self.state.fetch_sub(READ_LOCKED, Ordering::Release) - READ_LOCKED;
+        crash::point("rwlock.read_unlock.after_sub");
         // Readers never wait for readers; so only writers can be woken here (readers waiting
         // without writers would only happen with garbage, and is handled the same way).
         if is_unlocked(state) && (has_writers_waiting(state) || has_readers_waiting(state)) {
@@ -308,10 +324,12 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     fn write_unlock(&self) {
+        crash::point("rwlock.write_unlock.before_sub");
         let state = self
             .state
             .fetch_sub(WRITE_LOCKED, Ordering::Release)
             .wrapping_sub(WRITE_LOCKED);
+        crash::point("rwlock.write_unlock.after_sub");
         if has_writers_waiting(state) || has_readers_waiting(state) {
             self.wake_writer_or_readers(state);
         }

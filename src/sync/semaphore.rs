@@ -11,6 +11,7 @@
 //! wakes one, or the waiter sees the permit.
 
 use super::{SemaphoreError, deadline_after};
+use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
 use std::time::Duration;
@@ -90,7 +91,10 @@ impl Semaphore {
                 .count
                 .compare_exchange_weak(c, c - 1, Ordering::Acquire, Ordering::Relaxed)
             {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    crash::point("semaphore.acquire.after_cas");
+                    return Ok(());
+                }
                 Err(now) => c = now,
             }
         }
@@ -117,9 +121,11 @@ impl Semaphore {
                 return Ok(());
             }
             self.waiters.fetch_add(1, Ordering::Relaxed);
+            crash::point("semaphore.acquire.after_count");
             // The waiter half of the fence pair (module docs).
             fence(Ordering::SeqCst);
             let woken = futex::wait(&self.count, 0, deadline);
+            crash::point("semaphore.acquire.after_wait");
             self.waiters.fetch_sub(1, Ordering::Relaxed);
             if self.try_acquire().is_ok() {
                 return Ok(());
@@ -138,6 +144,7 @@ impl Semaphore {
     /// unbounded one holds `u32::MAX - 1` permits); nothing changes then.
     pub fn release(&self) -> Result<(), SemaphoreError> {
         let max = self.max.load(Ordering::Relaxed).min(UNBOUNDED - 1);
+        crash::point("semaphore.release.before_cas");
         let mut c = self.count.load(Ordering::Relaxed);
         loop {
             if c >= max {
@@ -152,10 +159,12 @@ impl Semaphore {
                 Err(now) => c = now,
             }
         }
+        crash::point("semaphore.release.after_cas");
         // The releaser half of the fence pair (module docs).
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::Relaxed) != 0 {
             futex::wake_one(&self.count);
+            crash::point("semaphore.release.after_wake");
         }
         Ok(())
     }

@@ -70,6 +70,13 @@ fn low_half(word: &AtomicU64) -> *const u32 {
 /// Like [`wait`], on the low 32 bits of a 64-bit word (so a lock can keep its owner's full
 /// identity in one atomic while waiters sleep on the part that changes on unlock).
 pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadline>) -> bool {
+    // Miri emulates the kernel's read of the low half as a 4-byte Rust atomic load and reports it
+    // as a mixed-size race with the 8-byte RMWs; the real kernel read is not a Rust access. Under
+    // Miri, wait by yielding instead (a spurious wake-up, which every caller re-checks).
+    if cfg!(miri) {
+        std::thread::yield_now();
+        return deadline.is_none_or(|d| !d.has_passed());
+    }
     let ts = deadline.map(Deadline::as_timespec);
     let ts_ptr = ts
         .as_ref()
@@ -107,6 +114,9 @@ pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadlin
 
 /// Like [`wake`], for waiters in [`wait_low`] on `word`.
 pub(crate) fn wake_low(word: &AtomicU64, count: u32) -> u32 {
+    if cfg!(miri) {
+        return 0; // see `wait_low`: nobody sleeps under Miri
+    }
     let count = count.min(i32::MAX as u32) as libc::c_int;
     // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is live.
     let r = unsafe { libc::syscall(libc::SYS_futex, low_half(word), libc::FUTEX_WAKE, count) };

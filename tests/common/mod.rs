@@ -62,3 +62,25 @@ impl Rng {
         self.next() % n.max(1)
     }
 }
+
+/// Nanoseconds on `CLOCK_MONOTONIC`: one clock for every process on the machine, so times taken in
+/// a child and in the parent can be compared.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The `p`-th percentile (0..=100) of `samples` (sorted in place); 0 if there are none.
+pub fn percentile(samples: &mut [u64], p: u64) -> u64 {
+    if samples.is_empty() {
+        return 0;
+    }
+    samples.sort_unstable();
+    let i = ((samples.len() as u64 - 1) * p / 100) as usize;
+    samples[i]
+}
