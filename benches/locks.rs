@@ -2,12 +2,13 @@
 //!
 //! Groups and ids (the report pairs "ours_*" with the others by group):
 //! - `mutex_uncontended`: `std_mutex` (in-process), `pthread_robust` (glibc PROCESS_SHARED +
-//!   ROBUST mutex in shared memory), `raw_sync` (its pthread PROCESS_SHARED mutex); ours: `ours`.
+//!   ROBUST mutex in shared memory), `raw_sync` (its pthread PROCESS_SHARED mutex); ours: `ours`
+//!   (a `Shared<sync::Mutex<u64>>`, `*m.lock() += 1`).
 //! - `value_lock`: lock, read-modify-write, unlock of a shared u64 (Python's
 //!   `with v.get_lock(): v.value += 1`); ours: `ours` (`Value<u64>`).
 //! - `mutex_contended_2proc`: two processes increment one counter under the lock (one iteration
 //!   = one increment): `pthread_robust`, `raw_sync`, `std_mutex_2threads` (in-process
-//!   reference); ours: `ours`.
+//!   reference); ours: `ours` (`Shared<sync::Mutex<u64>>`, the child forked after it).
 //! - `mutex_scaling/<n>`: n = 1, 2, 4 .. cpus processes increment one counter (lock hand-off as
 //!   contention grows): `pthread_robust/<n>`; ours: `ours/<n>`.
 
@@ -15,6 +16,8 @@ mod common;
 
 use common::{PthreadRobustMutex, ShmPages};
 use criterion::Criterion;
+use multiproc::Shared;
+use multiproc::sync::Mutex;
 use raw_sync::locks::LockInit;
 use std::hint::black_box;
 
@@ -27,13 +30,25 @@ fn main() {
     ]);
 }
 
+/// Our robust mutex around a u64 counter, in its own anonymous segment (children forked after
+/// this share it).
+fn new_mutex() -> Shared<Mutex<u64>> {
+    Shared::new(Mutex::new(0u64)).expect("Shared::new(Mutex)")
+}
+
 /// Offset of the lock in the shared page, and of the counter it protects.
 const LOCK_AT: usize = 0;
 const DATA_AT: usize = 256;
 
 fn mutex_uncontended(c: &mut Criterion) {
     let mut g = c.benchmark_group("mutex_uncontended");
-    // ours: `Shared<sync::Mutex<u64>>`, `*m.lock().unwrap() += 1`, once the robust mutex lands.
+    let ours = new_mutex();
+    g.bench_function("ours", |b| {
+        b.iter(|| {
+            *black_box(&ours).lock().expect("lock") += 1;
+        })
+    });
+
     let m = std::sync::Mutex::new(0u64);
     g.bench_function("std_mutex", |b| {
         b.iter(|| {
@@ -81,7 +96,14 @@ fn value_lock(c: &mut Criterion) {
 
 fn mutex_contended_2proc(c: &mut Criterion) {
     let mut g = c.benchmark_group("mutex_contended_2proc");
-    // ours: `Shared<sync::Mutex<u64>>` through `common::contended_2proc`, once it lands.
+    let ours = new_mutex();
+    common::contended_2proc(
+        &mut g,
+        "ours",
+        || *ours.lock().expect("lock") += 1,
+        || *ours.lock().expect("lock"),
+    );
+
     let shm = ShmPages::new(4096);
     let pm = PthreadRobustMutex::init(shm.ptr().wrapping_add(LOCK_AT));
     let data = shm.ptr().wrapping_add(DATA_AT).cast::<u64>();
@@ -178,7 +200,15 @@ fn mutex_scaling(c: &mut Criterion) {
     let data = shm.ptr().wrapping_add(DATA_AT).cast::<u64>();
     let mut procs = 1;
     while procs <= cpus {
-        // ours: `Shared<sync::Mutex<u64>>` as `common::contended(&mut g, "ours", Some(procs), ..)`.
+        let ours = new_mutex();
+        common::contended(
+            &mut g,
+            "ours",
+            Some(procs),
+            procs,
+            || *ours.lock().expect("lock") += 1,
+            || *ours.lock().expect("lock"),
+        );
         common::contended(
             &mut g,
             "pthread_robust",

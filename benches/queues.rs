@@ -3,12 +3,16 @@
 //!
 //! Groups and ids (the report pairs "ours_*" with the others by group):
 //! - `roundtrip_u64`: `raw_atomic` (cache-line limit), `raw_futex` (blocking limit), `pipe`,
-//!   `unix_socket`, `ipc_channel`, `iceoryx2`; ours: `ours_queue_busy`, `ours_queue_blocking`.
+//!   `unix_socket`, `ipc_channel`, `iceoryx2`; ours: `ours_queue_busy` (two `Queue<u64>`,
+//!   `try_push`/`try_pop` spin loops), `ours_queue_blocking` (`push`/`pop`).
 //! - `throughput_u64`: `raw_ring` (cached-index SPSC ring between processes),
-//!   `crossbeam_array_queue` (between threads); ours: `ours_spsc`, `ours_queue`.
-//! - `message_bytes/<size>`: `memcpy`, `pipe`, `ipc_channel`; ours: `ours_channel`.
+//!   `crossbeam_array_queue` (between threads); ours: `ours_spsc` (`SpscQueue<u64>`, single
+//!   `try_push`/`try_pop`), `ours_spsc_batch` (`push_slice`/`pop_into`, batches of
+//!   [`BATCH`]), `ours_queue` (`Queue<u64>`, single `try_push`/`try_pop`), all between processes.
+//! - `message_bytes/<size>`: `memcpy`, `pipe`, `ipc_channel`; ours: `ours_channel` (not yet:
+//!   `Channel` is not in the crate yet).
 //! - `mpmc_scaling/<producers>`: `crossbeam_array_queue` with N producer and N consumer threads;
-//!   ours: `ours_queue`.
+//!   ours: `ours_queue` (`Queue<u64>` with N producer and N consumer processes).
 
 mod common;
 
@@ -18,6 +22,8 @@ use common::{
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+use multiproc::queue::PopError;
+use multiproc::{Queue, Shared, SpscQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 fn main() {
@@ -29,15 +35,96 @@ fn main() {
 
 fn roundtrip_u64(c: &mut Criterion) {
     let mut g = c.benchmark_group("roundtrip_u64");
-    // ours_queue_busy / ours_queue_blocking: two `Queue<u64>` (one per direction), the child
-    // pops and pushes back; busy = `try_pop` in a spin loop, blocking = `pop`.
     pingpong::raw_atomic(&mut g, "raw_atomic");
     pingpong::raw_futex(&mut g, "raw_futex");
     pingpong::pipe_u64(&mut g, "pipe");
     pingpong::unix_socket_u64(&mut g, "unix_socket");
     ipc_channel_u64(&mut g);
     iceoryx2_u64(&mut g);
+    ours_queue_roundtrip(&mut g, true);
+    ours_queue_roundtrip(&mut g, false);
     g.finish();
+}
+
+/// Capacity of the queues of the round-trip benches (one item in flight at a time).
+const ROUNDTRIP_CAP: usize = 64;
+
+/// Value that tells a responder or consumer child to leave.
+const STOP: u64 = u64::MAX;
+
+/// Busy `try_push` (with [`Spin`]): the queue only fills if the peer is gone.
+fn push_spin(q: &Queue<u64>, v: u64) {
+    let mut spin = Spin::new();
+    let mut v = v;
+    loop {
+        match q.try_push(v) {
+            Ok(()) => return,
+            Err(multiproc::queue::PushError::Full(back)) => {
+                v = back;
+                spin.wait();
+            }
+            Err(e) => panic!("try_push: {e:?}"),
+        }
+    }
+}
+
+/// Busy `try_pop` (with [`Spin`]).
+fn pop_spin(q: &Queue<u64>) -> u64 {
+    let mut spin = Spin::new();
+    loop {
+        match q.try_pop() {
+            Ok(v) => return v,
+            Err(PopError::Empty) => spin.wait(),
+            Err(e) => panic!("try_pop: {e:?}"),
+        }
+    }
+}
+
+/// Two `Queue<u64>`, one per direction: the parent pushes a sequence number and pops the echo;
+/// the child pops and pushes back. `busy`: `try_push`/`try_pop` spin loops on both sides
+/// (`ours_queue_busy`); else blocking `push`/`pop` (`ours_queue_blocking`).
+fn ours_queue_roundtrip(g: &mut BenchmarkGroup<'_, WallTime>, busy: bool) {
+    let to_child = Queue::<u64>::new(ROUNDTRIP_CAP).expect("Queue::new");
+    let to_parent = Queue::<u64>::new(ROUNDTRIP_CAP).expect("Queue::new");
+    let send = |q: &Queue<u64>, v: u64| {
+        if busy {
+            push_spin(q, v);
+        } else {
+            q.push(v).expect("push");
+        }
+    };
+    let recv = |q: &Queue<u64>| {
+        if busy {
+            pop_spin(q)
+        } else {
+            q.pop().expect("pop")
+        }
+    };
+    let mut seq = 0u64;
+    common::roundtrip(
+        g,
+        if busy {
+            "ours_queue_busy"
+        } else {
+            "ours_queue_blocking"
+        },
+        || {
+            loop {
+                let v = recv(&to_child);
+                if v == STOP {
+                    break;
+                }
+                send(&to_parent, v);
+            }
+        },
+        || {
+            seq += 1;
+            send(&to_child, seq);
+            let v = recv(&to_parent);
+            debug_assert_eq!(v, seq);
+        },
+        || send(&to_child, STOP),
+    );
 }
 
 /// ipc-channel: a typed `IpcSender<u64>` each way (what a user of the crate writes).
@@ -180,10 +267,135 @@ const RING_CAP: usize = 4096;
 fn throughput_u64(c: &mut Criterion) {
     let mut g = c.benchmark_group("throughput_u64");
     g.throughput(Throughput::Elements(1));
-    // ours_spsc: `SpscQueue<u64>` parent -> child; ours_queue: `Queue<u64>` parent -> child.
     raw_ring(&mut g);
     crossbeam_array_queue(&mut g);
+    ours_spsc(&mut g, false);
+    ours_spsc(&mut g, true);
+    ours_queue_throughput(&mut g);
     g.finish();
+}
+
+/// Items per `push_slice`/`pop_into` call of `ours_spsc_batch`.
+const BATCH: usize = 64;
+
+/// `SpscQueue<u64>` parent -> child (the consumer in the child checks it sees 0, 1, 2, ...;
+/// the clock stops when it has taken everything). `batch`: `push_slice`/`pop_into` of up to
+/// [`BATCH`] items (`ours_spsc_batch`); else single `try_push`/`try_pop` (`ours_spsc`).
+fn ours_spsc(g: &mut BenchmarkGroup<'_, WallTime>, batch: bool) {
+    let q = SpscQueue::<u64>::new(RING_CAP).expect("SpscQueue::new");
+    // How many items the consumer has taken, and the stop flag.
+    let ctl = Shared::new([AtomicU64::new(0), AtomicU64::new(0)]).expect("Shared::new");
+    let child = Child::fork(|| {
+        let mut rx = q.consumer().expect("consumer role");
+        let mut expect = 0u64;
+        let mut spin = Spin::new();
+        let mut buf = [0u64; BATCH];
+        loop {
+            let got = if batch {
+                let n = rx.pop_into(&mut buf).expect("pop_into");
+                for &v in &buf[..n] {
+                    assert_eq!(v, expect, "SpscQueue: out of order");
+                    expect += 1;
+                }
+                n
+            } else {
+                match rx.try_pop() {
+                    Ok(v) => {
+                        assert_eq!(v, expect, "SpscQueue: out of order");
+                        expect += 1;
+                        1
+                    }
+                    Err(PopError::Empty) => 0,
+                    Err(e) => panic!("try_pop: {e:?}"),
+                }
+            };
+            if got > 0 {
+                ctl[0].store(expect, Ordering::Release);
+                spin.reset();
+            } else if ctl[1].load(Ordering::Relaxed) != 0 {
+                break;
+            } else {
+                spin.wait();
+            }
+        }
+    });
+    let mut tx = q.producer().expect("producer role");
+    let mut next = 0u64;
+    let mut buf = [0u64; BATCH];
+    g.bench_function(
+        if batch {
+            "ours_spsc_batch"
+        } else {
+            "ours_spsc"
+        },
+        |b| {
+            b.iter_custom(|iters| {
+                timed(iters, |n| {
+                    let end = next + n;
+                    let mut spin = Spin::new();
+                    while next < end {
+                        if batch {
+                            let k = ((end - next) as usize).min(BATCH);
+                            for (j, slot) in buf[..k].iter_mut().enumerate() {
+                                *slot = next + j as u64;
+                            }
+                            let pushed = tx.push_slice(&buf[..k]).expect("push_slice");
+                            if pushed == 0 {
+                                spin.wait();
+                            } else {
+                                next += pushed as u64;
+                                spin.reset();
+                            }
+                        } else {
+                            match tx.try_push(next) {
+                                Ok(()) => {
+                                    next += 1;
+                                    spin.reset();
+                                }
+                                Err(multiproc::queue::PushError::Full(_)) => spin.wait(),
+                                Err(e) => panic!("try_push: {e:?}"),
+                            }
+                        }
+                    }
+                    spin_until(|| ctl[0].load(Ordering::Acquire) == end);
+                })
+            })
+        },
+    );
+    ctl[1].store(1, Ordering::Release);
+    assert!(child.finish(GRACE), "SpscQueue consumer failed");
+}
+
+/// `Queue<u64>` (MPMC) parent -> child, single `try_push`/`try_pop`, order checked.
+fn ours_queue_throughput(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let q = Queue::<u64>::new(RING_CAP).expect("Queue::new");
+    let taken = Shared::new(AtomicU64::new(0)).expect("Shared::new");
+    let child = Child::fork(|| {
+        let mut expect = 0u64;
+        loop {
+            let v = pop_spin(&q);
+            if v == STOP {
+                break;
+            }
+            assert_eq!(v, expect, "Queue: out of order");
+            expect += 1;
+            taken.store(expect, Ordering::Release);
+        }
+    });
+    let mut next = 0u64;
+    g.bench_function("ours_queue", |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    push_spin(&q, next);
+                    next += 1;
+                }
+                spin_until(|| taken.load(Ordering::Acquire) == next);
+            })
+        })
+    });
+    push_spin(&q, STOP);
+    assert!(child.finish(GRACE), "Queue consumer failed");
 }
 
 /// Layout of the raw SPSC ring in a shared page: producer index, consumer index and the stop flag
@@ -304,7 +516,7 @@ fn message_bytes(c: &mut Criterion) {
     let mut g = c.benchmark_group("message_bytes");
     for size in MESSAGE_SIZES {
         g.throughput(Throughput::Bytes(size as u64));
-        // ours_channel: `Channel<Vec<u8>>` (or the raw byte ring) parent -> child, same sizes.
+        // ours_channel: `Channel<Vec<u8>>` parent -> child, same sizes, once `Channel` lands.
         memcpy(&mut g, size);
         pipe_bytes(&mut g, size);
         ipc_channel_bytes(&mut g, size);
@@ -416,8 +628,8 @@ fn mpmc_scaling(c: &mut Criterion) {
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut n = 1;
     while n <= cpus {
-        // ours_queue: `Queue<u64>` with n producer and n consumer processes.
         crossbeam_scaling(&mut g, n);
+        ours_scaling(&mut g, n);
         n *= 2;
     }
     g.finish();
@@ -496,4 +708,95 @@ fn crossbeam_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
         stop.store(true, Ordering::Release);
     });
     common::Watchdog::disarm();
+}
+
+/// Control words of [`ours_scaling`], each on its own cache line of a shared page.
+const SC_GEN: usize = 0;
+const SC_BATCH: usize = CACHE_LINE;
+const SC_DONE: usize = 2 * CACHE_LINE;
+const SC_POPPED: usize = 3 * CACHE_LINE;
+const SC_STOP: usize = 4 * CACHE_LINE;
+
+/// `Queue<u64>` with `producers` producer processes and as many consumer processes, all forked
+/// children (the same shape as [`crossbeam_scaling`], processes instead of threads). One
+/// iteration is one item through the queue.
+fn ours_scaling(g: &mut BenchmarkGroup<'_, WallTime>, producers: usize) {
+    let q = Queue::<u64>::new(RING_CAP).expect("Queue::new");
+    let ctl = ShmPages::new(4096);
+    let generation: &AtomicU64 = ctl.at(SC_GEN);
+    let batch: &AtomicU64 = ctl.at(SC_BATCH);
+    let done: &AtomicU64 = ctl.at(SC_DONE);
+    let popped: &AtomicU64 = ctl.at(SC_POPPED);
+    let stop: &AtomicBool = ctl.at(SC_STOP);
+    let mut children = Vec::new();
+    for _ in 0..producers {
+        children.push(Child::fork(|| {
+            let mut spin = Spin::new();
+            loop {
+                match q.try_pop() {
+                    Ok(_) => {
+                        popped.fetch_add(1, Ordering::Relaxed);
+                        spin.reset();
+                    }
+                    Err(PopError::Empty) if stop.load(Ordering::Relaxed) => break,
+                    Err(PopError::Empty) => spin.wait(),
+                    Err(e) => panic!("try_pop: {e:?}"),
+                }
+            }
+        }));
+    }
+    for _ in 0..producers {
+        children.push(Child::fork(|| {
+            let mut seen = 0u64;
+            loop {
+                let mut spin = Spin::new();
+                let now = loop {
+                    let v = generation.load(Ordering::Acquire);
+                    if v != seen {
+                        break v;
+                    }
+                    spin.wait();
+                };
+                if now == STOP {
+                    break;
+                }
+                seen = now;
+                for v in 0..batch.load(Ordering::Acquire) {
+                    push_spin(&q, v);
+                }
+                done.fetch_add(1, Ordering::AcqRel);
+            }
+        }));
+    }
+    let mut round = 0u64;
+    g.bench_with_input(
+        BenchmarkId::new("ours_queue", producers),
+        &producers,
+        |b, _| {
+            b.iter_custom(|iters| {
+                let per = iters.div_ceil(producers as u64).max(1);
+                let total = per * producers as u64;
+                let before = popped.load(Ordering::Acquire);
+                let t = timed(iters, |_| {
+                    batch.store(per, Ordering::Release);
+                    round += 1;
+                    generation.store(round, Ordering::Release);
+                    spin_until(|| {
+                        done.load(Ordering::Acquire) == round * producers as u64
+                            && popped.load(Ordering::Acquire) - before == total
+                    });
+                });
+                // Report per item actually moved (per >= iters / producers).
+                t.mul_f64(iters as f64 / total as f64)
+            })
+        },
+    );
+    generation.store(STOP, Ordering::Release);
+    stop.store(true, Ordering::Release);
+    for child in children {
+        assert!(
+            child.finish(GRACE),
+            "mpmc_scaling/ours_queue/{producers}: child failed"
+        );
+    }
 }

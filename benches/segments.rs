@@ -3,7 +3,9 @@
 //! Groups and ids (the report pairs "ours_*" with the others by group):
 //! - `segment_4KiB`: create + open + close (unlink) of a named 4 KiB segment: `ours`
 //!   (`Segment::create` + `Segment::open` + drop), `shared_memory` (the crate: `ShmemConf`
-//!   create + open + drop); also `ours_anonymous` (`Segment::anonymous` + drop, no name).
+//!   create + open + drop); also `ours_anonymous` (`Segment::anonymous` + drop, no name) and
+//!   `ours_typed` (`Shared::<AtomicU64>::create` + `Shared::open` + drop: a named typed object,
+//!   built under a temporary name and renamed into place, then opened with its header checked).
 //! - `process_start`: start a trivial child and wait for it: `bare_fork` (`fork` + `_exit` +
 //!   `waitpid`), `bare_reexec` (`/proc/self/exe` with an env var that makes `main` exit at once,
 //!   via `std::process::Command`), `bare_fork_exec` (the same with raw `fork` + `execve`);
@@ -13,6 +15,7 @@ mod common;
 
 use criterion::Criterion;
 use std::ffi::CString;
+use std::sync::atomic::AtomicU64;
 
 fn main() {
     common::bench_main(&[segment_4k, process_start]);
@@ -34,6 +37,14 @@ fn segment_4k(c: &mut Criterion) {
     g.bench_function("ours_anonymous", |b| {
         b.iter(|| multiproc::Segment::anonymous(SEGMENT_LEN).expect("anonymous"))
     });
+    g.bench_function("ours_typed", |b| {
+        b.iter(|| {
+            let created = multiproc::Shared::create(&name, AtomicU64::new(0)).expect("create");
+            let opened = multiproc::Shared::<AtomicU64>::open(&name).expect("open");
+            drop(opened);
+            drop(created); // the owner unlinks
+        })
+    });
     g.bench_function("shared_memory", |b| {
         b.iter(|| {
             let created = shared_memory::ShmemConf::new()
@@ -54,8 +65,6 @@ fn segment_4k(c: &mut Criterion) {
 
 fn process_start(c: &mut Criterion) {
     let mut g = c.benchmark_group("process_start");
-    // ours_spawn: `Process::spawn(trivial, ())?.join()`; ours_fork: the same with the fork start
-    // method. Needs `multiproc::init()` in `common::bench_main`.
     g.bench_function("bare_fork", |b| {
         b.iter(|| {
             // SAFETY: the bench process is single-threaded; the child only calls `_exit`.
@@ -115,5 +124,28 @@ fn process_start(c: &mut Criterion) {
             assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         })
     });
+
+    // Ours last: the benches above fork from a process that has never started a child of ours.
+    g.bench_function("ours_spawn", |b| {
+        b.iter(|| {
+            multiproc::Process::spawn(trivial, ())
+                .expect("spawn")
+                .join()
+                .expect("join");
+        })
+    });
+    g.bench_function("ours_fork", |b| {
+        b.iter(|| {
+            // SAFETY: the bench process is single-threaded (criterion runs benches on this
+            // thread and no helper thread of ours is alive here).
+            unsafe { multiproc::Process::builder().fork_spawn(trivial, ()) }
+                .expect("fork_spawn")
+                .join()
+                .expect("join");
+        })
+    });
     g.finish();
 }
+
+/// The child's entry of the process start benches: nothing at all.
+fn trivial(_: ()) {}

@@ -97,6 +97,9 @@ ROWS = [
          ours="segment_4KiB/ours", limit=None,
          peers={"shared_memory": "segment_4KiB/shared_memory"},
          target=("shared_memory", "<=", 1.0)),
+    dict(op="Named Shared<u64> create+open+close", kind="time",
+         ours="segment_4KiB/ours_typed", limit=None,
+         peers={"shared_memory": "segment_4KiB/shared_memory"}),
     dict(op="Anonymous segment 4 KiB", kind="time",
          ours="segment_4KiB/ours_anonymous", limit=None, peers={}),
     dict(op="Process spawn+join (re-exec)", kind="time",
@@ -109,10 +112,19 @@ ROWS = [
          ours="throughput_u64/ours_spsc", limit="throughput_u64/raw_ring",
          peers={"crossbeam": "throughput_u64/crossbeam_array_queue"},
          target=("limit", ">=", 0.75)),
+    dict(op="SpscQueue one-way u64, batches of 64", kind="items",
+         ours="throughput_u64/ours_spsc_batch", limit="throughput_u64/raw_ring",
+         peers={"crossbeam": "throughput_u64/crossbeam_array_queue"}),
     dict(op="Queue (MPMC) one-way u64", kind="items",
          ours="throughput_u64/ours_queue", limit="throughput_u64/raw_ring",
          peers={"crossbeam": "throughput_u64/crossbeam_array_queue"}),
 ]
+for scenario, label in (("blocked", "waiter already blocked"), ("late", "locker arriving later")):
+    for stat in ("p50", "p99"):
+        ROWS.append(dict(op=f"Owner death detected, {label} ({stat})", kind="time",
+                         ours=f"owner_death/ours_{scenario}_{stat}", limit=None,
+                         peers={"pthread": f"owner_death/pthread_robust_{scenario}_{stat}"},
+                         target=("abs", "<=", 10e6) if stat == "p99" else None))
 for size, label in ((64, "64 B"), (4096, "4 KiB"), (1 << 20, "1 MiB")):
     ROWS.append(dict(op=f"Channel {label} messages", kind="bytes", size=size,
                      ours=f"message_bytes/ours_channel/{size}",
@@ -207,6 +219,23 @@ def read_python():
     return res, {k: v for k, v in data.items() if k != "results"}
 
 
+def read_owner_death(since=None):
+    """The owner-death loop of benches/blocking.rs (p50/p99/max per lock and scenario), as
+    results with ids owner_death/<lock>_<scenario>_<stat>."""
+    path = os.path.join(OUT_DIR, "owner_death.json")
+    if not os.path.exists(path) or (since is not None and os.path.getmtime(path) < since):
+        return {}
+    with open(path) as f:
+        data = json.load(f)
+    res = {}
+    for k, v in data["results"].items():
+        for stat in ("p50", "p99", "max"):
+            ns = v[f"{stat}_ns"]
+            res[f"{k}_{stat}"] = {"ns": ns, "median_ns": ns, "best_ns": ns, "throughput": None,
+                                  "n": v["n"]}
+    return res
+
+
 def machine():
     def sh(cmd):
         try:
@@ -269,7 +298,10 @@ def build(results):
         verdict = None
         tgt = spec.get("target")
         if tgt and ours is not None:
-            base = limit if tgt[0] == "limit" else peers.get(tgt[0])
+            if tgt[0] == "abs":
+                base = 1.0
+            else:
+                base = limit if tgt[0] == "limit" else peers.get(tgt[0])
             if base:
                 r = ours / base
                 verdict = (r <= tgt[2]) if tgt[1] == "<=" else (r >= tgt[2])
@@ -280,7 +312,8 @@ def build(results):
             "limit_id": spec.get("limit"), "limit": limit,
             "peers": {c: {"id": spec["peers"][c], "value": peers[c]} for c in peers},
             "best_peer": best_col, "ours_vs_limit": vs_limit, "ours_vs_best_peer": vs_best,
-            "target": None if not tgt else f"{tgt[1]}{tgt[2]}x {tgt[0]}",
+            "target": None if not tgt else (f"{tgt[1]}{fmt(spec, tgt[2])}" if tgt[0] == "abs"
+                                            else f"{tgt[1]}{tgt[2]}x {tgt[0]}"),
             "target_met": verdict,
         })
     return rows
@@ -450,6 +483,7 @@ def main():
         if not args.skip_python:
             run_python(args.python_time)
     results = read_criterion(since)
+    results.update(read_owner_death(since))
     py, py_info = read_python()
     results.update(py)
     info = machine()

@@ -36,7 +36,8 @@ pub fn bench_main(groups: &[fn(&mut criterion::Criterion)]) {
         // SAFETY: `_exit` ends the process at once; nothing needs to run.
         unsafe { libc::_exit(0) };
     }
-    // multiproc::init(); // enable once the process launcher lands: spawned children dispatch here
+    // A child started by `Process::spawn` runs its entry here and exits.
+    multiproc::init();
     Watchdog::install();
     let mut c = criterion::Criterion::default().configure_from_args();
     for g in groups {
@@ -244,6 +245,79 @@ pub fn futex_wake(word: &AtomicU32, n: i32) {
     unsafe {
         libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n);
     }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: comparable between processes (unlike `Instant`).
+pub fn mono_ns() -> u64 {
+    // SAFETY: an all-zero timespec is valid; clock_gettime only writes it.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: `ts` is a valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Criterion options that take a value (so the next argument is not a filter).
+const VALUED_OPTIONS: [&str; 18] = [
+    "-s",
+    "--save-baseline",
+    "-b",
+    "--baseline",
+    "--baseline-lenient",
+    "--load-baseline",
+    "-c",
+    "--color",
+    "--output-format",
+    "--plotting-backend",
+    "--sample-size",
+    "--warm-up-time",
+    "--measurement-time",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--profile-time",
+];
+
+/// Whether a measurement outside criterion named `name` should run under this command line:
+/// not with `--list`, and only if there is no filter or a filter is a substring of `name` (or
+/// `name` of it). Criterion's filters are regexes; plain words behave the same here.
+pub fn selected(name: &str) -> bool {
+    let mut args = std::env::args().skip(1);
+    let mut filters = Vec::new();
+    while let Some(a) = args.next() {
+        if a == "--list" {
+            return false;
+        }
+        if a.starts_with('-') {
+            if !a.contains('=') && VALUED_OPTIONS.contains(&a.as_str()) {
+                args.next();
+            }
+            continue;
+        }
+        filters.push(a);
+    }
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|f| name.contains(f.as_str()) || f.contains(name))
+}
+
+/// Whether criterion runs in test mode (`--test`: each bench once, as a smoke test).
+pub fn test_mode() -> bool {
+    std::env::args().any(|a| a == "--test")
+}
+
+/// Where the bench report's extra files go: `<target>/bench-report` (criterion's target dir:
+/// `CARGO_TARGET_DIR`, else three levels above this executable, `target/release/deps/..`).
+pub fn report_dir() -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.parent()?.parent()?.parent()?.to_path_buf())
+        })
+        .unwrap_or_else(|| "target".into());
+    target.join("bench-report")
 }
 
 /// Fruitless rounds a [`Spin`] spins before it starts yielding the CPU.
@@ -495,6 +569,20 @@ impl PthreadRobustMutex {
         } else {
             debug_assert_eq!(r, 0);
         }
+    }
+
+    /// Locks and says whether the previous owner had died holding it (`EOWNERDEAD`, made
+    /// consistent here).
+    pub fn lock_owner_died(&self) -> bool {
+        // SAFETY: `ptr` is an initialised process-shared mutex (see `init`).
+        let r = unsafe { libc::pthread_mutex_lock(self.ptr) };
+        if r == libc::EOWNERDEAD {
+            // SAFETY: as above; we own it now.
+            unsafe { libc::pthread_mutex_consistent(self.ptr) };
+            return true;
+        }
+        assert_eq!(r, 0, "pthread_mutex_lock");
+        false
     }
 
     /// Unlocks.
