@@ -4,7 +4,7 @@
 //! The rings receive this as a value (`impl Env`) rather than calling the OS, so loom models and
 //! tests can stand in a peer that stops at a chosen step and is then reported dead.
 
-use crate::sys::proc::{ThreadState, current_thread_identity, getpid, process_start_time};
+use crate::sys::proc::{ThreadState, current_process_identity, current_thread_identity};
 
 /// A point inside a push or pop where a model peer can stop as if killed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,9 +73,8 @@ impl Env for OsEnv {
     }
 
     fn process_identity(&self) -> u64 {
-        let pid = getpid();
-        let start = process_start_time(pid).unwrap_or(0) as u32;
-        (u64::from(pid) << 32) | u64::from(start)
+        let (pid, start) = current_process_identity();
+        (u64::from(pid) << 32) | u64::from(start as u32)
     }
 
     fn process_dead(&self, id: u64) -> bool {

@@ -136,10 +136,9 @@ impl Header {
         self.fingerprint.store(spec.fingerprint, r);
         self.payload_offset.store(spec.payload_offset() as u64, r);
         self.payload_len.store(payload_len as u64, r);
-        let pid = crate::sys::proc::getpid();
+        let (pid, start) = crate::sys::proc::current_process_identity();
         self.creator_pid.store(pid, r);
-        self.creator_start_time
-            .store(crate::sys::proc::process_start_time(pid).unwrap_or(0), r);
+        self.creator_start_time.store(start, r);
         let name = spec.type_label.as_bytes();
         let name = &name[..name.len().min(TYPE_NAME_CAP)];
         self.type_name_len.store(name.len() as u32, r);

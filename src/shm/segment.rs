@@ -111,7 +111,7 @@ impl Segment {
         let name = validate_name(name)?;
         let len = validate_len(len as u64)?;
         let fd = os::create_named(name, len).map_err(|e| name_error(e, name))?;
-        Self::map_fd(fd, Some(name.to_owned()), true, true, opts).inspect_err(|_| {
+        Self::map_fd(fd, Some(len), Some(name.to_owned()), true, true, opts).inspect_err(|_| {
             let _ = os::unlink_named(name);
         })
     }
@@ -130,9 +130,10 @@ impl Segment {
         let len = validate_len(len as u64)?;
         let tmp = temp_name(name);
         let fd = os::create_named(&tmp, len).map_err(|e| name_error(e, name))?;
-        let mut segment = Self::map_fd(fd, None, false, true, opts).inspect_err(|_| {
-            let _ = os::unlink_named(&tmp);
-        })?;
+        let mut segment =
+            Self::map_fd(fd, Some(len), None, false, true, opts).inspect_err(|_| {
+                let _ = os::unlink_named(&tmp);
+            })?;
         init(&segment);
         if let Err(e) = os::rename_noreplace(&tmp, name) {
             let _ = os::unlink_named(&tmp);
@@ -174,8 +175,15 @@ impl Segment {
     fn open_impl(name: &str, writable: bool, opts: &ShmOptions) -> Result<Segment> {
         let name = validate_name(name)?;
         let fd = os::open_named(name, writable).map_err(|e| name_error(e, name))?;
-        check_ownership(fd.as_fd(), opts)?;
-        Self::map_fd(fd, Some(name.to_owned()), false, writable, opts)
+        let info = check_ownership(fd.as_fd(), opts)?;
+        Self::map_fd(
+            fd,
+            Some(info.len),
+            Some(name.to_owned()),
+            false,
+            writable,
+            opts,
+        )
     }
 
     /// Creates an anonymous segment of `len` bytes: a memfd sealed against shrinking and growing,
@@ -188,7 +196,7 @@ impl Segment {
     pub fn anonymous_with(len: usize, opts: &ShmOptions) -> Result<Segment> {
         let len = validate_len(len as u64)?;
         let fd = os::create_anonymous(len)?;
-        Self::map_fd(fd, None, false, true, opts)
+        Self::map_fd(fd, Some(len), None, false, true, opts)
     }
 
     /// Maps an fd received from a parent (an anonymous segment, or a named one passed by fd).
@@ -197,27 +205,33 @@ impl Segment {
         name: Option<String>,
         opts: &ShmOptions,
     ) -> Result<Segment> {
-        if name.is_none() {
+        let known_len = if name.is_none() {
             let seals = os::seals(fd.as_fd()).unwrap_or(0);
             if seals & os::REQUIRED_SEALS != os::REQUIRED_SEALS {
                 return Err(Error::PermissionDenied {
                     reason: "anonymous segment is not sealed against resizing",
                 });
             }
+            None
         } else {
-            check_ownership(fd.as_fd(), opts)?;
-        }
-        Self::map_fd(fd, name, false, true, opts)
+            Some(check_ownership(fd.as_fd(), opts)?.len)
+        };
+        Self::map_fd(fd, known_len, name, false, true, opts)
     }
 
+    /// Maps `fd`; `known_len` is its length when the caller just set or read it (saves an fstat).
     fn map_fd(
         fd: OwnedFd,
+        known_len: Option<u64>,
         name: Option<String>,
         owner: bool,
         writable: bool,
         opts: &ShmOptions,
     ) -> Result<Segment> {
-        let mut len = os::file_info(fd.as_fd())?.len;
+        let mut len = match known_len {
+            Some(len) => len,
+            None => os::file_info(fd.as_fd())?.len,
+        };
         if len == 0 && !owner && name.is_some() {
             // A creator may sit between O_EXCL and ftruncate; give it the init timeout.
             let deadline = crate::sys::time::Deadline::after(opts.init_timeout);
@@ -360,8 +374,7 @@ pub(crate) const TEMP_PREFIX: &str = ".mp-tmp.";
 fn temp_name(name: &str) -> String {
     use std::sync::atomic::AtomicU64;
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let pid = crate::sys::proc::getpid();
-    let start = crate::sys::proc::process_start_time(pid).unwrap_or(0);
+    let (pid, start) = crate::sys::proc::current_process_identity();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{TEMP_PREFIX}{pid}.{start}.{n}.{name}")
 }
@@ -417,11 +430,13 @@ fn validate_len(len: u64) -> Result<u64> {
     }
 }
 
-fn check_ownership(fd: BorrowedFd<'_>, opts: &ShmOptions) -> Result<()> {
-    if opts.allow_foreign {
-        return Ok(());
-    }
+/// Refuses a segment of another user or one writable by group or others (unless allowed), and
+/// returns what `fstat` said, so callers need not ask again.
+fn check_ownership(fd: BorrowedFd<'_>, opts: &ShmOptions) -> Result<os::FileInfo> {
     let info = os::file_info(fd)?;
+    if opts.allow_foreign {
+        return Ok(info);
+    }
     if info.uid != os::geteuid() {
         return Err(Error::PermissionDenied {
             reason: "segment is owned by another user",
@@ -432,7 +447,7 @@ fn check_ownership(fd: BorrowedFd<'_>, opts: &ShmOptions) -> Result<()> {
             reason: "segment is writable by group or others",
         });
     }
-    Ok(())
+    Ok(info)
 }
 
 /// Turns the OS error of a named operation into the matchable error.

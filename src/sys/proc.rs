@@ -60,6 +60,18 @@ pub(crate) fn current_thread_identity() -> (u32, u64) {
     })
 }
 
+/// This process's id and start time (0 when `/proc` cannot say), read from `/proc` once per
+/// process: a forked child has another pid, which invalidates the cache.
+pub(crate) fn current_process_identity() -> (u32, u64) {
+    static CACHED: std::sync::Mutex<(u32, u64)> = std::sync::Mutex::new((0, 0));
+    let pid = getpid();
+    let mut cached = CACHED.lock().unwrap_or_else(|e| e.into_inner());
+    if cached.0 != pid {
+        *cached = (pid, process_start_time(pid).unwrap_or(0));
+    }
+    *cached
+}
+
 /// The calling process's id.
 pub(crate) fn getpid() -> u32 {
     // SAFETY: getpid has no preconditions and cannot fail.

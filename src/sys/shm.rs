@@ -31,7 +31,8 @@ pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     Ok((st.st_dev, st.st_ino))
 }
 
-/// Creates `/dev/shm/<name>` exclusively with mode 0600 and sets its length.
+/// Creates `/dev/shm/<name>` exclusively with mode 0600 (less what the umask clears) and sets its
+/// length.
 ///
 /// The file is visible under its name from the moment it exists; callers publish its contents
 /// through the segment header's init state, not through the name.
@@ -42,9 +43,7 @@ pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
     let fd = cvt_retry(|| unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) })?;
     // SAFETY: `fd` was just returned by open and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // The umask may have cleared bits but never adds any; force exactly 0600 anyway.
-    // SAFETY: `fd` is a valid open fd.
-    cvt_retry(|| unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) })?;
+    // The umask can only clear bits of 0600, never add group or other access.
     if let Err(e) = set_len(fd.as_fd(), len) {
         let _ = unlink_named(name);
         return Err(e);
