@@ -312,7 +312,7 @@ impl Segment {
 impl Drop for Inner {
     fn drop(&mut self) {
         if let (true, Some(name)) = (self.owner, &self.name) {
-            if !self.persisted.load(Ordering::Relaxed) && os::is_same_file(self.fd.as_fd(), name) {
+            if !self.persisted.load(Ordering::Relaxed) && os::is_still_linked(self.fd.as_fd()) {
                 // Errors are ignored: the name may already be gone, and Drop cannot report.
                 let _ = os::unlink_named(name);
             }

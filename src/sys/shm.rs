@@ -163,14 +163,15 @@ impl AsRawFd for FdRef<'_> {
     }
 }
 
-/// Whether `/dev/shm/<name>` is still the file open as `fd` (same device and inode), so an owner
-/// never unlinks a segment someone else created after the original was removed.
-pub(crate) fn is_same_file(fd: BorrowedFd<'_>, name: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(path) = std::fs::symlink_metadata(format!("{SHM_DIR}/{name}")) else {
-        return false;
-    };
-    file_identity(fd).is_ok_and(|(dev, ino)| path.dev() == dev && path.ino() == ino)
+/// Whether the file open as `fd` still has a name (its link count is not zero). An owner that
+/// finds its file unlinked leaves the name alone: it may belong to a successor by now. Named
+/// segments are never renamed after creation, so a linked file is linked under its own name (a
+/// same-user peer that renames files can do worse than this anyway; see SAFETY.md).
+pub(crate) fn is_still_linked(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
+    cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).is_ok() && st.st_nlink > 0
 }
 
 /// Renames `/dev/shm/<from>` to `/dev/shm/<to>` unless `to` exists (`EEXIST` then): the atomic
