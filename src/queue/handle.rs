@@ -172,6 +172,114 @@ impl<R> RingObject<R> {
     }
 }
 
+/// The constructors, queries and trait impls that [`Queue`] and [`SpscQueue`] share.
+macro_rules! ring_handle {
+    ($handle:ident) => {
+        impl<T: Pod + Send> $handle<T> {
+            /// A new anonymous queue holding up to `capacity` values (1 to 2^28).
+            ///
+            /// # Errors
+            /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
+            pub fn new(capacity: usize) -> Result<Self> {
+                RingObject::create(None, capacity, false).map(|inner| Self { inner })
+            }
+
+            /// A new queue under `name`.
+            ///
+            /// # Errors
+            /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`].
+            pub fn create(name: &str, capacity: usize) -> Result<Self> {
+                RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
+            }
+
+            /// Opens the queue another process created under `name`.
+            ///
+            /// # Errors
+            /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
+            pub fn open(name: &str) -> Result<Self> {
+                RingObject::open(name).map(|inner| Self { inner })
+            }
+
+            /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue keeps
+            /// its own capacity.
+            pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+                RingObject::create(Some(name), capacity, true).map(|inner| Self { inner })
+            }
+
+            /// Closes the queue for everyone and wakes every blocked caller; what is queued can
+            /// still be popped.
+            pub fn close(&self) {
+                self.inner.ring.close()
+            }
+
+            /// Whether the queue was closed.
+            pub fn is_closed(&self) -> bool {
+                self.inner.ring.is_closed()
+            }
+
+            /// Number of values (approximate while others push and pop, as in Python).
+            pub fn len(&self) -> usize {
+                self.inner.ring.len()
+            }
+
+            /// Whether the queue looks empty.
+            pub fn is_empty(&self) -> bool {
+                self.inner.ring.is_empty()
+            }
+
+            /// Whether the queue looks full.
+            pub fn is_full(&self) -> bool {
+                self.inner.ring.is_full()
+            }
+
+            /// Maximum number of values.
+            pub fn capacity(&self) -> usize {
+                self.inner.ring.capacity()
+            }
+
+            /// The name, or `None` for an anonymous queue.
+            pub fn name(&self) -> Option<&str> {
+                self.inner.object.segment().name()
+            }
+
+            /// Keeps the name after the creator's handles drop.
+            pub fn persist(&self) {
+                self.inner.object.persist()
+            }
+        }
+
+        impl<T: Pod + Send> Clone for $handle<T> {
+            fn clone(&self) -> Self {
+                Self {
+                    inner: self.inner.clone(),
+                }
+            }
+        }
+
+        impl<T: Pod + Send> fmt::Debug for $handle<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($handle))
+                    .field("type", &std::any::type_name::<T>())
+                    .field("capacity", &self.capacity())
+                    .field("name", &self.name())
+                    .finish()
+            }
+        }
+
+        impl<T: Pod + Send> Serialize for $handle<T> {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                self.inner.object.segment().serialize(s)
+            }
+        }
+
+        impl<'de, T: Pod + Send> Deserialize<'de> for $handle<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                RingObject::deserialize(d).map(|inner| Self { inner })
+            }
+        }
+    };
+}
+
 /// A bounded multi-producer multi-consumer queue of `Pod` values in shared memory, Python's
 /// `multiprocessing.Queue` without the pickling: values are copied into and out of a lock-free
 /// ring (Vyukov's), and an uncontended push or pop makes no system call.
@@ -196,33 +304,9 @@ pub struct Queue<T: Pod + Send> {
     inner: RingObject<MpmcRef<'static, T>>,
 }
 
+ring_handle!(Queue);
+
 impl<T: Pod + Send> Queue<T> {
-    /// A new anonymous queue holding up to `capacity` values (any capacity from 1 to 2^28).
-    ///
-    /// # Errors
-    /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
-    pub fn new(capacity: usize) -> Result<Self> {
-        RingObject::create(None, capacity, false).map(|inner| Self { inner })
-    }
-
-    /// A new queue under `name`.
-    pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
-    }
-
-    /// Opens the queue another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
-    pub fn open(name: &str) -> Result<Self> {
-        RingObject::open(name).map(|inner| Self { inner })
-    }
-
-    /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue keeps its own.
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-        RingObject::create(Some(name), capacity, true).map(|inner| Self { inner })
-    }
-
     /// Appends `value`, waiting while the queue is full.
     pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
         self.inner.ring.push(value)
@@ -256,76 +340,6 @@ impl<T: Pod + Send> Queue<T> {
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
         self.inner.ring.pop_timeout(timeout)
     }
-
-    /// Closes the queue for everyone and wakes every blocked caller.
-    pub fn close(&self) {
-        self.inner.ring.close()
-    }
-
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        self.inner.ring.is_closed()
-    }
-
-    /// Number of values (approximate while others push and pop, as in Python).
-    pub fn len(&self) -> usize {
-        self.inner.ring.len()
-    }
-
-    /// Whether the queue looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.inner.ring.is_empty()
-    }
-
-    /// Whether the queue looks full.
-    pub fn is_full(&self) -> bool {
-        self.inner.ring.is_full()
-    }
-
-    /// Maximum number of values.
-    pub fn capacity(&self) -> usize {
-        self.inner.ring.capacity()
-    }
-
-    /// The name, or `None` for an anonymous queue.
-    pub fn name(&self) -> Option<&str> {
-        self.inner.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.inner.object.persist()
-    }
-}
-
-impl<T: Pod + Send> Clone for Queue<T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<T: Pod + Send> fmt::Debug for Queue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Queue")
-            .field("type", &std::any::type_name::<T>())
-            .field("capacity", &self.capacity())
-            .field("name", &self.name())
-            .finish()
-    }
-}
-
-impl<T: Pod + Send> Serialize for Queue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.inner.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Queue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        RingObject::deserialize(d).map(|inner| Self { inner })
-    }
 }
 
 /// A bounded single-producer single-consumer queue of `Pod` values in shared memory: the
@@ -349,22 +363,9 @@ pub struct SpscQueue<T: Pod + Send> {
     inner: RingObject<SpscRef<'static, T>>,
 }
 
+ring_handle!(SpscQueue);
+
 impl<T: Pod + Send> SpscQueue<T> {
-    /// A new anonymous queue holding up to `capacity` values.
-    pub fn new(capacity: usize) -> Result<Self> {
-        RingObject::create(None, capacity, false).map(|inner| Self { inner })
-    }
-
-    /// A new queue under `name`.
-    pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
-    }
-
-    /// Opens the queue another process created under `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        RingObject::open(name).map(|inner| Self { inner })
-    }
-
     /// Claims the producer role.
     pub fn producer(&self) -> std::result::Result<SpscProducer<T>, RoleError> {
         let role = self.inner.ring.producer()?;
@@ -381,76 +382,6 @@ impl<T: Pod + Send> SpscQueue<T> {
             role,
             _queue: self.clone(),
         })
-    }
-
-    /// Closes the queue and wakes both ends; the consumer drains what is left.
-    pub fn close(&self) {
-        self.inner.ring.close()
-    }
-
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        self.inner.ring.is_closed()
-    }
-
-    /// Number of values (approximate).
-    pub fn len(&self) -> usize {
-        self.inner.ring.len()
-    }
-
-    /// Whether the queue looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.inner.ring.is_empty()
-    }
-
-    /// Whether the queue looks full.
-    pub fn is_full(&self) -> bool {
-        self.inner.ring.is_full()
-    }
-
-    /// Maximum number of values.
-    pub fn capacity(&self) -> usize {
-        self.inner.ring.capacity()
-    }
-
-    /// The name, or `None` for an anonymous queue.
-    pub fn name(&self) -> Option<&str> {
-        self.inner.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.inner.object.persist()
-    }
-}
-
-impl<T: Pod + Send> Clone for SpscQueue<T> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<T: Pod + Send> fmt::Debug for SpscQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SpscQueue")
-            .field("type", &std::any::type_name::<T>())
-            .field("capacity", &self.capacity())
-            .field("name", &self.name())
-            .finish()
-    }
-}
-
-impl<T: Pod + Send> Serialize for SpscQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.inner.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for SpscQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        RingObject::deserialize(d).map(|inner| Self { inner })
     }
 }
 
