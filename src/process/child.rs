@@ -66,7 +66,7 @@ fn parse_env(var: &str) -> Option<(RawFd, u64)> {
 fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
     let record::Boot { meta, args } = boot;
     registry::set_current(Identity {
-        name: meta.name,
+        name: Some(meta.name),
         path: meta.identity,
     });
     if let Some(fd) = meta.daemon_fd {

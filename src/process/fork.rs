@@ -23,10 +23,10 @@ pub(super) unsafe fn fork_spawn<A, R>(
 where
     R: Serialize + DeserializeOwned,
 {
-    let token = sys::random_u64()?;
+    let token = registry::next_token()?;
     let memfd = sys::memfd(c"multiproc-fork")?;
-    let (path, default_name) = registry::next_identity();
-    let name = opts.name.map_or(default_name, str::to_owned);
+    let path = registry::next_identity();
+    let name = opts.name.map(str::to_owned);
     if opts.daemon {
         // Created before the fork so the child finds its read end.
         registry::daemon_read_fd()?;
@@ -51,7 +51,13 @@ where
     // The child runs on its own copy of `args`; the parent's copy is dropped like any moved value.
     drop(args);
     let pidfd = sys::pidfd_open(pid)?;
-    let child = Arc::new(Child::new(pid, name, pidfd, memfd, token));
+    let child = Arc::new(Child::new(
+        pid,
+        Identity { name, path },
+        pidfd,
+        memfd,
+        token,
+    ));
     registry::register(Arc::clone(&child));
     Ok(child)
 }

@@ -6,8 +6,8 @@
 //!
 //! The parent's side keeps its own `O_CLOEXEC` duplicate of every exported fd until the child has
 //! been started, so the value being serialised may even drop its fd at once. Only the launcher's
-//! `pre_exec` step, in the forked child, clears `FD_CLOEXEC` on those duplicates; the parent's
-//! fds never become inheritable, so children that other threads start meanwhile inherit nothing.
+//! `posix_spawn` file actions (`adddup2(fd, fd)`), in the child, clear `FD_CLOEXEC` on those
+//! duplicates; the parent's fds never become inheritable, so children that other threads start meanwhile inherit nothing.
 //! In the child, the inherited fds are closed as soon as the arguments are decoded, so they do
 //! not leak into grandchildren; the fds handed out by [`import_fd`] are `O_CLOEXEC`.
 

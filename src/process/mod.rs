@@ -115,7 +115,7 @@ pub struct Process<R = ()> {
 impl<R> fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
-            .field("name", &self.child.name)
+            .field("name", &self.child.name())
             .field("pid", &self.child.pid)
             .finish()
     }
@@ -149,7 +149,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 
     /// The child's name (`current_process().name` in the child).
     pub fn name(&self) -> &str {
-        &self.child.name
+        self.child.name()
     }
 
     /// Whether the child is still running (not exited, not killed).
@@ -177,7 +177,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// in the entry), [`Error::Spawn`] if it exited 0 without ever running its entry (no
     /// [`init`]), [`Error::Serialization`] if arguments or result could not be decoded.
     pub fn join(self) -> Result<R> {
-        let status = self.wait(None)?;
+        let status = self.child.reap()?;
         registry::unregister(&self.child);
         self.outcome(status)
     }
@@ -211,7 +211,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         }
     }
 
-    /// Waits (until `deadline`, if any) for the child to end and reaps it.
+    /// Waits until `deadline` for the child to end and reaps it.
     fn wait(&self, deadline: Option<Deadline>) -> Result<ExitStatus> {
         loop {
             if let Some(status) = self.child.poll()? {
@@ -362,7 +362,7 @@ pub fn active_children() -> Vec<ChildInfo> {
     registry::alive_children()
         .iter()
         .map(|c| ChildInfo {
-            name: c.name.clone(),
+            name: c.name().to_owned(),
             pid: c.pid,
         })
         .collect()

@@ -124,36 +124,60 @@ pub(super) fn result_write(fd: BorrowedFd<'_>, token: u64, outcome: &Outcome) ->
         Outcome::BadArgs(m) => (KIND_BAD_ARGS, m.as_bytes()),
         Outcome::BadResult(m) => (KIND_BAD_RESULT, m.as_bytes()),
     };
+    let mut header = [0u8; RESULT_HEADER];
+    header[..8].copy_from_slice(&RESULT_MAGIC.to_le_bytes());
+    header[8..16].copy_from_slice(&token.to_le_bytes());
+    header[16] = kind;
+    header[17..].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    // Small records go out in one write from the stack: no allocation (and no heap page
+    // touched) in a child that is about to exit.
+    let mut small = [0u8; SMALL_RECORD];
+    if let Some(room) = small.get_mut(RESULT_HEADER..RESULT_HEADER + payload.len()) {
+        room.copy_from_slice(payload);
+        small[..RESULT_HEADER].copy_from_slice(&header);
+        return sys::write_all_at(fd, &small[..RESULT_HEADER + payload.len()], 0);
+    }
     let mut buf = Vec::with_capacity(RESULT_HEADER + payload.len());
-    buf.extend_from_slice(&RESULT_MAGIC.to_le_bytes());
-    buf.extend_from_slice(&token.to_le_bytes());
-    buf.push(kind);
-    buf.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&header);
     buf.extend_from_slice(payload);
     sys::write_all_at(fd, &buf, 0)
 }
 
+/// Records up to this size are written and read in one call through a stack buffer.
+const SMALL_RECORD: usize = 256;
+
 /// Reads the result record from `fd`: `Ok(None)` if the file does not hold one for `token`
 /// (the child never reported).
 pub(super) fn result_read(fd: BorrowedFd<'_>, token: u64) -> io::Result<Option<Outcome>> {
-    let mut header = [0u8; RESULT_HEADER];
-    match sys::read_exact_at(fd, &mut header, 0) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    // One read usually holds the whole record; a short read is the end of the file.
+    let mut first = [0u8; SMALL_RECORD];
+    let mut got = 0;
+    while got < first.len() {
+        match sys::read_at(fd, &mut first[got..], got as u64)? {
+            0 => break,
+            n => got += n,
+        }
     }
+    let Some(header) = first[..got].get(..RESULT_HEADER) else {
+        return Ok(None);
+    };
     let word = |i: usize| u64::from_le_bytes(header[i..i + 8].try_into().unwrap_or_default());
     if word(0) != RESULT_MAGIC || word(8) != token {
         return Ok(None);
     }
     let kind = header[16];
     let len = word(17);
-    let total = crate::sys::shm::file_info(fd)?.len;
-    if len > total.saturating_sub(RESULT_HEADER as u64) {
-        return Ok(None);
-    }
-    let mut payload = vec![0u8; len as usize];
-    sys::read_exact_at(fd, &mut payload, RESULT_HEADER as u64)?;
+    let payload = if len <= (got - RESULT_HEADER) as u64 {
+        first[RESULT_HEADER..RESULT_HEADER + len as usize].to_vec()
+    } else {
+        let total = crate::sys::shm::file_info(fd)?.len;
+        if len > total.saturating_sub(RESULT_HEADER as u64) {
+            return Ok(None);
+        }
+        let mut payload = vec![0u8; len as usize];
+        sys::read_exact_at(fd, &mut payload, RESULT_HEADER as u64)?;
+        payload
+    };
     let text = |p: Vec<u8>| String::from_utf8_lossy(&p).into_owned();
     Ok(match kind {
         KIND_RETURNED => Some(Outcome::Returned(payload)),

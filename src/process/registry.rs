@@ -4,8 +4,8 @@
 use super::ExitStatus;
 use crate::sys::process as sys;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 /// Set by `init()`: a process that was started as a child but never called it must not spawn
 /// (it would re-run `main`, or a whole test suite, in an endless chain of children).
@@ -19,8 +19,46 @@ static CREATED: AtomicU32 = AtomicU32::new(0);
 
 /// Who this process is; `None` in the main process.
 pub(super) struct Identity {
-    pub(super) name: String,
+    /// The name it was given, or `None` for the default one (formatted from `path` on demand).
+    pub(super) name: Option<String>,
     pub(super) path: Vec<u32>,
+}
+
+/// The default name of the process at `path`: `Process-1:2` for `[1, 2]`.
+pub(super) fn default_name(path: &[u32]) -> String {
+    let mut name = String::from("Process-");
+    for (i, n) in path.iter().enumerate() {
+        if i > 0 {
+            name.push(':');
+        }
+        name.push_str(&n.to_string());
+    }
+    name
+}
+
+/// Random per-process seed of the bootstrap tokens; 0 until first use (and again in a forked
+/// child, which must not repeat its parent's sequence).
+static TOKEN_SEED: AtomicU64 = AtomicU64::new(0);
+/// Tokens handed out so far.
+static TOKEN_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh bootstrap token: one `getrandom` per process, then the splitmix64 finaliser of the
+/// seed plus a counter, so no two children of a process share a token and none is guessable
+/// without the seed.
+pub(super) fn next_token() -> std::io::Result<u64> {
+    let mut seed = TOKEN_SEED.load(Ordering::Relaxed);
+    if seed == 0 {
+        let fresh = sys::random_u64()? | 1;
+        seed = match TOKEN_SEED.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => fresh,
+            Err(current) => current,
+        };
+    }
+    let n = TOKEN_COUNT.fetch_add(1, Ordering::Relaxed);
+    let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Ok(z ^ (z >> 31))
 }
 
 static CURRENT: Mutex<Option<Identity>> = Mutex::new(None);
@@ -38,27 +76,28 @@ pub(super) fn set_current(identity: Identity) {
 
 /// This process's name: the name it was spawned with, or `MainProcess`.
 pub(super) fn current_name() -> String {
-    lock(&CURRENT)
-        .as_ref()
-        .map_or_else(|| "MainProcess".to_owned(), |id| id.name.clone())
+    lock(&CURRENT).as_ref().map_or_else(
+        || "MainProcess".to_owned(),
+        |id| id.name.clone().unwrap_or_else(|| default_name(&id.path)),
+    )
 }
 
-/// The identity path and default name of the next child.
-pub(super) fn next_identity() -> (Vec<u32>, String) {
+/// The identity path of the next child.
+pub(super) fn next_identity() -> Vec<u32> {
     let n = CREATED.fetch_add(1, Ordering::Relaxed) + 1;
     let mut path = lock(&CURRENT)
         .as_ref()
         .map_or_else(Vec::new, |id| id.path.clone());
     path.push(n);
-    let parts: Vec<String> = path.iter().map(u32::to_string).collect();
-    let name = format!("Process-{}", parts.join(":"));
-    (path, name)
+    path
 }
 
 /// What the parent knows about one child; shared by its `Process` handle and the registry.
 pub(super) struct Child {
     pub(super) pid: u32,
-    pub(super) name: String,
+    /// The given name, or the default one, formatted from `path` on first use.
+    name: OnceLock<String>,
+    path: Vec<u32>,
     pub(super) pidfd: OwnedFd,
     /// The memfd holding the bootstrap, then the result.
     pub(super) memfd: OwnedFd,
@@ -68,10 +107,21 @@ pub(super) struct Child {
 }
 
 impl Child {
-    pub(super) fn new(pid: u32, name: String, pidfd: OwnedFd, memfd: OwnedFd, token: u64) -> Self {
+    pub(super) fn new(
+        pid: u32,
+        identity: Identity,
+        pidfd: OwnedFd,
+        memfd: OwnedFd,
+        token: u64,
+    ) -> Self {
+        let name = OnceLock::new();
+        if let Some(given) = identity.name {
+            let _ = name.set(given);
+        }
         Self {
             pid,
             name,
+            path: identity.path,
             pidfd,
             memfd,
             token,
@@ -86,6 +136,25 @@ impl Child {
             *ended = sys::try_reap(self.pidfd.as_fd())?.map(ExitStatus::from);
         }
         Ok(*ended)
+    }
+
+    /// The child's name.
+    pub(super) fn name(&self) -> &str {
+        self.name.get_or_init(|| default_name(&self.path))
+    }
+
+    /// Waits for the child to end and reaps it: one blocking `waitid`, without holding the
+    /// status lock (so `active_children` and friends never wait for it). If another thread
+    /// reaped it first, that thread recorded its status under the lock before our `waitid`
+    /// failed with `ECHILD`, so the status is there.
+    pub(super) fn reap(&self) -> std::io::Result<ExitStatus> {
+        if let Some(status) = self.reaped() {
+            return Ok(status);
+        }
+        match sys::reap_blocking(self.pidfd.as_fd()) {
+            Ok(ended) => Ok(*lock(&self.ended).get_or_insert(ExitStatus::from(ended))),
+            Err(e) => self.reaped().ok_or(e),
+        }
     }
 
     /// The status if the child was already reaped, without asking the OS.
@@ -147,6 +216,7 @@ pub(super) fn daemon_read_fd() -> std::io::Result<RawFd> {
 /// In a freshly forked child: forget the parent's children and daemon pipe. Returns a dup of
 /// the daemon pipe's read end if there is one (for a daemon child to watch).
 pub(super) fn after_fork_in_child() -> Option<OwnedFd> {
+    TOKEN_SEED.store(0, Ordering::Relaxed);
     lock(&CHILDREN).clear();
     let pipe = lock(&DAEMON_PIPE).take()?;
     let read = sys::dup_raw_cloexec(pipe.read.as_raw_fd()).ok();

@@ -14,15 +14,14 @@
 use super::child::{self, Wrapper};
 use super::handoff;
 use super::record::{self, Meta};
-use super::registry::{self, Child, UNDER_LIBTEST};
+use super::registry::{self, Child, Identity, UNDER_LIBTEST};
 use crate::sys::process as sys;
 use crate::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::ffi::OsString;
+use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
@@ -57,14 +56,66 @@ pub(super) fn offsets(entry: usize, wrapper: usize) -> Result<(i64, i64)> {
     Ok((off(entry), off(wrapper)))
 }
 
-/// The `argv[0]` this process was started with.
-fn argv0() -> &'static OsString {
-    static ARGV0: OnceLock<OsString> = OnceLock::new();
-    ARGV0.get_or_init(|| {
-        std::env::args_os()
+/// The child's argument vector: this process's `argv[0]`, then under libtest the arguments
+/// that select the helper test. Built once.
+struct Argv {
+    _strings: Vec<CString>,
+    /// Pointers into `_strings`, null-terminated.
+    pointers: Vec<*const std::ffi::c_char>,
+}
+
+// SAFETY: the pointers point into the `CString`s owned by the same value, which are never
+// mutated or dropped while it lives (a static), so sharing them between threads is sound.
+unsafe impl Send for Argv {}
+// SAFETY: as above; nothing is ever written through the pointers.
+unsafe impl Sync for Argv {}
+
+fn argv() -> &'static Argv {
+    static ARGV: OnceLock<Argv> = OnceLock::new();
+    ARGV.get_or_init(|| {
+        let argv0 = std::env::args_os()
             .next()
-            .unwrap_or_else(|| OsString::from("/proc/self/exe"))
+            .unwrap_or_else(|| OsString::from("/proc/self/exe"));
+        let mut strings = vec![c_string(argv0.into_vec())];
+        if UNDER_LIBTEST.load(Ordering::Relaxed) {
+            strings.extend(
+                LIBTEST_CHILD_ARGS
+                    .iter()
+                    .map(|a| c_string(a.as_bytes().to_vec())),
+            );
+        }
+        let mut pointers: Vec<*const std::ffi::c_char> =
+            strings.iter().map(|s| s.as_ptr()).collect();
+        pointers.push(std::ptr::null());
+        Argv {
+            _strings: strings,
+            pointers,
+        }
     })
+}
+
+/// `bytes` as a C string, cut at the first NUL (an OS string never holds one).
+fn c_string(mut bytes: Vec<u8>) -> CString {
+    if let Some(nul) = bytes.iter().position(|&b| b == 0) {
+        bytes.truncate(nul);
+    }
+    CString::new(bytes).unwrap_or_default()
+}
+
+/// This process's environment as `KEY=value` C strings, with [`child::ENV`] set to `value`
+/// (replacing an inherited one).
+fn environment(value: &str) -> Vec<CString> {
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k.as_bytes() != child::ENV.as_bytes())
+        .map(|(k, v)| {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend(v.into_vec());
+            c_string(kv)
+        })
+        .collect();
+    env.push(c_string(format!("{}={value}", child::ENV).into_bytes()));
+    env
 }
 
 /// Starts `entry(args)` in a re-executed child.
@@ -81,14 +132,16 @@ where
     }
     let wrapper: Wrapper = child::run_entry::<A, R>;
     let (entry_offset, wrapper_offset) = offsets(entry as usize, wrapper as usize)?;
-    let token = sys::random_u64()?;
+    let token = registry::next_token()?;
 
     let (encoded, exported) =
         handoff::collect_exports(|| postcard::to_extend(&args, record::boot_start(token)));
     let buf = encoded.map_err(|e| Error::Serialization(e.to_string()))?;
 
-    let (path, default_name) = registry::next_identity();
-    let name = opts.name.map_or(default_name, str::to_owned);
+    let path = registry::next_identity();
+    let name = opts
+        .name
+        .map_or_else(|| registry::default_name(&path), str::to_owned);
     let daemon_fd = if opts.daemon {
         Some(registry::daemon_read_fd()?)
     } else {
@@ -98,7 +151,7 @@ where
         entry_offset,
         wrapper_offset,
         slots: exported.iter().map(AsRawFd::as_raw_fd).collect(),
-        name: name.clone(),
+        name,
         identity: path,
         daemon_fd,
     };
@@ -110,37 +163,26 @@ where
     inherit.push(memfd.as_raw_fd());
     inherit.extend(daemon_fd);
 
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(argv0());
-    if UNDER_LIBTEST.load(Ordering::Relaxed) {
-        cmd.args(LIBTEST_CHILD_ARGS);
-    }
-    cmd.env(child::ENV, format!("{}:{token:x}", memfd.as_raw_fd()));
-    // SAFETY: the closure runs in the forked child before exec; it only calls fcntl, which is
-    // async-signal-safe, and reads a Vec allocated before the fork without allocating.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &fd in &inherit {
-                sys::clear_cloexec_raw(fd)?;
-            }
-            Ok(())
-        });
-    }
-    let mut started = cmd.spawn()?;
+    let env = environment(&format!("{}:{token:x}", memfd.as_raw_fd()));
+    let mut envp: Vec<*const std::ffi::c_char> = env.iter().map(|v| v.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let pid = sys::spawn_with_fds(c"/proc/self/exe", &argv().pointers, &envp, &inherit)?;
     // The child holds its own copies now; ours (the exported duplicates) can go.
     drop(exported);
     drop(args);
-    let pid = started.id();
     let pidfd = match sys::pidfd_open(pid) {
         Ok(fd) => fd,
         Err(e) => {
             // Not reaped yet, so the PID still names our child.
-            let _ = started.kill();
-            let _ = started.wait();
+            sys::kill_and_reap(pid);
             return Err(e.into());
         }
     };
-    let child = Arc::new(Child::new(pid, name, pidfd, memfd, token));
+    let identity = Identity {
+        name: Some(meta.name),
+        path: meta.identity,
+    };
+    let child = Arc::new(Child::new(pid, identity, pidfd, memfd, token));
     registry::register(Arc::clone(&child));
     Ok(child)
 }

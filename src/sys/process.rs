@@ -98,15 +98,6 @@ fn file_type(fd: RawFd) -> Option<libc::mode_t> {
     (r == 0).then_some(st.st_mode & libc::S_IFMT)
 }
 
-/// Clears `FD_CLOEXEC` on `fd` so it survives `exec`.
-///
-/// Async-signal-safe (one `fcntl`), so it may run between `fork` and `exec`.
-pub(crate) fn clear_cloexec_raw(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl(F_SETFD) on an fd number has no memory-safety preconditions; a closed fd
-    // gives EBADF.
-    cvt(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }).map(drop)
-}
-
 /// Sets `FD_CLOEXEC` on `fd`.
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: `fd` is open for the duration of the call.
@@ -319,5 +310,133 @@ pub(crate) fn object_base(addr: usize) -> Option<usize> {
         None
     } else {
         Some(info.dli_fbase as usize)
+    }
+}
+
+/// Starts `path` with `argv` and `envp` by `posix_spawn` (glibc's is a `CLONE_VFORK` clone, so
+/// it neither copies this process's page tables nor runs anything of ours in the child, and is
+/// safe from a multi-threaded parent). Each fd of `inherit` survives the `exec` in the child
+/// only: `adddup2(fd, fd)` clears `FD_CLOEXEC` in the child (POSIX issue 8, glibc 2.29+); the
+/// parent's fds stay close-on-exec. Like `std::process::Command`, the child starts with an
+/// empty signal mask and `SIGPIPE` at its default. Returns the child's PID.
+pub(crate) fn spawn_with_fds(
+    path: &std::ffi::CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    inherit: &[RawFd],
+) -> io::Result<u32> {
+    // Both arrays are passed to C as null-terminated; refuse anything else.
+    if argv.last() != Some(&std::ptr::null()) || envp.last() != Some(&std::ptr::null()) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let err = |r: libc::c_int| {
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(r))
+        }
+    };
+    let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    // SAFETY: init writes a valid empty file-actions object into the buffer.
+    err(unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) })?;
+    let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    // SAFETY: as above, for the attributes object.
+    if let Err(e) = err(unsafe { libc::posix_spawnattr_init(attr.as_mut_ptr()) }) {
+        // SAFETY: `actions` was initialised above and is destroyed once.
+        unsafe { libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr()) };
+        return Err(e);
+    }
+    let mut run = || -> io::Result<u32> {
+        for &fd in inherit {
+            // SAFETY: `actions` is initialised; the fd numbers are only recorded here.
+            err(unsafe { libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), fd, fd) })?;
+        }
+        // SAFETY: an all-zero sigset_t is valid storage for sigemptyset to fill.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid sigset_t and `attr` is initialised.
+        unsafe {
+            cvt(libc::sigemptyset(&mut set))?;
+            err(libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), &set))?;
+            cvt(libc::sigaddset(&mut set, libc::SIGPIPE))?;
+            err(libc::posix_spawnattr_setsigdefault(attr.as_mut_ptr(), &set))?;
+            let flags = libc::POSIX_SPAWN_SETSIGDEF | libc::POSIX_SPAWN_SETSIGMASK;
+            err(libc::posix_spawnattr_setflags(
+                attr.as_mut_ptr(),
+                flags as libc::c_short,
+            ))?;
+        }
+        let mut pid: libc::pid_t = 0;
+        // SAFETY: `path` is a C string, `argv`/`envp` are null-terminated arrays of C strings
+        // the caller keeps alive, and both objects are initialised.
+        err(unsafe {
+            libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                actions.as_ptr(),
+                attr.as_ptr(),
+                argv.as_ptr().cast(),
+                envp.as_ptr().cast(),
+            )
+        })?;
+        Ok(pid as u32)
+    };
+    let out = run();
+    // SAFETY: both objects were initialised above and are destroyed exactly once.
+    unsafe {
+        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
+        libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+    }
+    out
+}
+
+/// Kills and reaps our child `pid`, which must not have been reaped yet (so the PID still
+/// names it). Used only when a just-started child cannot be given a pidfd.
+pub(crate) fn kill_and_reap(pid: u32) {
+    // SAFETY: signalling and reaping our own unreaped child have no memory preconditions.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        let mut status = 0;
+        while libc::waitpid(pid as libc::pid_t, &mut status, 0) == -1
+            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+        {}
+    }
+}
+
+/// Waits for the child behind `pidfd` to end and reaps it (`waitid(P_PIDFD, WEXITED)`, one
+/// blocking call). `ECHILD` if it was already reaped.
+pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) -> io::Result<Ended> {
+    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid siginfo_t buffer and the pidfd is open for the call.
+    cvt_retry(|| unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED,
+        )
+    })?;
+    // SAFETY: without WNOHANG a successful waitid filled `info` for a child event.
+    let status = unsafe { info.si_status() };
+    Ok(match info.si_code {
+        libc::CLD_EXITED => Ended::Exited(status),
+        _ => Ended::Signaled(status),
+    })
+}
+
+/// One `pread` into `buf` at `offset`: the number of bytes read (short at end of file).
+pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let off =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `fd` is open for the call.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
