@@ -4,13 +4,15 @@
 //! Groups and ids (the report pairs "ours_*" with the others by group):
 //! - `roundtrip_u64`: `raw_atomic` (cache-line limit), `raw_futex` (blocking limit), `pipe`,
 //!   `unix_socket`, `ipc_channel`, `iceoryx2`; ours: `ours_queue_busy` (two `Queue<u64>`,
-//!   `try_push`/`try_pop` spin loops), `ours_queue_blocking` (`push`/`pop`).
+//!   `try_push`/`try_pop` spin loops), `ours_queue_blocking` (`push`/`pop`), `ours_pipe`
+//!   (`Pipe::new::<u64>`, blocking `send`/`recv` on its two `Connection`s).
 //! - `throughput_u64`: `raw_ring` (cached-index SPSC ring between processes),
 //!   `crossbeam_array_queue` (between threads); ours: `ours_spsc` (`SpscQueue<u64>`, single
 //!   `try_push`/`try_pop`), `ours_spsc_batch` (`push_slice`/`pop_into`, batches of
 //!   [`BATCH`]), `ours_queue` (`Queue<u64>`, single `try_push`/`try_pop`), all between processes.
-//! - `message_bytes/<size>`: `memcpy`, `pipe`, `ipc_channel`; ours: `ours_channel` (not yet:
-//!   `Channel` is not in the crate yet).
+//! - `message_bytes/<size>`: `memcpy`, `pipe`, `ipc_channel`; ours: `ours_channel`
+//!   (`Channel<Bytes>`, a byte-string newtype), `ours_channel_vec` (`Channel<Vec<u8>>`, which
+//!   serde encodes byte by byte).
 //! - `mpmc_scaling/<producers>`: `crossbeam_array_queue` with N producer and N consumer threads;
 //!   ours: `ours_queue` (`Queue<u64>` with N producer and N consumer processes).
 
@@ -23,7 +25,7 @@ use common::{
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use multiproc::queue::PopError;
-use multiproc::{Queue, Shared, SpscQueue};
+use multiproc::{Channel, Pipe, Queue, Shared, SpscQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 fn main() {
@@ -43,6 +45,7 @@ fn roundtrip_u64(c: &mut Criterion) {
     iceoryx2_u64(&mut g);
     ours_queue_roundtrip(&mut g, true);
     ours_queue_roundtrip(&mut g, false);
+    ours_pipe_roundtrip(&mut g);
     g.finish();
 }
 
@@ -124,6 +127,31 @@ fn ours_queue_roundtrip(g: &mut BenchmarkGroup<'_, WallTime>, busy: bool) {
             debug_assert_eq!(v, seq);
         },
         || send(&to_child, STOP),
+    );
+}
+
+/// `Pipe::new::<u64>`: the parent sends on its `Connection` and receives the echo; the child
+/// receives on the other end and sends back (blocking `send`/`recv` on both sides).
+fn ours_pipe_roundtrip(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let (parent, child) = Pipe::new::<u64>(4096).expect("Pipe::new");
+    let mut seq = 0u64;
+    common::roundtrip(
+        g,
+        "ours_pipe",
+        || {
+            while let Ok(v) = child.recv() {
+                if v == STOP || child.send(v).is_err() {
+                    break;
+                }
+            }
+        },
+        || {
+            seq += 1;
+            parent.send(seq).expect("send");
+            let v = parent.recv().expect("recv");
+            debug_assert_eq!(v, seq);
+        },
+        || parent.send(STOP).expect("send stop"),
     );
 }
 
@@ -516,8 +544,9 @@ fn message_bytes(c: &mut Criterion) {
     let mut g = c.benchmark_group("message_bytes");
     for size in MESSAGE_SIZES {
         g.throughput(Throughput::Bytes(size as u64));
-        // ours_channel: `Channel<Vec<u8>>` parent -> child, same sizes, once `Channel` lands.
         memcpy(&mut g, size);
+        ours_channel::<Bytes>(&mut g, "ours_channel", size);
+        ours_channel::<Vec<u8>>(&mut g, "ours_channel_vec", size);
         pipe_bytes(&mut g, size);
         ipc_channel_bytes(&mut g, size);
     }
@@ -534,6 +563,97 @@ fn memcpy(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
             std::hint::black_box(&mut dst);
         })
     });
+}
+
+/// Ring bytes of the `Channel` benches: room for three 1 MiB messages in flight.
+const CHANNEL_CAP: usize = 4 << 20;
+
+/// A message body for [`ours_channel`]: made from the message bytes, and its length.
+trait Message: serde::Serialize + serde::de::DeserializeOwned + Clone {
+    fn from_bytes(b: Vec<u8>) -> Self;
+    fn len(&self) -> usize;
+}
+
+impl Message for Vec<u8> {
+    fn from_bytes(b: Vec<u8>) -> Self {
+        b
+    }
+    fn len(&self) -> usize {
+        self.len()
+    }
+}
+
+/// A byte string that serde encodes as one byte slice (`serialize_bytes`: for postcard a length
+/// and one copy) rather than as a sequence of `u8` (one call per byte), as `serde_bytes` does.
+/// Shared, so that the sender's `clone` per message copies nothing: the bench measures the
+/// channel's copy in and copy out only.
+#[derive(Clone)]
+struct Bytes(std::sync::Arc<[u8]>);
+
+impl Message for Bytes {
+    fn from_bytes(b: Vec<u8>) -> Self {
+        Bytes(b.into())
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl serde::Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes(v.into()))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
+/// `Channel<M>` parent -> child: the parent sends the messages (blocking `send`), the child
+/// receives them (blocking `recv`, checking each length) and publishes how many it took; the
+/// clock stops when it has taken them all. A 1-byte message stops the child.
+fn ours_channel<M: Message>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, size: usize) {
+    let ch = Channel::<M>::new(CHANNEL_CAP).expect("Channel::new");
+    let taken = Shared::new(AtomicU64::new(0)).expect("Shared::new");
+    let child = Child::fork(|| {
+        let mut count = 0u64;
+        loop {
+            let m = ch.recv().expect("recv");
+            match m.len() {
+                1 => break,
+                n => assert_eq!(n, size, "Channel: wrong message length"),
+            }
+            count += 1;
+            taken.store(count, Ordering::Release);
+        }
+    });
+    let msg = M::from_bytes(vec![0x5au8; size]);
+    let mut sent = 0u64;
+    g.bench_with_input(BenchmarkId::new(id, size), &size, |b, _| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    ch.send(msg.clone()).expect("send");
+                }
+                sent += n;
+                spin_until(|| taken.load(Ordering::Acquire) == sent);
+            })
+        })
+    });
+    ch.send(M::from_bytes(vec![0])).expect("send stop");
+    assert!(child.finish(GRACE), "{id}: Channel consumer failed");
 }
 
 /// A pipe: the parent announces the byte count, writes the messages, and waits for the child's

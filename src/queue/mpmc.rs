@@ -565,19 +565,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
             }
             if spos == head {
                 match phase_of(s) {
-                    EMPTY if tid_of(s) == 0 => {
-                        let tail = self.load_pos(&self.hdr.tail)?;
-                        if tail == head {
-                            return Err(Halt::Blocked);
-                        }
-                        // The tail moved past `head`, so position `head` was claimed before the
-                        // tail moved, and our Acquire read of the tail makes that claim visible:
-                        // a second read of the stamp must show it.
-                        if slot.stamp.load(Ordering::Acquire) == s {
-                            return Err(Halt::Corrupted("tail ahead of an unclaimed slot"));
-                        }
-                        continue;
-                    }
+                    // Position `head` is not claimed yet: the ring is empty. Answered from the
+                    // stamp alone, without reading `tail`: a consumer polling an empty ring would
+                    // otherwise pull the tail's line away from the producers on every poll. (The
+                    // tail only moves past a position after it was claimed, so in a sound ring
+                    // `tail == head` here. A hostile tail ahead of this unclaimed slot just reads
+                    // as empty; producers report `Corrupted` when they reach the slot a lap on.)
+                    // A push published before a blocked popper's fence is seen here (`wait.rs`).
+                    EMPTY if tid_of(s) == 0 => return Err(Halt::Blocked),
                     WRITING => return Err(Halt::Busy { idx, s }),
                     // Taken by another consumer that has not moved the head yet.
                     READING => self.help(&self.hdr.head, head),

@@ -128,6 +128,12 @@ impl Event {
         if w & SET != 0 {
             return true;
         }
+        // Spin briefly before registering, as `Semaphore::acquire` does: a `set` that comes
+        // within the spin costs no syscall on either side (the setter sees no waiter). Any
+        // change of the unset word `w` is a set (module docs).
+        if super::spin_until(|| self.word.load(Ordering::Acquire) != w) {
+            return true;
+        }
         self.waiters.fetch_add(1, Ordering::Relaxed);
         crash::point("event.wait.after_count");
         // The waiter half of the fence pair (module docs).
