@@ -6,7 +6,8 @@
 //!   acquires within 1 s, that `OwnerDied` appears exactly when the victim died holding the lock,
 //!   and the `make_consistent` / `NotRecoverable` rules. Prints death-detection latencies.
 //!   Default: 200 runs. Longer soak:
-//!   `MULTIPROC_SOAK_RUNS=5000 cargo test --release --test sync_crash mutex_soak -- --nocapture`
+//!   `MULTIPROC_SOAK_RUNS=5000 cargo test --test sync_crash mutex_soak -- --nocapture` (a debug build:
+//!   crash points are compiled out of release builds)
 //! - `battery_*`: every crash point of every primitive (`multiproc::crash::point` names), with 0, 1
 //!   and 2 waiting children, `Kill` (and `Exit` with one waiter): survivors finish within 1 s with
 //!   `Ok` and the invariant intact, or the documented error.

@@ -282,7 +282,7 @@ pub(crate) fn exit_now(code: i32) -> ! {
 }
 
 /// Kills the calling process on the spot: `SIGKILL` to itself, or `_exit(77)`.
-#[cfg(feature = "crash-injection")]
+#[cfg(all(feature = "crash-injection", debug_assertions))]
 pub(crate) fn die_now(kill: bool) -> ! {
     if kill {
         // SAFETY: raising a signal has no memory-safety preconditions; SIGKILL cannot be caught,
