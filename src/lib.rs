@@ -5,9 +5,19 @@
 //!
 //! - [`Value`], [`Array`] and [`Shared`]: typed data in shared-memory segments ([`Segment`]),
 //!   anonymous (inherited by children) or named (opened by any process of the same user).
-//! - [`sync`]: process-shared locks and signals that survive a holder killed with `kill -9`.
-//! - [`queue`]: bounded rings between processes.
-//! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result.
+//! - [`sync`]: process-shared locks and signals that survive a holder killed with `kill -9`:
+//! - [`sync`]: [`Mutex`](sync::Mutex) (robust: [`LockError::OwnerDied`](sync::LockError)),
+//!   [`ReentrantMutex`](sync::ReentrantMutex), [`Condvar`](sync::Condvar),
+//!   [`Semaphore`](sync::Semaphore), [`Barrier`](sync::Barrier), [`Event`](sync::Event),
+//!   [`RwLock`](sync::RwLock): in-place `#[repr(C)]` types, shared with `Shared::new(..)`.
+//! - [`Queue`] (lock-free MPMC) and [`SpscQueue`] for `Pod` values; [`Channel`], [`Pipe`] and
+//!   [`JoinableQueue`] for serde messages and task tracking ([`queue`]).
+//! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result;
+//!   [`current_process`], [`active_children`], [`cpu_count`].
+//! - [`shm::remove_stale_segments`]: removes named segments whose creator died without `persist()`.
+//!
+//! The cross-process invariants every `unsafe` block relies on, and the test or model covering
+//! each, are in `SAFETY.md`.
 //!
 //! ```no_run
 //! fn main() -> Result<(), multiproc::Error> {
