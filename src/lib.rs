@@ -6,7 +6,7 @@
 //! - [`Value`], [`Array`] and [`Shared`]: typed data in shared-memory segments ([`Segment`]),
 //!   anonymous (inherited by children) or named (opened by any process of the same user).
 //! - [`sync`]: process-shared locks and signals that survive a holder killed with `kill -9`:
-//! - [`sync`]: [`Mutex`](sync::Mutex) (robust: [`LockError::OwnerDied`](sync::LockError)),
+//!   [`Mutex`](sync::Mutex) (robust: [`LockError::OwnerDied`](sync::LockError)),
 //!   [`ReentrantMutex`](sync::ReentrantMutex), [`Condvar`](sync::Condvar),
 //!   [`Semaphore`](sync::Semaphore), [`Barrier`](sync::Barrier), [`Event`](sync::Event),
 //!   [`RwLock`](sync::RwLock): in-place `#[repr(C)]` types, shared with `Shared::new(..)`.
