@@ -2,6 +2,9 @@
 //!
 //! Linux is the one backend today; a macOS port adds sibling files, selected here.
 
+// Loom models replace the futex and never map segments, so much of this is idle under loom.
+#![cfg_attr(loom, allow(dead_code))]
+
 pub(crate) mod futex;
 pub(crate) mod proc;
 pub(crate) mod process;
