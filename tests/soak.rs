@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{Rng, watchdog};
+use common::{Rng, spin_us, wait_for, watchdog};
 use multiproc::queue::{PopError, RecvError};
 use multiproc::sync::{
     Barrier, BarrierError, Condvar, Event, LockError, Mutex, ReentrantMutex, RwLock, Semaphore,
@@ -61,23 +61,6 @@ fn soak_seed(test: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5eed_50a4);
     base ^ test.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
-/// Spins (busy) for `us` microseconds.
-fn spin_us(us: u64) {
-    let end = Instant::now() + Duration::from_micros(us);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-}
-
-/// Waits (bounded) until `f` holds.
-fn wait_for(what: &str, f: impl Fn() -> bool) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(100));
-    }
 }
 
 /// Waits until the victim says it is looping, then SIGKILLs it after a random 0..3 ms, reaps it

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{Rng, now_ns, percentile, watchdog};
+use common::{Rng, now_ns, percentile, spin_us, wait_for, watchdog};
 use multiproc::crash::{self, CrashAction};
 use multiproc::sync::{
     Barrier, BarrierError, Condvar, Event, LockError, Mutex, ReentrantMutex, RwLock, Semaphore,
@@ -30,23 +30,6 @@ multiproc::test_support!();
 
 /// How long after a victim's death every survivor must have finished.
 const SURVIVE: Duration = Duration::from_secs(1);
-
-/// Spins (busy) for `us` microseconds: a holder that is running, not sleeping, when killed.
-fn spin_us(us: u64) {
-    let end = Instant::now() + Duration::from_micros(us);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-}
-
-/// Waits (bounded) until `f` holds.
-fn wait_for(what: &str, f: impl Fn() -> bool) {
-    let end = Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
 
 fn action_of(kill: bool) -> CrashAction {
     if kill {

@@ -25,57 +25,28 @@ pub(crate) fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Lends `fd` to std's `File` for one call, without taking ownership (no dup, no close).
+fn with_file<R>(fd: BorrowedFd<'_>, f: impl FnOnce(&std::fs::File) -> R) -> R {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is open for the whole call; `ManuallyDrop` keeps the `File` from closing it,
+    // so ownership stays with the caller.
+    let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
+    f(&file)
+}
+
 /// Writes all of `buf` at `offset` (`pwrite`, so the shared file offset is never used).
-pub(crate) fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        let off = libc::off_t::try_from(offset)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `fd` is open for the call.
-        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[n as usize..];
-        offset += n as u64;
-    }
-    Ok(())
+pub(crate) fn write_all_at(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    with_file(fd, |file| file.write_all_at(buf, offset))
 }
 
 /// Reads into all of `buf` from `offset` (`pread`); `UnexpectedEof` if the file is shorter.
 ///
 /// `pread` fails with `ESPIPE` on pipes and sockets, so this never blocks on an fd that turns
 /// out not to be a file.
-pub(crate) fn read_exact_at(
-    fd: BorrowedFd<'_>,
-    mut buf: &mut [u8],
-    mut offset: u64,
-) -> io::Result<()> {
-    while !buf.is_empty() {
-        let off = libc::off_t::try_from(offset)
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `fd` is open for the call.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf = &mut buf[n as usize..];
-        offset += n as u64;
-    }
-    Ok(())
+pub(crate) fn read_exact_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    with_file(fd, |file| file.read_exact_at(buf, offset))
 }
 
 /// Whether the fd number `fd` is an open regular file (a memfd is one); false for closed fds,

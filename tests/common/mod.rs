@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Runs `body` on a thread and fails the test if it takes longer than `secs`.
 pub fn watchdog<T: Send + 'static>(secs: u64, body: impl FnOnce() -> T + Send + 'static) -> T {
@@ -83,4 +83,21 @@ pub fn percentile(samples: &mut [u64], p: u64) -> u64 {
     samples.sort_unstable();
     let i = ((samples.len() as u64 - 1) * p / 100) as usize;
     samples[i]
+}
+
+/// Spins (busy) for `us` microseconds: a process that is running, not sleeping, when killed.
+pub fn spin_us(us: u64) {
+    let end = Instant::now() + Duration::from_micros(us);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+}
+
+/// Waits (bounded by 10 s) until `f` holds.
+pub fn wait_for(what: &str, f: impl Fn() -> bool) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_micros(100));
+    }
 }
