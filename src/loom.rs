@@ -221,3 +221,42 @@ pub(crate) mod futex {
         }
     }
 }
+
+/// The two fences of a store-load handshake whose sides are unequal: a *hot* side that runs on
+/// every operation (publish, then look for sleepers) and a *cold* side that runs only before a
+/// sleep (announce the sleeper, then re-check). Correct pairing needs a full fence on each side;
+/// here the cold side pays for both.
+///
+/// Normally the hot fence is only a compiler fence once this process is registered for
+/// `membarrier` (`sys::membarrier`), and the cold fence asks the kernel to run a full barrier on
+/// every CPU that runs a registered thread: either a hot thread's publication came before that
+/// barrier (and the cold side's re-check sees it), or its check for sleepers came after it (and
+/// sees the announcement). Without `membarrier` both are `SeqCst` fences. In the model both are
+/// `SeqCst` fences, which is the protocol the models check; SAFETY.md states the equivalence.
+pub(crate) mod handshake {
+    /// The hot side's fence, between its publication and its load of the sleeper count.
+    #[inline]
+    pub(crate) fn hot_fence() {
+        #[cfg(not(loom))]
+        if crate::sys::membarrier::registered() {
+            std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+            return;
+        }
+        super::sync::atomic::fence(super::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The cold side's fence, between its announcement and its re-check. `false` if it could
+    /// not cover hot threads of other processes (no `membarrier`): the caller must then sleep in
+    /// bounded slices, re-checking after each.
+    #[must_use]
+    pub(crate) fn cold_fence() -> bool {
+        #[cfg(not(loom))]
+        if crate::sys::membarrier::barrier_everywhere() {
+            return true;
+        }
+        super::sync::atomic::fence(super::sync::atomic::Ordering::SeqCst);
+        // Only this process's own hot threads are sure to have fenced; if this process could
+        // not register, no hot thread here skipped its fence, but other processes' may have.
+        cfg!(loom)
+    }
+}

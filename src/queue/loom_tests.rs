@@ -214,9 +214,37 @@ fn producer_stops_at(cap: usize, step: Step) {
 fn mpmc_producer_stops_after_claim_cap1() {
     producer_stops_at(1, Step::Claimed);
 }
+/// A producer stops after publishing, before moving the tail: its value is delivered exactly
+/// once, the survivor's push finds the next slot, and the ring is not wedged.
 #[test]
-fn mpmc_producer_stops_after_advance_cap1() {
-    producer_stops_at(1, Step::Advanced);
+fn mpmc_producer_stops_after_publishing_cap2() {
+    model_with_deaths(|| {
+        let q = Arc::new(HeapMpmc::<u64>::new(2));
+        let dead = Model::table();
+        let (qa, mut ea) = (q.clone(), Model::new(1, &dead));
+        let a = thread::spawn(move || {
+            ea.stop = Some(Step::Published);
+            let res = qa.ring().try_push_step(&ea, 66);
+            ea.die();
+            res
+        });
+        let env = Model::survivor(2, &dead);
+        q.ring().push_in(&env, 7, None).unwrap();
+        assert_eq!(a.join().unwrap(), Err(None));
+        let mut got = [
+            q.ring().pop_in(&env, None).unwrap(),
+            q.ring().pop_in(&env, None).unwrap(),
+        ];
+        got.sort();
+        assert_eq!(got, [7, 66]);
+        assert_eq!(q.ring().try_pop_in(&env), Err(PopError::Empty));
+        for i in 0..2 {
+            q.ring().push_in(&env, 100 + i, None).unwrap();
+        }
+        for i in 0..2 {
+            assert_eq!(q.ring().pop_in(&env, None), Ok(100 + i));
+        }
+    });
 }
 #[test]
 fn mpmc_producer_stops_after_copy_cap1() {

@@ -21,8 +21,8 @@
 //!   FULL(p)           value of position p published
 //!   READING(p, tid)   claimed by consumer `tid`, value being copied out
 //!
-//! push at tail p: CAS EMPTY(p) -> WRITING(p, me); CAS tail p -> next(p); copy in;
-//!                 store FULL(p)
+//! push at tail p: CAS EMPTY(p) -> WRITING(p, me); copy in; store FULL(p);
+//!                 CAS tail p -> next(p)
 //! pop at head p:  CAS FULL(p) -> READING(p, me); CAS head p -> next(p); copy out;
 //!                 store EMPTY(p + one_lap)
 //! ```
@@ -36,9 +36,10 @@
 //!
 //! # What a killed peer can lose
 //!
-//! - A producer killed inside `push` loses the value of that push, which never returned `Ok`.
-//!   Nothing acknowledged is lost, and no consumer ever sees that value, whole or torn: a slot is
-//!   read only in phase `FULL`, which the producer stores after its copy.
+//! - A producer killed inside `push` before storing `FULL` loses the value of that push, which
+//!   never returned `Ok`: no consumer ever sees it, whole or torn, because a slot is read only in
+//!   phase `FULL`, which the producer stores after its copy. Killed after storing `FULL` (before
+//!   moving the tail or returning), its value is delivered, once. Nothing acknowledged is lost.
 //! - A consumer killed inside `pop` after claiming its slot loses the value it claimed (it was
 //!   never returned to anyone). Every other value is delivered exactly once.
 //! - The slot of the dead peer is idle for the rest of that lap, and survivors blocked behind it
@@ -54,7 +55,7 @@
 use super::CachePadded;
 use super::error::{PopError, PushError};
 use super::peer::{Env, OsEnv, Step};
-use super::wait::Signal;
+use super::wait::{Asymmetric, Signal};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -129,8 +130,8 @@ pub(crate) struct Header {
     head: CachePadded<AtomicU64>,
     /// Next position to push (`lap | index`).
     tail: CachePadded<AtomicU64>,
-    not_empty: CachePadded<Signal>,
-    not_full: CachePadded<Signal>,
+    not_empty: CachePadded<Signal<Asymmetric>>,
+    not_full: CachePadded<Signal<Asymmetric>>,
 }
 
 impl Header {
@@ -454,24 +455,19 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         loop {
             let idx = self.index(tail);
             let slot = &self.slots[idx]; // idx < cap: checked by load_pos
-            // Acquire: pairs with the consumer's release of the slot, so our copy comes after
-            // its copy out.
-            let s = slot.stamp.load(Ordering::Acquire);
-            if s == stamp(tail, 0, EMPTY) {
-                let claim = stamp(tail, me, WRITING);
-                match slot.stamp.compare_exchange_weak(
-                    s,
-                    claim,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return self.push_claimed(env, slot, tail, value),
-                    Err(_) => {
-                        tail = self.load_pos(&self.hdr.tail)?;
-                        continue;
-                    }
-                }
-            }
+            // Claim first, look later: the slot is usually free, and a CAS fetches its line
+            // for writing at once, where a load first would fetch it shared and then upgrade it
+            // (two transfers of the line per push instead of one). Acquire (on both outcomes):
+            // pairs with the consumer's release of the slot, so our copy comes after its copy out.
+            let s = match slot.stamp.compare_exchange(
+                stamp(tail, 0, EMPTY),
+                stamp(tail, me, WRITING),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return self.push_claimed(env, slot, tail, value),
+                Err(s) => s,
+            };
             let spos = pos_of(s);
             if self.index(spos) != idx {
                 return Err(Halt::Corrupted("slot stamp names another slot"));
@@ -515,12 +511,6 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
             return Err(Halt::Killed);
         }
         crate::crash::point("mpmc.push.claimed");
-        // Fails only if a helper already moved the tail past our slot.
-        self.help(&self.hdr.tail, tail);
-        if !env.survive(Step::Advanced) {
-            return Err(Halt::Killed);
-        }
-        crate::crash::point("mpmc.push.advanced");
         // SAFETY: our WRITING stamp makes us the only thread that touches this value until we
         // publish: consumers read only FULL slots, producers claim only EMPTY ones, and a
         // reclaimer takes a WRITING slot only once its writer is dead. `T: Pod`, so any bytes a
@@ -532,6 +522,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         crate::crash::point("mpmc.push.copied");
         // Release: the value is visible to the consumer that sees FULL.
         slot.stamp.store(stamp(tail, 0, FULL), Ordering::Release);
+        if !env.survive(Step::Published) {
+            return Err(Halt::Killed);
+        }
+        crate::crash::point("mpmc.push.published");
+        // After publishing, not before copying: a consumer polling this slot would otherwise
+        // pull its line away between our claim and our stores. Fails only if a helper already
+        // moved the tail past our slot (anyone who sees it claimed or full does).
+        self.help(&self.hdr.tail, tail);
         self.hdr.not_empty.notify_one();
         Ok(())
     }
@@ -694,7 +692,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     fn blocking<R, E: Env>(
         &self,
         env: &E,
-        signal: &Signal,
+        signal: &Signal<Asymmetric>,
         deadline: Option<Deadline>,
         mut attempt: impl FnMut() -> Result<R, Halt>,
     ) -> Result<R, Halt> {

@@ -11,8 +11,10 @@ use crate::sys::proc::{ThreadState, current_process_identity, current_thread_ide
 pub(crate) enum Step {
     /// The slot is claimed (its stamp holds our id); the index is not yet advanced.
     Claimed,
-    /// The head or tail index is advanced past the slot.
+    /// The head index is advanced past the slot (pop).
     Advanced,
+    /// The value is published; the tail index is not yet advanced (push).
+    Published,
     /// The value is copied in or out; the slot is not yet released.
     Copied,
 }

@@ -27,7 +27,7 @@
 use super::CachePadded;
 use super::error::{BatchError, PopError, PushError, RoleError};
 use super::peer::{Env, OsEnv, Step};
-use super::wait::{Signal, block_on};
+use super::wait::{Asymmetric, Signal, block_on};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -73,8 +73,10 @@ pub(crate) struct Header {
     tail: CachePadded<AtomicU64>,
     /// Next index to read, in `[0, 2 * capacity)`; written by the consumer only.
     head: CachePadded<AtomicU64>,
-    not_empty: CachePadded<Signal>,
-    not_full: CachePadded<Signal>,
+    /// Both signals use [`Asymmetric`] fences: a push or pop publishes with a plain store, and
+    /// a full fence after it would wait for that store on every operation.
+    not_empty: CachePadded<Signal<Asymmetric>>,
+    not_full: CachePadded<Signal<Asymmetric>>,
 }
 
 impl Header {

@@ -1,41 +1,103 @@
 //! The blocking side of the rings: a futex word with a waiter count, so that the side making
 //! progress pays no syscall unless someone sleeps.
 //!
-//! Protocol (a store-buffering handshake, closed by two `SeqCst` fences):
+//! Protocol (a store-buffering handshake, closed by a fence on each side):
 //!
 //! ```text
 //! waiter                                   notifier
 //! waiters += 1                             publish (stamp / index store)
-//! fence(SeqCst)                            fence(SeqCst)
+//! sleep fence                              notify fence
 //! seq0 = seq                               if waiters != 0 { seq += 1; futex_wake(seq) }
 //! re-try the operation; if still blocked:
 //!   futex_wait(seq, seq0, deadline)
 //! waiters -= 1
 //! ```
 //!
-//! Either the notifier's fence comes first in the total order of `SeqCst` fences, and then the
-//! waiter's retry sees the publication, or the waiter's comes first, and then the notifier sees
-//! `waiters != 0` and bumps `seq`, which makes the `futex_wait` return (the kernel compares the
-//! word under its own lock). No wake-up is lost; the loom models check it.
+//! Either the notifier's fence comes first, and then the waiter's retry sees the publication, or
+//! the waiter's comes first, and then the notifier sees `waiters != 0` and bumps `seq`, which
+//! makes the `futex_wait` return (the kernel compares the word under its own lock). No wake-up
+//! is lost; the loom models check it.
+//!
+//! The fences are the signal's [`Fences`] type, so every user of one signal uses the same pair:
+//! [`Symmetric`] (`SeqCst` on both sides) where the publication is itself a read-modify-write,
+//! so the notifier's fence finds its store buffer empty and costs little (the MPMC ring, the
+//! channel); [`Asymmetric`] (`loom::handshake`: a compiler fence to notify, a `membarrier` to go
+//! to sleep) where the publication is a plain store that a full fence would wait for on every
+//! operation (the SPSC ring).
 
 use crate::loom::futex::{self, Deadline};
+use crate::loom::handshake;
 use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use std::marker::PhantomData;
+use std::time::Duration;
+
+/// The pair of fences that closes a [`Signal`]'s handshake.
+pub(crate) trait Fences {
+    /// The notifier's, between its publication and its load of `waiters`.
+    fn notify_fence();
+    /// The waiter's, between `waiters += 1` and its re-try. `false` if notifiers in other
+    /// processes may not be covered: the waiter then sleeps in bounded slices.
+    fn sleep_fence() -> bool;
+}
+
+/// `SeqCst` fences on both sides.
+#[derive(Debug)]
+pub(crate) struct Symmetric;
+
+impl Fences for Symmetric {
+    #[inline]
+    fn notify_fence() {
+        fence(Ordering::SeqCst);
+    }
+    fn sleep_fence() -> bool {
+        fence(Ordering::SeqCst);
+        true
+    }
+}
+
+/// [`handshake`]: a compiler fence for the notifier, a `membarrier` for the waiter.
+#[derive(Debug)]
+pub(crate) struct Asymmetric;
+
+impl Fences for Asymmetric {
+    #[inline]
+    fn notify_fence() {
+        handshake::hot_fence();
+    }
+    fn sleep_fence() -> bool {
+        handshake::cold_fence()
+    }
+}
+
+/// The longest sleep of a waiter whose fence could not cover other processes' notifiers.
+const UNCOVERED_SLICE: Duration = Duration::from_millis(2);
 
 /// A condition ("not empty", "not full") that threads of any process can sleep on.
 #[repr(C)]
 #[derive(Debug)]
-pub(crate) struct Signal {
+pub(crate) struct Signal<F: Fences = Symmetric> {
     /// Bumped once per wake; the futex word.
     seq: AtomicU32,
     /// How many threads are between `register` and `unregister`.
     waiters: AtomicU32,
+    _fences: PhantomData<F>,
 }
 
-impl Signal {
+/// What [`Signal::register`] hands the waiter for its [`sleep`](Signal::sleep).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    /// `seq` as read after the fence.
+    seq: u32,
+    /// Whether the fence covered every notifier (else sleep in bounded slices).
+    covered: bool,
+}
+
+impl<F: Fences> Signal<F> {
     pub(crate) fn new() -> Self {
         Self {
             seq: AtomicU32::new(0),
             waiters: AtomicU32::new(0),
+            _fences: PhantomData,
         }
     }
 
@@ -43,7 +105,7 @@ impl Signal {
     /// and a load when nobody waits.
     #[inline]
     pub(crate) fn notify_one(&self) {
-        fence(Ordering::SeqCst);
+        F::notify_fence();
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake(false);
         }
@@ -52,7 +114,7 @@ impl Signal {
     /// Like [`notify_one`](Self::notify_one), waking every sleeper.
     #[inline]
     pub(crate) fn notify_all(&self) {
-        fence(Ordering::SeqCst);
+        F::notify_fence();
         if self.waiters.load(Ordering::Relaxed) != 0 {
             self.wake(true);
         }
@@ -74,17 +136,31 @@ impl Signal {
         }
     }
 
-    /// Announces a waiter; returns the `seq` to sleep on. The caller must retry its operation
+    /// Announces a waiter; returns the ticket to sleep on. The caller must retry its operation
     /// after this and before [`sleep`](Self::sleep), then call [`unregister`](Self::unregister).
-    pub(crate) fn register(&self) -> u32 {
+    pub(crate) fn register(&self) -> Ticket {
         self.waiters.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        self.seq.load(Ordering::Acquire)
+        let covered = F::sleep_fence();
+        Ticket {
+            seq: self.seq.load(Ordering::Acquire),
+            covered,
+        }
     }
 
-    /// Sleeps while `seq` is unchanged, until woken or `deadline`. `false` if the deadline passed.
-    pub(crate) fn sleep(&self, seq: u32, deadline: Option<Deadline>) -> bool {
-        futex::wait(&self.seq, seq, deadline)
+    /// Sleeps while `seq` is unchanged, until woken or `deadline`. `false` if the deadline
+    /// passed; `true` when woken (or spuriously, or at the end of an uncovered ticket's slice).
+    pub(crate) fn sleep(&self, ticket: Ticket, deadline: Option<Deadline>) -> bool {
+        if ticket.covered {
+            return futex::wait(&self.seq, ticket.seq, deadline);
+        }
+        let slice = Deadline::after(UNCOVERED_SLICE);
+        match deadline {
+            Some(d) if d <= slice => futex::wait(&self.seq, ticket.seq, Some(d)),
+            _ => {
+                futex::wait(&self.seq, ticket.seq, Some(slice));
+                true
+            }
+        }
     }
 
     /// Withdraws a waiter announced by [`register`](Self::register).
@@ -95,18 +171,29 @@ impl Signal {
     }
 }
 
+/// How often [`block_on`] re-tries (with a spin-loop hint) before its first sleep: a few
+/// microseconds, about what announcing an [`Asymmetric`] sleeper costs.
+const SPINS_BEFORE_SLEEP: u32 = 100;
+
 /// Re-tries `attempt`, sleeping on `signal` while `blocked` says it must wait, until it succeeds,
 /// fails for good (`Err(Some(e))`), or `deadline` passes (`Err(None)`).
-pub(crate) fn block_on<R, E>(
-    signal: &Signal,
+pub(crate) fn block_on<R, E, F: Fences>(
+    signal: &Signal<F>,
     deadline: Option<Deadline>,
     mut attempt: impl FnMut() -> Result<R, E>,
     blocked: impl Fn(&E) -> bool,
 ) -> Result<R, Option<E>> {
+    // Re-tries before the first sleep: announcing a sleeper costs more than a short wait.
+    let mut spins = if cfg!(loom) { 0 } else { SPINS_BEFORE_SLEEP };
     loop {
         match attempt() {
             Err(e) if blocked(&e) => {}
             other => return other.map_err(Some),
+        }
+        if spins > 0 {
+            spins -= 1;
+            crate::loom::hint::spin_loop();
+            continue;
         }
         let seq = signal.register();
         // Re-try after announcing ourselves: a publication from now on wakes us.

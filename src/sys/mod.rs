@@ -6,6 +6,7 @@
 #![cfg_attr(loom, allow(dead_code))]
 
 pub(crate) mod futex;
+pub(crate) mod membarrier;
 pub(crate) mod proc;
 pub(crate) mod process;
 pub(crate) mod shm;

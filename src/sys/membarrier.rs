@@ -1,0 +1,67 @@
+//! Memory barriers run on other CPUs on request: `membarrier(2)` with
+//! `MEMBARRIER_CMD_GLOBAL_EXPEDITED`.
+//!
+//! A process that [`registered`] receives the barriers: whenever any process calls
+//! [`barrier_everywhere`], the kernel makes every CPU that is running a thread of a registered
+//! process execute a full memory barrier (by IPI) before the call returns, and threads not
+//! running pass through one when they are scheduled. A thread of a registered process can
+//! therefore replace its full fence in a store-load handshake by a compiler fence, as long as
+//! the other side of the handshake calls [`barrier_everywhere`] instead of its own fence (see
+//! `loom::handshake`). Registration is inherited by `fork` and cleared by `exec`, like the
+//! statics here.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+// From <linux/membarrier.h>.
+const CMD_QUERY: libc::c_int = 0;
+const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
+const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+
+const UNKNOWN: u8 = 0; // not asked yet
+const REGISTERED: u8 = 1; // this process receives global expedited barriers
+const UNAVAILABLE: u8 = 2; // the kernel (or a seccomp filter) does not offer them
+
+/// This process's registration, decided once.
+static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+fn membarrier(cmd: libc::c_int) -> libc::c_long {
+    if cfg!(miri) {
+        return -1; // Miri has no membarrier: everyone fences for real
+    }
+    // SAFETY: membarrier takes two integers (command, flags) and a CPU id that only
+    // `MEMBARRIER_CMD_FLAG_CPU` reads; it touches no memory of ours.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
+}
+
+/// Whether this process receives the barriers of [`barrier_everywhere`]. The first call
+/// registers it and answers `false` (the caller fences itself that once); once `true`, always
+/// `true` for this process.
+#[inline]
+pub(crate) fn registered() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        REGISTERED => true,
+        UNAVAILABLE => false,
+        _ => {
+            register();
+            false
+        }
+    }
+}
+
+#[cold]
+fn register() {
+    let offered = membarrier(CMD_QUERY);
+    let ok = offered >= 0
+        && offered & libc::c_long::from(CMD_GLOBAL_EXPEDITED) != 0
+        && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+    // Relaxed: a thread that sees REGISTERED was registered by the kernel before the store (the
+    // registration is process-wide and complete when the syscall returns).
+    STATE.store(if ok { REGISTERED } else { UNAVAILABLE }, Ordering::Relaxed);
+}
+
+/// Runs a full memory barrier on every CPU running a thread of a registered process, and one
+/// in the caller before and after. `false` if the kernel refused (then nothing was done
+/// beyond the caller's own fence, which the caller must issue itself).
+pub(crate) fn barrier_everywhere() -> bool {
+    membarrier(CMD_GLOBAL_EXPEDITED) == 0
+}
