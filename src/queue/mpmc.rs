@@ -55,7 +55,7 @@
 use super::CachePadded;
 use super::error::{PopError, PushError};
 use super::peer::{Env, OsEnv, Step};
-use super::wait::{Asymmetric, Signal};
+use super::wait::{Asymmetric, SPINS_BEFORE_SLEEP, Signal};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -540,23 +540,18 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         loop {
             let idx = self.index(head);
             let slot = &self.slots[idx]; // idx < cap: checked by load_pos
-            // Acquire: pairs with the producer's release of FULL (the value is in place).
-            let s = slot.stamp.load(Ordering::Acquire);
-            if s == stamp(head, 0, FULL) {
-                let claim = stamp(head, me, READING);
-                match slot.stamp.compare_exchange_weak(
-                    s,
-                    claim,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => return self.pop_claimed(env, slot, head),
-                    Err(_) => {
-                        head = self.load_pos(&self.hdr.head)?;
-                        continue;
-                    }
-                }
-            }
+            // Claim first, look later, as in `push_attempt`: when the value is there, the CAS
+            // fetches the line for writing at once instead of shared and then again for the claim.
+            // Acquire (on both outcomes): pairs with the producer's Release store of FULL.
+            let s = match slot.stamp.compare_exchange(
+                stamp(head, 0, FULL),
+                stamp(head, me, READING),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return self.pop_claimed(env, slot, head),
+                Err(s) => s,
+            };
             let spos = pos_of(s);
             if self.index(spos) != idx {
                 return Err(Halt::Corrupted("slot stamp names another slot"));
@@ -701,7 +696,9 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         let mut stall: Option<(u64, Deadline)> = None;
         loop {
             match attempt() {
-                Err(Halt::Busy { .. }) if spins < SPINS => {
+                // Re-try for a while before sleeping, also on a full or empty ring: announcing
+                // a sleeper costs a `membarrier` (see `wait.rs`), more than a short wait.
+                Err(Halt::Busy { .. } | Halt::Blocked) if spins < SPINS_BEFORE_SLEEP => {
                     spins += 1;
                     crate::loom::hint::spin_loop();
                     continue;

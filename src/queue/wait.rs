@@ -171,9 +171,9 @@ impl<F: Fences> Signal<F> {
     }
 }
 
-/// How often [`block_on`] re-tries (with a spin-loop hint) before its first sleep: a few
+/// How often the blocking loops re-try (with a spin-loop hint) before their first sleep: a few
 /// microseconds, about what announcing an [`Asymmetric`] sleeper costs.
-const SPINS_BEFORE_SLEEP: u32 = 100;
+pub(crate) const SPINS_BEFORE_SLEEP: u32 = if cfg!(loom) { 0 } else { 100 };
 
 /// Re-tries `attempt`, sleeping on `signal` while `blocked` says it must wait, until it succeeds,
 /// fails for good (`Err(Some(e))`), or `deadline` passes (`Err(None)`).
@@ -184,7 +184,7 @@ pub(crate) fn block_on<R, E, F: Fences>(
     blocked: impl Fn(&E) -> bool,
 ) -> Result<R, Option<E>> {
     // Re-tries before the first sleep: announcing a sleeper costs more than a short wait.
-    let mut spins = if cfg!(loom) { 0 } else { SPINS_BEFORE_SLEEP };
+    let mut spins = SPINS_BEFORE_SLEEP;
     loop {
         match attempt() {
             Err(e) if blocked(&e) => {}
@@ -209,5 +209,40 @@ pub(crate) fn block_on<R, E, F: Fences>(
         if !woken {
             return Err(None);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// A ticket whose fence did not cover other processes never sleeps past one slice, so a
+    /// notifier that skipped its fence delays the waiter by at most that.
+    #[test]
+    fn an_uncovered_ticket_sleeps_in_slices() {
+        let signal = Signal::<Asymmetric>::new();
+        let mut ticket = signal.register();
+        ticket.covered = false;
+        let t = Instant::now();
+        assert!(
+            signal.sleep(ticket, None),
+            "a slice's end reads as a wake-up"
+        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        // A deadline before the slice ends is still reported as a timeout.
+        let deadline = Deadline::after(Duration::from_micros(100));
+        assert!(!signal.sleep(ticket, Some(deadline)));
+        signal.unregister();
+    }
+
+    /// This kernel offers membarrier, so sleepers here are covered (the fast path is taken).
+    #[test]
+    fn asymmetric_tickets_are_covered_where_membarrier_works() {
+        let signal = Signal::<Asymmetric>::new();
+        signal.notify_one(); // registers this process
+        let ticket = signal.register();
+        signal.unregister();
+        assert_eq!(ticket.covered, crate::sys::membarrier::barrier_everywhere());
     }
 }
