@@ -455,19 +455,24 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         loop {
             let idx = self.index(tail);
             let slot = &self.slots[idx]; // idx < cap: checked by load_pos
-            // Claim first, look later: the slot is usually free, and a CAS fetches its line
-            // for writing at once, where a load first would fetch it shared and then upgrade it
-            // (two transfers of the line per push instead of one). Acquire (on both outcomes):
-            // pairs with the consumer's release of the slot, so our copy comes after its copy out.
-            let s = match slot.stamp.compare_exchange(
-                stamp(tail, 0, EMPTY),
-                stamp(tail, me, WRITING),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return self.push_claimed(env, slot, tail, value),
-                Err(s) => s,
-            };
+            // Acquire: pairs with the consumer's release of the slot, so our copy comes after
+            // its copy out.
+            let s = slot.stamp.load(Ordering::Acquire);
+            if s == stamp(tail, 0, EMPTY) {
+                let claim = stamp(tail, me, WRITING);
+                match slot.stamp.compare_exchange_weak(
+                    s,
+                    claim,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.push_claimed(env, slot, tail, value),
+                    Err(_) => {
+                        tail = self.load_pos(&self.hdr.tail)?;
+                        continue;
+                    }
+                }
+            }
             let spos = pos_of(s);
             if self.index(spos) != idx {
                 return Err(Halt::Corrupted("slot stamp names another slot"));
@@ -540,18 +545,25 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         loop {
             let idx = self.index(head);
             let slot = &self.slots[idx]; // idx < cap: checked by load_pos
-            // Claim first, look later, as in `push_attempt`: when the value is there, the CAS
-            // fetches the line for writing at once instead of shared and then again for the claim.
-            // Acquire (on both outcomes): pairs with the producer's Release store of FULL.
-            let s = match slot.stamp.compare_exchange(
-                stamp(head, 0, FULL),
-                stamp(head, me, READING),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return self.pop_claimed(env, slot, head),
-                Err(s) => s,
-            };
+            // Acquire: pairs with the producer's release of FULL (the value is in place). A load
+            // first, unlike `push_attempt`: consumers poll here, and polling with a CAS would take
+            // the line away from the producer (and the other consumers) on every poll.
+            let s = slot.stamp.load(Ordering::Acquire);
+            if s == stamp(head, 0, FULL) {
+                let claim = stamp(head, me, READING);
+                match slot.stamp.compare_exchange_weak(
+                    s,
+                    claim,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return self.pop_claimed(env, slot, head),
+                    Err(_) => {
+                        head = self.load_pos(&self.hdr.head)?;
+                        continue;
+                    }
+                }
+            }
             let spos = pos_of(s);
             if self.index(spos) != idx {
                 return Err(Halt::Corrupted("slot stamp names another slot"));
