@@ -13,6 +13,14 @@ fn fork_panics(_: ()) -> u8 {
     panic!("forked failure")
 }
 
+fn big(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+fn exits_without_result(code: i32) -> Vec<u8> {
+    std::process::exit(code)
+}
+
 #[test]
 fn fork_start_method() {
     let (tx, rx) = mpsc::channel();
@@ -35,6 +43,19 @@ fn fork_start_method() {
                 other => panic!("expected ChildPanicked, got {other:?}"),
             }
             assert_eq!(current_process().name, "MainProcess");
+            // Result memfds are recycled: a large record, a small one over it, then a child
+            // that reports nothing must each get exactly their own outcome.
+            for n in [10_000, 3, 5_000] {
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(big, n) }.unwrap();
+                assert_eq!(p.join().unwrap(), vec![7; n]);
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(exits_without_result, 3) }.unwrap();
+                match p.join() {
+                    Err(Error::ChildExited { code: 3 }) => {}
+                    other => panic!("expected ChildExited(3), got {other:?}"),
+                }
+            }
         };
         let _ = tx.send(std::panic::catch_unwind(run));
     });

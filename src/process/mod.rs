@@ -229,7 +229,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
             ExitStatus::Signaled(signal) => return Err(Error::ChildSignaled { signal }),
             ExitStatus::Exited(code) => code,
         };
-        match record::result_read(self.child.memfd.as_fd(), self.child.token)? {
+        match record::result_read(self.child.memfd(), self.child.token)? {
             Some(Outcome::Returned(bytes)) => {
                 postcard::from_bytes(&bytes).map_err(|e| Error::Serialization(e.to_string()))
             }
