@@ -7,7 +7,6 @@
 //! (which would turn accesses into `SIGBUS`).
 
 use super::cvt_retry;
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -18,8 +17,37 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 pub(crate) const REQUIRED_SEALS: libc::c_int =
     libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
-fn shm_path(name: &str) -> io::Result<CString> {
-    CString::new(format!("{SHM_DIR}/{name}")).map_err(|_| io::ErrorKind::InvalidInput.into())
+/// Room for `/dev/shm/`, a file name of up to `NAME_MAX` (255) bytes and the NUL.
+const PATH_CAP: usize = SHM_DIR.len() + 1 + 255 + 1;
+
+/// `/dev/shm/<name>` as a NUL-terminated C string on the stack: building it allocates nothing.
+struct ShmPath {
+    buf: [u8; PATH_CAP],
+}
+
+impl ShmPath {
+    fn as_ptr(&self) -> *const libc::c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+/// The path of `name`: `InvalidInput` if it holds a NUL, `ENAMETOOLONG` if it is longer than
+/// a file name may be (as the kernel would say).
+fn shm_path(name: &str) -> io::Result<ShmPath> {
+    let name = name.as_bytes();
+    if name.contains(&0) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let dir = SHM_DIR.len();
+    // At least the last byte stays NUL.
+    if dir + 1 + name.len() >= PATH_CAP {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let mut path = ShmPath { buf: [0; PATH_CAP] };
+    path.buf[..dir].copy_from_slice(SHM_DIR.as_bytes());
+    path.buf[dir] = b'/';
+    path.buf[dir + 1..dir + 1 + name.len()].copy_from_slice(name);
+    Ok(path)
 }
 
 /// The device and inode of an open file.
