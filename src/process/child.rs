@@ -130,6 +130,7 @@ pub(super) fn call_and_finish<A, R: Serialize>(
 
 /// Flushes stdout (stderr is unbuffered) and exits with `code`, or with
 /// [`REPORT_FAILED_EXIT`] if the result record could not be written.
+#[inline]
 fn exit_after_report(written: std::io::Result<()>, code: i32) -> ! {
     let _ = std::io::stdout().flush();
     if written.is_err() {

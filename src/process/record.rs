@@ -161,6 +161,7 @@ pub(super) fn result_write_value<R: Serialize>(
 
 /// Writes the record in `buf` (payload of `len` bytes already after the header) in one `pwrite`.
 /// A write of at most one page at offset 0 of a memfd lands whole or not at all.
+#[inline]
 fn write_small(
     fd: BorrowedFd<'_>,
     buf: &mut [u8; SMALL_RECORD],
@@ -169,9 +170,10 @@ fn write_small(
     len: usize,
 ) -> io::Result<()> {
     buf[..RESULT_HEADER].copy_from_slice(&header(token, kind, len));
-    sys::write_all_at(fd, &buf[..RESULT_HEADER + len], 0)
+    sys::write_once_at_start(fd, &buf[..RESULT_HEADER + len])
 }
 
+#[inline]
 fn header(token: u64, kind: u8, len: usize) -> [u8; RESULT_HEADER] {
     let mut header = [0u8; RESULT_HEADER];
     header[..8].copy_from_slice(&RESULT_MAGIC.to_le_bytes());

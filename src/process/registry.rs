@@ -145,6 +145,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Records this process's identity (in a child, before its entry runs).
+#[inline]
 pub(super) fn set_current(identity: Identity) {
     *lock(&STATE.current) = Some(identity);
     STATE.created.store(0, Ordering::Relaxed);
@@ -322,6 +323,7 @@ pub(super) fn daemon_read_fd() -> std::io::Result<RawFd> {
 
 /// In a freshly forked child: forget the parent's children and daemon pipe. Returns a dup of
 /// the daemon pipe's read end if there is one (for a daemon child to watch).
+#[inline]
 pub(super) fn after_fork_in_child() -> Option<OwnedFd> {
     STATE.generation.fetch_add(1, Ordering::Relaxed);
     STATE.token_seed.store(0, Ordering::Relaxed);
