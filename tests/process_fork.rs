@@ -21,6 +21,12 @@ fn exits_without_result(code: i32) -> Vec<u8> {
     std::process::exit(code)
 }
 
+fn unit_exits(code: i32) {
+    if code >= 0 {
+        std::process::exit(code)
+    }
+}
+
 #[test]
 fn fork_start_method() {
     let (tx, rx) = mpsc::channel();
@@ -45,6 +51,16 @@ fn fork_start_method() {
             assert_eq!(current_process().name, "MainProcess");
             // Result memfds are recycled: a large record, a small one over it, then a child
             // that reports nothing must each get exactly their own outcome.
+            // A `()` result needs no record: exit code 0 says it (also after `exit(0)`).
+            for (code, ok) in [(-1, true), (0, true), (4, false)] {
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(unit_exits, code) }.unwrap();
+                match p.join() {
+                    Ok(()) if ok => {}
+                    Err(Error::ChildExited { code: 4 }) if !ok => {}
+                    other => panic!("code {code}: got {other:?}"),
+                }
+            }
             for n in [10_000, 3, 5_000] {
                 // SAFETY: as above.
                 let p = unsafe { Process::builder().fork_spawn(big, n) }.unwrap();

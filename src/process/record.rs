@@ -15,6 +15,7 @@
 //! token counts, and its header's length, not the file's, bounds the payload.
 
 use crate::sys::process as sys;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -141,8 +142,9 @@ pub(super) fn result_write(fd: BorrowedFd<'_>, token: u64, outcome: &Outcome) ->
     sys::write_all_at(fd, &header(token, kind, payload.len()), 0)
 }
 
-/// Encodes `value` as a `Returned` record into `buf` and writes it, without allocating; `Ok(None)`
-/// (nothing written) if it does not fit, `Err` for an encoding error.
+/// Encodes `value` as a `Returned` record into a stack buffer and writes it, without allocating;
+/// `Ok(None)` (nothing written) if it does not fit, `Err` for an encoding error. A value that
+/// encodes to no bytes is not written at all (see [`value_without_record`]).
 pub(super) fn result_write_value<R: Serialize>(
     fd: BorrowedFd<'_>,
     token: u64,
@@ -150,6 +152,9 @@ pub(super) fn result_write_value<R: Serialize>(
 ) -> Result<Option<io::Result<()>>, postcard::Error> {
     let mut small = [0u8; SMALL_RECORD];
     match postcard::to_slice(value, &mut small[RESULT_HEADER..]) {
+        // Nothing to say (a `()` result): the exit code 0 of a fork child says it all, see
+        // `value_without_record`.
+        Ok([]) => Ok(Some(Ok(()))),
         Ok(encoded) => {
             let len = encoded.len();
             Ok(Some(write_small(fd, &mut small, token, KIND_RETURNED, len)))
@@ -181,6 +186,15 @@ fn header(token: u64, kind: u8, len: usize) -> [u8; RESULT_HEADER] {
     header[16] = kind;
     header[17..].copy_from_slice(&(len as u64).to_le_bytes());
     header
+}
+
+/// The result of a fork child that exited with code 0, if `R` encodes to no bytes at all (`()`,
+/// unit structs): such a child writes no record (see [`result_write_value`]), and code 0 means
+/// its entry ended without panicking (a panic, a failed encoding or a failed report exits
+/// nonzero). The one case it also covers, an entry that called `exit(0)`, then reads as having
+/// returned, as in Python.
+pub(super) fn value_without_record<R: DeserializeOwned>() -> Option<R> {
+    postcard::from_bytes(&[]).ok()
 }
 
 /// Records up to this size are written and read in one call through a stack buffer.

@@ -224,6 +224,11 @@ impl Child {
         child
     }
 
+    /// Whether it was started by the fork start method.
+    pub(super) fn is_forked(&self) -> bool {
+        self.recycle.is_some()
+    }
+
     /// The memfd the child reports its result through.
     pub(super) fn memfd(&self) -> BorrowedFd<'_> {
         self.memfd.as_fd()
