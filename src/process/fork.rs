@@ -57,13 +57,7 @@ where
             return Err(e.into());
         }
     };
-    let child = Arc::new(Child::forked(
-        pid,
-        Identity { name, path },
-        pidfd,
-        memfd,
-        token,
-    ));
+    let child = registry::forked_child(pid, Identity { name, path }, pidfd, memfd, token);
     registry::register(Arc::clone(&child));
     Ok(child)
 }

@@ -36,6 +36,8 @@ struct State {
     daemon_pipe: Mutex<Option<DaemonPipe>>,
     /// Result memfds of reaped fork children, for the next fork child.
     pool: Mutex<Pool>,
+    /// The allocation of the last joined fork child, for the next one (see [`release`]).
+    spare: Mutex<Option<Arc<Child>>>,
 }
 
 static STATE: State = State {
@@ -54,6 +56,7 @@ static STATE: State = State {
         generation: 0,
         fds: [const { None }; POOL_LEN],
     }),
+    spare: Mutex::new(None),
 };
 
 /// How many idle result memfds a process keeps.
@@ -317,6 +320,56 @@ impl Child {
     pub(super) fn reaped(&self) -> Option<ExitStatus> {
         *lock(&self.ended)
     }
+}
+
+/// A [`Child`] for a fork child just started: the spare allocation of the last joined one if
+/// it belongs to this process, else a new one.
+pub(super) fn forked_child(
+    pid: u32,
+    identity: Identity,
+    pidfd: OwnedFd,
+    memfd: OwnedFd,
+    token: u64,
+) -> Arc<Child> {
+    let generation = STATE.generation.load(Ordering::Relaxed);
+    let spare = lock(&STATE.spare).take();
+    if let Some(mut spare) = spare {
+        match Arc::get_mut(&mut spare) {
+            // Never one inherited from a parent: its fds are the parent's too.
+            Some(old) if old.recycle == Some(generation) => {
+                let previous = std::mem::replace(&mut *old.memfd, memfd);
+                recycle(previous, generation);
+                // The reaped predecessor's pidfd closes here.
+                old.pidfd = pidfd;
+                old.pid = pid;
+                old.name = OnceLock::new();
+                if let Some(given) = identity.name {
+                    let _ = old.name.set(given);
+                }
+                old.path = identity.path;
+                old.token = token;
+                *old.ended.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+                return spare;
+            }
+            // Dropped: closes (never recycles) what a parent's spare holds.
+            _ => drop(spare),
+        }
+    }
+    Arc::new(Child::forked(pid, identity, pidfd, memfd, token))
+}
+
+/// Drops a `Process` handle's reference. The last reference to a joined fork child is kept as
+/// the spare for the next one instead: no `free` now and no `malloc` then, whose writes (the
+/// allocator's, and `errno`, which `free` preserves) would each cost a page fault after a fork.
+pub(super) fn release(child: Arc<Child>) {
+    if child.is_forked() && child.reaped().is_some() && Arc::strong_count(&child) == 1 {
+        let mut spare = lock(&STATE.spare);
+        if spare.is_none() {
+            *spare = Some(child);
+            return;
+        }
+    }
+    drop(child);
 }
 
 impl Drop for Child {
