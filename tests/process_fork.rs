@@ -13,6 +13,20 @@ fn fork_panics(_: ()) -> u8 {
     panic!("forked failure")
 }
 
+fn big(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+fn exits_without_result(code: i32) -> Vec<u8> {
+    std::process::exit(code)
+}
+
+fn unit_exits(code: i32) {
+    if code >= 0 {
+        std::process::exit(code)
+    }
+}
+
 #[test]
 fn fork_start_method() {
     let (tx, rx) = mpsc::channel();
@@ -30,11 +44,36 @@ fn fork_start_method() {
             assert_eq!(p.join().unwrap(), (6, "forked".to_owned()));
             // SAFETY: as above.
             let p = unsafe { Process::builder().fork_spawn(fork_panics, ()) }.unwrap();
+            // The joined child's handle allocation is reused: nothing of it may show.
+            assert!(p.name().starts_with("Process-"), "{}", p.name());
             match p.join() {
                 Err(Error::ChildPanicked { message }) => assert_eq!(message, "forked failure"),
                 other => panic!("expected ChildPanicked, got {other:?}"),
             }
             assert_eq!(current_process().name, "MainProcess");
+            // Result memfds are recycled: a large record, a small one over it, then a child
+            // that reports nothing must each get exactly their own outcome.
+            // A `()` result needs no record: exit code 0 says it (also after `exit(0)`).
+            for (code, ok) in [(-1, true), (0, true), (4, false)] {
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(unit_exits, code) }.unwrap();
+                match p.join() {
+                    Ok(()) if ok => {}
+                    Err(Error::ChildExited { code: 4 }) if !ok => {}
+                    other => panic!("code {code}: got {other:?}"),
+                }
+            }
+            for n in [10_000, 3, 5_000] {
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(big, n) }.unwrap();
+                assert_eq!(p.join().unwrap(), vec![7; n]);
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(exits_without_result, 3) }.unwrap();
+                match p.join() {
+                    Err(Error::ChildExited { code: 3 }) => {}
+                    other => panic!("expected ChildExited(3), got {other:?}"),
+                }
+            }
         };
         let _ = tx.send(std::panic::catch_unwind(run));
     });

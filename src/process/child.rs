@@ -67,7 +67,7 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
     let record::Boot { meta, args } = boot;
     registry::set_current(Identity {
         name: Some(meta.name),
-        path: meta.identity,
+        path: meta.identity.into(),
     });
     if let Some(fd) = meta.daemon_fd {
         if fd <= 2 || !sys::is_pipe(fd) {
@@ -93,12 +93,50 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
 /// Reports `outcome` through the memfd, flushes stdout and exits.
 pub(super) fn finish(memfd: BorrowedFd<'_>, token: u64, outcome: &Outcome) -> ! {
     let written = record::result_write(memfd, token, outcome);
+    exit_after_report(written, outcome.exit_code())
+}
+
+/// Runs `entry(args)` under `catch_unwind`, reports what happened through the memfd and exits:
+/// [`call`] then [`finish`], except that a result that fits the stack buffer is encoded
+/// straight into it (a forked child then touches no heap page before `_exit`).
+pub(super) fn call_and_finish<A, R: Serialize>(
+    memfd: BorrowedFd<'_>,
+    token: u64,
+    entry: impl FnOnce(A) -> R,
+    args: A,
+) -> ! {
+    let value = match catch_unwind(AssertUnwindSafe(|| entry(args))) {
+        Ok(value) => value,
+        Err(payload) => {
+            let outcome = Outcome::Panicked(panic_message(payload.as_ref()));
+            finish(memfd, token, &outcome)
+        }
+    };
+    let outcome = match record::result_write_value(memfd, token, &value) {
+        Ok(Some(written)) => {
+            // Dropped before exiting, as `call` does.
+            drop(value);
+            exit_after_report(written, 0)
+        }
+        Ok(None) => match postcard::to_stdvec(&value) {
+            Ok(bytes) => Outcome::Returned(bytes),
+            Err(e) => Outcome::BadResult(e.to_string()),
+        },
+        Err(e) => Outcome::BadResult(e.to_string()),
+    };
+    drop(value);
+    finish(memfd, token, &outcome)
+}
+
+/// Flushes stdout (stderr is unbuffered) and exits with `code`, or with
+/// [`REPORT_FAILED_EXIT`] if the result record could not be written.
+#[inline]
+fn exit_after_report(written: std::io::Result<()>, code: i32) -> ! {
     let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
     if written.is_err() {
         sys::exit_now(REPORT_FAILED_EXIT);
     }
-    sys::exit_now(outcome.exit_code())
+    sys::exit_now(code)
 }
 
 /// Exit code of a child that could not write its result record.

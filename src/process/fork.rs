@@ -24,7 +24,7 @@ where
     R: Serialize + DeserializeOwned,
 {
     let token = registry::next_token()?;
-    let memfd = sys::memfd(c"multiproc-fork")?;
+    let memfd = registry::result_memfd()?;
     let path = registry::next_identity();
     let name = opts.name.map(str::to_owned);
     if opts.daemon {
@@ -45,19 +45,19 @@ where
                 None => sys::exit_now(1),
             }
         }
-        let outcome = child::call(entry, args);
-        child::finish(memfd.as_fd(), token, &outcome);
+        child::call_and_finish(memfd.as_fd(), token, entry, args);
     }
     // The child runs on its own copy of `args`; the parent's copy is dropped like any moved value.
     drop(args);
-    let pidfd = sys::pidfd_open(pid)?;
-    let child = Arc::new(Child::new(
-        pid,
-        Identity { name, path },
-        pidfd,
-        memfd,
-        token,
-    ));
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) => {
+            // Not reaped yet, so the PID still names our child.
+            sys::kill_and_reap(pid);
+            return Err(e.into());
+        }
+    };
+    let child = registry::forked_child(pid, Identity { name, path }, pidfd, memfd, token);
     registry::register(Arc::clone(&child));
     Ok(child)
 }

@@ -53,6 +53,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,8 +109,17 @@ impl From<Ended> for ExitStatus {
 /// Dropping the handle neither waits for nor kills the child; until it ends and is reaped (by
 /// [`active_children`], like Python's), it counts as an active child.
 pub struct Process<R = ()> {
-    child: Arc<Child>,
+    /// Taken out only by `drop`.
+    child: ManuallyDrop<Arc<Child>>,
     result: PhantomData<fn() -> R>,
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        // SAFETY: the field is taken exactly once, here, and never used afterwards.
+        let child = unsafe { ManuallyDrop::take(&mut self.child) };
+        registry::release(child);
+    }
 }
 
 impl<R> fmt::Debug for Process<R> {
@@ -229,7 +239,12 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
             ExitStatus::Signaled(signal) => return Err(Error::ChildSignaled { signal }),
             ExitStatus::Exited(code) => code,
         };
-        match record::result_read(self.child.memfd.as_fd(), self.child.token)? {
+        if code == 0 && self.child.is_forked() {
+            if let Some(value) = record::value_without_record() {
+                return Ok(value);
+            }
+        }
+        match record::result_read(self.child.memfd(), self.child.token)? {
             Some(Outcome::Returned(bytes)) => {
                 postcard::from_bytes(&bytes).map_err(|e| Error::Serialization(e.to_string()))
             }
@@ -288,7 +303,7 @@ impl ProcessBuilder {
     {
         let child = spawn::spawn(self.options(), entry, args)?;
         Ok(Process {
-            child,
+            child: ManuallyDrop::new(child),
             result: PhantomData,
         })
     }
@@ -321,7 +336,7 @@ impl ProcessBuilder {
         // SAFETY: the caller upholds the fork preconditions documented above.
         let child = unsafe { fork::fork_spawn(self.options(), entry, args)? };
         Ok(Process {
-            child,
+            child: ManuallyDrop::new(child),
             result: PhantomData,
         })
     }

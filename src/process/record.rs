@@ -9,8 +9,13 @@
 //! result at offset 0, and the parent reads the result only after reaping the child, so the
 //! file never holds a record being written while the other side reads it. A file still holding
 //! the bootstrap after the child exited means the child never reached its entry.
+//!
+//! Fork children get recycled memfds (see `registry::result_memfd`), which may still hold an
+//! earlier child's record, possibly longer than the new one: only a record with the reader's
+//! token counts, and its header's length, not the file's, bounds the payload.
 
 use crate::sys::process as sys;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -124,23 +129,72 @@ pub(super) fn result_write(fd: BorrowedFd<'_>, token: u64, outcome: &Outcome) ->
         Outcome::BadArgs(m) => (KIND_BAD_ARGS, m.as_bytes()),
         Outcome::BadResult(m) => (KIND_BAD_RESULT, m.as_bytes()),
     };
-    let mut header = [0u8; RESULT_HEADER];
-    header[..8].copy_from_slice(&RESULT_MAGIC.to_le_bytes());
-    header[8..16].copy_from_slice(&token.to_le_bytes());
-    header[16] = kind;
-    header[17..].copy_from_slice(&(payload.len() as u64).to_le_bytes());
     // Small records go out in one write from the stack: no allocation (and no heap page
     // touched) in a child that is about to exit.
     let mut small = [0u8; SMALL_RECORD];
     if let Some(room) = small.get_mut(RESULT_HEADER..RESULT_HEADER + payload.len()) {
         room.copy_from_slice(payload);
-        small[..RESULT_HEADER].copy_from_slice(&header);
-        return sys::write_all_at(fd, &small[..RESULT_HEADER + payload.len()], 0);
+        return write_small(fd, &mut small, token, kind, payload.len());
     }
-    let mut buf = Vec::with_capacity(RESULT_HEADER + payload.len());
-    buf.extend_from_slice(&header);
-    buf.extend_from_slice(payload);
-    sys::write_all_at(fd, &buf, 0)
+    // The payload first, then the header that makes it count: a child that fails in between
+    // leaves no record naming its token over whatever an earlier child of a recycled memfd left.
+    sys::write_all_at(fd, payload, RESULT_HEADER as u64)?;
+    sys::write_all_at(fd, &header(token, kind, payload.len()), 0)
+}
+
+/// Encodes `value` as a `Returned` record into a stack buffer and writes it, without allocating;
+/// `Ok(None)` (nothing written) if it does not fit, `Err` for an encoding error. A value that
+/// encodes to no bytes is not written at all (see [`value_without_record`]).
+pub(super) fn result_write_value<R: Serialize>(
+    fd: BorrowedFd<'_>,
+    token: u64,
+    value: &R,
+) -> Result<Option<io::Result<()>>, postcard::Error> {
+    let mut small = [0u8; SMALL_RECORD];
+    match postcard::to_slice(value, &mut small[RESULT_HEADER..]) {
+        // Nothing to say (a `()` result): the exit code 0 of a fork child says it all, see
+        // `value_without_record`.
+        Ok([]) => Ok(Some(Ok(()))),
+        Ok(encoded) => {
+            let len = encoded.len();
+            Ok(Some(write_small(fd, &mut small, token, KIND_RETURNED, len)))
+        }
+        Err(postcard::Error::SerializeBufferFull) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the record in `buf` (payload of `len` bytes already after the header) in one `pwrite`.
+/// A write of at most one page at offset 0 of a memfd lands whole or not at all.
+#[inline]
+fn write_small(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8; SMALL_RECORD],
+    token: u64,
+    kind: u8,
+    len: usize,
+) -> io::Result<()> {
+    buf[..RESULT_HEADER].copy_from_slice(&header(token, kind, len));
+    sys::write_once_at_start(fd, &buf[..RESULT_HEADER + len])
+}
+
+#[inline]
+fn header(token: u64, kind: u8, len: usize) -> [u8; RESULT_HEADER] {
+    let mut header = [0u8; RESULT_HEADER];
+    header[..8].copy_from_slice(&RESULT_MAGIC.to_le_bytes());
+    header[8..16].copy_from_slice(&token.to_le_bytes());
+    header[16] = kind;
+    header[17..].copy_from_slice(&(len as u64).to_le_bytes());
+    header
+}
+
+/// The result of a fork child that exited with code 0, if `R` encodes to no bytes at all (`()`,
+/// unit structs): such a child writes no record (see [`result_write_value`]), and code 0 means
+/// its entry ended without panicking (a panic, a failed encoding or a failed report exits
+/// nonzero). The one case it also covers, an entry that called `exit(0)`, then reads as having
+/// returned, as in Python.
+pub(super) fn value_without_record<R: DeserializeOwned>() -> Option<R> {
+    postcard::from_bytes(&[]).ok()
 }
 
 /// Records up to this size are written and read in one call through a stack buffer.
@@ -149,15 +203,10 @@ const SMALL_RECORD: usize = 256;
 /// Reads the result record from `fd`: `Ok(None)` if the file does not hold one for `token`
 /// (the child never reported).
 pub(super) fn result_read(fd: BorrowedFd<'_>, token: u64) -> io::Result<Option<Outcome>> {
-    // One read usually holds the whole record; a short read is the end of the file.
+    // One read usually holds the whole record: a `pread` of a memfd is short only at the end
+    // of the file (the file may hold more: the tail of an earlier child's longer record).
     let mut first = [0u8; SMALL_RECORD];
-    let mut got = 0;
-    while got < first.len() {
-        match sys::read_at(fd, &mut first[got..], got as u64)? {
-            0 => break,
-            n => got += n,
-        }
-    }
+    let got = sys::read_at(fd, &mut first, 0)?;
     let Some(header) = first[..got].get(..RESULT_HEADER) else {
         return Ok(None);
     };

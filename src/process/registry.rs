@@ -3,7 +3,8 @@
 
 use super::ExitStatus;
 use crate::sys::process as sys;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -14,14 +15,146 @@ pub(super) static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 /// Set before `main` by `test_support!()`: this binary runs under the libtest harness.
 pub(super) static UNDER_LIBTEST: AtomicBool = AtomicBool::new(false);
 
-/// Children created by this process so far (for default names, like Python's counter).
-static CREATED: AtomicU32 = AtomicU32::new(0);
+/// The launcher's mutable per-process state, in one page-aligned static: `fork` write-protects
+/// every private page, so each page that a start-and-join writes costs one page fault in the
+/// parent and one copy in a forked child. Kept together, all of it costs one.
+#[repr(C, align(4096))]
+struct State {
+    /// Random seed of the bootstrap tokens; 0 until first use (and again in a forked child,
+    /// which must not repeat its parent's sequence).
+    token_seed: AtomicU64,
+    /// Tokens handed out so far.
+    token_count: AtomicU64,
+    /// Children created by this process so far (for default names, like Python's counter).
+    created: AtomicU32,
+    /// Bumped in every forked child: fds recorded under an older generation are copies that
+    /// the parent still uses, never to be recycled here.
+    generation: AtomicU64,
+    current: Mutex<Option<Identity>>,
+    /// Children not yet joined, in creation order.
+    children: Mutex<ChildList<Arc<Child>>>,
+    daemon_pipe: Mutex<Option<DaemonPipe>>,
+    /// Result memfds of reaped fork children, for the next fork child.
+    pool: Mutex<Pool>,
+    /// The allocation of the last joined fork child, for the next one (see [`release`]).
+    spare: Mutex<Option<Arc<Child>>>,
+}
+
+static STATE: State = State {
+    token_seed: AtomicU64::new(0),
+    token_count: AtomicU64::new(0),
+    created: AtomicU32::new(0),
+    generation: AtomicU64::new(0),
+    current: Mutex::new(None),
+    children: Mutex::new(ChildList {
+        len: 0,
+        inline: [const { None }; INLINE_CHILDREN],
+        spill: Vec::new(),
+    }),
+    daemon_pipe: Mutex::new(None),
+    pool: Mutex::new(Pool {
+        generation: 0,
+        fds: [const { None }; POOL_LEN],
+    }),
+    spare: Mutex::new(None),
+};
+
+/// How many idle result memfds a process keeps.
+const POOL_LEN: usize = 4;
+
+/// Idle result memfds. A memfd enters only once its child was reaped (nobody writes it any
+/// more); the next child overwrites the record, and its token tells a stale record from its own.
+struct Pool {
+    /// The generation the fds belong to; in a forked child they are the parent's and are closed.
+    generation: u64,
+    fds: [Option<OwnedFd>; POOL_LEN],
+}
+
+/// A memfd for the result record of a fork child: an idle one of this process, or a new one.
+pub(super) fn result_memfd() -> std::io::Result<OwnedFd> {
+    let generation = STATE.generation.load(Ordering::Relaxed);
+    let mut pool = lock(&STATE.pool);
+    if pool.generation != generation {
+        // Inherited from the parent, which may hand them to its own children: drop our copies.
+        pool.fds = [const { None }; POOL_LEN];
+        pool.generation = generation;
+    }
+    match pool.fds.iter_mut().rev().find_map(Option::take) {
+        Some(fd) => Ok(fd),
+        None => {
+            drop(pool);
+            sys::memfd(c"multiproc-fork")
+        }
+    }
+}
+
+/// Returns the result memfd of a reaped fork child created under `generation` to the pool
+/// (closes it if the pool is full or it belongs to an older generation).
+fn recycle(fd: OwnedFd, generation: u64) {
+    if generation != STATE.generation.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut pool = lock(&STATE.pool);
+    if pool.generation != generation {
+        pool.fds = [const { None }; POOL_LEN];
+        pool.generation = generation;
+    }
+    if let Some(slot) = pool.fds.iter_mut().find(|s| s.is_none()) {
+        *slot = Some(fd);
+    }
+}
 
 /// Who this process is; `None` in the main process.
 pub(super) struct Identity {
     /// The name it was given, or `None` for the default one (formatted from `path` on demand).
     pub(super) name: Option<String>,
-    pub(super) path: Vec<u32>,
+    pub(super) path: Path,
+}
+
+/// An identity path (`Process-1:2` is `[1, 2]`), inline up to [`INLINE_PATH`] levels so that
+/// starting a child allocates nothing for it.
+#[derive(Clone, Debug)]
+pub(super) enum Path {
+    Inline { len: u8, ids: [u32; INLINE_PATH] },
+    Heap(Vec<u32>),
+}
+
+const INLINE_PATH: usize = 6;
+
+impl Path {
+    pub(super) fn as_slice(&self) -> &[u32] {
+        match self {
+            Path::Inline { len, ids } => &ids[..usize::from(*len)],
+            Path::Heap(v) => v,
+        }
+    }
+
+    /// This path with `n` appended.
+    fn child(parent: &[u32], n: u32) -> Path {
+        let len = parent.len() + 1;
+        if len <= INLINE_PATH {
+            let mut ids = [0; INLINE_PATH];
+            ids[..parent.len()].copy_from_slice(parent);
+            ids[parent.len()] = n;
+            Path::Inline {
+                len: len as u8,
+                ids,
+            }
+        } else {
+            let mut v = parent.to_vec();
+            v.push(n);
+            Path::Heap(v)
+        }
+    }
+}
+
+impl From<Vec<u32>> for Path {
+    fn from(v: Vec<u32>) -> Path {
+        match v.split_last() {
+            Some((&n, parent)) if v.len() <= INLINE_PATH => Path::child(parent, n),
+            _ => Path::Heap(v),
+        }
+    }
 }
 
 /// The default name of the process at `path`: `Process-1:2` for `[1, 2]`.
@@ -36,32 +169,28 @@ pub(super) fn default_name(path: &[u32]) -> String {
     name
 }
 
-/// Random per-process seed of the bootstrap tokens; 0 until first use (and again in a forked
-/// child, which must not repeat its parent's sequence).
-static TOKEN_SEED: AtomicU64 = AtomicU64::new(0);
-/// Tokens handed out so far.
-static TOKEN_COUNT: AtomicU64 = AtomicU64::new(0);
-
 /// A fresh bootstrap token: one `getrandom` per process, then the splitmix64 finaliser of the
 /// seed plus a counter, so no two children of a process share a token and none is guessable
 /// without the seed.
 pub(super) fn next_token() -> std::io::Result<u64> {
-    let mut seed = TOKEN_SEED.load(Ordering::Relaxed);
+    let mut seed = STATE.token_seed.load(Ordering::Relaxed);
     if seed == 0 {
         let fresh = sys::random_u64()? | 1;
-        seed = match TOKEN_SEED.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => fresh,
-            Err(current) => current,
-        };
+        seed =
+            match STATE
+                .token_seed
+                .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => fresh,
+                Err(current) => current,
+            };
     }
-    let n = TOKEN_COUNT.fetch_add(1, Ordering::Relaxed);
+    let n = STATE.token_count.fetch_add(1, Ordering::Relaxed);
     let mut z = seed.wrapping_add(n.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     Ok(z ^ (z >> 31))
 }
-
-static CURRENT: Mutex<Option<Identity>> = Mutex::new(None);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The data is consistent at every unlock, so a panic elsewhere does not poison it for us.
@@ -69,27 +198,29 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Records this process's identity (in a child, before its entry runs).
+#[inline]
 pub(super) fn set_current(identity: Identity) {
-    *lock(&CURRENT) = Some(identity);
-    CREATED.store(0, Ordering::Relaxed);
+    *lock(&STATE.current) = Some(identity);
+    STATE.created.store(0, Ordering::Relaxed);
 }
 
 /// This process's name: the name it was spawned with, or `MainProcess`.
 pub(super) fn current_name() -> String {
-    lock(&CURRENT).as_ref().map_or_else(
+    lock(&STATE.current).as_ref().map_or_else(
         || "MainProcess".to_owned(),
-        |id| id.name.clone().unwrap_or_else(|| default_name(&id.path)),
+        |id| {
+            id.name
+                .clone()
+                .unwrap_or_else(|| default_name(id.path.as_slice()))
+        },
     )
 }
 
 /// The identity path of the next child.
-pub(super) fn next_identity() -> Vec<u32> {
-    let n = CREATED.fetch_add(1, Ordering::Relaxed) + 1;
-    let mut path = lock(&CURRENT)
-        .as_ref()
-        .map_or_else(Vec::new, |id| id.path.clone());
-    path.push(n);
-    path
+pub(super) fn next_identity() -> Path {
+    let n = STATE.created.fetch_add(1, Ordering::Relaxed) + 1;
+    let current = lock(&STATE.current);
+    Path::child(current.as_ref().map_or(&[], |id| id.path.as_slice()), n)
 }
 
 /// What the parent knows about one child; shared by its `Process` handle and the registry.
@@ -97,16 +228,19 @@ pub(super) struct Child {
     pub(super) pid: u32,
     /// The given name, or the default one, formatted from `path` on first use.
     name: OnceLock<String>,
-    path: Vec<u32>,
+    path: Path,
     pub(super) pidfd: OwnedFd,
-    /// The memfd holding the bootstrap, then the result.
-    pub(super) memfd: OwnedFd,
+    /// The memfd holding the bootstrap, then the result; taken out only by `drop`.
+    memfd: ManuallyDrop<OwnedFd>,
     pub(super) token: u64,
+    /// For a fork child's memfd: the generation to recycle it under once the child is reaped.
+    recycle: Option<u64>,
     /// Set once the child has been reaped.
     ended: Mutex<Option<ExitStatus>>,
 }
 
 impl Child {
+    /// A child whose memfd is closed with it (a spawned child's: it holds a bootstrap).
     pub(super) fn new(
         pid: u32,
         identity: Identity,
@@ -123,10 +257,35 @@ impl Child {
             name,
             path: identity.path,
             pidfd,
-            memfd,
+            memfd: ManuallyDrop::new(memfd),
             token,
+            recycle: None,
             ended: Mutex::new(None),
         }
+    }
+
+    /// A fork child, whose result memfd (from [`result_memfd`]) goes back to the pool once the
+    /// child has been reaped and this handle is dropped.
+    pub(super) fn forked(
+        pid: u32,
+        identity: Identity,
+        pidfd: OwnedFd,
+        memfd: OwnedFd,
+        token: u64,
+    ) -> Self {
+        let mut child = Self::new(pid, identity, pidfd, memfd, token);
+        child.recycle = Some(STATE.generation.load(Ordering::Relaxed));
+        child
+    }
+
+    /// Whether it was started by the fork start method.
+    pub(super) fn is_forked(&self) -> bool {
+        self.recycle.is_some()
+    }
+
+    /// The memfd the child reports its result through.
+    pub(super) fn memfd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
     }
 
     /// Reaps the child if it has ended; its status from then on.
@@ -140,7 +299,7 @@ impl Child {
 
     /// The child's name.
     pub(super) fn name(&self) -> &str {
-        self.name.get_or_init(|| default_name(&self.path))
+        self.name.get_or_init(|| default_name(self.path.as_slice()))
     }
 
     /// Waits for the child to end and reaps it: one blocking `waitid`, without holding the
@@ -163,24 +322,141 @@ impl Child {
     }
 }
 
-/// Children not yet joined, in creation order.
-static CHILDREN: Mutex<Vec<Arc<Child>>> = Mutex::new(Vec::new());
+/// A [`Child`] for a fork child just started: the spare allocation of the last joined one if
+/// it belongs to this process, else a new one.
+pub(super) fn forked_child(
+    pid: u32,
+    identity: Identity,
+    pidfd: OwnedFd,
+    memfd: OwnedFd,
+    token: u64,
+) -> Arc<Child> {
+    let generation = STATE.generation.load(Ordering::Relaxed);
+    let spare = lock(&STATE.spare).take();
+    if let Some(mut spare) = spare {
+        match Arc::get_mut(&mut spare) {
+            // Never one inherited from a parent: its fds are the parent's too.
+            Some(old) if old.recycle == Some(generation) => {
+                let previous = std::mem::replace(&mut *old.memfd, memfd);
+                recycle(previous, generation);
+                // The reaped predecessor's pidfd closes here.
+                old.pidfd = pidfd;
+                old.pid = pid;
+                old.name = OnceLock::new();
+                if let Some(given) = identity.name {
+                    let _ = old.name.set(given);
+                }
+                old.path = identity.path;
+                old.token = token;
+                *old.ended.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
+                return spare;
+            }
+            // Dropped: closes (never recycles) what a parent's spare holds.
+            _ => drop(spare),
+        }
+    }
+    Arc::new(Child::forked(pid, identity, pidfd, memfd, token))
+}
+
+/// Drops a `Process` handle's reference. The last reference to a joined fork child is kept as
+/// the spare for the next one instead: no `free` now and no `malloc` then, whose writes (the
+/// allocator's, and `errno`, which `free` preserves) would each cost a page fault after a fork.
+pub(super) fn release(child: Arc<Child>) {
+    if child.is_forked() && child.reaped().is_some() && Arc::strong_count(&child) == 1 {
+        let mut spare = lock(&STATE.spare);
+        if spare.is_none() {
+            *spare = Some(child);
+            return;
+        }
+    }
+    drop(child);
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // SAFETY: the field is taken exactly once, here, and never used afterwards.
+        let fd = unsafe { ManuallyDrop::take(&mut self.memfd) };
+        // A reaped child writes no more, so its memfd can carry the next child's result.
+        let reaped = matches!(self.ended.get_mut(), Ok(Some(_)));
+        match self.recycle {
+            Some(generation) if reaped => recycle(fd, generation),
+            _ => drop(fd),
+        }
+    }
+}
 
 /// Adds a child to the registry.
 pub(super) fn register(child: Arc<Child>) {
-    lock(&CHILDREN).push(child);
+    lock(&STATE.children).push(child);
 }
 
 /// Removes a child from the registry (it was joined).
 pub(super) fn unregister(child: &Arc<Child>) {
-    lock(&CHILDREN).retain(|c| !Arc::ptr_eq(c, child));
+    lock(&STATE.children).retain(|c| !Arc::ptr_eq(c, child));
 }
 
 /// Reaps finished children, drops them from the registry and returns the ones still running.
 pub(super) fn alive_children() -> Vec<Arc<Child>> {
-    let mut children = lock(&CHILDREN);
+    let mut children = lock(&STATE.children);
     children.retain(|c| matches!(c.poll(), Ok(None)));
-    children.clone()
+    children.iter().cloned().collect()
+}
+
+/// How many unjoined children the registry holds inside [`STATE`] before it spills to the heap.
+const INLINE_CHILDREN: usize = 8;
+
+/// An ordered list of children whose first [`INLINE_CHILDREN`] live inline in [`STATE`], so
+/// registering and unregistering a child writes no heap page (each is a fault after a fork).
+/// Every inline entry is older than every spilled one.
+struct ChildList<T> {
+    len: usize,
+    inline: [Option<T>; INLINE_CHILDREN],
+    spill: Vec<T>,
+}
+
+impl<T> ChildList<T> {
+    fn push(&mut self, child: T) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) if self.spill.is_empty() => {
+                *slot = Some(child);
+                self.len += 1;
+            }
+            _ => self.spill.push(child),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline[..self.len].iter().flatten().chain(&self.spill)
+    }
+
+    /// Keeps the children for which `keep` is true, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut kept = 0;
+        for i in 0..self.len {
+            let slot = self.inline[i].take();
+            if let Some(child) = slot.filter(|c| keep(c)) {
+                self.inline[kept] = Some(child);
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        self.spill.retain(keep);
+        // Refill the inline slots with the oldest spilled children.
+        let moved = (INLINE_CHILDREN - self.len).min(self.spill.len());
+        for child in self.spill.drain(..moved) {
+            self.inline[self.len] = Some(child);
+            self.len += 1;
+        }
+    }
+
+    /// Empties the list; inlined and free when it is empty already (as in a fork child of a
+    /// process with no unjoined children, which then runs no code page of `retain`).
+    #[inline]
+    fn clear(&mut self) {
+        if self.len != 0 || !self.spill.is_empty() {
+            self.retain(|_| false);
+        }
+    }
 }
 
 /// The pipe daemon children watch: this process holds the write end (`O_CLOEXEC`, so no child
@@ -193,12 +469,10 @@ struct DaemonPipe {
     _write: OwnedFd,
 }
 
-static DAEMON_PIPE: Mutex<Option<DaemonPipe>> = Mutex::new(None);
-
 /// The read end of this process's daemon pipe (created on first use), as a raw fd that stays
 /// open for the life of the process.
 pub(super) fn daemon_read_fd() -> std::io::Result<RawFd> {
-    let mut pipe = lock(&DAEMON_PIPE);
+    let mut pipe = lock(&STATE.daemon_pipe);
     let me = crate::sys::proc::getpid();
     if let Some(p) = pipe.as_ref().filter(|p| p.owner == me) {
         return Ok(p.read.as_raw_fd());
@@ -215,10 +489,12 @@ pub(super) fn daemon_read_fd() -> std::io::Result<RawFd> {
 
 /// In a freshly forked child: forget the parent's children and daemon pipe. Returns a dup of
 /// the daemon pipe's read end if there is one (for a daemon child to watch).
+#[inline]
 pub(super) fn after_fork_in_child() -> Option<OwnedFd> {
-    TOKEN_SEED.store(0, Ordering::Relaxed);
-    lock(&CHILDREN).clear();
-    let pipe = lock(&DAEMON_PIPE).take()?;
+    STATE.generation.fetch_add(1, Ordering::Relaxed);
+    STATE.token_seed.store(0, Ordering::Relaxed);
+    lock(&STATE.children).clear();
+    let pipe = lock(&STATE.daemon_pipe).take()?;
     let read = sys::dup_raw_cloexec(pipe.read.as_raw_fd()).ok();
     // Dropping closes this process's copies of both ends; the parent keeps its own.
     drop(pipe);
@@ -242,3 +518,44 @@ pub(super) fn watch_parent(read: OwnedFd) {
 
 /// Exit code of a daemon child that ends because its parent died (nobody is left to read it).
 const DAEMON_ORPHANED_EXIT: i32 = 143;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn child_list_keeps_creation_order_across_the_spill() {
+        let mut list = ChildList {
+            len: 0,
+            inline: [const { None }; INLINE_CHILDREN],
+            spill: Vec::new(),
+        };
+        let n = INLINE_CHILDREN as u32 + 5;
+        (0..n).for_each(|i| list.push(i));
+        assert_eq!(
+            list.iter().copied().collect::<Vec<_>>(),
+            (0..n).collect::<Vec<_>>()
+        );
+        list.retain(|&i| i % 3 != 0);
+        let kept: Vec<u32> = (0..n).filter(|i| i % 3 != 0).collect();
+        assert_eq!(list.iter().copied().collect::<Vec<_>>(), kept);
+        assert!(list.spill.is_empty() || list.len == INLINE_CHILDREN);
+        list.push(100);
+        assert_eq!(list.iter().last(), Some(&100));
+        list.clear();
+        assert_eq!(list.iter().count(), 0);
+        assert_eq!(list.len, 0);
+    }
+
+    #[test]
+    fn paths_stay_inline_when_short() {
+        let p = Path::child(&[1, 2], 3);
+        assert!(matches!(p, Path::Inline { .. }));
+        assert_eq!(p.as_slice(), &[1, 2, 3]);
+        let long: Vec<u32> = (1..=INLINE_PATH as u32 + 1).collect();
+        assert_eq!(Path::from(long.clone()).as_slice(), &long[..]);
+        assert_eq!(Path::from(vec![4]).as_slice(), &[4]);
+        assert_eq!(Path::from(Vec::new()).as_slice(), &[] as &[u32]);
+        assert_eq!(default_name(Path::child(&[1], 2).as_slice()), "Process-1:2");
+    }
+}

@@ -87,9 +87,11 @@ pub struct Segment {
 }
 
 struct Inner {
-    fd: OwnedFd,
+    /// Declared before `fd`, so it is unmapped before the fd closes (the file's last reference
+    /// then goes with the close, as with `shared_memory`).
     map: os::Mapping,
-    name: Option<String>,
+    fd: OwnedFd,
+    name: Option<InlineName>,
     /// This process created the name and unlinks it on drop unless persisted.
     owner: bool,
     persisted: AtomicBool,
@@ -111,7 +113,7 @@ impl Segment {
         let name = validate_name(name)?;
         let len = validate_len(len as u64)?;
         let fd = os::create_named(name, len).map_err(|e| name_error(e, name))?;
-        Self::map_fd(fd, Some(len), Some(name.to_owned()), true, true, opts).inspect_err(|_| {
+        Self::map_fd(fd, Some(len), Some(name), true, true, opts).inspect_err(|_| {
             let _ = os::unlink_named(name);
         })
     }
@@ -141,7 +143,7 @@ impl Segment {
         }
         match Arc::get_mut(&mut segment.inner) {
             Some(inner) => {
-                inner.name = Some(name.to_owned());
+                inner.name = Some(InlineName::new(name)?);
                 inner.owner = true;
             }
             // `init` only borrowed the segment, so the handle is still unique; should that ever
@@ -176,14 +178,7 @@ impl Segment {
         let name = validate_name(name)?;
         let fd = os::open_named(name, writable).map_err(|e| name_error(e, name))?;
         let info = check_ownership(fd.as_fd(), opts)?;
-        Self::map_fd(
-            fd,
-            Some(info.len),
-            Some(name.to_owned()),
-            false,
-            writable,
-            opts,
-        )
+        Self::map_fd(fd, Some(info.len), Some(name), false, writable, opts)
     }
 
     /// Creates an anonymous segment of `len` bytes: a memfd sealed against shrinking and growing,
@@ -216,14 +211,14 @@ impl Segment {
         } else {
             Some(check_ownership(fd.as_fd(), opts)?.len)
         };
-        Self::map_fd(fd, known_len, name, false, true, opts)
+        Self::map_fd(fd, known_len, name.as_deref(), false, true, opts)
     }
 
     /// Maps `fd`; `known_len` is its length when the caller just set or read it (saves an fstat).
     fn map_fd(
         fd: OwnedFd,
         known_len: Option<u64>,
-        name: Option<String>,
+        name: Option<&str>,
         owner: bool,
         writable: bool,
         opts: &ShmOptions,
@@ -248,6 +243,7 @@ impl Segment {
                 "segment is larger than any segment this crate creates",
             ));
         }
+        let name = name.map(InlineName::new).transpose()?;
         let map = os::map(fd.as_fd(), len as usize, writable, opts.populate)?;
         Ok(Segment {
             inner: Arc::new(Inner {
@@ -279,7 +275,7 @@ impl Segment {
 
     /// The name, or `None` for an anonymous segment.
     pub fn name(&self) -> Option<&str> {
-        self.inner.name.as_deref()
+        self.inner.name.as_ref().map(InlineName::as_str)
     }
 
     /// Whether this process created the name (and so unlinks it when the last handle drops).
@@ -314,7 +310,7 @@ impl Drop for Inner {
         if let (true, Some(name)) = (self.owner, &self.name) {
             if !self.persisted.load(Ordering::Relaxed) && os::is_still_linked(self.fd.as_fd()) {
                 // Errors are ignored: the name may already be gone, and Drop cannot report.
-                let _ = os::unlink_named(name);
+                let _ = os::unlink_named(name.as_str());
             }
         }
     }
@@ -323,7 +319,7 @@ impl Drop for Inner {
 impl fmt::Debug for Segment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Segment")
-            .field("name", &self.inner.name)
+            .field("name", &self.name())
             .field("len", &self.len())
             .field("owner", &self.inner.owner)
             .finish()
@@ -339,12 +335,12 @@ enum Wire {
 
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let wire = match (handoff::export_fd(self.fd()), &self.inner.name) {
+        let wire = match (handoff::export_fd(self.fd()), self.name()) {
             (Some(slot), name) => Wire::Fd {
                 slot,
-                name: name.clone(),
+                name: name.map(str::to_owned),
             },
-            (None, Some(name)) => Wire::Name(name.clone()),
+            (None, Some(name)) => Wire::Name(name.to_owned()),
             (None, None) => {
                 return Err(serde::ser::Error::custom(
                     "an anonymous segment can only be passed to a child as a Process::spawn argument",
@@ -364,6 +360,39 @@ impl<'de> Deserialize<'de> for Segment {
             Wire::Name(name) => Segment::open(&name),
         };
         opened.map_err(serde::de::Error::custom)
+    }
+}
+
+/// A validated segment name, kept inline in the handle (no allocation of its own).
+#[derive(Clone, Copy)]
+struct InlineName {
+    len: u8,
+    bytes: [u8; MAX_NAME_LEN],
+}
+
+impl InlineName {
+    /// `name` must have passed [`validate_name`] (a longer one is `InvalidName`).
+    fn new(name: &str) -> Result<InlineName> {
+        let mut inline = InlineName {
+            len: 0,
+            bytes: [0; MAX_NAME_LEN],
+        };
+        match (inline.bytes.get_mut(..name.len()), u8::try_from(name.len())) {
+            (Some(room), Ok(len)) => {
+                room.copy_from_slice(name.as_bytes());
+                inline.len = len;
+                Ok(inline)
+            }
+            _ => Err(Error::InvalidName {
+                name: name.to_owned(),
+                reason: "longer than 200 bytes",
+            }),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // The bytes were copied whole from a `&str`, so this never fails.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 

@@ -2,14 +2,15 @@
 //!
 //! Named segments are files in `/dev/shm`, opened the way glibc's `shm_open` does but with the
 //! flags chosen here: `O_NOFOLLOW` (a symlink at the name is refused), `O_CLOEXEC`, and for
-//! creation `O_CREAT | O_EXCL` with mode `0600`. Anonymous segments are memfds sealed against
+//! creation `O_CREAT | O_EXCL` with mode `0600`; names are resolved relative to an `O_PATH` fd of
+//! `/dev/shm` that this module opens once and keeps. Anonymous segments are memfds sealed against
 //! shrinking and growing, so no process holding the fd can truncate the mapping under another
 //! (which would turn accesses into `SIGBUS`).
 
 use super::cvt_retry;
-use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
 
 /// Where named segments live.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
@@ -18,8 +19,69 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 pub(crate) const REQUIRED_SEALS: libc::c_int =
     libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
 
-fn shm_path(name: &str) -> io::Result<CString> {
-    CString::new(format!("{SHM_DIR}/{name}")).map_err(|_| io::ErrorKind::InvalidInput.into())
+/// Room for a file name of up to `NAME_MAX` (255) bytes and its NUL.
+const NAME_CAP: usize = 255 + 1;
+
+/// A name in `/dev/shm` as a NUL-terminated C string on the stack: building it allocates nothing.
+struct ShmName {
+    buf: [u8; NAME_CAP],
+}
+
+impl ShmName {
+    fn as_ptr(&self) -> *const libc::c_char {
+        self.buf.as_ptr().cast()
+    }
+}
+
+/// `name` as a C string: `InvalidInput` if it holds a NUL, `ENAMETOOLONG` if it is longer than
+/// a file name may be (as the kernel would say).
+fn shm_name(name: &str) -> io::Result<ShmName> {
+    let name = name.as_bytes();
+    if name.contains(&0) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    // At least the last byte stays NUL.
+    if name.len() >= NAME_CAP {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    let mut c = ShmName { buf: [0; NAME_CAP] };
+    c.buf[..name.len()].copy_from_slice(name);
+    Ok(c)
+}
+
+/// `/dev/shm` itself (`O_PATH | O_DIRECTORY | O_CLOEXEC`), opened on first use and owned by this
+/// static for the life of the process. Names are resolved from it: one path component instead
+/// of three and a mount crossing, for every create, open and unlink.
+fn shm_dir() -> io::Result<BorrowedFd<'static>> {
+    static DIR: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.as_fd());
+    }
+    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    // SAFETY: the path is a valid NUL-terminated string; open returns a new fd or -1.
+    let fd = cvt_retry(|| unsafe { libc::open(c"/dev/shm".as_ptr(), flags) })?;
+    // SAFETY: `fd` was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // Should another thread have won the race, our fd is closed here.
+    Ok(DIR.get_or_init(|| fd).as_fd())
+}
+
+/// `fstat(2)` as the kernel's own call: glibc's `fstat` is `newfstatat(fd, "", AT_EMPTY_PATH)`,
+/// which makes the kernel check an empty path first.
+///
+/// # Safety
+/// - `st` must be valid for writes (any fd number is acceptable: a bad one gives `EBADF`).
+unsafe fn fstat(fd: std::os::fd::RawFd, st: *mut libc::stat) -> libc::c_int {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: on x86-64 glibc's `struct stat` is the kernel's; the caller guarantees `st`.
+        unsafe { libc::syscall(libc::SYS_fstat, fd, st) as libc::c_int }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // SAFETY: the caller guarantees `st`.
+        unsafe { libc::fstat(fd, st) }
+    }
 }
 
 /// The device and inode of an open file.
@@ -27,7 +89,7 @@ pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    cvt_retry(|| unsafe { fstat(fd.as_raw_fd(), &mut st) })?;
     Ok((st.st_dev, st.st_ino))
 }
 
@@ -37,10 +99,18 @@ pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
 /// The file is visible under its name from the moment it exists; callers publish its contents
 /// through the segment header's init state, not through the name.
 pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
-    let path = shm_path(name)?;
+    let (dir, name_c) = (shm_dir()?, shm_name(name)?);
     let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `path` is a valid NUL-terminated string; open returns a new fd or -1.
-    let fd = cvt_retry(|| unsafe { libc::open(path.as_ptr(), flags, 0o600 as libc::c_uint) })?;
+    // SAFETY: `dir` is an open directory fd and `name_c` a valid NUL-terminated string; openat
+    // returns a new fd or -1.
+    let fd = cvt_retry(|| unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name_c.as_ptr(),
+            flags,
+            0o600 as libc::c_uint,
+        )
+    })?;
     // SAFETY: `fd` was just returned by open and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     // The umask can only clear bits of 0600, never add group or other access.
@@ -53,24 +123,25 @@ pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
 
 /// Opens an existing `/dev/shm/<name>`, read-write or read-only. Symlinks are refused (`ELOOP`).
 pub(crate) fn open_named(name: &str, writable: bool) -> io::Result<OwnedFd> {
-    let path = shm_path(name)?;
+    let (dir, name_c) = (shm_dir()?, shm_name(name)?);
     let access = if writable {
         libc::O_RDWR
     } else {
         libc::O_RDONLY
     };
     let flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `path` is a valid NUL-terminated string; open returns a new fd or -1.
-    let fd = cvt_retry(|| unsafe { libc::open(path.as_ptr(), flags) })?;
+    // SAFETY: `dir` is an open directory fd and `name_c` a valid NUL-terminated string; openat
+    // returns a new fd or -1.
+    let fd = cvt_retry(|| unsafe { libc::openat(dir.as_raw_fd(), name_c.as_ptr(), flags) })?;
     // SAFETY: `fd` was just returned by open and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Removes `/dev/shm/<name>`. Mappings and fds already open stay valid.
 pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
-    let path = shm_path(name)?;
-    // SAFETY: `path` is a valid NUL-terminated string.
-    cvt_retry(|| unsafe { libc::unlink(path.as_ptr()) }).map(drop)
+    let (dir, name_c) = (shm_dir()?, shm_name(name)?);
+    // SAFETY: `dir` is an open directory fd and `name_c` a valid NUL-terminated string.
+    cvt_retry(|| unsafe { libc::unlinkat(dir.as_raw_fd(), name_c.as_ptr(), 0) }).map(drop)
 }
 
 /// Creates an anonymous memfd of `len` bytes, sealed against shrinking, growing and re-sealing.
@@ -113,7 +184,7 @@ pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    cvt_retry(|| unsafe { fstat(fd.as_raw_fd(), &mut st) })?;
     Ok(FileInfo {
         len: st.st_size as u64,
         uid: st.st_uid,
@@ -171,19 +242,20 @@ pub(crate) fn is_still_linked(fd: BorrowedFd<'_>) -> bool {
     // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    cvt_retry(|| unsafe { libc::fstat(fd.as_raw_fd(), &mut st) }).is_ok() && st.st_nlink > 0
+    cvt_retry(|| unsafe { fstat(fd.as_raw_fd(), &mut st) }).is_ok() && st.st_nlink > 0
 }
 
 /// Renames `/dev/shm/<from>` to `/dev/shm/<to>` unless `to` exists (`EEXIST` then): the atomic
 /// step that publishes a fully initialised named object under its name.
 pub(crate) fn rename_noreplace(from: &str, to: &str) -> io::Result<()> {
-    let (from, to) = (shm_path(from)?, shm_path(to)?);
-    // SAFETY: both paths are valid NUL-terminated strings; renameat2 only reads them.
+    let (dir, from, to) = (shm_dir()?, shm_name(from)?, shm_name(to)?);
+    // SAFETY: `dir` is an open directory fd and both names are valid NUL-terminated strings;
+    // renameat2 only reads them.
     cvt_retry(|| unsafe {
         libc::renameat2(
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             from.as_ptr(),
-            libc::AT_FDCWD,
+            dir.as_raw_fd(),
             to.as_ptr(),
             libc::RENAME_NOREPLACE,
         )
