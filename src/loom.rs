@@ -234,6 +234,14 @@ pub(crate) mod futex {
 /// sees the announcement). Without `membarrier` both are `SeqCst` fences. In the model both are
 /// `SeqCst` fences, which is the protocol the models check; SAFETY.md states the equivalence.
 pub(crate) mod handshake {
+    /// Gets this process ready to take the hot side: starts its `membarrier` registration in
+    /// the background if `multiproc::init` did not register it (hot fences stay full fences
+    /// until it completes). Idempotent and cheap after the first call.
+    pub(crate) fn prepare() {
+        #[cfg(not(loom))]
+        crate::sys::membarrier::register_in_background();
+    }
+
     /// The hot side's fence, between its publication and its load of the sleeper count.
     #[inline]
     pub(crate) fn hot_fence() {

@@ -68,6 +68,9 @@ use std::time::Duration;
 /// instead: it defines the helper test that calls `init`.
 pub fn init() {
     registry::INIT_CALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+    // While the process is still single-threaded, registering costs microseconds (the rings'
+    // notify fences rely on it: `loom::handshake`).
+    crate::sys::membarrier::register();
     child::dispatch();
 }
 

@@ -9,11 +9,13 @@
 use super::registry::UNDER_LIBTEST;
 use std::sync::atomic::Ordering;
 
-/// Called before `main` by the `.init_array` entry of `test_support!()`: only stores a flag
-/// (no allocation, no I/O), since the Rust runtime is not set up yet.
+/// Called before `main` by the `.init_array` entry of `test_support!()`: only stores flags and
+/// makes two `membarrier` calls (no allocation, no I/O), since the Rust runtime is not set up yet.
 #[doc(hidden)]
 pub extern "C" fn __mark_libtest() {
     UNDER_LIBTEST.store(true, Ordering::Relaxed);
+    // Before `main`, so still single-threaded: registering is cheap (see `init`).
+    crate::sys::membarrier::register();
 }
 
 /// Makes [`Process::spawn`](crate::Process::spawn) work in a `cargo test` integration test file.

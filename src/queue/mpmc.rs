@@ -358,6 +358,8 @@ impl RawMpmc {
         // any bytes; values are only accessed through the cells, under the stamp protocol.
         let slots =
             unsafe { std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<Slot<T>>(), cap) };
+        // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
+        crate::loom::handshake::prepare();
         Ok(MpmcRef::from_parts(hdr, slots))
     }
 }
@@ -752,7 +754,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
             signal.unregister();
             if !woken {
                 match on_timeout {
-                    Expiry::Deadline => return Err(Halt::Blocked),
+                    // One last look: a peer killed between publishing and waking us left its
+                    // value (or room) there without a wake-up.
+                    Expiry::Deadline => {
+                        return match attempt() {
+                            Err(Halt::Busy { .. }) => Err(Halt::Blocked),
+                            other => other,
+                        };
+                    }
                     Expiry::Recheck => {}
                     Expiry::Stall { idx, s } => {
                         if !self.reclaim(env, idx, s) {

@@ -236,6 +236,8 @@ impl RawSpsc {
         let slots = unsafe {
             std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<UnsafeCell<T>>(), cap)
         };
+        // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
+        crate::loom::handshake::prepare();
         Ok(SpscRef::from_parts(hdr, slots))
     }
 }

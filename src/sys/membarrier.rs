@@ -20,6 +20,7 @@ const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
 const UNKNOWN: u8 = 0; // not asked yet
 const REGISTERED: u8 = 1; // this process receives global expedited barriers
 const UNAVAILABLE: u8 = 2; // the kernel (or a seccomp filter) does not offer them
+const PENDING: u8 = 3; // a registration is under way (or was, in the parent of a forked child)
 
 /// This process's registration, decided once.
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
@@ -33,23 +34,43 @@ fn membarrier(cmd: libc::c_int) -> libc::c_long {
     unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
 }
 
-/// Whether this process receives the barriers of [`barrier_everywhere`]. The first call
-/// registers it and answers `false` (the caller fences itself that once); once `true`, always
-/// `true` for this process.
+/// Whether this process receives the barriers of [`barrier_everywhere`]. Once `true`, always
+/// `true` for this process. Never registers (see [`register`]).
 #[inline]
 pub(crate) fn registered() -> bool {
-    match STATE.load(Ordering::Relaxed) {
-        REGISTERED => true,
-        UNAVAILABLE => false,
-        _ => {
-            register();
-            false
+    STATE.load(Ordering::Relaxed) == REGISTERED
+}
+
+/// Registers this process now, unless that was done or started before. Takes microseconds in
+/// a single-threaded process; in a multi-threaded one the kernel waits for an RCU grace period
+/// (about 20 ms here), so call it early (`multiproc::init`) or use [`register_in_background`].
+pub(crate) fn register() {
+    if claim() {
+        finish_registration();
+    }
+}
+
+/// Starts the registration on a short-lived thread, unless it was done or started before;
+/// until it completes, [`registered`] stays `false` (callers fence for real).
+pub(crate) fn register_in_background() {
+    if claim() {
+        let spawned = std::thread::Builder::new()
+            .name("multiproc-membarrier".into())
+            .spawn(finish_registration);
+        if spawned.is_err() {
+            STATE.store(UNAVAILABLE, Ordering::Relaxed);
         }
     }
 }
 
-#[cold]
-fn register() {
+/// Moves `UNKNOWN` to `PENDING`; `true` for the one caller that did.
+fn claim() -> bool {
+    STATE
+        .compare_exchange(UNKNOWN, PENDING, Ordering::Relaxed, Ordering::Relaxed)
+        .is_ok()
+}
+
+fn finish_registration() {
     let offered = membarrier(CMD_QUERY);
     let ok = offered >= 0
         && offered & libc::c_long::from(CMD_GLOBAL_EXPEDITED) != 0
