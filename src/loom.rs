@@ -263,8 +263,7 @@ pub(crate) mod handshake {
             return true;
         }
         super::sync::atomic::fence(super::sync::atomic::Ordering::SeqCst);
-        // Only this process's own hot threads are sure to have fenced; if this process could
-        // not register, no hot thread here skipped its fence, but other processes' may have.
+        // Hot threads of other (registered) processes may have skipped their fence.
         cfg!(loom)
     }
 }

@@ -19,11 +19,11 @@
 //! is lost; the loom models check it.
 //!
 //! The fences are the signal's [`Fences`] type, so every user of one signal uses the same pair:
-//! [`Symmetric`] (`SeqCst` on both sides) where the publication is itself a read-modify-write,
-//! so the notifier's fence finds its store buffer empty and costs little (the MPMC ring, the
-//! channel); [`Asymmetric`] (`loom::handshake`: a compiler fence to notify, a `membarrier` to go
-//! to sleep) where the publication is a plain store that a full fence would wait for on every
-//! operation (the SPSC ring).
+//! [`Asymmetric`] (`loom::handshake`: a compiler fence to notify, a `membarrier` to go to sleep)
+//! for the rings, whose operations are a few atomic instructions each, so that a full fence per
+//! operation would be a large part of their cost (the SPSC ring publishes with a plain store,
+//! which the fence would wait for every time); [`Symmetric`] (`SeqCst` on both sides) for the
+//! channel, whose operations take a lock anyway.
 
 use crate::loom::futex::{self, Deadline};
 use crate::loom::handshake;
