@@ -297,8 +297,9 @@ macro_rules! ring_handle {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
-/// A producer killed in the middle of a push loses only that value (its push never returned);
-/// a consumer killed in the middle of a pop loses the value it was taking. The survivors go on:
+/// A producer killed in the middle of a push loses at most that value (its push never returned;
+/// if it had already published it, the value is delivered once); a consumer killed in the middle
+/// of a pop loses the value it was taking. The survivors go on:
 /// a slot claimed by a dead process is reclaimed once the OS reports it dead (within ~10 ms).
 pub struct Queue<T: Pod + Send> {
     inner: RingObject<MpmcRef<'static, T>>,
