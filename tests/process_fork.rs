@@ -44,7 +44,7 @@ fn fork_start_method() {
             assert_eq!(p.join().unwrap(), (6, "forked".to_owned()));
             // SAFETY: as above.
             let p = unsafe { Process::builder().fork_spawn(fork_panics, ()) }.unwrap();
-            // The joined child's handle allocation is reused: nothing of it may show.
+            // Nothing of the previous (joined) child shows in the new handle.
             assert!(p.name().starts_with("Process-"), "{}", p.name());
             match p.join() {
                 Err(Error::ChildPanicked { message }) => assert_eq!(message, "forked failure"),

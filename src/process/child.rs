@@ -67,7 +67,7 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
     let record::Boot { meta, args } = boot;
     registry::set_current(Identity {
         name: Some(meta.name),
-        path: meta.identity.into(),
+        path: meta.identity,
     });
     if let Some(fd) = meta.daemon_fd {
         if fd <= 2 || !sys::is_pipe(fd) {

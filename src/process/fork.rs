@@ -57,7 +57,13 @@ where
             return Err(e.into());
         }
     };
-    let child = registry::forked_child(pid, Identity { name, path }, pidfd, memfd, token);
+    let child = Arc::new(Child::forked(
+        pid,
+        Identity { name, path },
+        pidfd,
+        memfd,
+        token,
+    ));
     registry::register(Arc::clone(&child));
     Ok(child)
 }

@@ -53,7 +53,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::marker::PhantomData;
-use std::mem::ManuallyDrop;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -112,17 +111,8 @@ impl From<Ended> for ExitStatus {
 /// Dropping the handle neither waits for nor kills the child; until it ends and is reaped (by
 /// [`active_children`], like Python's), it counts as an active child.
 pub struct Process<R = ()> {
-    /// Taken out only by `drop`.
-    child: ManuallyDrop<Arc<Child>>,
+    child: Arc<Child>,
     result: PhantomData<fn() -> R>,
-}
-
-impl<R> Drop for Process<R> {
-    fn drop(&mut self) {
-        // SAFETY: the field is taken exactly once, here, and never used afterwards.
-        let child = unsafe { ManuallyDrop::take(&mut self.child) };
-        registry::release(child);
-    }
 }
 
 impl<R> fmt::Debug for Process<R> {
@@ -306,7 +296,7 @@ impl ProcessBuilder {
     {
         let child = spawn::spawn(self.options(), entry, args)?;
         Ok(Process {
-            child: ManuallyDrop::new(child),
+            child,
             result: PhantomData,
         })
     }
@@ -339,7 +329,7 @@ impl ProcessBuilder {
         // SAFETY: the caller upholds the fork preconditions documented above.
         let child = unsafe { fork::fork_spawn(self.options(), entry, args)? };
         Ok(Process {
-            child: ManuallyDrop::new(child),
+            child,
             result: PhantomData,
         })
     }

@@ -32,12 +32,10 @@ struct State {
     generation: AtomicU64,
     current: Mutex<Option<Identity>>,
     /// Children not yet joined, in creation order.
-    children: Mutex<ChildList<Arc<Child>>>,
+    children: Mutex<Vec<Arc<Child>>>,
     daemon_pipe: Mutex<Option<DaemonPipe>>,
     /// Result memfds of reaped fork children, for the next fork child.
     pool: Mutex<Pool>,
-    /// The allocation of the last joined fork child, for the next one (see [`release`]).
-    spare: Mutex<Option<Arc<Child>>>,
 }
 
 static STATE: State = State {
@@ -46,17 +44,12 @@ static STATE: State = State {
     created: AtomicU32::new(0),
     generation: AtomicU64::new(0),
     current: Mutex::new(None),
-    children: Mutex::new(ChildList {
-        len: 0,
-        inline: [const { None }; INLINE_CHILDREN],
-        spill: Vec::new(),
-    }),
+    children: Mutex::new(Vec::new()),
     daemon_pipe: Mutex::new(None),
     pool: Mutex::new(Pool {
         generation: 0,
         fds: [const { None }; POOL_LEN],
     }),
-    spare: Mutex::new(None),
 };
 
 /// How many idle result memfds a process keeps.
@@ -108,53 +101,7 @@ fn recycle(fd: OwnedFd, generation: u64) {
 pub(super) struct Identity {
     /// The name it was given, or `None` for the default one (formatted from `path` on demand).
     pub(super) name: Option<String>,
-    pub(super) path: Path,
-}
-
-/// An identity path (`Process-1:2` is `[1, 2]`), inline up to [`INLINE_PATH`] levels so that
-/// starting a child allocates nothing for it.
-#[derive(Clone, Debug)]
-pub(super) enum Path {
-    Inline { len: u8, ids: [u32; INLINE_PATH] },
-    Heap(Vec<u32>),
-}
-
-const INLINE_PATH: usize = 6;
-
-impl Path {
-    pub(super) fn as_slice(&self) -> &[u32] {
-        match self {
-            Path::Inline { len, ids } => &ids[..usize::from(*len)],
-            Path::Heap(v) => v,
-        }
-    }
-
-    /// This path with `n` appended.
-    fn child(parent: &[u32], n: u32) -> Path {
-        let len = parent.len() + 1;
-        if len <= INLINE_PATH {
-            let mut ids = [0; INLINE_PATH];
-            ids[..parent.len()].copy_from_slice(parent);
-            ids[parent.len()] = n;
-            Path::Inline {
-                len: len as u8,
-                ids,
-            }
-        } else {
-            let mut v = parent.to_vec();
-            v.push(n);
-            Path::Heap(v)
-        }
-    }
-}
-
-impl From<Vec<u32>> for Path {
-    fn from(v: Vec<u32>) -> Path {
-        match v.split_last() {
-            Some((&n, parent)) if v.len() <= INLINE_PATH => Path::child(parent, n),
-            _ => Path::Heap(v),
-        }
-    }
+    pub(super) path: Vec<u32>,
 }
 
 /// The default name of the process at `path`: `Process-1:2` for `[1, 2]`.
@@ -208,19 +155,18 @@ pub(super) fn set_current(identity: Identity) {
 pub(super) fn current_name() -> String {
     lock(&STATE.current).as_ref().map_or_else(
         || "MainProcess".to_owned(),
-        |id| {
-            id.name
-                .clone()
-                .unwrap_or_else(|| default_name(id.path.as_slice()))
-        },
+        |id| id.name.clone().unwrap_or_else(|| default_name(&id.path)),
     )
 }
 
 /// The identity path of the next child.
-pub(super) fn next_identity() -> Path {
+pub(super) fn next_identity() -> Vec<u32> {
     let n = STATE.created.fetch_add(1, Ordering::Relaxed) + 1;
-    let current = lock(&STATE.current);
-    Path::child(current.as_ref().map_or(&[], |id| id.path.as_slice()), n)
+    let mut path = lock(&STATE.current)
+        .as_ref()
+        .map_or_else(Vec::new, |id| id.path.clone());
+    path.push(n);
+    path
 }
 
 /// What the parent knows about one child; shared by its `Process` handle and the registry.
@@ -228,7 +174,7 @@ pub(super) struct Child {
     pub(super) pid: u32,
     /// The given name, or the default one, formatted from `path` on first use.
     name: OnceLock<String>,
-    path: Path,
+    path: Vec<u32>,
     pub(super) pidfd: OwnedFd,
     /// The memfd holding the bootstrap, then the result; taken out only by `drop`.
     memfd: ManuallyDrop<OwnedFd>,
@@ -299,7 +245,7 @@ impl Child {
 
     /// The child's name.
     pub(super) fn name(&self) -> &str {
-        self.name.get_or_init(|| default_name(self.path.as_slice()))
+        self.name.get_or_init(|| default_name(&self.path))
     }
 
     /// Waits for the child to end and reaps it: one blocking `waitid`, without holding the
@@ -320,56 +266,6 @@ impl Child {
     pub(super) fn reaped(&self) -> Option<ExitStatus> {
         *lock(&self.ended)
     }
-}
-
-/// A [`Child`] for a fork child just started: the spare allocation of the last joined one if
-/// it belongs to this process, else a new one.
-pub(super) fn forked_child(
-    pid: u32,
-    identity: Identity,
-    pidfd: OwnedFd,
-    memfd: OwnedFd,
-    token: u64,
-) -> Arc<Child> {
-    let generation = STATE.generation.load(Ordering::Relaxed);
-    let spare = lock(&STATE.spare).take();
-    if let Some(mut spare) = spare {
-        match Arc::get_mut(&mut spare) {
-            // Never one inherited from a parent: its fds are the parent's too.
-            Some(old) if old.recycle == Some(generation) => {
-                let previous = std::mem::replace(&mut *old.memfd, memfd);
-                recycle(previous, generation);
-                // The reaped predecessor's pidfd closes here.
-                old.pidfd = pidfd;
-                old.pid = pid;
-                old.name = OnceLock::new();
-                if let Some(given) = identity.name {
-                    let _ = old.name.set(given);
-                }
-                old.path = identity.path;
-                old.token = token;
-                *old.ended.get_mut().unwrap_or_else(PoisonError::into_inner) = None;
-                return spare;
-            }
-            // Dropped: closes (never recycles) what a parent's spare holds.
-            _ => drop(spare),
-        }
-    }
-    Arc::new(Child::forked(pid, identity, pidfd, memfd, token))
-}
-
-/// Drops a `Process` handle's reference. The last reference to a joined fork child is kept as
-/// the spare for the next one instead: no `free` now and no `malloc` then, whose writes (the
-/// allocator's, and `errno`, which `free` preserves) would each cost a page fault after a fork.
-pub(super) fn release(child: Arc<Child>) {
-    if child.is_forked() && child.reaped().is_some() && Arc::strong_count(&child) == 1 {
-        let mut spare = lock(&STATE.spare);
-        if spare.is_none() {
-            *spare = Some(child);
-            return;
-        }
-    }
-    drop(child);
 }
 
 impl Drop for Child {
@@ -399,64 +295,7 @@ pub(super) fn unregister(child: &Arc<Child>) {
 pub(super) fn alive_children() -> Vec<Arc<Child>> {
     let mut children = lock(&STATE.children);
     children.retain(|c| matches!(c.poll(), Ok(None)));
-    children.iter().cloned().collect()
-}
-
-/// How many unjoined children the registry holds inside [`STATE`] before it spills to the heap.
-const INLINE_CHILDREN: usize = 8;
-
-/// An ordered list of children whose first [`INLINE_CHILDREN`] live inline in [`STATE`], so
-/// registering and unregistering a child writes no heap page (each is a fault after a fork).
-/// Every inline entry is older than every spilled one.
-struct ChildList<T> {
-    len: usize,
-    inline: [Option<T>; INLINE_CHILDREN],
-    spill: Vec<T>,
-}
-
-impl<T> ChildList<T> {
-    fn push(&mut self, child: T) {
-        match self.inline.get_mut(self.len) {
-            Some(slot) if self.spill.is_empty() => {
-                *slot = Some(child);
-                self.len += 1;
-            }
-            _ => self.spill.push(child),
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = &T> {
-        self.inline[..self.len].iter().flatten().chain(&self.spill)
-    }
-
-    /// Keeps the children for which `keep` is true, in order.
-    fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
-        let mut kept = 0;
-        for i in 0..self.len {
-            let slot = self.inline[i].take();
-            if let Some(child) = slot.filter(|c| keep(c)) {
-                self.inline[kept] = Some(child);
-                kept += 1;
-            }
-        }
-        self.len = kept;
-        self.spill.retain(keep);
-        // Refill the inline slots with the oldest spilled children.
-        let moved = (INLINE_CHILDREN - self.len).min(self.spill.len());
-        for child in self.spill.drain(..moved) {
-            self.inline[self.len] = Some(child);
-            self.len += 1;
-        }
-    }
-
-    /// Empties the list; inlined and free when it is empty already (as in a fork child of a
-    /// process with no unjoined children, which then runs no code page of `retain`).
-    #[inline]
-    fn clear(&mut self) {
-        if self.len != 0 || !self.spill.is_empty() {
-            self.retain(|_| false);
-        }
-    }
+    children.clone()
 }
 
 /// The pipe daemon children watch: this process holds the write end (`O_CLOEXEC`, so no child
@@ -518,44 +357,3 @@ pub(super) fn watch_parent(read: OwnedFd) {
 
 /// Exit code of a daemon child that ends because its parent died (nobody is left to read it).
 const DAEMON_ORPHANED_EXIT: i32 = 143;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn child_list_keeps_creation_order_across_the_spill() {
-        let mut list = ChildList {
-            len: 0,
-            inline: [const { None }; INLINE_CHILDREN],
-            spill: Vec::new(),
-        };
-        let n = INLINE_CHILDREN as u32 + 5;
-        (0..n).for_each(|i| list.push(i));
-        assert_eq!(
-            list.iter().copied().collect::<Vec<_>>(),
-            (0..n).collect::<Vec<_>>()
-        );
-        list.retain(|&i| i % 3 != 0);
-        let kept: Vec<u32> = (0..n).filter(|i| i % 3 != 0).collect();
-        assert_eq!(list.iter().copied().collect::<Vec<_>>(), kept);
-        assert!(list.spill.is_empty() || list.len == INLINE_CHILDREN);
-        list.push(100);
-        assert_eq!(list.iter().last(), Some(&100));
-        list.clear();
-        assert_eq!(list.iter().count(), 0);
-        assert_eq!(list.len, 0);
-    }
-
-    #[test]
-    fn paths_stay_inline_when_short() {
-        let p = Path::child(&[1, 2], 3);
-        assert!(matches!(p, Path::Inline { .. }));
-        assert_eq!(p.as_slice(), &[1, 2, 3]);
-        let long: Vec<u32> = (1..=INLINE_PATH as u32 + 1).collect();
-        assert_eq!(Path::from(long.clone()).as_slice(), &long[..]);
-        assert_eq!(Path::from(vec![4]).as_slice(), &[4]);
-        assert_eq!(Path::from(Vec::new()).as_slice(), &[] as &[u32]);
-        assert_eq!(default_name(Path::child(&[1], 2).as_slice()), "Process-1:2");
-    }
-}

@@ -141,7 +141,7 @@ where
     let path = registry::next_identity();
     let name = opts
         .name
-        .map_or_else(|| registry::default_name(path.as_slice()), str::to_owned);
+        .map_or_else(|| registry::default_name(&path), str::to_owned);
     let daemon_fd = if opts.daemon {
         Some(registry::daemon_read_fd()?)
     } else {
@@ -152,7 +152,7 @@ where
         wrapper_offset,
         slots: exported.iter().map(AsRawFd::as_raw_fd).collect(),
         name,
-        identity: path.as_slice().to_vec(),
+        identity: path,
         daemon_fd,
     };
     let buf = record::boot_finish(buf, &meta).map_err(|e| Error::Serialization(e.to_string()))?;
@@ -180,7 +180,7 @@ where
     };
     let identity = Identity {
         name: Some(meta.name),
-        path: meta.identity.into(),
+        path: meta.identity,
     };
     let child = Arc::new(Child::new(pid, identity, pidfd, memfd, token));
     registry::register(Arc::clone(&child));

@@ -15,7 +15,6 @@ pub(crate) mod time;
 use std::io;
 
 /// Turns a `-1` return from libc into the thread's `errno`.
-#[inline]
 pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret == -1 {
         Err(io::Error::last_os_error())
@@ -25,7 +24,6 @@ pub(crate) fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Like [`cvt`], retrying while the call is interrupted by a signal.
-#[inline]
 pub(crate) fn cvt_retry(mut f: impl FnMut() -> libc::c_int) -> io::Result<libc::c_int> {
     loop {
         match cvt(f()) {
