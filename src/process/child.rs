@@ -118,10 +118,7 @@ pub(super) fn call_and_finish<A, R: Serialize>(
             drop(value);
             exit_after_report(written, 0)
         }
-        Ok(None) => match postcard::to_stdvec(&value) {
-            Ok(bytes) => Outcome::Returned(bytes),
-            Err(e) => Outcome::BadResult(e.to_string()),
-        },
+        Ok(None) => returned(&value),
         Err(e) => Outcome::BadResult(e.to_string()),
     };
     drop(value);
@@ -164,11 +161,16 @@ pub(super) fn run_entry<A: DeserializeOwned, R: Serialize>(
 /// Runs `entry(args)` under `catch_unwind` and encodes what happened.
 pub(super) fn call<A, R: Serialize>(entry: impl FnOnce(A) -> R, args: A) -> Outcome {
     match catch_unwind(AssertUnwindSafe(|| entry(args))) {
-        Ok(r) => match postcard::to_stdvec(&r) {
-            Ok(bytes) => Outcome::Returned(bytes),
-            Err(e) => Outcome::BadResult(e.to_string()),
-        },
+        Ok(r) => returned(&r),
         Err(payload) => Outcome::Panicked(panic_message(payload.as_ref())),
+    }
+}
+
+/// The outcome of an entry that returned `r`: its encoding, or why it could not be encoded.
+fn returned<R: Serialize>(r: &R) -> Outcome {
+    match postcard::to_stdvec(r) {
+        Ok(bytes) => Outcome::Returned(bytes),
+        Err(e) => Outcome::BadResult(e.to_string()),
     }
 }
 

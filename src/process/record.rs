@@ -164,8 +164,7 @@ pub(super) fn result_write_value<R: Serialize>(
     }
 }
 
-/// Writes the record in `buf` (payload of `len` bytes already after the header) in one `pwrite`.
-/// A write of at most one page at offset 0 of a memfd lands whole or not at all.
+/// Writes the record in `buf` (payload of `len` bytes already after the header) at offset 0.
 #[inline]
 fn write_small(
     fd: BorrowedFd<'_>,
@@ -175,7 +174,7 @@ fn write_small(
     len: usize,
 ) -> io::Result<()> {
     buf[..RESULT_HEADER].copy_from_slice(&header(token, kind, len));
-    sys::write_once_at_start(fd, &buf[..RESULT_HEADER + len])
+    sys::write_all_at(fd, &buf[..RESULT_HEADER + len], 0)
 }
 
 #[inline]

@@ -40,28 +40,6 @@ pub(crate) fn write_all_at(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::R
     with_file(fd, |file| file.write_all_at(buf, offset))
 }
 
-/// Writes `buf` at offset 0 with one `pwrite` (retried after `EINTR`); a short write is an
-/// error. For the small result record of a child about to exit: inlined, so it runs no code
-/// page of its own in a freshly forked child.
-#[inline]
-pub(crate) fn write_once_at_start(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
-    loop {
-        // SAFETY: `buf` is valid for reads of `buf.len()` bytes and `fd` is open for the call.
-        let n = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0) };
-        if n >= 0 {
-            return if n as usize == buf.len() {
-                Ok(())
-            } else {
-                Err(io::ErrorKind::WriteZero.into())
-            };
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
 /// Reads into all of `buf` from `offset` (`pread`); `UnexpectedEof` if the file is shorter.
 ///
 /// `pread` fails with `ESPIPE` on pipes and sockets, so this never blocks on an fd that turns
