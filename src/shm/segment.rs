@@ -91,7 +91,7 @@ struct Inner {
     /// then goes with the close, as with `shared_memory`).
     map: os::Mapping,
     fd: OwnedFd,
-    name: Option<InlineName>,
+    name: Option<String>,
     /// This process created the name and unlinks it on drop unless persisted.
     owner: bool,
     persisted: AtomicBool,
@@ -143,7 +143,7 @@ impl Segment {
         }
         match Arc::get_mut(&mut segment.inner) {
             Some(inner) => {
-                inner.name = Some(InlineName::new(name)?);
+                inner.name = Some(name.to_owned());
                 inner.owner = true;
             }
             // `init` only borrowed the segment, so the handle is still unique; should that ever
@@ -243,7 +243,7 @@ impl Segment {
                 "segment is larger than any segment this crate creates",
             ));
         }
-        let name = name.map(InlineName::new).transpose()?;
+        let name = name.map(str::to_owned);
         let map = os::map(fd.as_fd(), len as usize, writable, opts.populate)?;
         Ok(Segment {
             inner: Arc::new(Inner {
@@ -275,7 +275,7 @@ impl Segment {
 
     /// The name, or `None` for an anonymous segment.
     pub fn name(&self) -> Option<&str> {
-        self.inner.name.as_ref().map(InlineName::as_str)
+        self.inner.name.as_deref()
     }
 
     /// Whether this process created the name (and so unlinks it when the last handle drops).
@@ -310,7 +310,7 @@ impl Drop for Inner {
         if let (true, Some(name)) = (self.owner, &self.name) {
             if !self.persisted.load(Ordering::Relaxed) && os::is_still_linked(self.fd.as_fd()) {
                 // Errors are ignored: the name may already be gone, and Drop cannot report.
-                let _ = os::unlink_named(name.as_str());
+                let _ = os::unlink_named(name);
             }
         }
     }
@@ -360,39 +360,6 @@ impl<'de> Deserialize<'de> for Segment {
             Wire::Name(name) => Segment::open(&name),
         };
         opened.map_err(serde::de::Error::custom)
-    }
-}
-
-/// A validated segment name, kept inline in the handle (no allocation of its own).
-#[derive(Clone, Copy)]
-struct InlineName {
-    len: u8,
-    bytes: [u8; MAX_NAME_LEN],
-}
-
-impl InlineName {
-    /// `name` must have passed [`validate_name`] (a longer one is `InvalidName`).
-    fn new(name: &str) -> Result<InlineName> {
-        let mut inline = InlineName {
-            len: 0,
-            bytes: [0; MAX_NAME_LEN],
-        };
-        match (inline.bytes.get_mut(..name.len()), u8::try_from(name.len())) {
-            (Some(room), Ok(len)) => {
-                room.copy_from_slice(name.as_bytes());
-                inline.len = len;
-                Ok(inline)
-            }
-            _ => Err(Error::InvalidName {
-                name: name.to_owned(),
-                reason: "longer than 200 bytes",
-            }),
-        }
-    }
-
-    fn as_str(&self) -> &str {
-        // The bytes were copied whole from a `&str`, so this never fails.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 }
 
