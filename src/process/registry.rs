@@ -63,15 +63,21 @@ struct Pool {
     fds: [Option<OwnedFd>; POOL_LEN],
 }
 
+impl Pool {
+    /// In a forked child (a newer `generation`), closes the fds inherited from the parent,
+    /// which may hand them to its own children.
+    fn forget_inherited(&mut self, generation: u64) {
+        if self.generation != generation {
+            self.fds = [const { None }; POOL_LEN];
+            self.generation = generation;
+        }
+    }
+}
+
 /// A memfd for the result record of a fork child: an idle one of this process, or a new one.
 pub(super) fn result_memfd() -> std::io::Result<OwnedFd> {
-    let generation = STATE.generation.load(Ordering::Relaxed);
     let mut pool = lock(&STATE.pool);
-    if pool.generation != generation {
-        // Inherited from the parent, which may hand them to its own children: drop our copies.
-        pool.fds = [const { None }; POOL_LEN];
-        pool.generation = generation;
-    }
+    pool.forget_inherited(STATE.generation.load(Ordering::Relaxed));
     match pool.fds.iter_mut().rev().find_map(Option::take) {
         Some(fd) => Ok(fd),
         None => {
@@ -88,10 +94,7 @@ fn recycle(fd: OwnedFd, generation: u64) {
         return;
     }
     let mut pool = lock(&STATE.pool);
-    if pool.generation != generation {
-        pool.fds = [const { None }; POOL_LEN];
-        pool.generation = generation;
-    }
+    pool.forget_inherited(generation);
     if let Some(slot) = pool.fds.iter_mut().find(|s| s.is_none()) {
         *slot = Some(fd);
     }
