@@ -10,7 +10,8 @@
 //!   `crossbeam_array_queue` (between threads); ours: `ours_spsc` (`SpscQueue<u64>`, single
 //!   `try_push`/`try_pop`), `ours_spsc_batch` (`push_slice`/`pop_into`, batches of
 //!   [`BATCH`]), `ours_queue` (`Queue<u64>`, single `try_push`/`try_pop`), all between processes.
-//! - `message_bytes/<size>`: `memcpy`, `pipe`, `ipc_channel`; ours: `ours_channel`
+//! - `message_bytes/<size>`: `memcpy`, `raw_copy_ring` (the cross-process copy limit), `pipe`,
+//!   `ipc_channel`; ours: `ours_channel`
 //!   (`Channel<Bytes>`, a byte-string newtype), `ours_channel_vec` (`Channel<Vec<u8>>`, which
 //!   serde encodes byte by byte).
 //! - `mpmc_scaling/<producers>`: `crossbeam_array_queue` with N producer and N consumer threads;
@@ -549,6 +550,7 @@ fn message_bytes(c: &mut Criterion) {
     for size in MESSAGE_SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         memcpy(&mut g, size);
+        raw_copy_ring(&mut g, size);
         ours_channel::<Bytes>(&mut g, "ours_channel", size);
         ours_channel::<Vec<u8>>(&mut g, "ours_channel_vec", size);
         pipe_bytes(&mut g, size);
@@ -571,6 +573,67 @@ fn memcpy(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
 
 /// Ring bytes of the `Channel` benches: room for three 1 MiB messages in flight.
 const CHANNEL_CAP: usize = 4 << 20;
+
+/// The limit of any channel that copies a message into shared memory and out again: a raw ring
+/// of `size`-byte slots (as many bytes in flight as the `Channel` benches), the parent copies
+/// each message in with one `copy_from_slice` and the child copies it out with another; a
+/// published count on each side and nothing else (no framing, no serialisation, no locks).
+/// The two copies run at once on two cores, each reading what the other core just wrote, so
+/// this is what the hardware allows for copy in + copy out (`memcpy` is one copy, cache-hot).
+fn raw_copy_ring(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
+    let slots = (CHANNEL_CAP / size).clamp(2, 1 << 16);
+    let data_at = 2 * CACHE_LINE;
+    let shm = ShmPages::new(data_at + slots * size);
+    let sent: &AtomicU64 = shm.at(0);
+    let taken: &AtomicU64 = shm.at(CACHE_LINE);
+    let slot = |i: u64| -> *mut u8 {
+        // SAFETY: `i % slots < slots`, so the slot lies inside the mapping.
+        unsafe { shm.ptr().add(data_at + (i as usize % slots) * size) }
+    };
+    let child = Child::fork(|| {
+        let mut out = vec![0u8; size];
+        let mut next = 0u64;
+        let mut spin = Spin::new();
+        loop {
+            let upto = sent.load(Ordering::Acquire);
+            if upto == u64::MAX {
+                break;
+            }
+            if upto == next {
+                spin.wait();
+                continue;
+            }
+            spin.reset();
+            // SAFETY: message `next` was published (`sent` > next, Acquire) and its slot is not
+            // rewritten before we publish `taken` > next.
+            let msg = unsafe { std::slice::from_raw_parts(slot(next), size) };
+            out.copy_from_slice(msg);
+            std::hint::black_box(&mut out);
+            next += 1;
+            taken.store(next, Ordering::Release);
+        }
+    });
+    let msg = vec![0x5au8; size];
+    let mut next = 0u64;
+    g.bench_with_input(BenchmarkId::new("raw_copy_ring", size), &size, |b, _| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    spin_until(|| next - taken.load(Ordering::Acquire) < slots as u64);
+                    // SAFETY: the child has taken message `next - slots` (checked above), the
+                    // last one in this slot, and reads it again only after we publish `next`.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(slot(next), size) };
+                    dst.copy_from_slice(&msg);
+                    next += 1;
+                    sent.store(next, Ordering::Release);
+                }
+                spin_until(|| taken.load(Ordering::Acquire) == next);
+            })
+        })
+    });
+    sent.store(u64::MAX, Ordering::Release);
+    assert!(child.finish(GRACE), "raw_copy_ring: child failed");
+}
 
 /// A message body for [`ours_channel`]: made from the message bytes, and its length.
 trait Message: serde::Serialize + serde::de::DeserializeOwned + Clone {

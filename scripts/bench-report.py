@@ -129,7 +129,8 @@ for size, label in ((64, "64 B"), (4096, "4 KiB"), (1 << 20, "1 MiB")):
     ROWS.append(dict(op=f"Channel {label} messages", kind="bytes", size=size,
                      ours=f"message_bytes/ours_channel/{size}",
                      limit=f"message_bytes/memcpy/{size}",
-                     peers={"pipe": f"message_bytes/pipe/{size}",
+                     peers={"raw copy ring (copy in + out limit)": f"message_bytes/raw_copy_ring/{size}",
+                            "pipe": f"message_bytes/pipe/{size}",
                             "ipc_channel": f"message_bytes/ipc_channel/{size}"},
                      target=("limit", ">=", 0.8) if size == 1 << 20 else None))
 
@@ -362,7 +363,8 @@ def esc(s):
 def color(name):
     if name.startswith("ours"):
         return "#e8710a"
-    if name in ("raw_atomic", "raw_futex", "raw_ring", "memcpy", "bare_fork", "bare_reexec"):
+    if name in ("raw_atomic", "raw_futex", "raw_ring", "raw_copy_ring", "memcpy", "bare_fork",
+                "bare_reexec"):
         return "#7f7f7f"
     if name.startswith("python"):
         return "#2ca02c"
