@@ -4,7 +4,8 @@
 //! Groups and ids (the report pairs "ours_*" with the others by group):
 //! - `roundtrip_u64`: `raw_atomic` (cache-line limit), `raw_futex` (blocking limit), `pipe`,
 //!   `unix_socket`, `ipc_channel`, `iceoryx2`; ours: `ours_queue_busy` (two `Queue<u64>`,
-//!   `try_push`/`try_pop` spin loops), `ours_queue_blocking` (`push`/`pop`), `ours_pipe`
+//!   `try_push`/`try_pop` spin loops), `ours_queue_blocking` (`push`/`pop`), `ours_spsc_busy`
+//!   (two `SpscQueue<u64>`, `try_push`/`try_pop` spin loops), `ours_pipe`
 //!   (`Pipe::new::<u64>`, blocking `send`/`recv` on its two `Connection`s).
 //! - `throughput_u64`: `raw_ring` (cached-index SPSC ring between processes),
 //!   `crossbeam_array_queue` (between threads); ours: `ours_spsc` (`SpscQueue<u64>`, single
@@ -25,7 +26,7 @@ use common::{
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use multiproc::queue::PopError;
+use multiproc::queue::{PopError, SpscProducer};
 use multiproc::{Channel, Pipe, Queue, Shared, SpscQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -46,6 +47,7 @@ fn roundtrip_u64(c: &mut Criterion) {
     iceoryx2_u64(&mut g);
     ours_queue_roundtrip(&mut g, true);
     ours_queue_roundtrip(&mut g, false);
+    ours_spsc_roundtrip(&mut g);
     ours_pipe_roundtrip(&mut g);
     g.finish();
 }
@@ -129,6 +131,67 @@ fn ours_queue_roundtrip(g: &mut BenchmarkGroup<'_, WallTime>, busy: bool) {
         },
         || send(&to_child, STOP),
     );
+}
+
+/// Two `SpscQueue<u64>`, one per direction, `try_push`/`try_pop` spin loops on both sides: the
+/// parent holds the producer of one and the consumer of the other, the child the other two.
+/// Closing the parent's outgoing queue stops the child.
+fn ours_spsc_roundtrip(g: &mut BenchmarkGroup<'_, WallTime>) {
+    let to_child = SpscQueue::<u64>::new(ROUNDTRIP_CAP).expect("SpscQueue::new");
+    let to_parent = SpscQueue::<u64>::new(ROUNDTRIP_CAP).expect("SpscQueue::new");
+    let mut tx = to_child.producer().expect("producer role");
+    let mut rx = to_parent.consumer().expect("consumer role");
+    let mut seq = 0u64;
+    common::roundtrip(
+        g,
+        "ours_spsc_busy",
+        || {
+            let mut rx = to_child.consumer().expect("consumer role");
+            let mut tx = to_parent.producer().expect("producer role");
+            let mut spin = Spin::new();
+            loop {
+                match rx.try_pop() {
+                    Ok(v) => {
+                        spsc_push_spin(&mut tx, v);
+                        spin.reset();
+                    }
+                    Err(PopError::Empty) => spin.wait(),
+                    Err(PopError::Closed) => break,
+                    Err(e) => panic!("try_pop: {e:?}"),
+                }
+            }
+        },
+        || {
+            seq += 1;
+            spsc_push_spin(&mut tx, seq);
+            let mut spin = Spin::new();
+            let v = loop {
+                match rx.try_pop() {
+                    Ok(v) => break v,
+                    Err(PopError::Empty) => spin.wait(),
+                    Err(e) => panic!("try_pop: {e:?}"),
+                }
+            };
+            debug_assert_eq!(v, seq);
+        },
+        || to_child.close(),
+    );
+}
+
+/// Busy `try_push` on an SPSC producer (with [`Spin`]).
+fn spsc_push_spin(tx: &mut SpscProducer<u64>, v: u64) {
+    let mut spin = Spin::new();
+    let mut v = v;
+    loop {
+        match tx.try_push(v) {
+            Ok(()) => return,
+            Err(multiproc::queue::PushError::Full(back)) => {
+                v = back;
+                spin.wait();
+            }
+            Err(e) => panic!("try_push: {e:?}"),
+        }
+    }
 }
 
 /// `Pipe::new::<u64>`: the parent sends on its `Connection` and receives the echo; the child

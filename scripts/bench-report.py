@@ -50,9 +50,12 @@ COLUMNS = [
 # `size` bytes). "limit" is the raw hardware/OS limit; "peers" maps a column to a benchmark id;
 # "target" is the goal as (base: "limit" or a column, op, factor) on the row's metric.
 ROWS = [
-    dict(op="u64 round trip, busy-poll", kind="time",
+    dict(op="u64 round trip, busy-poll (Queue)", kind="time",
          ours="roundtrip_u64/ours_queue_busy", limit="roundtrip_u64/raw_atomic",
          peers={"iceoryx2": "roundtrip_u64/iceoryx2"}, target=("limit", "<=", 2.0)),
+    dict(op="u64 round trip, busy-poll (SpscQueue)", kind="time",
+         ours="roundtrip_u64/ours_spsc_busy", limit="roundtrip_u64/raw_atomic",
+         peers={"iceoryx2": "roundtrip_u64/iceoryx2"}, target=None),
     dict(op="u64 round trip, blocking", kind="time",
          ours="roundtrip_u64/ours_queue_blocking", limit="roundtrip_u64/raw_futex",
          peers={"pipe": "roundtrip_u64/pipe", "unix_socket": "roundtrip_u64/unix_socket",
