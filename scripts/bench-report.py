@@ -111,6 +111,9 @@ ROWS = [
     dict(op="Process start+join (fork)", kind="time",
          ours="process_start/ours_fork", limit="process_start/bare_fork",
          peers={"python": "process_start/python_fork"}, target=("limit", "<=", 1.2)),
+    dict(op="Process start+join (fork), same-state bare fork", kind="time",
+         ours="process_start/ours_fork", limit="process_start/bare_fork_after",
+         peers={}, target=("limit", "<=", 1.2)),
     dict(op="SpscQueue one-way u64", kind="items",
          ours="throughput_u64/ours_spsc", limit="throughput_u64/raw_ring",
          peers={"crossbeam": "throughput_u64/crossbeam_array_queue"},
@@ -367,7 +370,7 @@ def color(name):
     if name.startswith("ours"):
         return "#e8710a"
     if name in ("raw_atomic", "raw_futex", "raw_ring", "raw_copy_ring", "memcpy", "bare_fork",
-                "bare_reexec"):
+                "bare_fork_after", "bare_reexec"):
         return "#7f7f7f"
     if name.startswith("python"):
         return "#2ca02c"
