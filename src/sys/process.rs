@@ -245,7 +245,11 @@ pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<Ended>> {
 #[inline(always)]
 pub(crate) unsafe fn fork() -> io::Result<u32> {
     // SAFETY: the caller takes responsibility for what the child does.
-    let pid = cvt(unsafe { libc::fork() })?;
+    let pid = unsafe { libc::fork() };
+    // Checked here rather than by `cvt`, whose code the child would fault in.
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(pid as u32)
 }
 
