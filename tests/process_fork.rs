@@ -21,6 +21,25 @@ fn exits_without_result(code: i32) -> Vec<u8> {
     std::process::exit(code)
 }
 
+fn sleeps(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// What a fork child sees of the launcher: its own children (none) and name, and those of a
+/// grandchild it forks in turn.
+fn launcher_view(_: ()) -> (usize, String, String, u32) {
+    let mine = multiproc::active_children().len();
+    // SAFETY: a fork child has one thread.
+    let grandchild = unsafe { Process::builder().fork_spawn(name_and_parent, ()) }.unwrap();
+    let (name, parent) = grandchild.join().unwrap();
+    (mine, current_process().name, name, parent)
+}
+
+fn name_and_parent(_: ()) -> (String, u32) {
+    (current_process().name, current_process().parent_pid)
+}
+
 fn unit_exits(code: i32) {
     if code >= 0 {
         std::process::exit(code)
@@ -63,6 +82,52 @@ fn fork_start_method() {
                     other => panic!("code {code}: got {other:?}"),
                 }
             }
+            // The launcher state a fork child starts with is its own, and the parent keeps its
+            // own: its children, its name, its daemon pipe.
+            // SAFETY: as above.
+            let sleeper = unsafe { Process::builder().fork_spawn(sleeps, 30_000) }.unwrap();
+            // SAFETY: as above.
+            let daemon = unsafe { Process::builder().daemon(true).fork_spawn(sleeps, 1) }.unwrap();
+            assert_eq!(daemon.join().unwrap(), 1);
+            // SAFETY: as above.
+            let p = unsafe {
+                Process::builder()
+                    .name("viewer")
+                    .fork_spawn(launcher_view, ())
+            }
+            .unwrap();
+            let pid = p.pid();
+            let (mine, name, grandchild, grandparent) = p.join().unwrap();
+            assert_eq!(mine, 0, "a fork child listed its parent's children");
+            assert_eq!(name, "viewer");
+            assert!(
+                grandchild.starts_with("Process-") && grandchild.ends_with(":1"),
+                "{grandchild}"
+            );
+            assert_eq!(grandparent, pid);
+            assert_eq!(current_process().name, "MainProcess");
+            let listed = multiproc::active_children();
+            assert!(listed.iter().any(|c| c.pid == sleeper.pid()), "{listed:?}");
+            sleeper.kill().unwrap();
+            assert!(matches!(
+                sleeper.join(),
+                Err(Error::ChildSignaled { signal: 9 })
+            ));
+            // Watching, waiting with a timeout and signalling work on fork children too.
+            // SAFETY: as above.
+            let mut p = unsafe { Process::builder().fork_spawn(sleeps, 30_000) }.unwrap();
+            assert!(p.is_alive());
+            assert!(matches!(
+                p.join_timeout(Duration::from_millis(50)),
+                Err(Error::Timeout)
+            ));
+            p.terminate().unwrap();
+            match p.join_timeout(Duration::from_secs(10)) {
+                Err(Error::ChildSignaled { signal: 15 }) => {}
+                other => panic!("expected ChildSignaled(15), got {other:?}"),
+            }
+            assert!(!p.is_alive());
+            p.kill().unwrap(); // reaped: a no-op
             for n in [10_000, 3, 5_000] {
                 // SAFETY: as above.
                 let p = unsafe { Process::builder().fork_spawn(big, n) }.unwrap();

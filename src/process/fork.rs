@@ -33,12 +33,12 @@ where
     }
     // Buffered output would otherwise be written by both processes.
     let _ = std::io::stdout().flush();
+    let staged = registry::stage_child(Identity { name, path });
     // SAFETY: the caller guarantees the fork preconditions documented on
     // `ProcessBuilder::fork_spawn` for everything the child does below.
-    let pid = unsafe { sys::fork()? };
-    if pid == 0 {
-        let watch = registry::after_fork_in_child();
-        registry::set_current(Identity { name, path });
+    let forked = unsafe { sys::fork() };
+    if let Ok(0) = forked {
+        let watch = registry::in_fork_child(staged, opts.daemon);
         if opts.daemon {
             match watch {
                 Some(read) => registry::watch_parent(read),
@@ -47,6 +47,8 @@ where
         }
         child::call_and_finish(memfd.as_fd(), token, entry, args);
     }
+    let identity = registry::unstage(staged);
+    let pid = forked?;
     // The child runs on its own copy of `args`; the parent's copy is dropped like any moved value.
     drop(args);
     let pidfd = match sys::pidfd_open(pid) {
@@ -57,13 +59,7 @@ where
             return Err(e.into());
         }
     };
-    let child = Arc::new(Child::forked(
-        pid,
-        Identity { name, path },
-        pidfd,
-        memfd,
-        token,
-    ));
+    let child = Arc::new(Child::forked(pid, identity, pidfd, memfd, token));
     registry::register(Arc::clone(&child));
     Ok(child)
 }

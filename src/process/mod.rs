@@ -320,6 +320,10 @@ impl ProcessBuilder {
     ///   child must not be a daemon, whose watcher is a new thread, and `R` must encode
     ///   without allocating, which in practice means: make it the first case).
     ///
+    /// In every case, no other thread may call `spawn`, `fork_spawn`, `join`,
+    /// `active_children` or `current_process` until this call returns: around the `fork`, the
+    /// launcher's per-process state holds what the child starts with.
+    ///
     /// # Errors
     /// [`Error::Os`] if `fork` or `pidfd_open` fails.
     pub unsafe fn fork_spawn<A, R>(self, entry: fn(A) -> R, args: A) -> Result<Process<R>>

@@ -329,15 +329,60 @@ pub(super) fn daemon_read_fd() -> std::io::Result<RawFd> {
     Ok(raw)
 }
 
-/// In a freshly forked child: forget the parent's children and daemon pipe. Returns a dup of
-/// the daemon pipe's read end if there is one (for a daemon child to watch).
+/// The parent's launcher state, swapped out of `STATE` around a `fork` (see [`stage_child`]).
+pub(super) struct Staged {
+    generation: u64,
+    token_seed: u64,
+    created: u32,
+    current: Option<Identity>,
+    children: Vec<Arc<Child>>,
+    daemon_pipe: Option<DaemonPipe>,
+}
+
+/// Right before a `fork`: puts into `STATE` what the fork child `identity` starts with (a newer
+/// generation, no token seed, no children, no daemon pipe, its own identity) and returns the
+/// parent's state, for [`unstage`] right after the `fork`. So the child finds its state in
+/// place and writes nothing to `STATE`: every page a fork child writes costs it a
+/// copy-on-write fault, and this one was on the path of every child. No other thread may use
+/// the launcher until [`unstage`] (the `fork_spawn` contract): it would see the child's state.
+pub(super) fn stage_child(identity: Identity) -> Staged {
+    Staged {
+        generation: STATE.generation.fetch_add(1, Ordering::Relaxed),
+        token_seed: STATE.token_seed.swap(0, Ordering::Relaxed),
+        created: STATE.created.swap(0, Ordering::Relaxed),
+        current: lock(&STATE.current).replace(identity),
+        children: std::mem::take(&mut *lock(&STATE.children)),
+        daemon_pipe: lock(&STATE.daemon_pipe).take(),
+    }
+}
+
+/// In the parent right after the `fork`: puts its state back and returns the child's identity.
+pub(super) fn unstage(staged: Staged) -> Identity {
+    STATE.generation.store(staged.generation, Ordering::Relaxed);
+    STATE.token_seed.store(staged.token_seed, Ordering::Relaxed);
+    STATE.created.store(staged.created, Ordering::Relaxed);
+    // The staged list is empty: putting the parent's back frees nothing.
+    *lock(&STATE.children) = staged.children;
+    *lock(&STATE.daemon_pipe) = staged.daemon_pipe;
+    let child = std::mem::replace(&mut *lock(&STATE.current), staged.current);
+    // Always `Some` (`stage_child` put it there); an empty identity is only a fallback.
+    child.unwrap_or(Identity {
+        name: None,
+        path: Vec::new(),
+    })
+}
+
+/// In the fork child: closes this process's copies of the parent's daemon pipe, returning a dup
+/// of its read end if `daemon` and there is one (for the child to watch). The rest of the
+/// parent's state (its identity, its children) is left as it is, never dropped here.
 #[inline]
-pub(super) fn after_fork_in_child() -> Option<OwnedFd> {
-    STATE.generation.fetch_add(1, Ordering::Relaxed);
-    STATE.token_seed.store(0, Ordering::Relaxed);
-    lock(&STATE.children).clear();
-    let pipe = lock(&STATE.daemon_pipe).take()?;
-    let read = sys::dup_raw_cloexec(pipe.read.as_raw_fd()).ok();
+pub(super) fn in_fork_child(mut staged: Staged, daemon: bool) -> Option<OwnedFd> {
+    let pipe = staged.daemon_pipe.take();
+    std::mem::forget(staged);
+    let pipe = pipe?;
+    let read = daemon
+        .then(|| sys::dup_raw_cloexec(pipe.read.as_raw_fd()).ok())
+        .flatten();
     // Dropping closes this process's copies of both ends; the parent keeps its own.
     drop(pipe);
     read
