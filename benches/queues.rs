@@ -2,7 +2,8 @@
 //! throughput by size, and MPMC scaling.
 //!
 //! Groups and ids (the report pairs "ours_*" with the others by group):
-//! - `roundtrip_u64`: `raw_atomic` (cache-line limit), `raw_futex` (blocking limit), `pipe`,
+//! - `roundtrip_u64`: `raw_atomic` (cache-line limit), `raw_atomic_two_lines` (the same with a
+//!   line per direction: the limit of two queues), `raw_futex` (blocking limit), `pipe`,
 //!   `unix_socket`, `ipc_channel`, `iceoryx2`; ours: `ours_queue_busy` (two `Queue<u64>`,
 //!   `try_push`/`try_pop` spin loops), `ours_queue_blocking` (`push`/`pop`), `ours_spsc_busy`
 //!   (two `SpscQueue<u64>`, `try_push`/`try_pop` spin loops), `ours_pipe`
@@ -40,6 +41,7 @@ fn main() {
 fn roundtrip_u64(c: &mut Criterion) {
     let mut g = c.benchmark_group("roundtrip_u64");
     pingpong::raw_atomic(&mut g, "raw_atomic");
+    pingpong::raw_atomic_two_lines(&mut g, "raw_atomic_two_lines");
     pingpong::raw_futex(&mut g, "raw_futex");
     pingpong::pipe_u64(&mut g, "pipe");
     pingpong::unix_socket_u64(&mut g, "unix_socket");

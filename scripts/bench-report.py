@@ -53,6 +53,9 @@ ROWS = [
     dict(op="u64 round trip, busy-poll (Queue)", kind="time",
          ours="roundtrip_u64/ours_queue_busy", limit="roundtrip_u64/raw_atomic",
          peers={"iceoryx2": "roundtrip_u64/iceoryx2"}, target=("limit", "<=", 2.0)),
+    dict(op="u64 round trip, busy-poll (Queue) vs a line per direction", kind="time",
+         ours="roundtrip_u64/ours_queue_busy", limit="roundtrip_u64/raw_atomic_two_lines",
+         peers={}, target=None),
     dict(op="u64 round trip, busy-poll (SpscQueue)", kind="time",
          ours="roundtrip_u64/ours_spsc_busy", limit="roundtrip_u64/raw_atomic",
          peers={"iceoryx2": "roundtrip_u64/iceoryx2"}, target=None),
@@ -369,8 +372,8 @@ def esc(s):
 def color(name):
     if name.startswith("ours"):
         return "#e8710a"
-    if name in ("raw_atomic", "raw_futex", "raw_ring", "raw_copy_ring", "memcpy", "bare_fork",
-                "bare_fork_after", "bare_reexec"):
+    if name in ("raw_atomic", "raw_atomic_two_lines", "raw_futex", "raw_ring", "raw_copy_ring",
+                "memcpy", "bare_fork", "bare_fork_after", "bare_reexec"):
         return "#7f7f7f"
     if name.startswith("python"):
         return "#2ca02c"

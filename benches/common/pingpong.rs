@@ -52,6 +52,47 @@ pub fn raw_atomic(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
     child.finish(GRACE);
 }
 
+/// The limit of any design with one channel per direction: the same busy ping-pong, but the
+/// parent writes its sequence number to one word and the child answers in another, two cache
+/// lines apart (so adjacent-line prefetch does not pair them), as two queues are.
+pub fn raw_atomic_two_lines(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
+    const STOP: u64 = u64::MAX;
+    let shm = ShmPages::new(4096);
+    let ping: &AtomicU64 = shm.at(0);
+    let pong: &AtomicU64 = shm.at(2 * super::CACHE_LINE);
+    let child = Child::fork(|| {
+        let mut seen = 0u64;
+        let mut spin = Spin::new();
+        loop {
+            let v = ping.load(Ordering::Acquire);
+            if v == STOP {
+                break;
+            }
+            if v != seen {
+                seen = v;
+                pong.store(v, Ordering::Release);
+                spin.reset();
+            } else {
+                spin.wait();
+            }
+        }
+    });
+    let mut seq = 0u64;
+    g.bench_function(id, |b| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    seq += 1;
+                    ping.store(seq, Ordering::Release);
+                    spin_until(|| pong.load(Ordering::Acquire) == seq);
+                }
+            })
+        })
+    });
+    ping.store(STOP, Ordering::Release);
+    child.finish(GRACE);
+}
+
 /// The blocking limit: one shared futex word (no `FUTEX_PRIVATE_FLAG`); each side stores the
 /// next sequence number, wakes the other, and sleeps in `FUTEX_WAIT` until the word changes.
 /// No spinning: two wakes and two sleeps per round trip.
