@@ -15,62 +15,36 @@ use std::time::Duration;
 pub const GRACE: Duration = Duration::from_secs(2);
 
 /// The hardware limit: one cache line bounced between two busy-polling processes. The parent
-/// writes an odd sequence number, the child answers with the next even one.
+/// writes an odd sequence number, the child answers with the next even one in the same word.
 pub fn raw_atomic(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
-    const STOP: u64 = u64::MAX;
-    let shm = ShmPages::new(4096);
-    let word: &AtomicU64 = shm.at(0);
-    let child = Child::fork(|| {
-        let mut spin = Spin::new();
-        loop {
-            let v = word.load(Ordering::Acquire);
-            if v == STOP {
-                break;
-            }
-            if v & 1 == 1 {
-                word.store(v + 1, Ordering::Release);
-                spin.reset();
-            } else {
-                spin.wait();
-            }
-        }
-    });
-    let mut seq = 0u64;
-    g.bench_function(id, |b| {
-        b.iter_custom(|iters| {
-            timed(iters, |n| {
-                for _ in 0..n {
-                    seq += 1;
-                    word.store(seq, Ordering::Release);
-                    seq += 1;
-                    spin_until(|| word.load(Ordering::Acquire) == seq);
-                }
-            })
-        })
-    });
-    word.store(STOP, Ordering::Release);
-    child.finish(GRACE);
+    busy_ping_pong(g, id, 0);
 }
 
 /// The limit of any design with one channel per direction: the same busy ping-pong, but the
-/// parent writes its sequence number to one word and the child answers in another, two cache
-/// lines apart (so adjacent-line prefetch does not pair them), as two queues are.
+/// child answers in another word, two cache lines apart (so adjacent-line prefetch does not pair
+/// them), as two queues are.
 pub fn raw_atomic_two_lines(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
+    busy_ping_pong(g, id, 2 * super::CACHE_LINE);
+}
+
+/// The parent writes odd sequence numbers to the word at offset 0; the child answers each with
+/// the next even number in the word at `answer_at` (0: the same word).
+fn busy_ping_pong(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, answer_at: usize) {
     const STOP: u64 = u64::MAX;
     let shm = ShmPages::new(4096);
     let ping: &AtomicU64 = shm.at(0);
-    let pong: &AtomicU64 = shm.at(2 * super::CACHE_LINE);
+    let pong: &AtomicU64 = shm.at(answer_at);
     let child = Child::fork(|| {
-        let mut seen = 0u64;
+        let mut answered = 0u64;
         let mut spin = Spin::new();
         loop {
             let v = ping.load(Ordering::Acquire);
             if v == STOP {
                 break;
             }
-            if v != seen {
-                seen = v;
-                pong.store(v, Ordering::Release);
+            if v & 1 == 1 && v != answered {
+                answered = v;
+                pong.store(v + 1, Ordering::Release);
                 spin.reset();
             } else {
                 spin.wait();
@@ -84,6 +58,7 @@ pub fn raw_atomic_two_lines(g: &mut BenchmarkGroup<'_, WallTime>, id: &str) {
                 for _ in 0..n {
                     seq += 1;
                     ping.store(seq, Ordering::Release);
+                    seq += 1;
                     spin_until(|| pong.load(Ordering::Acquire) == seq);
                 }
             })
