@@ -27,7 +27,7 @@ use common::{
 };
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
-use multiproc::queue::{PopError, SpscProducer};
+use multiproc::queue::{PopError, PushError, SpscProducer};
 use multiproc::{Channel, Pipe, Queue, Shared, SpscQueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -62,12 +62,17 @@ const STOP: u64 = u64::MAX;
 
 /// Busy `try_push` (with [`Spin`]): the queue only fills if the peer is gone.
 fn push_spin(q: &Queue<u64>, v: u64) {
+    spin_push(|v| q.try_push(v), v);
+}
+
+/// Re-tries `try_push` (with [`Spin`]) while it reports `Full`, taking the value back each time.
+fn spin_push(mut try_push: impl FnMut(u64) -> Result<(), PushError<u64>>, v: u64) {
     let mut spin = Spin::new();
     let mut v = v;
     loop {
-        match q.try_push(v) {
+        match try_push(v) {
             Ok(()) => return,
-            Err(multiproc::queue::PushError::Full(back)) => {
+            Err(PushError::Full(back)) => {
                 v = back;
                 spin.wait();
             }
@@ -182,18 +187,7 @@ fn ours_spsc_roundtrip(g: &mut BenchmarkGroup<'_, WallTime>) {
 
 /// Busy `try_push` on an SPSC producer (with [`Spin`]).
 fn spsc_push_spin(tx: &mut SpscProducer<u64>, v: u64) {
-    let mut spin = Spin::new();
-    let mut v = v;
-    loop {
-        match tx.try_push(v) {
-            Ok(()) => return,
-            Err(multiproc::queue::PushError::Full(back)) => {
-                v = back;
-                spin.wait();
-            }
-            Err(e) => panic!("try_push: {e:?}"),
-        }
-    }
+    spin_push(|v| tx.try_push(v), v);
 }
 
 /// `Pipe::new::<u64>`: the parent sends on its `Connection` and receives the echo; the child
@@ -450,7 +444,7 @@ fn ours_spsc(g: &mut BenchmarkGroup<'_, WallTime>, batch: bool) {
                                     next += 1;
                                     spin.reset();
                                 }
-                                Err(multiproc::queue::PushError::Full(_)) => spin.wait(),
+                                Err(PushError::Full(_)) => spin.wait(),
                                 Err(e) => panic!("try_push: {e:?}"),
                             }
                         }
