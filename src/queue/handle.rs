@@ -400,6 +400,7 @@ impl<T: Pod + Send> SpscProducer<T> {
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
+    #[inline]
     pub fn try_push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
         self.role.try_push(value)
     }
@@ -433,6 +434,7 @@ impl<T: Pod + Send> SpscConsumer<T> {
     }
 
     /// Removes the oldest value if there is one now, else `Empty`.
+    #[inline]
     pub fn try_pop(&mut self) -> std::result::Result<T, PopError> {
         self.role.try_pop()
     }

@@ -249,6 +249,8 @@ pub(crate) struct SpscRef<'a, T> {
     slots: &'a [UnsafeCell<T>],
     /// Capacity, copied at attach.
     cap: u64,
+    /// `2 * cap`: indices run over `[0, span)`.
+    span: u64,
 }
 
 impl<T> Clone for SpscRef<'_, T> {
@@ -270,6 +272,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
             hdr,
             slots,
             cap: slots.len() as u64,
+            span: 2 * slots.len() as u64,
         }
     }
 
@@ -279,7 +282,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
         if to >= from {
             to - from
         } else {
-            to + 2 * self.cap - from
+            to + self.span - from
         }
     }
 
@@ -287,11 +290,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
     #[inline]
     fn advance(&self, i: u64, n: u64) -> u64 {
         let j = i + n;
-        if j >= 2 * self.cap {
-            j - 2 * self.cap
-        } else {
-            j
-        }
+        if j >= self.span { j - self.span } else { j }
     }
 
     /// The slot of index `i < 2 * cap`.
@@ -302,14 +301,15 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
     }
 
     /// Reads the other side's index and checks it against ours (`tail - head` in `0..=cap`).
+    #[inline]
     fn read_index(&self, word: &AtomicU64, ours: u64, ours_is_tail: bool) -> Result<u64, Halt> {
         // Acquire: pairs with the other side's Release store, so the values it published (or
         // the slots it freed) are ours to read (or overwrite).
         let i = word.load(Ordering::Acquire);
         let used = if ours_is_tail {
-            i < 2 * self.cap && self.dist(ours, i) <= self.cap
+            i < self.span && self.dist(ours, i) <= self.cap
         } else {
-            i < 2 * self.cap && self.dist(i, ours) <= self.cap
+            i < self.span && self.dist(i, ours) <= self.cap
         };
         if !used {
             return Err(Halt::Corrupted("index out of range"));
@@ -352,7 +352,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
             e
         };
         let tail = self.hdr.tail.load(Ordering::Acquire);
-        if tail >= 2 * self.cap {
+        if tail >= self.span {
             return Err(release(RoleError::Corrupted("tail out of range")));
         }
         let head = self
@@ -386,7 +386,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
             e
         };
         let head = self.hdr.head.load(Ordering::Acquire);
-        if head >= 2 * self.cap {
+        if head >= self.span {
             return Err(release(RoleError::Corrupted("head out of range")));
         }
         let tail = self
@@ -422,7 +422,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
     pub(crate) fn len(&self) -> usize {
         let head = self.hdr.head.load(Ordering::Acquire);
         let tail = self.hdr.tail.load(Ordering::Acquire);
-        if head >= 2 * self.cap || tail >= 2 * self.cap {
+        if head >= self.span || tail >= self.span {
             return 0;
         }
         self.dist(tail, head).min(self.cap) as usize
@@ -470,7 +470,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         self.ring.hdr.not_empty.notify_one();
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_attempt(&mut self, value: &T) -> Result<(), Halt> {
         if self.ring.is_closed() {
             return Err(Halt::Closed);
@@ -493,6 +493,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
     ///
     /// # Errors
     /// `Full(value)`, `Closed(value)` or `Corrupted`.
+    #[inline]
     pub(crate) fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
         self.push_attempt(&value)
             .map_err(|h| push_error(h, value, PushError::Full))
@@ -625,7 +626,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
         self.ring.hdr.not_full.notify_one();
     }
 
-    #[inline]
+    #[inline(always)]
     fn pop_attempt(&mut self) -> Result<T, Halt> {
         if self.ready(1)? == 0 {
             return Err(Halt::Blocked);
@@ -643,6 +644,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     ///
     /// # Errors
     /// `Empty`, `Closed` (closed and drained) or `Corrupted`.
+    #[inline]
     pub(crate) fn try_pop(&mut self) -> Result<T, PopError> {
         self.pop_attempt()
             .map_err(|h| pop_error(h, PopError::Empty))
