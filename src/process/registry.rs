@@ -380,9 +380,11 @@ pub(super) fn in_fork_child(mut staged: Staged, daemon: bool) -> Option<OwnedFd>
     let pipe = staged.daemon_pipe.take();
     std::mem::forget(staged);
     let pipe = pipe?;
-    let read = daemon
-        .then(|| sys::dup_raw_cloexec(pipe.read.as_raw_fd()).ok())
-        .flatten();
+    let read = if daemon {
+        sys::dup_raw_cloexec(pipe.read.as_raw_fd()).ok()
+    } else {
+        None
+    };
     // Dropping closes this process's copies of both ends; the parent keeps its own.
     drop(pipe);
     read

@@ -108,10 +108,9 @@ impl<R> RingObject<R> {
     where
         R: Ring<T>,
     {
-        // SAFETY: the payload is `payload_len` initialised bytes of a validated object, aligned to
-        // the spec's alignment (at least the ring's: the payload offset is a multiple of it and
-        // the mapping is page-aligned), and stays mapped while `object` (stored beside the ring)
-        // lives; other processes may write it, which the ring tolerates.
+        // SAFETY: `payload_len` initialised bytes of a validated object, aligned for the ring
+        // (payload offset a multiple of its alignment, mapping page-aligned), mapped while `object`
+        // (stored beside the ring) lives; other processes may write them, which rings tolerate.
         let ring = unsafe { R::attach(object.payload().as_ptr(), object.payload_len()) };
         Ok(Self {
             ring: ring.map_err(Error::Corrupted)?,

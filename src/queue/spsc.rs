@@ -249,7 +249,8 @@ pub(crate) struct SpscRef<'a, T> {
     slots: &'a [UnsafeCell<T>],
     /// Capacity, copied at attach.
     cap: u64,
-    /// `2 * cap`: indices run over `[0, span)`.
+    /// `2 * cap`, computed at attach: indices run over `[0, span)`, and the hot paths compare
+    /// against it on every call.
     span: u64,
 }
 
@@ -478,12 +479,11 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         if self.room(1)? == 0 {
             return Err(Halt::Blocked);
         }
+        let slot = self.ring.slot(self.tail);
         // SAFETY: the slot at `tail` is free (the consumer has moved past it, per the index we
         // read with Acquire) and we are the only producer (role word), so nobody else touches it
         // until we publish.
-        self.ring
-            .slot(self.tail)
-            .with_mut(|p| unsafe { p.write(*value) });
+        slot.with_mut(|p| unsafe { p.write(*value) });
         crate::crash::point("spsc.push.copied");
         self.publish(1);
         Ok(())
