@@ -9,6 +9,10 @@ Standard library only. Usage (from the repository root):
   python3 scripts/bench-report.py --bench queues  # run one bench file (repeatable)
   python3 scripts/bench-report.py --warm-up 1 --measurement 3 --skip-python
 
+After the criterion benches it runs `benches/paired.rs` (ours and its baseline alternating one
+operation at a time) and appends its per-pair ratios: on a machine whose speed changes between
+benchmarks these are the steadier figures for process start and segments.
+
 Results come from criterion's target/criterion/**/new/{benchmark,estimates}.json (the median of
 the time per iteration) and from scripts/python_multiprocessing_bench.py's JSON. Rows whose
 "ours" benchmark does not exist yet print "-".
@@ -180,6 +184,55 @@ def run_benches(benches, warm_up, measurement, sample_size):
         r = run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode != 0:
         sys.exit(f"cargo bench failed (exit {r.returncode}); see {log}")
+
+
+PAIRED_TARGETS = {"fork_start": 1.2, "spawn_start": 1.2, "segment_4KiB": 1.0}
+
+
+def run_paired(rounds):
+    """Runs benches/paired.rs; {comparison: {...}} from its summary lines, saved as JSON."""
+    r = run(["cargo", "bench", "--bench", "paired", "--", "--rounds", str(rounds)],
+            capture_output=True, text=True)
+    out = os.path.join(OUT_DIR, "paired.txt")
+    with open(out, "w") as f:
+        f.write(r.stdout)
+    if r.returncode != 0:
+        print(f"warning: the paired bench failed (exit {r.returncode})", file=sys.stderr)
+        return {}
+    return parse_paired(r.stdout)
+
+
+def parse_paired(text):
+    paired = {}
+    for line in text.splitlines():
+        # "fork_start/3: ours 204.47 us  bare_fork 171.88 us  ratio of medians ..."
+        head, _, rest = line.partition(": ours ")
+        if "/" in head and rest:
+            name = head.split("/")[0]
+            words = rest.split()
+            paired.setdefault(name, {"baseline": words[2], "rounds": []})["rounds"].append(
+                {"ours": " ".join(words[0:2]), "baseline": " ".join(words[3:5]),
+                 "pair_median": float(rest.split("per pair: median ")[1].split()[0])})
+        elif " per-pair median over " in line:
+            name = line.split(":")[0]
+            paired.setdefault(name, {"rounds": []})["median"] = float(
+                line.split("rounds: ")[1].split()[0])
+    return paired
+
+
+def render_paired(paired):
+    lines = ["", "Paired runs (benches/paired.rs: ours and the baseline alternate one operation "
+             "at a time; ratio = ours/baseline time):"]
+    for name, p in paired.items():
+        tgt = PAIRED_TARGETS.get(name)
+        verdict = "" if tgt is None or "median" not in p else (
+            f"  {'ok' if p['median'] <= tgt else 'MISS'} <={tgt}x")
+        per_round = " ".join(f"{r['pair_median']:.3f}" for r in p["rounds"])
+        last = p["rounds"][-1] if p["rounds"] else None
+        times = f" (last round: ours {last['ours']}, baseline {last['baseline']})" if last else ""
+        lines.append(f"  {name} vs {p.get('baseline', '?')}: median over rounds "
+                     f"{p.get('median', float('nan')):.3f}x, rounds {per_round}{times}{verdict}")
+    return "\n".join(lines)
 
 
 def run_python(seconds):
@@ -473,6 +526,8 @@ def main():
                     help="criterion measurement s (default 3)")
     ap.add_argument("--sample-size", type=int, default=0, help="criterion samples (default 100)")
     ap.add_argument("--skip-python", action="store_true", help="no Python comparison run")
+    ap.add_argument("--paired-rounds", type=int, default=5,
+                    help="rounds of benches/paired.rs (default 5; 0 skips it)")
     ap.add_argument("--python-time", type=float, default=1.5,
                     help="seconds per Python operation (default 1.5)")
     ap.add_argument("--stat", choices=["median", "best"], default="median",
@@ -493,6 +548,12 @@ def main():
             since = started - 1  # only this run's results when everything ran
         if not args.skip_python:
             run_python(args.python_time)
+    paired = {}
+    if not args.no_run and args.paired_rounds > 0 and not args.bench:
+        paired = run_paired(args.paired_rounds)
+    elif os.path.exists(os.path.join(OUT_DIR, "paired.txt")):
+        with open(os.path.join(OUT_DIR, "paired.txt")) as f:
+            paired = parse_paired(f.read())
     results = read_criterion(since)
     results.update(read_owner_death(since))
     py, py_info = read_python()
@@ -504,6 +565,8 @@ def main():
         info["python_multiprocessing"] = py_info
     rows = build(results)
     text = render(rows)
+    if paired:
+        text += "\n" + render_paired(paired)
     info["statistic"] = STAT
     print(f"Machine: {info['cpu']}, {info['cpus']} CPUs, Linux {info['kernel']}, "
           f"{info['rustc']}, Python {info['python']}, {info['date']}; statistic: {STAT} "
@@ -515,7 +578,7 @@ def main():
               f"on {os.cpu_count()} CPUs): busy-polling round trips and throughputs suffer "
               "most when the two processes cannot each have a core.")
     with open(os.path.join(OUT_DIR, "report.json"), "w") as f:
-        json.dump({"machine": info, "rows": rows, "raw": results}, f, indent=2)
+        json.dump({"machine": info, "rows": rows, "paired": paired, "raw": results}, f, indent=2)
     with open(os.path.join(OUT_DIR, "report.txt"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(OUT_DIR, "report.svg"), "w") as f:
