@@ -229,6 +229,11 @@ impl<T: Pod + Send> Array<T> {
         self.lock().map(|mut g| g.copy_from_slice(src))
     }
 
+    /// The segment underneath (read by the fuzz entry points).
+    pub(crate) fn segment(&self) -> &super::Segment {
+        self.object.segment()
+    }
+
     /// The name, or `None` for an anonymous array.
     pub fn name(&self) -> Option<&str> {
         self.object.segment().name()

@@ -27,6 +27,26 @@ pub mod __fuzz {
     use super::{Array, Segment, ShmOptions, Value};
     use crate::error::{Error, Result};
 
+    /// The bytes of a freshly created anonymous object, header and payload: a `Value<u64>`
+    /// (`kind` 0), an `Array<u32>` (1) or an `Array<[u8; 3]>` (2) of `1 + elems % 64` elements.
+    /// A starting point for mutations that pass every check but the ones they break.
+    pub fn valid_bytes(kind: u8, elems: usize) -> Vec<u8> {
+        let n = 1 + elems % 64;
+        let segment = match kind % 3 {
+            0 => Value::new(n as u64).map(|v| v.segment().clone()),
+            1 => Array::<u32>::zeroed(n).map(|a| a.segment().clone()),
+            _ => Array::<[u8; 3]>::zeroed(n).map(|a| a.segment().clone()),
+        };
+        let Ok(segment) = segment else {
+            return Vec::new();
+        };
+        let mut bytes = vec![0; segment.len()];
+        // SAFETY: the mapping is `segment.len()` bytes, as is `bytes`, and no other process or
+        // thread knows this fresh anonymous segment.
+        unsafe { std::ptr::copy_nonoverlapping(segment.as_ptr(), bytes.as_mut_ptr(), bytes.len()) };
+        bytes
+    }
+
     /// Puts `bytes` in an anonymous segment of `len` bytes (zero-padded or cut), opens it as
     /// each typed object, and touches what opened; returns each outcome. Must never panic, hang
     /// or fault, whatever the bytes.
@@ -59,5 +79,33 @@ pub mod __fuzz {
         .into_iter()
         .map(|r: Result<()>| r.map_err(|e: Error| e))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::__fuzz::{open_bytes, valid_bytes};
+    use crate::Error;
+
+    /// The fuzz target's starting points are what they claim: each opens as its own type only,
+    /// and cut short it opens as none.
+    #[test]
+    fn valid_bytes_open_as_their_own_type_only() {
+        for kind in 0..3u8 {
+            let bytes = valid_bytes(kind, 5);
+            let outcomes = open_bytes(&bytes, bytes.len());
+            for (i, outcome) in outcomes.iter().enumerate() {
+                if i == usize::from(kind) {
+                    assert!(outcome.is_ok(), "kind {kind}: {outcome:?}");
+                } else {
+                    assert!(
+                        matches!(outcome, Err(Error::TypeMismatch { .. })),
+                        "kind {kind} opened as {i}: {outcome:?}"
+                    );
+                }
+            }
+            let cut = open_bytes(&bytes, bytes.len() - 1);
+            assert!(cut.iter().all(Result::is_err), "kind {kind} cut: {cut:?}");
+        }
     }
 }

@@ -133,6 +133,11 @@ impl<T: Pod + Send> Value<T> {
         self.lock().map(|mut guard| *guard = value)
     }
 
+    /// The segment underneath (read by the fuzz entry points).
+    pub(crate) fn segment(&self) -> &super::Segment {
+        self.object.segment()
+    }
+
     /// The name, or `None` for an anonymous value.
     pub fn name(&self) -> Option<&str> {
         self.object.segment().name()
