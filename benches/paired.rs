@@ -19,9 +19,10 @@
 
 mod common;
 
+use common::{bare_fork, trivial};
 use std::time::Instant;
 
-/// One comparison: ours and its baseline as closures, and how many pairs make a round.
+/// One comparison: ours and its baseline, and how many pairs make a round.
 struct Comparison {
     name: &'static str,
     ours: fn(),
@@ -55,14 +56,7 @@ const COMPARISONS: &[Comparison] = &[
 ];
 
 fn main() {
-    if std::env::var_os(common::EXIT_AT_ONCE_VAR).is_some() {
-        // The bare re-exec baseline: the child does nothing at all.
-        // SAFETY: `_exit` ends the process at once; nothing needs to run.
-        unsafe { libc::_exit(0) };
-    }
-    // A child started by `Process::spawn` runs its entry here and exits.
-    multiproc::init();
-    common::Watchdog::install();
+    common::start();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let benching = args.iter().any(|a| a == "--bench");
     let rounds = args
@@ -112,7 +106,7 @@ fn main() {
             "{}: ours / {} per-pair median over {rounds} rounds: {:.3} (rounds {})",
             c.name,
             c.baseline_name,
-            median(&mut medians),
+            median(&mut medians.clone()),
             medians
                 .iter()
                 .map(|m| format!("{m:.3}"))
@@ -177,9 +171,6 @@ fn format_ns(ns: f64) -> String {
     }
 }
 
-/// The child's entry of the process start comparisons: nothing at all.
-fn trivial(_: ()) {}
-
 fn ours_fork() {
     // SAFETY: the bench process is single-threaded (the watchdog is a signal handler, not a
     // thread) and the child runs `trivial`, which touches nothing.
@@ -187,21 +178,6 @@ fn ours_fork() {
         .expect("fork_spawn")
         .join()
         .expect("join");
-}
-
-/// `fork` + `_exit` + `waitpid`: the floor of every fork start method.
-fn bare_fork() {
-    // SAFETY: the bench process is single-threaded; the child only calls `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: leaving the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status));
 }
 
 fn ours_spawn() {

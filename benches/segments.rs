@@ -19,6 +19,7 @@
 
 mod common;
 
+use common::{bare_fork, trivial};
 use criterion::Criterion;
 use std::ffi::CString;
 use std::sync::atomic::AtomicU64;
@@ -140,21 +141,3 @@ fn process_start(c: &mut Criterion) {
     g.bench_function("bare_fork_after", |b| b.iter(bare_fork));
     g.finish();
 }
-
-/// `fork` + `_exit` + `waitpid`: the floor of every fork start method.
-fn bare_fork() {
-    // SAFETY: the bench process is single-threaded; the child only calls `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: leaving the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status));
-}
-
-/// The child's entry of the process start benches: nothing at all.
-fn trivial(_: ()) {}

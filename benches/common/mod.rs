@@ -31,6 +31,17 @@ pub const CACHE_LINE: usize = 128;
 /// The `main` of every bench binary: answers the re-exec baseline, initialises the crate (so
 /// `Process::spawn` children dispatch), installs the watchdog, then runs the given groups.
 pub fn bench_main(groups: &[fn(&mut criterion::Criterion)]) {
+    start();
+    let mut c = criterion::Criterion::default().configure_from_args();
+    for g in groups {
+        g(&mut c);
+    }
+    c.final_summary();
+}
+
+/// The start of every bench `main`: answers the re-exec baseline, initialises the crate (so
+/// `Process::spawn` children dispatch) and installs the watchdog.
+pub fn start() {
     if std::env::var_os(EXIT_AT_ONCE_VAR).is_some() {
         // The bare re-exec baseline: the child does nothing at all.
         // SAFETY: `_exit` ends the process at once; nothing needs to run.
@@ -39,12 +50,25 @@ pub fn bench_main(groups: &[fn(&mut criterion::Criterion)]) {
     // A child started by `Process::spawn` runs its entry here and exits.
     multiproc::init();
     Watchdog::install();
-    let mut c = criterion::Criterion::default().configure_from_args();
-    for g in groups {
-        g(&mut c);
-    }
-    c.final_summary();
 }
+
+/// `fork` + `_exit` + `waitpid`: the floor of every fork start method.
+pub fn bare_fork() {
+    // SAFETY: the bench process is single-threaded; the child only calls `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status));
+}
+
+/// The child's entry of the process start benches: nothing at all.
+pub fn trivial(_: ()) {}
 
 /// Kills the bench process if one measured step takes too long (SIGALRM with a message).
 pub struct Watchdog;
