@@ -190,7 +190,7 @@ PAIRED_TARGETS = {"fork_start": 1.2, "spawn_start": 1.2, "segment_4KiB": 1.0}
 
 
 def run_paired(rounds):
-    """Runs benches/paired.rs; {comparison: {...}} from its summary lines, saved as JSON."""
+    """Runs benches/paired.rs (output kept in paired.txt); {comparison: {...}} parsed from it."""
     r = run(["cargo", "bench", "--bench", "paired", "--", "--rounds", str(rounds)],
             capture_output=True, text=True)
     out = os.path.join(OUT_DIR, "paired.txt")
@@ -527,7 +527,7 @@ def main():
     ap.add_argument("--sample-size", type=int, default=0, help="criterion samples (default 100)")
     ap.add_argument("--skip-python", action="store_true", help="no Python comparison run")
     ap.add_argument("--paired-rounds", type=int, default=5,
-                    help="rounds of benches/paired.rs (default 5; 0 skips it)")
+                    help="rounds of benches/paired.rs (default 5; 0 skips it; so does --bench)")
     ap.add_argument("--python-time", type=float, default=1.5,
                     help="seconds per Python operation (default 1.5)")
     ap.add_argument("--stat", choices=["median", "best"], default="median",
