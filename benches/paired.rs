@@ -19,7 +19,9 @@
 
 mod common;
 
-use common::{bare_fork, trivial};
+use common::ops::{
+    bare_fork, bare_reexec, ours_fork, ours_segment, ours_spawn, shared_memory_segment,
+};
 use std::time::Instant;
 
 /// One comparison: ours and its baseline, and how many pairs make a round.
@@ -48,8 +50,8 @@ const COMPARISONS: &[Comparison] = &[
     },
     Comparison {
         name: "segment_4KiB",
-        ours: ours_segment,
-        baseline: shared_memory_segment,
+        ours: || ours_segment(segment_name()),
+        baseline: || shared_memory_segment(segment_name()),
         baseline_name: "shared_memory",
         pairs: 20_000,
     },
@@ -171,56 +173,7 @@ fn format_ns(ns: f64) -> String {
     }
 }
 
-fn ours_fork() {
-    // SAFETY: the bench process is single-threaded (the watchdog is a signal handler, not a
-    // thread) and the child runs `trivial`, which touches nothing.
-    unsafe { multiproc::Process::builder().fork_spawn(trivial, ()) }
-        .expect("fork_spawn")
-        .join()
-        .expect("join");
-}
-
-fn ours_spawn() {
-    multiproc::Process::spawn(trivial, ())
-        .expect("spawn")
-        .join()
-        .expect("join");
-}
-
-fn bare_reexec() {
-    let status = std::process::Command::new("/proc/self/exe")
-        .env(common::EXIT_AT_ONCE_VAR, "1")
-        .status()
-        .expect("re-exec");
-    assert!(status.success());
-}
-
-const SEGMENT_LEN: usize = 4096;
-
 fn segment_name() -> &'static str {
     static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NAME.get_or_init(|| common::unique_name("paired"))
-}
-
-fn ours_segment() {
-    let name = segment_name();
-    let created = multiproc::Segment::create(name, SEGMENT_LEN).expect("create");
-    let opened = multiproc::Segment::open(name).expect("open");
-    drop(opened);
-    drop(created); // the owner unlinks
-}
-
-fn shared_memory_segment() {
-    let name = segment_name();
-    let created = shared_memory::ShmemConf::new()
-        .size(SEGMENT_LEN)
-        .os_id(name)
-        .create()
-        .expect("create");
-    let opened = shared_memory::ShmemConf::new()
-        .os_id(name)
-        .open()
-        .expect("open");
-    drop(opened);
-    drop(created); // the owner unlinks
 }

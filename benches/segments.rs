@@ -19,7 +19,9 @@
 
 mod common;
 
-use common::{bare_fork, trivial};
+use common::ops::{
+    SEGMENT_LEN, bare_fork, bare_reexec, ours_fork, ours_segment, ours_spawn, shared_memory_segment,
+};
 use criterion::Criterion;
 use std::ffi::CString;
 use std::sync::atomic::AtomicU64;
@@ -28,19 +30,10 @@ fn main() {
     common::bench_main(&[segment_4k, process_start]);
 }
 
-const SEGMENT_LEN: usize = 4096;
-
 fn segment_4k(c: &mut Criterion) {
     let mut g = c.benchmark_group("segment_4KiB");
     let name = common::unique_name("seg");
-    g.bench_function("ours", |b| {
-        b.iter(|| {
-            let created = multiproc::Segment::create(&name, SEGMENT_LEN).expect("create");
-            let opened = multiproc::Segment::open(&name).expect("open");
-            drop(opened);
-            drop(created); // the owner unlinks
-        })
-    });
+    g.bench_function("ours", |b| b.iter(|| ours_segment(&name)));
     g.bench_function("ours_anonymous", |b| {
         b.iter(|| multiproc::Segment::anonymous(SEGMENT_LEN).expect("anonymous"))
     });
@@ -52,36 +45,14 @@ fn segment_4k(c: &mut Criterion) {
             drop(created); // the owner unlinks
         })
     });
-    g.bench_function("shared_memory", |b| {
-        b.iter(|| {
-            let created = shared_memory::ShmemConf::new()
-                .size(SEGMENT_LEN)
-                .os_id(&name)
-                .create()
-                .expect("create");
-            let opened = shared_memory::ShmemConf::new()
-                .os_id(&name)
-                .open()
-                .expect("open");
-            drop(opened);
-            drop(created); // the owner unlinks
-        })
-    });
+    g.bench_function("shared_memory", |b| b.iter(|| shared_memory_segment(&name)));
     g.finish();
 }
 
 fn process_start(c: &mut Criterion) {
     let mut g = c.benchmark_group("process_start");
     g.bench_function("bare_fork", |b| b.iter(bare_fork));
-    g.bench_function("bare_reexec", |b| {
-        b.iter(|| {
-            let status = std::process::Command::new("/proc/self/exe")
-                .env(common::EXIT_AT_ONCE_VAR, "1")
-                .status()
-                .expect("re-exec");
-            assert!(status.success());
-        })
-    });
+    g.bench_function("bare_reexec", |b| b.iter(bare_reexec));
 
     // Raw fork + execve: everything the child needs is prepared before the fork.
     let path = CString::new("/proc/self/exe").expect("path");
@@ -119,24 +90,8 @@ fn process_start(c: &mut Criterion) {
     });
 
     // Ours last: the benches above fork from a process that has never started a child of ours.
-    g.bench_function("ours_spawn", |b| {
-        b.iter(|| {
-            multiproc::Process::spawn(trivial, ())
-                .expect("spawn")
-                .join()
-                .expect("join");
-        })
-    });
-    g.bench_function("ours_fork", |b| {
-        b.iter(|| {
-            // SAFETY: the bench process is single-threaded (criterion runs benches on this
-            // thread and no helper thread of ours is alive here).
-            unsafe { multiproc::Process::builder().fork_spawn(trivial, ()) }
-                .expect("fork_spawn")
-                .join()
-                .expect("join");
-        })
-    });
+    g.bench_function("ours_spawn", |b| b.iter(ours_spawn));
+    g.bench_function("ours_fork", |b| b.iter(ours_fork));
     // The bare fork again, in the state ours ran in (see the top of the file).
     g.bench_function("bare_fork_after", |b| b.iter(bare_fork));
     g.finish();

@@ -12,6 +12,7 @@
 //! Not every bench file uses every helper.
 #![allow(dead_code)]
 
+pub mod ops;
 pub mod pingpong;
 
 use std::io;
@@ -51,24 +52,6 @@ pub fn start() {
     multiproc::init();
     Watchdog::install();
 }
-
-/// `fork` + `_exit` + `waitpid`: the floor of every fork start method.
-pub fn bare_fork() {
-    // SAFETY: the bench process is single-threaded; the child only calls `_exit`.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        // SAFETY: leaving the child at once.
-        unsafe { libc::_exit(0) };
-    }
-    let mut status = 0;
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status));
-}
-
-/// The child's entry of the process start benches: nothing at all.
-pub fn trivial(_: ()) {}
 
 /// Kills the bench process if one measured step takes too long (SIGALRM with a message).
 pub struct Watchdog;
