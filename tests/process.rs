@@ -114,14 +114,14 @@ fn killed_child_reports_the_signal() {
     watchdog(20, || {
         let mut p = Process::spawn(sleep_ms, 30_000).unwrap();
         assert!(p.is_alive());
-        assert_eq!(p.exit_status(), None);
+        assert_eq!(p.exit_status().unwrap(), None);
         p.kill().unwrap();
         match p.join_timeout(Duration::from_secs(10)) {
             Err(Error::ChildSignaled { signal: 9 }) => {}
             other => panic!("expected ChildSignaled(9), got {other:?}"),
         }
-        assert_eq!(p.exit_status(), Some(ExitStatus::Signaled(9)));
-        assert_eq!(p.exit_status().map(ExitStatus::exitcode), Some(-9));
+        assert_eq!(p.exit_status().unwrap(), Some(ExitStatus::Signaled(9)));
+        assert_eq!(p.exit_status().unwrap().map(ExitStatus::exitcode), Some(-9));
         assert!(!p.is_alive());
         // Signals to a reaped child are no-ops, never a recycled PID.
         p.kill().unwrap();
@@ -137,7 +137,10 @@ fn terminate_sends_sigterm() {
             Err(Error::ChildSignaled { signal: 15 }) => {}
             other => panic!("expected ChildSignaled(15), got {other:?}"),
         }
-        assert_eq!(p.exit_status().map(ExitStatus::exitcode), Some(-15));
+        assert_eq!(
+            p.exit_status().unwrap().map(ExitStatus::exitcode),
+            Some(-15)
+        );
     });
 }
 
@@ -153,7 +156,7 @@ fn join_timeout_then_join() {
         assert!(start.elapsed() >= Duration::from_millis(100));
         assert!(p.is_alive());
         assert_eq!(p.join_timeout(Duration::from_secs(10)).unwrap(), 1_000);
-        assert_eq!(p.exit_status(), Some(ExitStatus::Exited(0)));
+        assert_eq!(p.exit_status().unwrap(), Some(ExitStatus::Exited(0)));
         assert!(!p.is_alive());
         // The outcome stays available.
         assert_eq!(p.join().unwrap(), 1_000);

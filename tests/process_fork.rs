@@ -138,6 +138,12 @@ fn fork_start_method() {
                     Err(Error::ChildExited { code: 3 }) => {}
                     other => panic!("expected ChildExited(3), got {other:?}"),
                 }
+                // SAFETY: as above.
+                let p = unsafe { Process::builder().fork_spawn(exits_without_result, 0) }.unwrap();
+                match p.join() {
+                    Err(Error::ChildExited { code: 0 }) => {}
+                    other => panic!("expected ChildExited(0), got {other:?}"),
+                }
             }
         };
         let _ = tx.send(std::panic::catch_unwind(run));

@@ -79,6 +79,9 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
         let _ = sys::set_cloexec(read.as_fd());
         registry::watch_parent(read);
     }
+    // If this fails the parent may report an `exit(0)` inside the entry as "no init()": a
+    // wrong message in a case that is already failing, so it is not fatal.
+    let _ = record::mark_started(memfd);
     let anchor = anchor_addr();
     let wrapper_addr = anchor.wrapping_add_signed(meta.wrapper_offset as isize);
     let entry_addr = anchor.wrapping_add_signed(meta.entry_offset as isize);

@@ -167,9 +167,13 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         )
     }
 
-    /// How the child ended (it is reaped here), or `None` while it runs.
-    pub fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.poll().ok().flatten()
+    /// How the child ended (it is reaped here), or `None` while it runs, like
+    /// `std::process::Child::try_wait`.
+    ///
+    /// # Errors
+    /// [`Error::Os`] if the OS could not tell (the status is unknown, not "still running").
+    pub fn exit_status(&mut self) -> Result<Option<ExitStatus>> {
+        Ok(self.child.poll()?)
     }
 
     /// Waits for the child to end and returns its entry's result.
@@ -248,10 +252,15 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
             Some(Outcome::BadResult(e)) => Err(Error::Serialization(format!(
                 "the child could not encode its result: {e}"
             ))),
-            None if code == 0 => Err(Error::Spawn(
-                "child exited without running its entry: call multiproc::init() first in main, \
+            None if code == 0
+                && !self.child.is_forked()
+                && !record::entry_started(self.child.memfd(), self.child.token)? =>
+            {
+                Err(Error::Spawn(
+                    "child exited without running its entry: call multiproc::init() first in main, \
                  or multiproc::test_support!() in the test file",
-            )),
+                ))
+            }
             None => Err(Error::ChildExited { code }),
         }
     }

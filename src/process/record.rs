@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! bootstrap: BOOT_MAGIC u64 | token u64 | args_len u64 | args (postcard A) | Meta (postcard)
+//! started:   STARTED_MAGIC u64 | token u64 | (the rest of the bootstrap)
 //! result:    RESULT_MAGIC u64 | token u64 | kind u8 | len u64 | payload
 //! ```
 //! All integers are little endian. The child reads the whole bootstrap before it writes the
@@ -22,6 +23,8 @@ use std::os::fd::BorrowedFd;
 
 /// First word of a bootstrap record ("mpboot01").
 pub(super) const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"mpboot01");
+/// First word of a bootstrap the child has read and whose entry it is about to run ("mpstartd").
+const STARTED_MAGIC: u64 = u64::from_le_bytes(*b"mpstartd");
 /// First word of a result record ("mpresult").
 const RESULT_MAGIC: u64 = u64::from_le_bytes(*b"mpresult");
 /// Bytes before the arguments in a bootstrap record.
@@ -95,6 +98,19 @@ pub(super) fn boot_read(fd: BorrowedFd<'_>, token: u64) -> Option<Boot> {
     let meta_bytes = body.split_off(args_len as usize);
     let meta = postcard::from_bytes(&meta_bytes).ok()?;
     Some(Boot { meta, args: body })
+}
+
+/// In the child, after [`boot_read`]: marks the record as started (see the module docs).
+pub(super) fn mark_started(fd: BorrowedFd<'_>) -> io::Result<()> {
+    sys::write_all_at(fd, &STARTED_MAGIC.to_le_bytes(), 0)
+}
+
+/// Whether a spawn child that wrote no result had started its entry for `token` (it then
+/// ended the process from inside the entry, e.g. with `std::process::exit(0)`).
+pub(super) fn entry_started(fd: BorrowedFd<'_>, token: u64) -> io::Result<bool> {
+    let mut header = [0u8; 16];
+    sys::read_exact_at(fd, &mut header, 0)?;
+    Ok(header[..8] == STARTED_MAGIC.to_le_bytes() && header[8..] == token.to_le_bytes())
 }
 
 /// How the child's entry ended, as it reports it.

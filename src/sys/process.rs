@@ -22,7 +22,20 @@ pub(crate) fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
     // SAFETY: `name` is a valid NUL-terminated string and the flags are a valid combination.
     let fd = cvt_retry(|| unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
     // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fd`, moved to a number above 2 if it landed on 0, 1 or 2 (in a process that closed its
+/// standard streams): fds handed to a child must never take the place of its stdio, which the
+/// child's runtime would treat as closed streams and reopen or ignore.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on an open fd is sound; `fd` is closed when it drops below.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 /// Lends `fd` to std's `File` for one call, without taking ownership (no dup, no close).
@@ -75,10 +88,11 @@ pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
 }
 
-/// A new fd (`O_CLOEXEC`) for the open file behind the raw fd number `fd`.
+/// A new fd (`O_CLOEXEC`, numbered above 2, see [`above_stdio`]) for the open file behind the
+/// raw fd number `fd`.
 pub(crate) fn dup_raw_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on any fd number is sound; a closed fd gives EBADF.
-    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })?;
+    let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })?;
     // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
@@ -93,13 +107,14 @@ pub(crate) unsafe fn own_inherited(fd: RawFd) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
-/// A pipe, both ends `O_CLOEXEC`: (read end, write end).
+/// A pipe, both ends `O_CLOEXEC` and numbered above 2 (see [`above_stdio`]): (read end, write end).
 pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
     // SAFETY: pipe2 succeeded, so both are new fds owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((above_stdio(read)?, above_stdio(write)?))
 }
 
 /// Blocks until `fd` reports end of file or an error (data read is discarded).
