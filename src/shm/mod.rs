@@ -8,6 +8,7 @@ mod array;
 mod cleanup;
 pub(crate) mod header;
 pub(crate) mod object;
+mod pod_access;
 mod safe;
 mod segment;
 mod shared;
