@@ -29,7 +29,7 @@ impl Segment {
             });
         }
         let ptr = self.as_ptr().wrapping_add(offset);
-        if !(ptr as usize).is_multiple_of(align_of::<T>()) {
+        if (ptr as usize) % align_of::<T>() != 0 {
             return Err(Error::InvalidSize {
                 reason: "the offset is not aligned for the element type",
             });
