@@ -15,6 +15,8 @@
 //! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result;
 //!   [`current_process`], [`active_children`], [`cpu_count`].
 //! - [`shm::remove_stale_segments`]: removes named segments whose creator died without `persist()`.
+//! - [`log_to_stderr`]: lifecycle records (children started, exited, killed; owners found dead)
+//!   through the `log` facade, printed like Python's `[INFO/Process-1] ...`.
 //!
 //! The cross-process invariants every `unsafe` block relies on, and the test or model covering
 //! each, are in `SAFETY.md`.
@@ -42,6 +44,7 @@
 #[doc(hidden)]
 pub mod crash;
 mod error;
+mod logging;
 pub(crate) mod loom;
 pub mod process;
 pub mod queue;
@@ -50,6 +53,7 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+pub use logging::log_to_stderr;
 pub use process::{
     ChildInfo, ExitStatus, Process, ProcessBuilder, ProcessInfo, active_children, cpu_count,
     current_process, init,

@@ -82,6 +82,7 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
     // If this fails the parent may report an `exit(0)` inside the entry as "no init()": a
     // wrong message in a case that is already failing, so it is not fatal.
     let _ = record::mark_started(memfd);
+    log::info!(target: "multiproc", "child process calling its entry");
     let anchor = anchor_addr();
     let wrapper_addr = anchor.wrapping_add_signed(meta.wrapper_offset as isize);
     let entry_addr = anchor.wrapping_add_signed(meta.entry_offset as isize);
@@ -90,6 +91,7 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
     // address is that function in this process, which has exactly the `Wrapper` type.
     let wrapper: Wrapper = unsafe { std::mem::transmute::<usize, Wrapper>(wrapper_addr) };
     let outcome = wrapper(entry_addr, &args, &meta.slots);
+    log::info!(target: "multiproc", "process exiting with exitcode {}", outcome.exit_code());
     finish(memfd, token, &outcome)
 }
 

@@ -60,6 +60,7 @@ where
         }
     };
     let child = Arc::new(Child::forked(pid, identity, pidfd, memfd, token));
+    log::info!(target: "multiproc", "started {} (pid {})", child.name(), child.pid);
     registry::register(Arc::clone(&child));
     Ok(child)
 }

@@ -70,6 +70,7 @@ pub fn init() {
     // While the process is still single-threaded, registering costs microseconds (the rings'
     // notify fences rely on it: `loom::handshake`).
     crate::sys::membarrier::register();
+    crate::logging::inherit();
     child::dispatch();
 }
 
@@ -186,6 +187,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     pub fn join(self) -> Result<R> {
         let status = self.child.reap()?;
         registry::unregister(&self.child);
+        self.log_ended(status);
         self.outcome(status)
     }
 
@@ -195,6 +197,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
         let status = self.wait(Some(Deadline::after(timeout)))?;
         registry::unregister(&self.child);
+        self.log_ended(status);
         self.outcome(status)
     }
 
@@ -212,6 +215,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
         if self.child.reaped().is_some() {
             return Ok(());
         }
+        log::info!(target: "multiproc", "sending signal {signal} to {} (pid {})", self.name(), self.pid());
         match sys::pidfd_send_signal(self.child.pidfd.as_fd(), signal) {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             other => other.map_err(Error::Os),
@@ -226,6 +230,19 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
             }
             if !sys::wait_readable(self.child.pidfd.as_fd(), deadline)? {
                 return Err(Error::Timeout);
+            }
+        }
+    }
+
+    /// Logs how the joined child ended.
+    fn log_ended(&self, status: ExitStatus) {
+        let (name, pid) = (self.name(), self.pid());
+        match status {
+            ExitStatus::Exited(code) => {
+                log::info!(target: "multiproc", "{name} (pid {pid}) exited with exitcode {code}");
+            }
+            ExitStatus::Signaled(signal) => {
+                log::info!(target: "multiproc", "{name} (pid {pid}) was killed by signal {signal}");
             }
         }
     }

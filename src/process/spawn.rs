@@ -103,10 +103,12 @@ fn c_string(mut bytes: Vec<u8>) -> CString {
 }
 
 /// This process's environment as `KEY=value` C strings, with [`child::ENV`] set to `value`
-/// (replacing an inherited one).
+/// (replacing an inherited one), and the logging level if the child should log to stderr.
 fn environment(value: &str) -> Vec<CString> {
     let mut env: Vec<CString> = std::env::vars_os()
-        .filter(|(k, _)| k.as_bytes() != child::ENV.as_bytes())
+        .filter(|(k, _)| {
+            k.as_bytes() != child::ENV.as_bytes() && k.as_bytes() != crate::logging::ENV.as_bytes()
+        })
         .map(|(k, v)| {
             let mut kv = k.into_vec();
             kv.push(b'=');
@@ -115,6 +117,7 @@ fn environment(value: &str) -> Vec<CString> {
         })
         .collect();
     env.push(c_string(format!("{}={value}", child::ENV).into_bytes()));
+    env.extend(crate::logging::child_env().map(|kv| c_string(kv.into_bytes())));
     env
 }
 
@@ -183,6 +186,7 @@ where
         path: meta.identity,
     };
     let child = Arc::new(Child::new(pid, identity, pidfd, memfd, token));
+    log::info!(target: "multiproc", "started {} (pid {pid})", child.name());
     registry::register(Arc::clone(&child));
     Ok(child)
 }

@@ -58,6 +58,12 @@ pub fn remove_stale_segments(prefix: &str) -> Result<Vec<StaleSegment>> {
     let mut removed = Vec::new();
     for stale in stale_segments(prefix)? {
         if os::unlink_named(&stale.name).is_ok() {
+            log::info!(
+                target: "multiproc",
+                "removed stale segment {} (creator pid {} is gone)",
+                stale.name,
+                stale.creator_pid
+            );
             removed.push(stale);
         }
     }

@@ -134,7 +134,10 @@ impl<T: ?Sized> Mutex<T> {
     fn finish(&self, r: Result<Locked, Failed>) -> LockResult<MutexGuard<'_, T>> {
         match r {
             Ok(Locked::Clean) => Ok(MutexGuard::new(self)),
-            Ok(Locked::OwnerDied) => Err(LockError::OwnerDied(MutexGuard::new(self))),
+            Ok(Locked::OwnerDied) => {
+                log::warn!(target: "multiproc", "a mutex's owner died holding it: taken over");
+                Err(LockError::OwnerDied(MutexGuard::new(self)))
+            }
             Err(Failed::NotRecoverable) => Err(LockError::NotRecoverable),
             Err(Failed::Timeout) => Err(LockError::Timeout),
             Err(Failed::WouldBlock) => Err(LockError::WouldBlock),

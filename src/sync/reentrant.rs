@@ -113,7 +113,10 @@ impl<T: ?Sized> ReentrantMutex<T> {
         }
         match r {
             Ok(Locked::Clean) => Ok(ReentrantMutexGuard::new(self)),
-            Ok(Locked::OwnerDied) => Err(LockError::OwnerDied(ReentrantMutexGuard::new(self))),
+            Ok(Locked::OwnerDied) => {
+                log::warn!(target: "multiproc", "a reentrant mutex's owner died holding it: taken over");
+                Err(LockError::OwnerDied(ReentrantMutexGuard::new(self)))
+            }
             Err(Failed::NotRecoverable) => Err(LockError::NotRecoverable),
             Err(Failed::Timeout) => Err(LockError::Timeout),
             Err(Failed::WouldBlock) => Err(LockError::WouldBlock),
