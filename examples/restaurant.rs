@@ -9,16 +9,15 @@ use multiproc::{Process, Shared, ShmSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-/// The table: three seats, and how many are taken (to show the bound holds).
+/// The table: three seats, and how many are taken (to show the bound holds). The derive checks
+/// the layout is fixed and every field may live in shared memory.
+#[derive(ShmSafe)]
 #[repr(C)]
 struct Table {
     seats: Semaphore,
     seated: AtomicU32,
     most_seated: AtomicU32,
 }
-
-// SAFETY: `#[repr(C)]` of a semaphore and atomics, all valid for any bytes and free of pointers.
-unsafe impl ShmSafe for Table {}
 
 /// One customer: waits for a seat, eats, leaves.
 fn customer((table, i): (Shared<Table>, u64)) {

@@ -59,6 +59,10 @@ pub use process::{
     current_process, init,
 };
 
+/// `#[derive(ShmSafe)]`: implements [`ShmSafe`] for a `#[repr(C)]` struct whose fields are all
+/// `ShmSafe`, checked at compile time (a pointer, reference, `String` or enum field is refused).
+#[cfg(feature = "derive")]
+pub use multiproc_derive::ShmSafe;
 #[cfg(not(loom))]
 pub use queue::{Channel, Connection, JoinableQueue, Pipe, Queue, SpscQueue};
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

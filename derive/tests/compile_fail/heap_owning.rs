@@ -1,0 +1,7 @@
+#[derive(multiproc::ShmSafe)]
+#[repr(C)]
+struct HoldsAString {
+    name: String,
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[derive(multiproc::ShmSafe)]
+struct NoRepr {
+    value: u64,
+}
+
+fn main() {}
