@@ -13,7 +13,7 @@ use crate::sys::{proc, shm as os};
 use std::os::fd::AsFd;
 
 /// A named segment left behind by a creator that died.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct StaleSegment {
     /// Its name in `/dev/shm`.
     pub name: String,
@@ -70,7 +70,7 @@ pub fn remove_stale_segments(prefix: &str) -> Result<Vec<StaleSegment>> {
     Ok(removed)
 }
 
-fn creator_alive(pid: u32, start_time: u64) -> bool {
+pub(super) fn creator_alive(pid: u32, start_time: u64) -> bool {
     match proc::process_start_time(pid) {
         Some(now) => start_time == 0 || now == start_time,
         None => false,

@@ -43,7 +43,33 @@ pub(crate) enum Kind {
     JoinableQueue = 7,
 }
 
+/// A published header's fields (see [`Header::summary`]).
+pub(crate) struct HeaderSummary {
+    /// `None` for a kind this build does not know.
+    pub(crate) kind: Option<&'static str>,
+    pub(crate) type_label: String,
+    pub(crate) payload_len: u64,
+    pub(crate) creator_pid: u32,
+    pub(crate) creator_start_time: u64,
+    pub(crate) persisted: bool,
+}
+
 impl Kind {
+    /// The kind stored as `raw`, if it is one.
+    fn from_raw(raw: u32) -> Option<Kind> {
+        [
+            Kind::Shared,
+            Kind::Value,
+            Kind::Array,
+            Kind::Queue,
+            Kind::SpscQueue,
+            Kind::Channel,
+            Kind::JoinableQueue,
+        ]
+        .into_iter()
+        .find(|k| *k as u32 == raw)
+    }
+
     fn label(self) -> &'static str {
         match self {
             Kind::Shared => "Shared",
@@ -236,6 +262,24 @@ impl Header {
     pub(crate) fn looks_published(&self) -> bool {
         self.magic.load(Ordering::Relaxed) == MAGIC
             && self.init_state.load(Ordering::Acquire) == READY
+    }
+
+    /// What the header says, for inspection tools: `None` unless it is a published header of
+    /// this format. Every field is a snapshot a peer may change at any time.
+    pub(crate) fn summary(&self) -> Option<HeaderSummary> {
+        let r = Ordering::Relaxed;
+        if !self.looks_published() || self.version.load(r) != FORMAT_VERSION {
+            return None;
+        }
+        let (creator_pid, creator_start_time) = self.creator();
+        Some(HeaderSummary {
+            kind: Kind::from_raw(self.kind.load(r)).map(Kind::label),
+            type_label: self.type_label(),
+            payload_len: self.payload_len.load(r),
+            creator_pid,
+            creator_start_time,
+            persisted: self.is_persisted(),
+        })
     }
 
     fn type_label(&self) -> String {

@@ -177,6 +177,8 @@ pub(crate) struct FileInfo {
     pub(crate) len: u64,
     pub(crate) uid: u32,
     pub(crate) mode: u32,
+    /// Last modification (creation, for a segment nobody resized), seconds since the epoch.
+    pub(crate) mtime: i64,
 }
 
 /// `fstat` of an open segment.
@@ -189,6 +191,7 @@ pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
         len: st.st_size as u64,
         uid: st.st_uid,
         mode: st.st_mode,
+        mtime: st.st_mtime,
     })
 }
 
