@@ -55,6 +55,6 @@ pub use process::{
     current_process, init,
 };
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 pub use queue::{Channel, Connection, JoinableQueue, Pipe, Queue, SpscQueue};
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

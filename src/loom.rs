@@ -1,25 +1,25 @@
 //! The one place that names atomics and cells: `std` types normally, loom's model types under
-//! `cfg(loom)`, so the algorithms in `sync/` and `queue/` run unchanged inside the model checker.
+//! `cfg(multiproc_loom)`, so the algorithms in `sync/` and `queue/` run unchanged inside the model checker.
 //!
 //! Code in this crate imports `crate::loom::sync::atomic::AtomicU32` (never `core::sync::atomic`
 //! directly) for any atomic that takes part in a cross-process protocol.
 
 // Not every path is used by every build; they are the shim's interface.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[allow(unused_imports)]
 pub(crate) use std::{cell, hint, sync, thread};
 
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 #[allow(unused_imports)]
 pub(crate) use ::loom::{cell, hint, sync, thread};
 
 /// `UnsafeCell` with loom's closure API, over `std`'s cell when not model checking.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[derive(Debug, Default)]
 #[repr(transparent)]
 pub(crate) struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl<T> UnsafeCell<T> {
     pub(crate) const fn new(value: T) -> Self {
         Self(std::cell::UnsafeCell::new(value))
@@ -31,7 +31,7 @@ impl<T> UnsafeCell<T> {
     }
 }
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl<T: ?Sized> UnsafeCell<T> {
     /// Runs `f` with a shared pointer to the contents.
     #[inline(always)]
@@ -53,14 +53,14 @@ impl<T: ?Sized> UnsafeCell<T> {
     }
 }
 
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 pub(crate) use ::loom::cell::UnsafeCell;
 
 /// Futex wait/wake as the algorithms see them: the shared futex normally, a model under loom.
 pub(crate) mod futex {
     pub(crate) use crate::sys::time::Deadline;
 
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) use crate::sys::futex::{wait, wait_low, wake, wake_low};
 
     /// Wakes one waiter blocked on `word`.
@@ -75,14 +75,14 @@ pub(crate) mod futex {
         wake(word, u32::MAX);
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) use model::{death, poll_wait_low, wait, wait_low, wake, wake_low};
 
     /// A waiter's bounded sleep on the low half of `word`, after which it checks on a lock's
     /// owner: the futex with a timeout normally. In the model there is no time: the sleep ends
     /// when woken, or when some modelled thread died since the caller last looked (then it
     /// returns `false`, as a timeout would), so a live owner is never polled in a busy loop.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     #[inline]
     pub(crate) fn poll_wait_low(
         word: &super::sync::atomic::AtomicU64,
@@ -95,7 +95,7 @@ pub(crate) mod futex {
     /// A futex model for loom: the kernel's hash-bucket lock is a loom `Mutex`, a sleeping waiter
     /// is a loom `Condvar` wait, so a wake-up that is lost shows up as a loom deadlock. A timed
     /// wait that would block is modelled as the timeout firing at once.
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     mod model {
         use super::Deadline;
         use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -238,14 +238,14 @@ pub(crate) mod handshake {
     /// the background if `multiproc::init` did not register it (hot fences stay full fences
     /// until it completes). Idempotent and cheap after the first call.
     pub(crate) fn prepare() {
-        #[cfg(not(loom))]
+        #[cfg(not(multiproc_loom))]
         crate::sys::membarrier::register_in_background();
     }
 
     /// The hot side's fence, between its publication and its load of the sleeper count.
     #[inline]
     pub(crate) fn hot_fence() {
-        #[cfg(not(loom))]
+        #[cfg(not(multiproc_loom))]
         if crate::sys::membarrier::registered() {
             std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
             return;
@@ -258,12 +258,12 @@ pub(crate) mod handshake {
     /// bounded slices, re-checking after each.
     #[must_use]
     pub(crate) fn cold_fence() -> bool {
-        #[cfg(not(loom))]
+        #[cfg(not(multiproc_loom))]
         if crate::sys::membarrier::barrier_everywhere() {
             return true;
         }
         super::sync::atomic::fence(super::sync::atomic::Ordering::SeqCst);
         // Hot threads of other (registered) processes may have skipped their fence.
-        cfg!(loom)
+        cfg!(multiproc_loom)
     }
 }

@@ -86,9 +86,9 @@ const READING: u64 = 3; // claimed by consumer `tid`; the value is being copied 
 /// How long a thread blocked behind a claimed slot waits before asking whether its claimer died.
 pub(crate) const STALL: Duration = Duration::from_millis(10);
 /// Re-tries against a slot that a peer is copying before sleeping (the copy takes nanoseconds).
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 const SPINS: u32 = 64;
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 const SPINS: u32 = 0;
 
 #[inline(always)]
@@ -197,7 +197,7 @@ enum Expiry {
 }
 
 /// Sizes and offsets of a ring region.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
     slots_offset: usize,
@@ -206,7 +206,7 @@ struct Layout {
     align: usize,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout> {
     use super::round_up;
     if capacity == 0 || capacity > MAX_CAPACITY || !elem_align.is_power_of_two() {
@@ -233,7 +233,7 @@ fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout
 /// Entry points over a raw region: size it, initialise it, attach to it.
 pub(crate) struct RawMpmc;
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl RawMpmc {
     /// Bytes a ring of `capacity` elements of this size and alignment needs, or `None` if the
     /// capacity is 0 or above [`MAX_CAPACITY`], or the size overflows.
@@ -770,7 +770,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
                     }
                 }
                 // The model's timed wait returns at once: let the peer run.
-                #[cfg(loom)]
+                #[cfg(multiproc_loom)]
                 crate::loom::thread::yield_now();
             }
         }
@@ -867,7 +867,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     /// # Errors
     /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
     // Used by the loom models (`loom_tests.rs`).
-    #[cfg_attr(not(loom), allow(dead_code))]
+    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
     pub(crate) fn push_deadline(
         &self,
         value: T,
@@ -905,7 +905,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     /// # Errors
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
     // Used by the loom models (`loom_tests.rs`).
-    #[cfg_attr(not(loom), allow(dead_code))]
+    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
     pub(crate) fn pop_deadline(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
         self.pop_in(&OsEnv, deadline)
     }
@@ -981,15 +981,15 @@ fn pop_error(h: Halt, blocked: PopError) -> PopError {
 /// A ring on the heap, for tests, models and fuzzing.
 #[cfg(any(test, fuzzing))]
 pub(crate) struct HeapMpmc<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     region: super::HeapRegion,
     /// Where the slots start and how many, checked by one attach at creation: later accesses
     /// do not re-read the (possibly scribbled-on) header.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     slots_at: (usize, usize),
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     hdr: Box<Header>,
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     slots: Box<[Slot<T>]>,
     _t: std::marker::PhantomData<T>,
 }
@@ -1003,7 +1003,7 @@ impl<T: Pod + Send> HeapMpmc<T> {
 
     /// An empty ring whose positions start `laps` laps before the 40-bit wrap-around
     /// (`0`: at position 0).
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn near_wrap(capacity: usize, laps: u64) -> Self {
         let size = std::mem::size_of::<T>();
         let align = std::mem::align_of::<T>();
@@ -1024,7 +1024,7 @@ impl<T: Pod + Send> HeapMpmc<T> {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn near_wrap(capacity: usize, laps: u64) -> Self {
         let one_lap = capacity.next_power_of_two() as u64;
         let start = (POS_MASK + 1).wrapping_sub(laps * one_lap) & POS_MASK;
@@ -1043,7 +1043,7 @@ impl<T: Pod + Send> HeapMpmc<T> {
     }
 
     /// The ring, as attached at creation.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
         let (offset, cap) = self.slots_at;
         // SAFETY: `new` attached to this region once, which checked that a header and `cap`
@@ -1057,20 +1057,20 @@ impl<T: Pod + Send> HeapMpmc<T> {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
         MpmcRef::from_parts(&self.hdr, &self.slots)
     }
 
     /// The region, to scribble on.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn region(&self) -> &super::HeapRegion {
         &self.region
     }
 
     /// Bytes of shared state a corruption test may overwrite: header words and stamps (not the
     /// values, which are the user's data and may hold anything).
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn state_offsets(&self) -> Vec<usize> {
         let l = layout(
             self.ring().capacity(),
@@ -1087,6 +1087,6 @@ impl<T: Pod + Send> HeapMpmc<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 #[path = "mpmc_tests.rs"]
 mod tests;

@@ -112,7 +112,7 @@ enum Halt {
     Corrupted(&'static str),
 }
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     slots_offset: usize,
@@ -120,7 +120,7 @@ struct Layout {
     align: usize,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout> {
     use super::round_up;
     if capacity == 0 || capacity > MAX_CAPACITY || !elem_align.is_power_of_two() {
@@ -145,7 +145,7 @@ fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout
 /// Entry points over a raw region: size it, initialise it, attach to it.
 pub(crate) struct RawSpsc;
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl RawSpsc {
     /// Bytes a ring of `capacity` elements needs, or `None` for a capacity of 0 or above
     /// [`MAX_CAPACITY`], or an overflow.
@@ -755,15 +755,15 @@ fn batch_error(h: Halt) -> BatchError {
 /// A ring on the heap, for tests, models and fuzzing.
 #[cfg(any(test, fuzzing))]
 pub(crate) struct HeapSpsc<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     region: super::HeapRegion,
     /// Where the slots start and how many, checked by one attach at creation: later accesses
     /// do not re-read the (possibly scribbled-on) header.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     slots_at: (usize, usize),
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     hdr: Box<Header>,
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     slots: Box<[UnsafeCell<T>]>,
     _t: std::marker::PhantomData<T>,
 }
@@ -771,7 +771,7 @@ pub(crate) struct HeapSpsc<T> {
 #[cfg(any(test, fuzzing))]
 impl<T: Pod + Send> HeapSpsc<T> {
     /// An empty ring of `capacity`.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn new(capacity: usize) -> Self {
         let size = std::mem::size_of::<T>();
         let align = std::mem::align_of::<T>();
@@ -789,7 +789,7 @@ impl<T: Pod + Send> HeapSpsc<T> {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             hdr: Box::new(Header::new(capacity, 0, 1, 0)),
@@ -801,7 +801,7 @@ impl<T: Pod + Send> HeapSpsc<T> {
     }
 
     /// The ring, as attached at creation.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn ring(&self) -> SpscRef<'_, T> {
         let (offset, cap) = self.slots_at;
         // SAFETY: `new` attached to this region once, which checked that a header and `cap`
@@ -817,24 +817,24 @@ impl<T: Pod + Send> HeapSpsc<T> {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn ring(&self) -> SpscRef<'_, T> {
         SpscRef::from_parts(&self.hdr, &self.slots)
     }
 
     /// The region, to scribble on.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn region(&self) -> &super::HeapRegion {
         &self.region
     }
 
     /// Bytes of shared state a corruption test may overwrite (the header).
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn state_len(&self) -> usize {
         std::mem::size_of::<Header>()
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 #[path = "spsc_tests.rs"]
 mod tests;

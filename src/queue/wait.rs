@@ -173,7 +173,7 @@ impl<F: Fences> Signal<F> {
 
 /// How often the blocking loops re-try (with a spin-loop hint) before their first sleep: a few
 /// microseconds, about what announcing an [`Asymmetric`] sleeper costs.
-pub(crate) const SPINS_BEFORE_SLEEP: u32 = if cfg!(loom) { 0 } else { 100 };
+pub(crate) const SPINS_BEFORE_SLEEP: u32 = if cfg!(multiproc_loom) { 0 } else { 100 };
 
 /// Re-tries `attempt`, sleeping on `signal` while `blocked` says it must wait, until it succeeds,
 /// fails for good (`Err(Some(e))`), or `deadline` passes (`Err(None)`).
@@ -217,7 +217,7 @@ pub(crate) fn block_on<R, E, F: Fences>(
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use std::time::Instant;

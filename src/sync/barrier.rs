@@ -87,7 +87,7 @@ pub struct Barrier {
 
 // SAFETY: two atomics; every word value is some generation, flags and count (counts above the
 // parties complete a generation), parties is clamped on use; `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 unsafe impl crate::shm::ShmSafe for Barrier {}
 
 impl Barrier {
@@ -282,7 +282,7 @@ impl Barrier {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::testutil::watchdog;

@@ -54,7 +54,7 @@ pub struct Condvar {
 
 // SAFETY: two atomic counters; any values are valid (garbage only causes extra or missed-then-
 // retried wake-ups); `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 unsafe impl crate::shm::ShmSafe for Condvar {}
 
 /// Whether a timed condvar wait returned because its time ran out.
@@ -193,7 +193,7 @@ impl Condvar {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::Mutex;

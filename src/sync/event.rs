@@ -50,7 +50,7 @@ pub struct Event {
 
 // SAFETY: two atomics; every value is a flag and a generation or a count; `#[repr(C)]`, no
 // pointers, no Drop.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 unsafe impl crate::shm::ShmSafe for Event {}
 
 impl Default for Event {
@@ -117,7 +117,7 @@ impl Event {
     }
 
     /// Threads counted as waiting (for models).
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, multiproc_loom))]
     pub(crate) fn waiters(&self) -> u32 {
         self.waiters.load(Ordering::Relaxed)
     }
@@ -156,7 +156,7 @@ impl Event {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::testutil::watchdog;

@@ -1,7 +1,7 @@
 //! Loom models of every primitive: mutual exclusion, owner death at any step, no lost wake-ups,
 //! barrier leaders and reuse, rwlock exclusion.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+//! Run: `RUSTFLAGS="--cfg multiproc_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 //!       cargo test --lib --release sync::loom_tests`
 //!
 //! The futex model (`crate::loom::futex`) makes an untimed wait block until woken, so a lost

@@ -27,7 +27,7 @@ mod reentrant;
 mod rwlock;
 mod semaphore;
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, multiproc_loom))]
 mod loom_tests;
 
 pub use barrier::Barrier;
@@ -148,7 +148,7 @@ impl std::error::Error for SemaphoreError {}
 #[inline]
 fn spin_until(mut f: impl FnMut() -> bool) -> bool {
     // Under loom a spin is only more interleavings to explore.
-    let spins = if cfg!(loom) { 0 } else { 100 };
+    let spins = if cfg!(multiproc_loom) { 0 } else { 100 };
     for _ in 0..spins {
         if f() {
             return true;
@@ -164,7 +164,7 @@ fn deadline_after(timeout: std::time::Duration) -> crate::loom::futex::Deadline 
     crate::loom::futex::Deadline::after(timeout)
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 pub(crate) mod testutil {
     use std::sync::mpsc;
     use std::time::Duration;

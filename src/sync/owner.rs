@@ -16,7 +16,7 @@ pub(crate) enum Liveness {
         start_time: u64,
     },
     /// The probe failed (e.g. `/proc` unreadable): assume alive.
-    #[cfg_attr(loom, allow(dead_code))]
+    #[cfg_attr(multiproc_loom, allow(dead_code))]
     Unknown,
 }
 
@@ -39,11 +39,11 @@ pub(crate) trait OwnerProbe {
 pub(crate) const UNKNOWN_START: u64 = u64::MAX;
 
 /// The real probe: `gettid` and `/proc`.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SysProbe;
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl OwnerProbe for SysProbe {
     #[inline]
     fn identity(&self) -> (u32, u64) {
@@ -67,14 +67,14 @@ impl OwnerProbe for SysProbe {
 }
 
 /// The probe the public API uses.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 pub(crate) type DefaultProbe = SysProbe;
 
 /// The probe the public API uses: the model registry, polling.
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 pub(crate) type DefaultProbe = model::ModelProbe;
 
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 pub(crate) mod model {
     //! A registry of fake threads for loom: each loom thread gets a small id on first use; a test
     //! can mark it dead or give its id to a "new" thread with another start time.

@@ -46,7 +46,7 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for ReentrantMutex<T> {}
 
 // SAFETY: atomics (any bit pattern is a state; garbage is a dead or foreign owner) and a `ShmSafe`
 // value; `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for ReentrantMutex<T> {}
 
 impl<T> ReentrantMutex<T> {
@@ -175,7 +175,7 @@ impl<T: ?Sized> Drop for ReentrantMutexGuard<'_, T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::testutil::watchdog;

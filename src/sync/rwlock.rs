@@ -97,7 +97,7 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 // SAFETY: two atomics (any value is a state; garbage can only make callers wait or time out, or
 // admit a reader/writer wrongly, which hands out a wrong but valid `ShmSafe` value) and a
 // `ShmSafe` value; `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for RwLock<T> {}
 
 impl<T> RwLock<T> {
@@ -487,7 +487,7 @@ impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::testutil::watchdog;

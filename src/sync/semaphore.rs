@@ -48,7 +48,7 @@ pub struct Semaphore {
 
 // SAFETY: three atomic counters, all values valid (garbage gives wrong counts or a spurious
 // Overflow, never UB); `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 unsafe impl crate::shm::ShmSafe for Semaphore {}
 
 const UNBOUNDED: u32 = u32::MAX;
@@ -175,7 +175,7 @@ impl Semaphore {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::testutil::watchdog;
