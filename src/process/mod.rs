@@ -34,7 +34,6 @@
 mod child;
 mod fd;
 mod fork;
-pub(crate) mod handoff;
 mod record;
 mod registry;
 mod spawn;

@@ -6,6 +6,7 @@
 
 mod array;
 mod cleanup;
+pub(crate) mod handoff;
 pub(crate) mod header;
 pub(crate) mod object;
 mod safe;
