@@ -45,6 +45,7 @@ mod error;
 pub(crate) mod loom;
 pub mod process;
 pub mod queue;
+mod safe;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;

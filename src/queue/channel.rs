@@ -822,7 +822,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             (name, _) => Object::create(name, &spec, len, &opts, init)?,
         };
         if let Some(e) = failed {
-            return Err(Error::Corrupted(e));
+            // `init` refuses only parameters it cannot lay out.
+            return Err(Error::InvalidSize { reason: e });
         }
         Self::attach(object)
     }

@@ -142,7 +142,8 @@ impl<R> RingObject<R> {
             (name, _) => Object::create(name, &spec, len, &opts, init)?,
         };
         if let Some(e) = failed {
-            return Err(Error::Corrupted(e));
+            // `init` refuses only parameters it cannot lay out.
+            return Err(Error::InvalidSize { reason: e });
         }
         Self::attach(object)
     }

@@ -148,22 +148,25 @@ impl<T: Pod + Send> JoinableQueue<T> {
         )
     }
 
-    /// Counts one more unfinished task.
-    fn add_task(&self) -> std::result::Result<(), &'static str> {
+    /// Counts one more unfinished task; `false` if the counter is at its maximum.
+    fn add_task(&self) -> bool {
         self.count()
             .unfinished
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
-            .map(drop)
-            .map_err(|_| "too many unfinished tasks")
+            .is_ok()
     }
 
-    /// Pushes through `push`, counting the value as an unfinished task first.
+    /// Pushes through `push`, counting the value as an unfinished task first. With `u32::MAX`
+    /// tasks unfinished there is no room for another: `Full(value)`, even from a blocking push.
     fn counted(
         &self,
         value: T,
         push: impl FnOnce(T) -> std::result::Result<(), PushError<T>>,
     ) -> std::result::Result<(), PushError<T>> {
-        self.add_task().map_err(PushError::Corrupted)?;
+        if !self.add_task() {
+            // No room for another task (2^32 - 1 unfinished): the queue is full of tasks.
+            return Err(PushError::Full(value));
+        }
         push(value).inspect_err(|_| {
             // Not pushed: not a task. Cannot underflow: we counted it.
             let _ = self.task_done();
@@ -171,6 +174,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
     }
 
     /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
+    /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
     pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
         self.counted(value, |v| self.queue.push(v))
     }

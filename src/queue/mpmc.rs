@@ -54,7 +54,9 @@
 
 use super::CachePadded;
 use super::error::{PopError, PushError};
-use super::peer::{Env, OsEnv, Step};
+#[cfg(test)]
+use super::peer::Step;
+use super::peer::{Env, OsEnv};
 use super::wait::{Asymmetric, SPINS_BEFORE_SLEEP, Signal};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
@@ -182,7 +184,8 @@ enum Halt {
     /// Closed (pushes), or closed and drained (pops).
     Closed,
     Corrupted(&'static str),
-    /// A test peer stopped at a [`Step`].
+    /// A test peer stopped at a [`Step`] (test builds only: `OsEnv` never stops).
+    #[cfg(test)]
     Killed,
 }
 
@@ -507,6 +510,10 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         }
     }
 
+    // `env` only stops test operations (see `Env::survive`).
+
+    #[cfg_attr(not(test), allow(unused_variables))]
+
     fn push_claimed<E: Env>(
         &self,
         env: &E,
@@ -514,6 +521,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         tail: u64,
         value: &T,
     ) -> Result<(), Halt> {
+        #[cfg(test)]
         if !env.survive(Step::Claimed) {
             return Err(Halt::Killed);
         }
@@ -523,12 +531,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         // reclaimer takes a WRITING slot only once its writer is dead. `T: Pod`, so any bytes a
         // hostile peer left there are overwritten without a drop.
         slot.value.with_mut(|p| unsafe { p.write(*value) });
+        #[cfg(test)]
         if !env.survive(Step::Copied) {
             return Err(Halt::Killed);
         }
         crate::crash::point("mpmc.push.copied");
         // Release: the value is visible to the consumer that sees FULL.
         slot.stamp.store(stamp(tail, 0, FULL), Ordering::Release);
+        #[cfg(test)]
         if !env.survive(Step::Published) {
             return Err(Halt::Killed);
         }
@@ -606,12 +616,18 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         }
     }
 
+    // `env` only stops test operations (see `Env::survive`).
+
+    #[cfg_attr(not(test), allow(unused_variables))]
+
     fn pop_claimed<E: Env>(&self, env: &E, slot: &Slot<T>, head: u64) -> Result<T, Halt> {
+        #[cfg(test)]
         if !env.survive(Step::Claimed) {
             return Err(Halt::Killed);
         }
         crate::crash::point("mpmc.pop.claimed");
         self.help(&self.hdr.head, head);
+        #[cfg(test)]
         if !env.survive(Step::Advanced) {
             return Err(Halt::Killed);
         }
@@ -620,6 +636,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         // release the slot (see `push_claimed`); the producer's Release store of FULL, which
         // our claim read with Acquire, put the whole value there. `T: Pod`: any bytes are valid.
         let value = slot.value.with(|p| unsafe { p.read() });
+        #[cfg(test)]
         if !env.survive(Step::Copied) {
             return Err(Halt::Killed);
         }
@@ -965,6 +982,8 @@ fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError
         Halt::Blocked | Halt::Busy { .. } => blocked(value),
         Halt::Closed => PushError::Closed(value),
         Halt::Corrupted(what) => PushError::Corrupted(what),
+        // Reported by `try_push_step`; other callers do not stop.
+        #[cfg(test)]
         Halt::Killed => PushError::Corrupted("operation stopped by a test hook"),
     }
 }
@@ -974,6 +993,8 @@ fn pop_error(h: Halt, blocked: PopError) -> PopError {
         Halt::Blocked | Halt::Busy { .. } => blocked,
         Halt::Closed => PopError::Closed,
         Halt::Corrupted(what) => PopError::Corrupted(what),
+        // Reported by `try_pop_step`; other callers do not stop.
+        #[cfg(test)]
         Halt::Killed => PopError::Corrupted("operation stopped by a test hook"),
     }
 }

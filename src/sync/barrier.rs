@@ -88,7 +88,7 @@ pub struct Barrier {
 // SAFETY: two atomics; every word value is some generation, flags and count (counts above the
 // parties complete a generation), parties is clamped on use; `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
-unsafe impl crate::shm::ShmSafe for Barrier {}
+unsafe impl crate::safe::ShmSafe for Barrier {}
 
 impl Barrier {
     /// The largest number of parties (the count has 16 bits).

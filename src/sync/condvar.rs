@@ -55,7 +55,7 @@ pub struct Condvar {
 // SAFETY: two atomic counters; any values are valid (garbage only causes extra or missed-then-
 // retried wake-ups); `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
-unsafe impl crate::shm::ShmSafe for Condvar {}
+unsafe impl crate::safe::ShmSafe for Condvar {}
 
 /// Whether a timed condvar wait returned because its time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -51,7 +51,7 @@ pub struct Event {
 // SAFETY: two atomics; every value is a flag and a generation or a count; `#[repr(C)]`, no
 // pointers, no Drop.
 #[cfg(not(multiproc_loom))]
-unsafe impl crate::shm::ShmSafe for Event {}
+unsafe impl crate::safe::ShmSafe for Event {}
 
 impl Default for Event {
     fn default() -> Self {

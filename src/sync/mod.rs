@@ -21,7 +21,7 @@ mod barrier;
 mod condvar;
 mod event;
 mod mutex;
-mod owner;
+pub(crate) mod owner;
 mod raw_mutex;
 mod reentrant;
 mod rwlock;

@@ -64,7 +64,7 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // dead or foreign owner, or as not recoverable), followed by a `T` that is itself `ShmSafe`;
 // `#[repr(C)]`, no pointers, no Drop beyond `T`'s (none).
 #[cfg(not(multiproc_loom))]
-unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for Mutex<T> {}
+unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex around `value`.

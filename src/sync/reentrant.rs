@@ -47,7 +47,7 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for ReentrantMutex<T> {}
 // SAFETY: atomics (any bit pattern is a state; garbage is a dead or foreign owner) and a `ShmSafe`
 // value; `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
-unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for ReentrantMutex<T> {}
+unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for ReentrantMutex<T> {}
 
 impl<T> ReentrantMutex<T> {
     /// A new unlocked recursive mutex around `value`.

@@ -98,7 +98,7 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 // admit a reader/writer wrongly, which hands out a wrong but valid `ShmSafe` value) and a
 // `ShmSafe` value; `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
-unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for RwLock<T> {}
+unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for RwLock<T> {}
 
 impl<T> RwLock<T> {
     /// A new unlocked lock around `value`.

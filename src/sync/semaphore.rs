@@ -49,7 +49,7 @@ pub struct Semaphore {
 // SAFETY: three atomic counters, all values valid (garbage gives wrong counts or a spurious
 // Overflow, never UB); `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
-unsafe impl crate::shm::ShmSafe for Semaphore {}
+unsafe impl crate::safe::ShmSafe for Semaphore {}
 
 const UNBOUNDED: u32 = u32::MAX;
 
