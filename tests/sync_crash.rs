@@ -1428,7 +1428,12 @@ fn every_crash_point_is_in_the_battery() {
     let this = include_str!("sync_crash.rs");
     let mut n = 0;
     for src in sources {
-        for part in src.split("crash::point(\"").skip(1) {
+        // Points are named inline (`crash::point("..")`) or, around a blocking loop's sleep,
+        // in a `wait::Points { registered: "..", woke: ".." }`.
+        let parts = ["crash::point(\"", "registered: \"", "woke: \""]
+            .into_iter()
+            .flat_map(|p| src.split(p).skip(1));
+        for part in parts {
             let name = &part[..part.find('"').unwrap()];
             n += 1;
             assert!(

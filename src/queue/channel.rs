@@ -49,13 +49,13 @@
 
 use super::CachePadded;
 use super::error::{RecvError, SendError};
-use super::wait::Signal;
 use crate::error::{Error, Result};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
+use crate::sync::wait::Signal;
 use crate::sync::{LockError, Mutex, MutexGuard};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -521,41 +521,35 @@ impl<'a> ChannelRef<'a> {
         msg: &T,
         wait: Wait,
     ) -> std::result::Result<(), Halt> {
-        let deadline = wait.deadline();
-        let signal = &self.hdr.not_full;
         let mut size = None;
-        let attempt = |size: &mut Option<usize>| {
+        self.locked(&self.hdr.send, &self.hdr.not_full, wait, || {
             if self.is_closed() {
                 return Err(Halt::Closed);
             }
-            self.write_attempt(msg, size)
+            self.write_attempt(msg, &mut size)
+        })
+    }
+
+    /// Runs `attempt` under `side`'s lock, sleeping (without the lock, so that other callers'
+    /// `try_` calls and timeouts work) on `signal` while it is blocked, per `wait`.
+    fn locked<R>(
+        &self,
+        side: &'a Side,
+        signal: &Signal,
+        wait: Wait,
+        mut attempt: impl FnMut() -> std::result::Result<R, Halt>,
+    ) -> std::result::Result<R, Halt> {
+        let deadline = wait.deadline();
+        let mut once = || {
+            let _guard = self.lock(side, deadline)?;
+            attempt()
         };
-        loop {
-            let guard = self.lock(&self.hdr.send, deadline)?;
-            match attempt(&mut size) {
-                Err(Halt::Blocked) => {}
-                other => return other,
-            }
-            if let Wait::No = wait {
-                return Err(Halt::Blocked);
-            }
-            let seq = signal.register();
-            // Re-try after announcing ourselves: a receiver freeing room from now on wakes us.
-            match attempt(&mut size) {
-                Err(Halt::Blocked) => {}
-                other => {
-                    signal.unregister();
-                    return other;
-                }
-            }
-            // Sleep without the lock, so other senders' `try_send` and timeouts work.
-            drop(guard);
-            let woken = signal.sleep(seq, deadline);
-            signal.unregister();
-            if !woken {
-                return Err(Halt::Timeout);
-            }
+        if let Wait::No = wait {
+            return once();
         }
+        signal
+            .block_on(deadline, false, once, |h| matches!(h, Halt::Blocked))
+            .map_err(|h| h.unwrap_or(Halt::Timeout))
     }
 
     // ----- receiving -----
@@ -667,55 +661,24 @@ impl<'a> ChannelRef<'a> {
     }
 
     fn recv_with<T: DeserializeOwned>(&self, wait: Wait) -> std::result::Result<T, Halt> {
-        self.wait_for(wait, |this| this.read_or_closed())
+        self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
+            self.read_or_closed()
+        })
     }
 
     /// Whether a message (or the end of a closed channel) is ready, waiting per `wait`.
     fn ready(&self, wait: Wait) -> std::result::Result<bool, Halt> {
-        let r = self.wait_for(wait, |this| match this.next_record()? {
-            Some(_) => Ok(()),
-            None if this.is_closed() => Ok(()),
-            None => Err(Halt::Blocked),
+        let r = self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
+            match self.next_record()? {
+                Some(_) => Ok(()),
+                None if self.is_closed() => Ok(()),
+                None => Err(Halt::Blocked),
+            }
         });
         match r {
             Ok(()) => Ok(true),
             Err(Halt::Blocked | Halt::Timeout) => Ok(false),
             Err(e) => Err(e),
-        }
-    }
-
-    /// Runs `attempt` under the receive lock, sleeping (without the lock) on `not_empty` while
-    /// it is blocked, per `wait`.
-    fn wait_for<R>(
-        &self,
-        wait: Wait,
-        attempt: impl Fn(&Self) -> std::result::Result<R, Halt>,
-    ) -> std::result::Result<R, Halt> {
-        let deadline = wait.deadline();
-        let signal = &self.hdr.not_empty;
-        loop {
-            let guard = self.lock(&self.hdr.recv, deadline)?;
-            match attempt(self) {
-                Err(Halt::Blocked) => {}
-                other => return other,
-            }
-            if let Wait::No = wait {
-                return Err(Halt::Blocked);
-            }
-            let seq = signal.register();
-            match attempt(self) {
-                Err(Halt::Blocked) => {}
-                other => {
-                    signal.unregister();
-                    return other;
-                }
-            }
-            drop(guard);
-            let woken = signal.sleep(seq, deadline);
-            signal.unregister();
-            if !woken {
-                return Err(Halt::Timeout);
-            }
         }
     }
 }

@@ -16,11 +16,12 @@
 use super::error::{PopError, PushError, TaskDoneError};
 use super::handle::Queue;
 use crate::error::{Error, Result};
-use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
+use crate::sync::wait::{Points, Poll, Waiters, block_on};
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -33,7 +34,7 @@ struct TaskCount {
     /// Values pushed and not yet marked done; the futex word joiners sleep on.
     unfinished: AtomicU32,
     /// Threads inside `join`; `task_done` reaching 0 wakes only if non-zero.
-    waiters: AtomicU32,
+    waiters: Waiters,
 }
 
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
@@ -70,7 +71,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
         unsafe {
             p.cast::<TaskCount>().write(TaskCount {
                 unfinished: AtomicU32::new(0),
-                waiters: AtomicU32::new(0),
+                waiters: Waiters::new(),
             })
         }
     }
@@ -221,11 +222,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
             .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
             .map_err(|_| TaskDoneError)?;
         if before == 1 {
-            // The notifier half of the fence pair (module docs).
-            fence(Ordering::SeqCst);
-            if c.waiters.load(Ordering::Relaxed) != 0 {
-                futex::wake_all(&c.unfinished);
-            }
+            c.waiters.notify(&c.unfinished, true);
         }
         Ok(())
     }
@@ -253,20 +250,18 @@ impl<T: Pod + Send> JoinableQueue<T> {
         if c.unfinished.load(Ordering::Acquire) == 0 {
             return true;
         }
-        c.waiters.fetch_add(1, Ordering::Relaxed);
-        // The waiter half of the fence pair.
-        fence(Ordering::SeqCst);
-        let done = loop {
-            let n = c.unfinished.load(Ordering::Acquire);
-            if n == 0 {
-                break true;
-            }
-            if !futex::wait(&c.unfinished, n, deadline) {
-                break c.unfinished.load(Ordering::Acquire) == 0;
-            }
-        };
-        c.waiters.fetch_sub(1, Ordering::Relaxed);
-        done
+        block_on(
+            &c.waiters,
+            &c.unfinished,
+            deadline,
+            false,
+            Points::NONE,
+            || match c.unfinished.load(Ordering::Acquire) {
+                0 => Poll::Ready(()),
+                n => Poll::Sleep(n),
+            },
+        )
+        .is_some()
     }
 
     /// Values pushed and not yet marked done.

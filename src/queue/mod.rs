@@ -34,7 +34,6 @@ pub(crate) mod peer;
 #[cfg(not(multiproc_loom))]
 mod pipe;
 pub(crate) mod spsc;
-pub(crate) mod wait;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom_tests;

@@ -57,10 +57,10 @@ use super::error::{PopError, PushError};
 #[cfg(test)]
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
-use super::wait::{Asymmetric, SPINS_BEFORE_SLEEP, Signal};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::wait::{Asymmetric, Backoff, Signal};
 use bytemuck::Pod;
 use std::time::Duration;
 
@@ -87,11 +87,6 @@ const READING: u64 = 3; // claimed by consumer `tid`; the value is being copied 
 
 /// How long a thread blocked behind a claimed slot waits before asking whether its claimer died.
 pub(crate) const STALL: Duration = Duration::from_millis(10);
-/// Re-tries against a slot that a peer is copying before sleeping (the copy takes nanoseconds).
-#[cfg(not(multiproc_loom))]
-const SPINS: u32 = 64;
-#[cfg(multiproc_loom)]
-const SPINS: u32 = 0;
 
 #[inline(always)]
 const fn stamp(pos: u64, tid: u32, phase: u64) -> u64 {
@@ -362,7 +357,7 @@ impl RawMpmc {
         let slots =
             unsafe { std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<Slot<T>>(), cap) };
         // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
-        crate::loom::handshake::prepare();
+        crate::sys::membarrier::prepare();
         Ok(MpmcRef::from_parts(hdr, slots))
     }
 }
@@ -588,7 +583,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
                     // tail only moves past a position after it was claimed, so in a sound ring
                     // `tail == head` here. A hostile tail ahead of this unclaimed slot just reads
                     // as empty; producers report `Corrupted` when they reach the slot a lap on.)
-                    // A push published before a blocked popper's fence is seen here (`wait.rs`).
+                    // A push published before a blocked popper's fence is seen here (`sync/wait.rs`).
                     EMPTY if tid_of(s) == 0 => return Err(Halt::Blocked),
                     WRITING => return Err(Halt::Busy { idx, s }),
                     // Taken by another consumer that has not moved the head yet.
@@ -694,17 +689,16 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         env: &E,
         mut attempt: impl FnMut() -> Result<R, Halt>,
     ) -> Result<R, Halt> {
-        let mut spins = 0;
+        // Re-tries against a slot that a peer is copying (the copy takes nanoseconds).
+        let mut backoff = Backoff::new();
         loop {
             match attempt() {
                 Err(Halt::Busy { idx, s }) => {
-                    if spins < SPINS {
-                        spins += 1;
-                        crate::loom::hint::spin_loop();
-                    } else if self.reclaim(env, idx, s) {
-                        spins = 0;
-                    } else {
-                        return Err(Halt::Blocked);
+                    if !backoff.spin() {
+                        if !self.reclaim(env, idx, s) {
+                            return Err(Halt::Blocked);
+                        }
+                        backoff = Backoff::new();
                     }
                 }
                 other => return other,
@@ -722,18 +716,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         deadline: Option<Deadline>,
         mut attempt: impl FnMut() -> Result<R, Halt>,
     ) -> Result<R, Halt> {
-        let mut spins = 0;
+        let mut backoff = Backoff::new();
         // The stamp we are stuck behind, and when to next check its claimer.
         let mut stall: Option<(u64, Deadline)> = None;
         loop {
             match attempt() {
                 // Re-try for a while before sleeping, also on a full or empty ring: announcing
-                // a sleeper costs a `membarrier` (see `wait.rs`), more than a short wait.
-                Err(Halt::Busy { .. } | Halt::Blocked) if spins < SPINS_BEFORE_SLEEP => {
-                    spins += 1;
-                    crate::loom::hint::spin_loop();
-                    continue;
-                }
+                // a sleeper costs a `membarrier` (see `sync/wait.rs`), more than a short wait.
+                Err(Halt::Busy { .. } | Halt::Blocked) if backoff.spin() => continue,
                 Err(Halt::Busy { .. } | Halt::Blocked) => {}
                 other => return other,
             }

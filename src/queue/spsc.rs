@@ -29,10 +29,10 @@ use super::error::{BatchError, PopError, PushError, RoleError};
 #[cfg(test)]
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
-use super::wait::{Asymmetric, Signal, block_on};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::wait::{Asymmetric, Signal};
 use bytemuck::Pod;
 use std::time::Duration;
 
@@ -239,7 +239,7 @@ impl RawSpsc {
             std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<UnsafeCell<T>>(), cap)
         };
         // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
-        crate::loom::handshake::prepare();
+        crate::sys::membarrier::prepare();
         Ok(SpscRef::from_parts(hdr, slots))
     }
 }
@@ -511,13 +511,14 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         deadline: Option<Deadline>,
     ) -> Result<(), PushError<T>> {
         let signal = &self.ring.hdr.not_full;
-        block_on(
-            signal,
-            deadline,
-            || self.push_attempt(&value),
-            |h| *h == Halt::Blocked,
-        )
-        .map_err(|h| push_error(h.unwrap_or(Halt::Blocked), value, PushError::Timeout))
+        signal
+            .block_on(
+                deadline,
+                true,
+                || self.push_attempt(&value),
+                |h| *h == Halt::Blocked,
+            )
+            .map_err(|h| push_error(h.unwrap_or(Halt::Blocked), value, PushError::Timeout))
     }
 
     /// Pushes, sleeping while the ring is full.
@@ -663,13 +664,14 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
     pub(crate) fn pop_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
         let signal = &self.ring.hdr.not_empty;
-        block_on(
-            signal,
-            deadline,
-            || self.pop_attempt(),
-            |h| *h == Halt::Blocked,
-        )
-        .map_err(|h| pop_error(h.unwrap_or(Halt::Blocked), PopError::Timeout))
+        signal
+            .block_on(
+                deadline,
+                true,
+                || self.pop_attempt(),
+                |h| *h == Halt::Blocked,
+            )
+            .map_err(|h| pop_error(h.unwrap_or(Halt::Blocked), PopError::Timeout))
     }
 
     /// Pops, sleeping while the ring is empty.

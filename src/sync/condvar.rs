@@ -15,9 +15,10 @@
 
 use super::LockResult;
 use super::mutex::MutexGuard;
+use super::wait::{Waiters, sleep};
 use crate::crash;
-use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A condition variable that works across processes with [`Mutex`](super::Mutex).
@@ -49,7 +50,7 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Condvar {
     seq: AtomicU32,
-    waiters: AtomicU32,
+    waiters: Waiters,
 }
 
 // SAFETY: two atomic counters; any values are valid (garbage only causes extra or missed-then-
@@ -79,7 +80,7 @@ impl Condvar {
     pub fn new() -> Self {
         Condvar {
             seq: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            waiters: Waiters::new(),
         }
     }
 
@@ -158,15 +159,14 @@ impl Condvar {
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
         let mutex = guard.mutex();
         // Counted before reading `seq`, before unlocking (module docs).
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let covered = self.waiters.register();
         crash::point("condvar.wait.after_count");
-        fence(Ordering::SeqCst);
         let seq = self.seq.load(Ordering::Relaxed);
         drop(guard);
         crash::point("condvar.wait.after_unlock");
-        let woken = futex::wait(&self.seq, seq, deadline);
+        let woken = sleep(&self.seq, seq, deadline, covered);
         crash::point("condvar.wait.after_wait");
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.waiters.unregister();
         crash::point("condvar.wait.before_relock");
         (mutex.lock(), !woken)
     }
@@ -175,19 +175,14 @@ impl Condvar {
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
         crash::point("condvar.notify.after_bump");
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_one(&self.seq);
-        }
+        self.waiters.notify(&self.seq, false);
     }
 
     /// Wakes every waiter. No syscall when nobody waits.
     pub fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
         crash::point("condvar.notify.after_bump");
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_all(&self.seq);
+        if self.waiters.notify(&self.seq, true) {
             crash::point("condvar.notify.after_wake");
         }
     }

@@ -26,6 +26,7 @@ mod raw_mutex;
 mod reentrant;
 mod rwlock;
 mod semaphore;
+pub(crate) mod wait;
 
 #[cfg(all(test, multiproc_loom))]
 mod loom_tests;
@@ -143,26 +144,6 @@ impl fmt::Display for SemaphoreError {
 }
 
 impl std::error::Error for SemaphoreError {}
-
-/// Spins briefly (on `f` returning false) before a caller commits to sleeping.
-#[inline]
-fn spin_until(mut f: impl FnMut() -> bool) -> bool {
-    // Under loom a spin is only more interleavings to explore.
-    let spins = if cfg!(multiproc_loom) { 0 } else { 100 };
-    for _ in 0..spins {
-        if f() {
-            return true;
-        }
-        crate::loom::hint::spin_loop();
-    }
-    f()
-}
-
-/// A deadline `timeout` from now.
-#[inline]
-fn deadline_after(timeout: std::time::Duration) -> crate::loom::futex::Deadline {
-    crate::loom::futex::Deadline::after(timeout)
-}
 
 #[cfg(all(test, not(multiproc_loom)))]
 pub(crate) mod testutil {

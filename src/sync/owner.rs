@@ -16,6 +16,7 @@ pub(crate) enum Liveness {
         start_time: u64,
     },
     /// The probe failed (e.g. `/proc` unreadable): assume alive.
+    #[cfg_attr(multiproc_loom, allow(dead_code))]
     Unknown,
 }
 
@@ -52,6 +53,7 @@ pub(crate) trait OwnerProbe {
 pub(crate) const UNKNOWN_START: u64 = u64::MAX;
 
 /// The real probe: `gettid` and `/proc` (the rings' `OsEnv` asks it too).
+#[cfg_attr(multiproc_loom, allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SysProbe;
 

@@ -247,7 +247,7 @@ impl RawMutex {
     ) -> Result<Locked, Failed> {
         // Spin while the lock is held and nobody sleeps yet.
         let mut w = self.word.load(Ordering::Relaxed);
-        super::spin_until(|| {
+        super::wait::Backoff::spin_until(|| {
             w = self.word.load(Ordering::Relaxed);
             tid_of(w) == 0 || w & WAITERS != 0
         });

@@ -389,7 +389,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn spin_until(&self, f: impl Fn(u32) -> bool) -> u32 {
         let mut state = self.state.load(Ordering::Relaxed);
-        super::spin_until(|| {
+        super::wait::Backoff::spin_until(|| {
             state = self.state.load(Ordering::Relaxed);
             f(state)
         });
