@@ -1,15 +1,21 @@
-//! The owning handles: [`Queue`] and [`SpscQueue`], each a ring in its own segment.
+//! The owning handles: [`Queue`], [`SpscQueue`] and [`Channel`], each a ring in its own
+//! segment.
 
+use super::channel::{ChannelHeader, ChannelRef, RawChannel, Wait, recv_error, send_error};
+use super::error::{RecvError, SendError};
 use super::mpmc::{MpmcRef, RawMpmc};
 use super::spsc::{RawSpsc, SpscRef};
 use super::{BatchError, PopError, PushError, RoleError};
 use crate::error::{Error, Result};
+use crate::loom::futex::Deadline;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
 use bytemuck::Pod;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Sizes, initialises and attaches one ring type; lets both handles share one implementation.
@@ -447,5 +453,261 @@ impl<T: Pod + Send> SpscConsumer<T> {
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
     pub fn pop_into(&mut self, dst: &mut [T]) -> std::result::Result<usize, BatchError> {
         self.role.pop_into(dst)
+    }
+}
+
+/// A bounded multi-producer multi-consumer channel of arbitrary messages between processes,
+/// Python's `multiprocessing.Queue` of objects: each message is encoded with postcard straight
+/// into a byte ring in shared memory and decoded straight out of it (one copy each way, no
+/// pipe, no feeder thread).
+///
+/// The bound is in bytes ([`capacity`](Channel::capacity)); a message whose encoding exceeds
+/// [`max_message_len`](Channel::max_message_len) (the capacity minus an 8-byte record word) is
+/// refused with [`SendError::TooLarge`] and handed back: records are never chunked, so size
+/// the channel for the largest message (a record that does not fit before the end of the ring
+/// starts again at its beginning, so up to twice a message's size may be needed while others
+/// are queued).
+///
+/// Clones share the channel; pass a clone to a child in [`Process::spawn`](crate::Process::spawn)
+/// arguments. [`close`](Channel::close) wakes every blocked caller: sends then fail with
+/// `Closed(message)`, receives drain what is left and then fail with `Closed`.
+///
+/// ```
+/// let ch = multiproc::Channel::<String>::new(4096)?;
+/// ch.send("hello".to_string()).unwrap();
+/// assert_eq!(ch.recv().unwrap(), "hello");
+/// ch.close();
+/// assert_eq!(ch.recv(), Err(multiproc::queue::RecvError::Closed));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A sender killed inside `send` loses that message only; a receiver killed inside `recv`
+/// loses at most the message it was taking (none if it died before committing). Senders are
+/// serialised by one robust lock and receivers by another; the next locker after a death
+/// re-validates the ring and goes on. See `SAFETY.md`.
+pub struct Channel<T> {
+    // Declared first: borrows the mapping `object` keeps alive.
+    ring: ChannelRef<'static>,
+    object: Object,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Channel<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, ChannelHeader>(Kind::Channel)
+    }
+
+    fn attach(object: Object) -> Result<Self> {
+        // SAFETY: the payload is `payload_len` initialised bytes aligned to 128 (the spec's
+        // alignment: the payload offset is a multiple of it and the mapping is page-aligned),
+        // mapped while `object` (stored beside the ring) lives; other processes may write it,
+        // which the ring tolerates.
+        let ring = unsafe { RawChannel::attach(object.payload().as_ptr(), object.payload_len()) }
+            .map_err(Error::Corrupted)?;
+        Ok(Self {
+            ring,
+            object,
+            _type: PhantomData,
+        })
+    }
+
+    fn create_with(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+        let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
+            reason: "channel capacity too large",
+        })?;
+        let len = RawChannel::bytes_for(cap).ok_or(Error::InvalidSize {
+            reason: "channel capacity too large",
+        })?;
+        let mut failed = None;
+        let init = |p: std::ptr::NonNull<u8>| {
+            // SAFETY: `Object` hands us `len` zeroed bytes aligned for the spec (128), not yet
+            // visible to anyone else.
+            if let Err(e) = unsafe { RawChannel::init(p.as_ptr(), cap) } {
+                failed = Some(e);
+            }
+        };
+        let opts = ShmOptions::default();
+        let spec = Self::spec();
+        let object = match (name, open_existing) {
+            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
+            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+        };
+        if let Some(e) = failed {
+            // `init` refuses only parameters it cannot lay out.
+            return Err(Error::InvalidSize { reason: e });
+        }
+        Self::attach(object)
+    }
+
+    /// A new anonymous channel of `capacity_bytes` (rounded up to a multiple of 8, at least
+    /// 16), shared with the children it is passed to.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
+    pub fn new(capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(None, capacity_bytes, false)
+    }
+
+    /// A new channel under `name`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
+    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(Some(name), capacity_bytes, false)
+    }
+
+    /// Opens the channel another process created under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
+    /// another object), [`Error::Corrupted`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    }
+
+    /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
+    /// keeps its own capacity.
+    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(Some(name), capacity_bytes, true)
+    }
+
+    /// Sends `msg`, waiting while there is no room.
+    ///
+    /// # Errors
+    /// `Closed(msg)`, `TooLarge`, `Serialize`, `Corrupted`.
+    pub fn send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.ring
+            .send_with(&msg, Wait::Until(None))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Sends `msg` if there is room now, else `Full(msg)`.
+    pub fn try_send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.ring
+            .send_with(&msg, Wait::No)
+            .map_err(|h| send_error(h, msg, SendError::Full))
+    }
+
+    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` after `timeout`.
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
+        self.ring
+            .send_with(&msg, Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Receives the oldest message, waiting while there is none.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained), `Deserialize` (a garbage record, skipped), `Corrupted`.
+    pub fn recv(&self) -> std::result::Result<T, RecvError> {
+        self.ring
+            .recv_with(Wait::Until(None))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Receives the oldest message if there is one now, else `Empty`.
+    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
+        self.ring
+            .recv_with(Wait::No)
+            .map_err(|h| recv_error(h, RecvError::Empty))
+    }
+
+    /// Like [`recv`](Channel::recv), giving up with `Timeout` after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
+        self.ring
+            .recv_with(Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Waits at most `timeout` until a receive would not block (a message is ready, or the
+    /// channel is closed and drained, or corrupted); returns whether it would not.
+    pub fn poll(&self, timeout: Duration) -> bool {
+        let wait = if timeout.is_zero() {
+            Wait::No
+        } else {
+            Wait::Until(Some(Deadline::after(timeout)))
+        };
+        self.ring.ready(wait).unwrap_or(true)
+    }
+
+    /// Closes the channel for everyone and wakes every blocked caller.
+    pub fn close(&self) {
+        self.ring.close()
+    }
+
+    /// Whether the channel was closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring.is_closed()
+    }
+
+    /// Number of messages (approximate while others send and receive, as in Python).
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the channel looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring.capacity()
+    }
+
+    /// The ring, for the ring's own tests.
+    #[cfg(test)]
+    pub(crate) fn ring(&self) -> ChannelRef<'_> {
+        self.ring
+    }
+
+    /// The largest encoded message the channel takes (capacity minus 8).
+    pub fn max_message_len(&self) -> usize {
+        self.ring.max_message()
+    }
+
+    /// The name, or `None` for an anonymous channel.
+    pub fn name(&self) -> Option<&str> {
+        self.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.object.persist()
+    }
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ring: self.ring,
+            object: self.object.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.ring.capacity())
+            .field("name", &self.object.segment().name())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Channel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Channel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let segment = crate::Segment::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(Self::attach)
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -33,6 +33,7 @@ pub(crate) mod mpmc;
 pub(crate) mod peer;
 #[cfg(not(multiproc_loom))]
 mod pipe;
+mod ring;
 pub(crate) mod spsc;
 
 #[cfg(all(test, multiproc_loom))]
@@ -40,9 +41,9 @@ mod loom_tests;
 #[cfg(all(test, not(multiproc_loom)))]
 mod test_util;
 
-#[cfg(not(multiproc_loom))]
-pub use channel::Channel;
 pub use error::{BatchError, PopError, PushError, RecvError, RoleError, SendError, TaskDoneError};
+#[cfg(not(multiproc_loom))]
+pub use handle::Channel;
 #[cfg(not(multiproc_loom))]
 pub use handle::{Queue, SpscConsumer, SpscProducer, SpscQueue};
 #[cfg(not(multiproc_loom))]

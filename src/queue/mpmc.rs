@@ -57,6 +57,7 @@ use super::error::{PopError, PushError};
 #[cfg(test)]
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
+use super::ring::{Halt, header_at, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -164,24 +165,6 @@ impl Header {
 pub(crate) struct Slot<T> {
     stamp: AtomicU64,
     value: UnsafeCell<T>,
-}
-
-/// Why one attempt at an operation stopped.
-#[derive(Debug)]
-enum Halt {
-    /// No room (push) or nothing ready (pop); also "timed out" out of a blocking loop.
-    Blocked,
-    /// The slot at `idx` is claimed mid-operation by the peer named in stamp `s`.
-    Busy {
-        idx: usize,
-        s: u64,
-    },
-    /// Closed (pushes), or closed and drained (pops).
-    Closed,
-    Corrupted(&'static str),
-    /// A test peer stopped at a [`Step`] (test builds only: `OsEnv` never stops).
-    #[cfg(test)]
-    Killed,
 }
 
 /// What a timed sleep in [`MpmcRef::blocking`] was waiting for.
@@ -317,15 +300,9 @@ impl RawMpmc {
         ptr: *mut u8,
         len: usize,
     ) -> Result<MpmcRef<'a, T>, &'static str> {
-        if ptr.is_null() || ptr as usize % Self::align_for(std::mem::align_of::<T>()) != 0 {
-            return Err("misaligned ring region");
-        }
-        if len < std::mem::size_of::<Header>() {
-            return Err("region too small for a ring header");
-        }
-        // SAFETY: `ptr` is aligned for `Header` and valid for `len >= size_of::<Header>()`
-        // bytes for `'a` (caller); a header is atomics only, valid for any bit pattern.
-        let hdr: &'a Header = unsafe { &*ptr.cast::<Header>() };
+        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
+        let hdr: &'a Header =
+            unsafe { header_at(ptr, len, Self::align_for(std::mem::align_of::<T>())) }?;
         let m = &hdr.meta;
         if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
         {
@@ -964,28 +941,6 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     /// Whether the ring looks full.
     pub(crate) fn is_full(&self) -> bool {
         self.len() == self.capacity()
-    }
-}
-
-fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
-    match h {
-        Halt::Blocked | Halt::Busy { .. } => blocked(value),
-        Halt::Closed => PushError::Closed(value),
-        Halt::Corrupted(what) => PushError::Corrupted(what),
-        // Reported by `try_push_step`; other callers do not stop.
-        #[cfg(test)]
-        Halt::Killed => PushError::Corrupted("operation stopped by a test hook"),
-    }
-}
-
-fn pop_error(h: Halt, blocked: PopError) -> PopError {
-    match h {
-        Halt::Blocked | Halt::Busy { .. } => blocked,
-        Halt::Closed => PopError::Closed,
-        Halt::Corrupted(what) => PopError::Corrupted(what),
-        // Reported by `try_pop_step`; other callers do not stop.
-        #[cfg(test)]
-        Halt::Killed => PopError::Corrupted("operation stopped by a test hook"),
     }
 }
 

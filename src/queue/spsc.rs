@@ -29,6 +29,7 @@ use super::error::{BatchError, PopError, PushError, RoleError};
 #[cfg(test)]
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
+use super::ring::{Halt, header_at, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -103,15 +104,6 @@ impl Header {
             not_full: CachePadded(Signal::new()),
         }
     }
-}
-
-/// Why one attempt stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum Halt {
-    /// Full (push) or empty (pop).
-    Blocked,
-    Closed,
-    Corrupted(&'static str),
 }
 
 #[cfg(not(multiproc_loom))]
@@ -204,14 +196,9 @@ impl RawSpsc {
         ptr: *mut u8,
         len: usize,
     ) -> Result<SpscRef<'a, T>, &'static str> {
-        if ptr.is_null() || ptr as usize % Self::align_for(std::mem::align_of::<T>()) != 0 {
-            return Err("misaligned ring region");
-        }
-        if len < std::mem::size_of::<Header>() {
-            return Err("region too small for a ring header");
-        }
-        // SAFETY: aligned, in bounds for `'a` (caller); the header is atomics only.
-        let hdr: &'a Header = unsafe { &*ptr.cast::<Header>() };
+        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
+        let hdr: &'a Header =
+            unsafe { header_at(ptr, len, Self::align_for(std::mem::align_of::<T>())) }?;
         let m = &hdr.meta;
         if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
         {
@@ -742,27 +729,13 @@ impl<T: Pod + Send> Drop for SpscConsumer<'_, T> {
     }
 }
 
-fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
-    match h {
-        Halt::Blocked => blocked(value),
-        Halt::Closed => PushError::Closed(value),
-        Halt::Corrupted(what) => PushError::Corrupted(what),
-    }
-}
-
-fn pop_error(h: Halt, blocked: PopError) -> PopError {
-    match h {
-        Halt::Blocked => blocked,
-        Halt::Closed => PopError::Closed,
-        Halt::Corrupted(what) => PopError::Corrupted(what),
-    }
-}
-
 fn batch_error(h: Halt) -> BatchError {
     match h {
         Halt::Closed => BatchError::Closed,
         Halt::Corrupted(what) => BatchError::Corrupted(what),
-        Halt::Blocked => BatchError::Corrupted("unexpected ring state"),
+        Halt::Blocked | Halt::Busy { .. } => BatchError::Corrupted("unexpected ring state"),
+        #[cfg(test)]
+        Halt::Killed => BatchError::Corrupted("operation stopped by a test hook"),
     }
 }
 
