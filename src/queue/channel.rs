@@ -49,6 +49,7 @@
 
 use super::CachePadded;
 use super::error::{RecvError, SendError};
+use super::ring::Place;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::wait::Signal;
@@ -279,6 +280,32 @@ unsafe impl Send for ChannelRef<'_> {}
 unsafe impl Sync for ChannelRef<'_> {}
 
 impl<'a> ChannelRef<'a> {
+    /// Where this channel lies in the region that starts at `base` (the `ptr` it was attached
+    /// at).
+    pub(crate) fn place(&self, base: *const u8) -> Place {
+        Place {
+            offset: self.data as usize - base as usize,
+            cap: self.cap as usize,
+        }
+    }
+
+    /// The channel at `place` in the region at `base`, without re-reading its header.
+    ///
+    /// # Safety
+    /// - `place` is what [`place`](Self::place) returned for a channel attached at `base`;
+    /// - the region stays mapped for `'a`.
+    pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
+        ChannelRef {
+            // SAFETY: `attach` checked that the region holds a header and `cap` data bytes from
+            // `offset` (caller); the header is atomics, valid for any bits; mapped for `'a`.
+            hdr: unsafe { &*base.cast::<ChannelHeader>() },
+            // SAFETY: as above, `offset + cap` is within the region.
+            data: unsafe { base.add(place.offset) },
+            cap: place.cap as u64,
+            _region: PhantomData,
+        }
+    }
+
     /// The ring's data capacity in bytes.
     pub(crate) fn capacity(&self) -> usize {
         self.cap as usize

@@ -57,7 +57,9 @@ use super::error::{PopError, PushError};
 #[cfg(test)]
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
-use super::ring::{Halt, header_at, pop_error, push_error};
+#[cfg(not(multiproc_loom))]
+use super::ring::header_at;
+use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -363,6 +365,31 @@ unsafe impl<T: Pod + Send> Send for MpmcRef<'_, T> {}
 unsafe impl<T: Pod + Send> Sync for MpmcRef<'_, T> {}
 
 impl<'a, T: Pod + Send> MpmcRef<'a, T> {
+    /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
+    pub(crate) fn place(&self, base: *const u8) -> Place {
+        Place {
+            offset: self.slots.as_ptr() as usize - base as usize,
+            cap: self.slots.len(),
+        }
+    }
+
+    /// The ring at `place` in the region at `base`, without re-reading its header.
+    ///
+    /// # Safety
+    /// - `place` is what [`place`](Self::place) returned for a ring attached at `base`;
+    /// - the region stays mapped for `'a`.
+    pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
+        // SAFETY: `attach` checked that a header and `cap` slots from `offset` fit in the region
+        // with the right alignment (caller); header and slots are atomics and `Pod` cells,
+        // valid for any bytes; the region lives for `'a` (caller).
+        unsafe {
+            let hdr = &*base.cast::<Header>();
+            let slots =
+                std::slice::from_raw_parts(base.add(place.offset).cast::<Slot<T>>(), place.cap);
+            Self::from_parts(hdr, slots)
+        }
+    }
+
     fn from_parts(hdr: &'a Header, slots: &'a [Slot<T>]) -> Self {
         let cap = slots.len() as u64;
         Self {
@@ -483,9 +510,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     }
 
     // `env` only stops test operations (see `Env::survive`).
-
     #[cfg_attr(not(test), allow(unused_variables))]
-
     fn push_claimed<E: Env>(
         &self,
         env: &E,
@@ -589,9 +614,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     }
 
     // `env` only stops test operations (see `Env::survive`).
-
     #[cfg_attr(not(test), allow(unused_variables))]
-
     fn pop_claimed<E: Env>(&self, env: &E, slot: &Slot<T>, head: u64) -> Result<T, Halt> {
         #[cfg(test)]
         if !env.survive(Step::Claimed) {
@@ -952,7 +975,7 @@ pub(crate) struct HeapMpmc<T> {
     /// Where the slots start and how many, checked by one attach at creation: later accesses
     /// do not re-read the (possibly scribbled-on) header.
     #[cfg(not(multiproc_loom))]
-    slots_at: (usize, usize),
+    slots_at: Place,
     #[cfg(multiproc_loom)]
     hdr: Box<Header>,
     #[cfg(multiproc_loom)]
@@ -982,9 +1005,8 @@ impl<T: Pod + Send> HeapMpmc<T> {
             .expect("init failed");
         // SAFETY: as above; attach validates what init wrote.
         let r = unsafe { RawMpmc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
-        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
         Self {
-            slots_at: (offset, r.capacity()),
+            slots_at: r.place(region.as_ptr()),
             region,
             _t: std::marker::PhantomData,
         }
@@ -1011,16 +1033,9 @@ impl<T: Pod + Send> HeapMpmc<T> {
     /// The ring, as attached at creation.
     #[cfg(not(multiproc_loom))]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
-        let (offset, cap) = self.slots_at;
-        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
-        // slots from `offset` fit in it with the right alignment; the region lives as long as
-        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
-        unsafe {
-            let hdr = &*self.region.as_ptr().cast::<Header>();
-            let slots =
-                std::slice::from_raw_parts(self.region.as_ptr().add(offset).cast::<Slot<T>>(), cap);
-            MpmcRef::from_parts(hdr, slots)
-        }
+        // SAFETY: `slots_at` is the place of the ring `new` attached to this region, which
+        // lives as long as `self`.
+        unsafe { MpmcRef::at(self.region.as_ptr(), self.slots_at) }
     }
 
     #[cfg(multiproc_loom)]

@@ -2,7 +2,20 @@
 //! errors (MPMC and SPSC), and the checks on a region before its header is read (every ring,
 //! the byte channel too), so that these hostile-input checks exist once.
 
+// The models use the rings on the heap only: no regions to check or places to keep.
+#![cfg_attr(multiproc_loom, allow(dead_code))]
+
 use super::{PopError, PushError};
+
+/// Where an attached ring lies in its region: the offset of its slots (or data bytes) from the
+/// region's start and its capacity, both validated once by `attach`. Enough to rebuild the
+/// reference for each use, borrowing the mapping only as long as the caller holds it, without
+/// re-reading a header that a peer may have rewritten since.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Place {
+    pub(crate) offset: usize,
+    pub(crate) cap: usize,
+}
 
 /// Why one attempt at a ring operation stopped.
 #[derive(Debug, PartialEq, Eq)]

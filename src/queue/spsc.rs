@@ -29,7 +29,9 @@ use super::error::{BatchError, PopError, PushError, RoleError};
 #[cfg(test)]
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
-use super::ring::{Halt, header_at, pop_error, push_error};
+#[cfg(not(multiproc_loom))]
+use super::ring::header_at;
+use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -257,6 +259,33 @@ unsafe impl<T: Pod + Send> Send for SpscRef<'_, T> {}
 unsafe impl<T: Pod + Send> Sync for SpscRef<'_, T> {}
 
 impl<'a, T: Pod + Send> SpscRef<'a, T> {
+    /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
+    pub(crate) fn place(&self, base: *const u8) -> Place {
+        Place {
+            offset: self.slots.as_ptr() as usize - base as usize,
+            cap: self.slots.len(),
+        }
+    }
+
+    /// The ring at `place` in the region at `base`, without re-reading its header.
+    ///
+    /// # Safety
+    /// - `place` is what [`place`](Self::place) returned for a ring attached at `base`;
+    /// - the region stays mapped for `'a`.
+    pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
+        // SAFETY: `attach` checked that a header and `cap` slots from `offset` fit in the region
+        // with the right alignment (caller); header and slots are atomics and `Pod` cells,
+        // valid for any bytes; the region lives for `'a` (caller).
+        unsafe {
+            let hdr = &*base.cast::<Header>();
+            let slots = std::slice::from_raw_parts(
+                base.add(place.offset).cast::<UnsafeCell<T>>(),
+                place.cap,
+            );
+            Self::from_parts(hdr, slots)
+        }
+    }
+
     fn from_parts(hdr: &'a Header, slots: &'a [UnsafeCell<T>]) -> Self {
         Self {
             hdr,
@@ -440,6 +469,38 @@ pub(crate) struct SpscProducer<'a, T: Pod + Send> {
     head: u64,
 }
 
+/// An end's state while no reference to the ring is held: its role word value, its own index
+/// and the other side's index as last read. The role stays claimed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EndState {
+    id: u64,
+    ours: u64,
+    theirs: u64,
+}
+
+impl<'a, T: Pod + Send> SpscProducer<'a, T> {
+    /// The producer end `state` (from [`suspend`](Self::suspend)) on `ring`.
+    pub(crate) fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+        Self {
+            ring,
+            id: state.id,
+            tail: state.ours,
+            head: state.theirs,
+        }
+    }
+
+    /// Lets go of the ring reference but keeps the role (dropping the end releases it).
+    pub(crate) fn suspend(self) -> EndState {
+        let state = EndState {
+            id: self.id,
+            ours: self.tail,
+            theirs: self.head,
+        };
+        std::mem::forget(self);
+        state
+    }
+}
+
 impl<T: Pod + Send> SpscProducer<'_, T> {
     /// Free slots, re-reading the consumer's index if the cached one shows fewer than `want`.
     #[inline]
@@ -534,9 +595,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
     }
 
     // `env` only stops test operations (see `Env::survive`).
-
     #[cfg_attr(not(test), allow(unused_variables))]
-
     pub(crate) fn push_slice_in<E: Env>(
         &mut self,
         env: &E,
@@ -586,6 +645,29 @@ pub(crate) struct SpscConsumer<'a, T: Pod + Send> {
     head: u64,
     /// The producer's index as last read.
     tail: u64,
+}
+
+impl<'a, T: Pod + Send> SpscConsumer<'a, T> {
+    /// The consumer end `state` (from [`suspend`](Self::suspend)) on `ring`.
+    pub(crate) fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+        Self {
+            ring,
+            id: state.id,
+            head: state.ours,
+            tail: state.theirs,
+        }
+    }
+
+    /// Lets go of the ring reference but keeps the role (dropping the end releases it).
+    pub(crate) fn suspend(self) -> EndState {
+        let state = EndState {
+            id: self.id,
+            ours: self.head,
+            theirs: self.tail,
+        };
+        std::mem::forget(self);
+        state
+    }
 }
 
 impl<T: Pod + Send> SpscConsumer<'_, T> {
@@ -687,9 +769,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     }
 
     // `env` only stops test operations (see `Env::survive`).
-
     #[cfg_attr(not(test), allow(unused_variables))]
-
     pub(crate) fn pop_into_in<E: Env>(
         &mut self,
         env: &E,
@@ -747,7 +827,7 @@ pub(crate) struct HeapSpsc<T> {
     /// Where the slots start and how many, checked by one attach at creation: later accesses
     /// do not re-read the (possibly scribbled-on) header.
     #[cfg(not(multiproc_loom))]
-    slots_at: (usize, usize),
+    slots_at: Place,
     #[cfg(multiproc_loom)]
     hdr: Box<Header>,
     #[cfg(multiproc_loom)]
@@ -768,9 +848,8 @@ impl<T: Pod + Send> HeapSpsc<T> {
         unsafe { RawSpsc::init(region.as_ptr(), capacity, size, align) }.expect("init failed");
         // SAFETY: as above; attach validates what init wrote.
         let r = unsafe { RawSpsc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
-        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
         Self {
-            slots_at: (offset, r.capacity()),
+            slots_at: r.place(region.as_ptr()),
             region,
             _t: std::marker::PhantomData,
         }
@@ -790,18 +869,9 @@ impl<T: Pod + Send> HeapSpsc<T> {
     /// The ring, as attached at creation.
     #[cfg(not(multiproc_loom))]
     pub(crate) fn ring(&self) -> SpscRef<'_, T> {
-        let (offset, cap) = self.slots_at;
-        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
-        // slots from `offset` fit in it with the right alignment; the region lives as long as
-        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
-        unsafe {
-            let hdr = &*self.region.as_ptr().cast::<Header>();
-            let slots = std::slice::from_raw_parts(
-                self.region.as_ptr().add(offset).cast::<UnsafeCell<T>>(),
-                cap,
-            );
-            SpscRef::from_parts(hdr, slots)
-        }
+        // SAFETY: `slots_at` is the place of the ring `new` attached to this region, which
+        // lives as long as `self`.
+        unsafe { SpscRef::at(self.region.as_ptr(), self.slots_at) }
     }
 
     #[cfg(multiproc_loom)]
