@@ -2,9 +2,6 @@
 //! errors (MPMC and SPSC), and the checks on a region before its header is read (every ring,
 //! the byte channel too), so that these hostile-input checks exist once.
 
-// The models use the rings on the heap only: no regions to check or places to keep.
-#![cfg_attr(multiproc_loom, allow(dead_code))]
-
 use super::{PopError, PushError};
 
 /// Where an attached ring lies in its region: the offset of its slots (or data bytes) from the
