@@ -49,6 +49,8 @@ mod safe;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use process::{

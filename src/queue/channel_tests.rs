@@ -1,6 +1,6 @@
 use super::*;
 use crate::queue::Channel;
-use crate::queue::test_util::watchdog;
+use crate::testing::watchdog;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;

@@ -343,7 +343,7 @@ impl<'de, T: Pod + Send> Deserialize<'de> for JoinableQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::test_util::watchdog;
+    use crate::testing::watchdog;
 
     #[test]
     fn join_waits_for_every_task_done() {

@@ -192,7 +192,7 @@ impl Condvar {
 mod tests {
     use super::*;
     use crate::sync::Mutex;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::time::Instant;
 

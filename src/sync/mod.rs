@@ -144,30 +144,3 @@ impl fmt::Display for SemaphoreError {
 }
 
 impl std::error::Error for SemaphoreError {}
-
-#[cfg(all(test, not(multiproc_loom)))]
-pub(crate) mod testutil {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    /// Runs `f` on a thread and fails the test if it does not finish within `secs` seconds.
-    pub(crate) fn watchdog<R: Send + 'static>(
-        secs: u64,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> R {
-        let (tx, rx) = mpsc::channel();
-        let handle = std::thread::spawn(move || {
-            let r = f();
-            let _ = tx.send(());
-            r
-        });
-        match rx.recv_timeout(Duration::from_secs(secs)) {
-            Ok(()) => handle.join().expect("test body panicked"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-                Ok(r) => r,
-                Err(p) => std::panic::resume_unwind(p),
-            },
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test hung for {secs} s"),
-        }
-    }
-}

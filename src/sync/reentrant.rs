@@ -178,7 +178,7 @@ impl<T: ?Sized> Drop for ReentrantMutexGuard<'_, T> {
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
 
     #[test]
