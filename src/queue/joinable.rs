@@ -8,9 +8,8 @@
 //! join:      waiters += 1; fence; while unfinished != 0: futex_wait(unfinished, seen)
 //! ```
 //! The increment comes before the push so that a `join` can never see 0 while a value is
-//! queued. Lost wake-ups are excluded as in `sync::Event`: the joiner announces itself, then
-//! (after a SeqCst fence) rereads the count; `task_done` changes the count, then (after a SeqCst
-//! fence) reads `waiters`. A worker killed between `pop` and `task_done` leaves the count above
+//! queued. No lost wake-up: joiners sleep on the count through the protocol of `sync/wait.rs`.
+//! A worker killed between `pop` and `task_done` leaves the count above
 //! zero for good, as in Python: use [`JoinableQueue::join_timeout`] where that can happen.
 
 use super::error::{PopError, PushError, TaskDoneError};

@@ -14,6 +14,32 @@ pub(crate) struct Place {
     pub(crate) cap: usize,
 }
 
+impl Place {
+    /// Where `slots` lie in the region that starts at `base`.
+    pub(crate) fn of<S>(base: *const u8, slots: &[S]) -> Place {
+        Place {
+            offset: slots.as_ptr() as usize - base as usize,
+            cap: slots.len(),
+        }
+    }
+
+    /// The header `H` and the slots `S` at this place in the region at `base`.
+    ///
+    /// # Safety
+    /// - this place is what [`of`](Self::of) returned for the slots of a ring of header `H`
+    ///   that `attach` validated at `base`;
+    /// - the region stays mapped for `'a`.
+    pub(crate) unsafe fn parts<'a, H, S>(self, base: *mut u8) -> (&'a H, &'a [S]) {
+        // SAFETY: `attach` checked that a header and `cap` slots from `offset` fit in the region
+        // with the right alignment (caller); headers and slots are atomics and `Pod` cells,
+        // valid for any bytes; the region lives for `'a` (caller).
+        unsafe {
+            let slots = std::slice::from_raw_parts(base.add(self.offset).cast::<S>(), self.cap);
+            (&*base.cast::<H>(), slots)
+        }
+    }
+}
+
 /// Why one attempt at a ring operation stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Halt {

@@ -261,29 +261,17 @@ unsafe impl<T: Pod + Send> Sync for SpscRef<'_, T> {}
 impl<'a, T: Pod + Send> SpscRef<'a, T> {
     /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
     pub(crate) fn place(&self, base: *const u8) -> Place {
-        Place {
-            offset: self.slots.as_ptr() as usize - base as usize,
-            cap: self.slots.len(),
-        }
+        Place::of(base, self.slots)
     }
 
     /// The ring at `place` in the region at `base`, without re-reading its header.
     ///
     /// # Safety
-    /// - `place` is what [`place`](Self::place) returned for a ring attached at `base`;
-    /// - the region stays mapped for `'a`.
+    /// As [`Place::parts`].
     pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
-        // SAFETY: `attach` checked that a header and `cap` slots from `offset` fit in the region
-        // with the right alignment (caller); header and slots are atomics and `Pod` cells,
-        // valid for any bytes; the region lives for `'a` (caller).
-        unsafe {
-            let hdr = &*base.cast::<Header>();
-            let slots = std::slice::from_raw_parts(
-                base.add(place.offset).cast::<UnsafeCell<T>>(),
-                place.cap,
-            );
-            Self::from_parts(hdr, slots)
-        }
+        // SAFETY: forwarded from the caller.
+        let (hdr, slots) = unsafe { place.parts(base) };
+        Self::from_parts(hdr, slots)
     }
 
     fn from_parts(hdr: &'a Header, slots: &'a [UnsafeCell<T>]) -> Self {

@@ -7,11 +7,9 @@
 //! seq:     bumped (wrapping) by every notify; waiters sleep while it equals what they read
 //! waiters: threads between their increment (before unlocking the mutex) and their wake-up
 //! ```
-//! No lost wake-up: a waiter increments `waiters`, then (after a SeqCst fence) reads `seq`, before
-//! it unlocks; a notifier bumps `seq`, then (after a SeqCst fence) reads `waiters`. By the
-//! fences' total order, either the notifier sees the waiter and wakes it, or the waiter read the
-//! bumped `seq` and its futex wait does not sleep. (With the predicate changed under the mutex,
-//! the mutex alone already orders the two; the fences cover notifiers that skip the mutex.)
+//! No lost wake-up: the protocol of `sync/wait.rs`, with the waiter registering and reading `seq`
+//! before it unlocks. (With the predicate changed under the mutex, the mutex alone already orders
+//! the two; the fences cover notifiers that skip the mutex.)
 
 use super::LockResult;
 use super::mutex::MutexGuard;

@@ -6,11 +6,8 @@
 //! ```
 //! A waiter sleeps on the unset word it read. Any change of that word means a `set` happened
 //! (a `clear` only changes a set word), so a woken waiter returns `true` even if the flag was
-//! cleared again before it ran, as in Python. No lost wake-up: the waiter increments `waiters`,
-//! then (after a SeqCst fence) rereads the word; `set` changes the word, then (after a SeqCst
-//! fence) reads `waiters`. By the fences' total order, either the setter sees the waiter and
-//! wakes it, or the waiter sees the new word and does not sleep. (Fences rather than SeqCst
-//! accesses: that is the form of the argument that C++/Rust guarantee, and the one loom models.)
+//! cleared again before it ran, as in Python. No lost wake-up: waiters sleep on the word through
+//! the protocol of `sync/wait.rs` (`set` changes the word, then notifies).
 
 use super::wait::{Points, Poll, Waiters, block_on};
 use crate::crash;

@@ -5,10 +5,8 @@
 //! waiters: acquirers between their increment and their wake-up; release wakes only if non-zero
 //! max:     the bound for `release` (u32::MAX = unbounded)
 //! ```
-//! No lost wake-up: an acquirer increments `waiters`, then (after a SeqCst fence) the futex
-//! rechecks `count == 0` before sleeping; a releaser increments `count`, then (after a SeqCst
-//! fence) reads `waiters`. By the fences' total order either the releaser sees the waiter and
-//! wakes one, or the waiter sees the permit.
+//! No lost wake-up: acquirers sleep on `count` through the protocol of `sync/wait.rs` (a
+//! release changes the word, then notifies).
 
 use super::SemaphoreError;
 use super::wait::{Points, Poll, Waiters, block_on};
