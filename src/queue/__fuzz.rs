@@ -3,7 +3,7 @@
 //! Not part of the crate's API.
 
 use super::mpmc::HeapMpmc;
-use super::spsc::{EndState, HeapSpsc, SpscConsumer, SpscProducer};
+use super::spsc::{End, EndState, HeapSpsc, SpscConsumer, SpscProducer, release_end, with_end};
 pub use super::{BatchError, PopError, PushError, RoleError};
 use std::time::Duration;
 
@@ -89,24 +89,18 @@ impl Spsc {
         }
     }
     fn produce<R>(&mut self, f: impl FnOnce(&mut SpscProducer<'_, u64>) -> R) -> R {
-        let mut end = SpscProducer::resume(self.q.ring(), self.producer.expect("producer"));
-        let r = f(&mut end);
-        self.producer = Some(end.suspend());
-        r
+        with_end(self.q.ring(), self.producer.as_mut().expect("producer"), f)
     }
     fn consume<R>(&mut self, f: impl FnOnce(&mut SpscConsumer<'_, u64>) -> R) -> R {
-        let mut end = SpscConsumer::resume(self.q.ring(), self.consumer.expect("consumer"));
-        let r = f(&mut end);
-        self.consumer = Some(end.suspend());
-        r
+        with_end(self.q.ring(), self.consumer.as_mut().expect("consumer"), f)
     }
     /// Releases both endpoints.
     fn release(&mut self) {
         if let Some(p) = self.producer.take() {
-            drop(SpscProducer::resume(self.q.ring(), p));
+            release_end::<_, SpscProducer<'_, u64>>(self.q.ring(), p);
         }
         if let Some(c) = self.consumer.take() {
-            drop(SpscConsumer::resume(self.q.ring(), c));
+            release_end::<_, SpscConsumer<'_, u64>>(self.q.ring(), c);
         }
     }
     /// `try_push`.

@@ -5,7 +5,7 @@ use super::channel::{ChannelHeader, ChannelRef, RawChannel, Wait, recv_error, se
 use super::error::{RecvError, SendError};
 use super::mpmc::{MpmcRef, RawMpmc};
 use super::ring::Place;
-use super::spsc::{self, EndState, RawSpsc, SpscRef};
+use super::spsc::{self, End, EndState, RawSpsc, SpscRef};
 use super::{BatchError, PopError, PushError, RoleError};
 use crate::error::{Error, Result};
 use crate::loom::futex::Deadline;
@@ -410,23 +410,16 @@ pub struct SpscProducer<T: Pod + Send> {
 }
 
 impl<T: Pod + Send> SpscProducer<T> {
-    /// Runs `f` on the producer end, keeping what it learnt of the indices.
+    /// Runs `f` on the end, resumed on the ring.
     #[inline]
     fn with<R>(&mut self, f: impl FnOnce(&mut spsc::SpscProducer<'_, T>) -> R) -> R {
-        let mut end = spsc::SpscProducer::resume(self.queue.inner.ring(), self.state);
-        let r = f(&mut end);
-        self.state = end.suspend();
-        r
+        spsc::with_end(self.queue.inner.ring(), &mut self.state, f)
     }
 }
 
 impl<T: Pod + Send> Drop for SpscProducer<T> {
     fn drop(&mut self) {
-        // Releases the role.
-        drop(spsc::SpscProducer::resume(
-            self.queue.inner.ring(),
-            self.state,
-        ));
+        spsc::release_end::<T, spsc::SpscProducer<'_, T>>(self.queue.inner.ring(), self.state);
     }
 }
 
@@ -465,23 +458,16 @@ pub struct SpscConsumer<T: Pod + Send> {
 }
 
 impl<T: Pod + Send> SpscConsumer<T> {
-    /// Runs `f` on the consumer end, keeping what it learnt of the indices.
+    /// Runs `f` on the end, resumed on the ring.
     #[inline]
     fn with<R>(&mut self, f: impl FnOnce(&mut spsc::SpscConsumer<'_, T>) -> R) -> R {
-        let mut end = spsc::SpscConsumer::resume(self.queue.inner.ring(), self.state);
-        let r = f(&mut end);
-        self.state = end.suspend();
-        r
+        spsc::with_end(self.queue.inner.ring(), &mut self.state, f)
     }
 }
 
 impl<T: Pod + Send> Drop for SpscConsumer<T> {
     fn drop(&mut self) {
-        // Releases the role.
-        drop(spsc::SpscConsumer::resume(
-            self.queue.inner.ring(),
-            self.state,
-        ));
+        spsc::release_end::<T, spsc::SpscConsumer<'_, T>>(self.queue.inner.ring(), self.state);
     }
 }
 

@@ -466,9 +466,35 @@ pub(crate) struct EndState {
     theirs: u64,
 }
 
-impl<'a, T: Pod + Send> SpscProducer<'a, T> {
-    /// The producer end `state` (from [`suspend`](Self::suspend)) on `ring`.
-    pub(crate) fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+/// A claimed end that can let go of its ring reference (keeping the role) and resume later.
+pub(crate) trait End<'a, T: Pod + Send>: Sized {
+    /// The end `state` (from [`suspend`](Self::suspend)) on `ring`.
+    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self;
+    /// Lets go of the ring reference but keeps the role (dropping the end releases it).
+    fn suspend(self) -> EndState;
+}
+
+/// Runs `f` on the end that `state` resumes on `ring`, keeping in `state` what it learnt of the
+/// indices.
+#[inline]
+pub(crate) fn with_end<'a, T: Pod + Send, E: End<'a, T>, R>(
+    ring: SpscRef<'a, T>,
+    state: &mut EndState,
+    f: impl FnOnce(&mut E) -> R,
+) -> R {
+    let mut end = E::resume(ring, *state);
+    let r = f(&mut end);
+    *state = end.suspend();
+    r
+}
+
+/// Releases the role `state` holds on `ring`.
+pub(crate) fn release_end<'a, T: Pod + Send, E: End<'a, T>>(ring: SpscRef<'a, T>, state: EndState) {
+    drop(E::resume(ring, state));
+}
+
+impl<'a, T: Pod + Send> End<'a, T> for SpscProducer<'a, T> {
+    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
         Self {
             ring,
             id: state.id,
@@ -477,13 +503,13 @@ impl<'a, T: Pod + Send> SpscProducer<'a, T> {
         }
     }
 
-    /// Lets go of the ring reference but keeps the role (dropping the end releases it).
-    pub(crate) fn suspend(self) -> EndState {
+    fn suspend(self) -> EndState {
         let state = EndState {
             id: self.id,
             ours: self.tail,
             theirs: self.head,
         };
+        // The role stays claimed: no release.
         std::mem::forget(self);
         state
     }
@@ -635,9 +661,8 @@ pub(crate) struct SpscConsumer<'a, T: Pod + Send> {
     tail: u64,
 }
 
-impl<'a, T: Pod + Send> SpscConsumer<'a, T> {
-    /// The consumer end `state` (from [`suspend`](Self::suspend)) on `ring`.
-    pub(crate) fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+impl<'a, T: Pod + Send> End<'a, T> for SpscConsumer<'a, T> {
+    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
         Self {
             ring,
             id: state.id,
@@ -646,13 +671,13 @@ impl<'a, T: Pod + Send> SpscConsumer<'a, T> {
         }
     }
 
-    /// Lets go of the ring reference but keeps the role (dropping the end releases it).
-    pub(crate) fn suspend(self) -> EndState {
+    fn suspend(self) -> EndState {
         let state = EndState {
             id: self.id,
             ours: self.head,
             theirs: self.tail,
         };
+        // The role stays claimed: no release.
         std::mem::forget(self);
         state
     }
