@@ -48,9 +48,12 @@ mod logging;
 pub(crate) mod loom;
 pub mod process;
 pub mod queue;
+mod safe;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;
+#[doc(hidden)]
+pub mod testing;
 
 pub use error::{Error, Result};
 pub use logging::log_to_stderr;
@@ -63,6 +66,6 @@ pub use process::{
 /// `ShmSafe`, checked at compile time (a pointer, reference, `String` or enum field is refused).
 #[cfg(feature = "derive")]
 pub use multiproc_derive::ShmSafe;
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 pub use queue::{Channel, Connection, JoinableQueue, Pipe, Queue, SpscQueue};
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

@@ -4,35 +4,12 @@ use multiproc::process::FdArg;
 use multiproc::{Error, ExitStatus, Process, active_children, current_process};
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 multiproc::test_support!();
 
-/// Runs `body` on a thread and fails the test if it takes longer than `secs`.
-fn watchdog<T: Send + 'static>(secs: u64, body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(body)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("watchdog: the test did not finish within {secs} s"),
-    }
-}
-
-/// What `/proc` says about `pid`: `None` if it is gone, else its state letter.
-fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let close = stat.rfind(')')?;
-    stat[close + 1..].trim_start().chars().next()
-}
-
-fn is_dead(pid: u32) -> bool {
-    matches!(proc_state(pid), None | Some('Z' | 'X'))
-}
+mod common;
+use common::{is_dead, proc_state, watchdog};
 
 type Mixed = (u32, String, Vec<i64>, (bool, char, Option<f64>));
 

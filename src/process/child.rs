@@ -1,8 +1,8 @@
 //! The child's side: recognise a spawned child in `init()`, decode, run the entry, report.
 
-use super::handoff;
 use super::record::{self, Outcome};
 use super::registry::{self, Identity};
+use crate::shm::handoff;
 use crate::sys::process as sys;
 use serde::Serialize;
 use serde::de::DeserializeOwned;

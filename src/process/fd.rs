@@ -1,6 +1,6 @@
 //! A file descriptor passed to a spawned child as an argument.
 
-use super::handoff;
+use crate::shm::handoff;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::os::fd::{AsFd, OwnedFd};
 

@@ -34,7 +34,6 @@
 mod child;
 mod fd;
 mod fork;
-pub(crate) mod handoff;
 mod record;
 mod registry;
 mod spawn;
@@ -68,7 +67,7 @@ use std::time::Duration;
 pub fn init() {
     registry::INIT_CALLED.store(true, std::sync::atomic::Ordering::Relaxed);
     // While the process is still single-threaded, registering costs microseconds (the rings'
-    // notify fences rely on it: `loom::handshake`).
+    // notify fences rely on it: `sys::membarrier`, the handshake).
     crate::sys::membarrier::register();
     crate::logging::inherit();
     child::dispatch();

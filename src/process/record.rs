@@ -45,7 +45,7 @@ pub(super) struct Meta {
     pub(super) entry_offset: i64,
     /// `run_entry::<A, R> as usize - anchor as usize`.
     pub(super) wrapper_offset: i64,
-    /// Inherited fd numbers, by slot (see `handoff`).
+    /// Inherited fd numbers, by slot (see `shm::handoff`).
     pub(super) slots: Vec<i32>,
     /// The child's name.
     pub(super) name: String,

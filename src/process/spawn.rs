@@ -12,9 +12,9 @@
 //! loaded object; `dladdr` checks it, so functions in a shared library cannot be entries.
 
 use super::child::{self, Wrapper};
-use super::handoff;
 use super::record::{self, Meta};
 use super::registry::{self, Child, Identity, UNDER_LIBTEST};
+use crate::shm::handoff;
 use crate::sys::process as sys;
 use crate::{Error, Result};
 use serde::Serialize;

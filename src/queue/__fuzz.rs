@@ -3,7 +3,7 @@
 //! Not part of the crate's API.
 
 use super::mpmc::HeapMpmc;
-use super::spsc::{HeapSpsc, SpscConsumer, SpscProducer};
+use super::spsc::{End, EndState, HeapSpsc, SpscConsumer, SpscProducer, release_end, with_end};
 pub use super::{BatchError, PopError, PushError, RoleError};
 use std::time::Duration;
 
@@ -72,59 +72,66 @@ impl Mpmc {
 
 /// An SPSC ring of `u64` on the heap with both endpoints claimed.
 pub struct Spsc {
-    // Declared before `q`: dropped first, while the ring they borrow still exists.
-    producer: Option<SpscProducer<'static, u64>>,
-    consumer: Option<SpscConsumer<'static, u64>>,
-    q: Box<HeapSpsc<u64>>,
+    /// The claimed ends, resumed on the ring for each operation.
+    producer: Option<EndState>,
+    consumer: Option<EndState>,
+    q: HeapSpsc<u64>,
 }
 
 impl Spsc {
     /// A ring of `capacity` with both ends claimed.
     pub fn new(capacity: usize) -> Self {
-        let q = Box::new(HeapSpsc::new(capacity));
-        // SAFETY: the ring lives in the heap region owned by `q`, which never moves (boxed) and
-        // outlives the endpoints (dropped first, see the field order); `'static` never escapes
-        // this struct.
-        let ring: super::spsc::SpscRef<'static, u64> = unsafe { std::mem::transmute(q.ring()) };
+        let q = HeapSpsc::new(capacity);
         Self {
-            producer: ring.producer().ok(),
-            consumer: ring.consumer().ok(),
+            producer: q.ring().producer().ok().map(SpscProducer::suspend),
+            consumer: q.ring().consumer().ok().map(SpscConsumer::suspend),
             q,
+        }
+    }
+    fn produce<R>(&mut self, f: impl FnOnce(&mut SpscProducer<'_, u64>) -> R) -> R {
+        with_end(self.q.ring(), self.producer.as_mut().expect("producer"), f)
+    }
+    fn consume<R>(&mut self, f: impl FnOnce(&mut SpscConsumer<'_, u64>) -> R) -> R {
+        with_end(self.q.ring(), self.consumer.as_mut().expect("consumer"), f)
+    }
+    /// Releases both endpoints.
+    fn release(&mut self) {
+        if let Some(p) = self.producer.take() {
+            release_end::<_, SpscProducer<'_, u64>>(self.q.ring(), p);
+        }
+        if let Some(c) = self.consumer.take() {
+            release_end::<_, SpscConsumer<'_, u64>>(self.q.ring(), c);
         }
     }
     /// `try_push`.
     pub fn try_push(&mut self, v: u64) -> Result<(), PushError<u64>> {
-        self.producer.as_mut().expect("producer").try_push(v)
+        self.produce(|p| p.try_push(v))
     }
     /// `push_slice`.
     pub fn push_slice(&mut self, src: &[u64]) -> Result<usize, BatchError> {
-        self.producer.as_mut().expect("producer").push_slice(src)
+        self.produce(|p| p.push_slice(src))
     }
     /// `push_timeout`.
     pub fn push_timeout(&mut self, v: u64, t: Duration) -> Result<(), PushError<u64>> {
-        self.producer.as_mut().expect("producer").push_timeout(v, t)
+        self.produce(|p| p.push_timeout(v, t))
     }
     /// `try_pop`.
     pub fn try_pop(&mut self) -> Result<u64, PopError> {
-        self.consumer.as_mut().expect("consumer").try_pop()
+        self.consume(|c| c.try_pop())
     }
     /// `pop_into`.
     pub fn pop_into(&mut self, dst: &mut [u64]) -> Result<usize, BatchError> {
-        self.consumer.as_mut().expect("consumer").pop_into(dst)
+        self.consume(|c| c.pop_into(dst))
     }
     /// `pop_timeout`.
     pub fn pop_timeout(&mut self, t: Duration) -> Result<u64, PopError> {
-        self.consumer.as_mut().expect("consumer").pop_timeout(t)
+        self.consume(|c| c.pop_timeout(t))
     }
     /// Drops and re-claims both endpoints (they resume from the shared indices).
     pub fn reclaim(&mut self) -> Result<(), RoleError> {
-        self.producer = None;
-        self.consumer = None;
-        // SAFETY: as in `new`.
-        let ring: super::spsc::SpscRef<'static, u64> =
-            unsafe { std::mem::transmute(self.q.ring()) };
-        self.producer = Some(ring.producer()?);
-        self.consumer = Some(ring.consumer()?);
+        self.release();
+        self.producer = Some(self.q.ring().producer()?.suspend());
+        self.consumer = Some(self.q.ring().consumer()?.suspend());
         Ok(())
     }
     /// Whether both endpoints are held.
@@ -150,5 +157,11 @@ impl Spsc {
     /// Overwrites header byte `i % state_len()` with `byte`.
     pub fn scribble(&self, i: usize, byte: u8) {
         self.q.region().scribble(i % self.q.state_len(), byte);
+    }
+}
+
+impl Drop for Spsc {
+    fn drop(&mut self) {
+        self.release();
     }
 }

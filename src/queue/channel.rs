@@ -49,19 +49,14 @@
 
 use super::CachePadded;
 use super::error::{RecvError, SendError};
-use super::wait::Signal;
-use crate::error::{Error, Result};
+use super::ring::Place;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use crate::shm::ShmOptions;
-use crate::shm::header::{Kind, Spec};
-use crate::shm::object::Object;
+use crate::sync::wait::Signal;
 use crate::sync::{LockError, Mutex, MutexGuard};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
 
 /// Identifies an initialised channel ("mpCHANq1").
 const MAGIC: u64 = u64::from_le_bytes(*b"mpCHANq1");
@@ -146,7 +141,7 @@ pub(crate) enum Halt {
 
 /// How long an operation may wait.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     /// Not for room or messages (only for the lock, briefly held).
     No,
     /// Until the deadline, or forever.
@@ -234,15 +229,12 @@ impl RawChannel {
         ptr: *mut u8,
         len: usize,
     ) -> std::result::Result<ChannelRef<'a>, &'static str> {
-        if ptr.is_null() || ptr as usize % Self::align() != 0 {
-            return Err("misaligned channel region");
-        }
         if len < Self::data_offset() {
             return Err("region too small for a channel header");
         }
-        // SAFETY: `ptr` is aligned for the header and valid for at least its size for `'a`; the
-        // header is atomics and mutexes of atomics, valid for any bit pattern.
-        let hdr: &'a ChannelHeader = unsafe { &*ptr.cast::<ChannelHeader>() };
+        // SAFETY: the caller's contract; the header is atomics and mutexes of atomics, valid
+        // for any bit pattern.
+        let hdr: &'a ChannelHeader = unsafe { super::ring::header_at(ptr, len, Self::align()) }?;
         let m = &hdr.meta;
         if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
         {
@@ -288,6 +280,32 @@ unsafe impl Send for ChannelRef<'_> {}
 unsafe impl Sync for ChannelRef<'_> {}
 
 impl<'a> ChannelRef<'a> {
+    /// Where this channel lies in the region that starts at `base` (the `ptr` it was attached
+    /// at).
+    pub(crate) fn place(&self, base: *const u8) -> Place {
+        Place {
+            offset: self.data as usize - base as usize,
+            cap: self.cap as usize,
+        }
+    }
+
+    /// The channel at `place` in the region at `base`, without re-reading its header.
+    ///
+    /// # Safety
+    /// - `place` is what [`place`](Self::place) returned for a channel attached at `base`;
+    /// - the region stays mapped for `'a`.
+    pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
+        ChannelRef {
+            // SAFETY: `attach` checked that the region holds a header and `cap` data bytes from
+            // `offset` (caller); the header is atomics, valid for any bits; mapped for `'a`.
+            hdr: unsafe { &*base.cast::<ChannelHeader>() },
+            // SAFETY: as above, `offset + cap` is within the region.
+            data: unsafe { base.add(place.offset) },
+            cap: place.cap as u64,
+            _region: PhantomData,
+        }
+    }
+
     /// The ring's data capacity in bytes.
     pub(crate) fn capacity(&self) -> usize {
         self.cap as usize
@@ -516,46 +534,40 @@ impl<'a> ChannelRef<'a> {
         self.hdr.not_empty.notify_all();
     }
 
-    fn send_with<T: Serialize + ?Sized>(
+    pub(crate) fn send_with<T: Serialize + ?Sized>(
         &self,
         msg: &T,
         wait: Wait,
     ) -> std::result::Result<(), Halt> {
-        let deadline = wait.deadline();
-        let signal = &self.hdr.not_full;
         let mut size = None;
-        let attempt = |size: &mut Option<usize>| {
+        self.locked(&self.hdr.send, &self.hdr.not_full, wait, || {
             if self.is_closed() {
                 return Err(Halt::Closed);
             }
-            self.write_attempt(msg, size)
+            self.write_attempt(msg, &mut size)
+        })
+    }
+
+    /// Runs `attempt` under `side`'s lock, sleeping (without the lock, so that other callers'
+    /// `try_` calls and timeouts work) on `signal` while it is blocked, per `wait`.
+    fn locked<R>(
+        &self,
+        side: &'a Side,
+        signal: &Signal,
+        wait: Wait,
+        mut attempt: impl FnMut() -> std::result::Result<R, Halt>,
+    ) -> std::result::Result<R, Halt> {
+        let deadline = wait.deadline();
+        let mut once = || {
+            let _guard = self.lock(side, deadline)?;
+            attempt()
         };
-        loop {
-            let guard = self.lock(&self.hdr.send, deadline)?;
-            match attempt(&mut size) {
-                Err(Halt::Blocked) => {}
-                other => return other,
-            }
-            if let Wait::No = wait {
-                return Err(Halt::Blocked);
-            }
-            let seq = signal.register();
-            // Re-try after announcing ourselves: a receiver freeing room from now on wakes us.
-            match attempt(&mut size) {
-                Err(Halt::Blocked) => {}
-                other => {
-                    signal.unregister();
-                    return other;
-                }
-            }
-            // Sleep without the lock, so other senders' `try_send` and timeouts work.
-            drop(guard);
-            let woken = signal.sleep(seq, deadline);
-            signal.unregister();
-            if !woken {
-                return Err(Halt::Timeout);
-            }
+        if let Wait::No = wait {
+            return once();
         }
+        signal
+            .block_on(deadline, false, once, |h| matches!(h, Halt::Blocked))
+            .map_err(|h| h.unwrap_or(Halt::Timeout))
     }
 
     // ----- receiving -----
@@ -666,16 +678,23 @@ impl<'a> ChannelRef<'a> {
         }
     }
 
-    fn recv_with<T: DeserializeOwned>(&self, wait: Wait) -> std::result::Result<T, Halt> {
-        self.wait_for(wait, |this| this.read_or_closed())
+    pub(crate) fn recv_with<T: DeserializeOwned>(
+        &self,
+        wait: Wait,
+    ) -> std::result::Result<T, Halt> {
+        self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
+            self.read_or_closed()
+        })
     }
 
     /// Whether a message (or the end of a closed channel) is ready, waiting per `wait`.
-    fn ready(&self, wait: Wait) -> std::result::Result<bool, Halt> {
-        let r = self.wait_for(wait, |this| match this.next_record()? {
-            Some(_) => Ok(()),
-            None if this.is_closed() => Ok(()),
-            None => Err(Halt::Blocked),
+    pub(crate) fn ready(&self, wait: Wait) -> std::result::Result<bool, Halt> {
+        let r = self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
+            match self.next_record()? {
+                Some(_) => Ok(()),
+                None if self.is_closed() => Ok(()),
+                None => Err(Halt::Blocked),
+            }
         });
         match r {
             Ok(()) => Ok(true),
@@ -683,44 +702,9 @@ impl<'a> ChannelRef<'a> {
             Err(e) => Err(e),
         }
     }
-
-    /// Runs `attempt` under the receive lock, sleeping (without the lock) on `not_empty` while
-    /// it is blocked, per `wait`.
-    fn wait_for<R>(
-        &self,
-        wait: Wait,
-        attempt: impl Fn(&Self) -> std::result::Result<R, Halt>,
-    ) -> std::result::Result<R, Halt> {
-        let deadline = wait.deadline();
-        let signal = &self.hdr.not_empty;
-        loop {
-            let guard = self.lock(&self.hdr.recv, deadline)?;
-            match attempt(self) {
-                Err(Halt::Blocked) => {}
-                other => return other,
-            }
-            if let Wait::No = wait {
-                return Err(Halt::Blocked);
-            }
-            let seq = signal.register();
-            match attempt(self) {
-                Err(Halt::Blocked) => {}
-                other => {
-                    signal.unregister();
-                    return other;
-                }
-            }
-            drop(guard);
-            let woken = signal.sleep(seq, deadline);
-            signal.unregister();
-            if !woken {
-                return Err(Halt::Timeout);
-            }
-        }
-    }
 }
 
-fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -> SendError<T> {
+pub(crate) fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -> SendError<T> {
     match h {
         Halt::Blocked => blocked(value),
         Halt::Timeout => SendError::Timeout(value),
@@ -732,7 +716,7 @@ fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -> SendError
     }
 }
 
-fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
+pub(crate) fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
     match h {
         Halt::Blocked => blocked,
         Halt::Timeout => RecvError::Timeout,
@@ -742,255 +726,6 @@ fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
         Halt::TooLarge { .. } | Halt::Serialize(_) => {
             RecvError::Corrupted("unexpected encode error while receiving")
         }
-    }
-}
-
-/// A bounded multi-producer multi-consumer channel of arbitrary messages between processes,
-/// Python's `multiprocessing.Queue` of objects: each message is encoded with postcard straight
-/// into a byte ring in shared memory and decoded straight out of it (one copy each way, no
-/// pipe, no feeder thread).
-///
-/// The bound is in bytes ([`capacity`](Channel::capacity)); a message whose encoding exceeds
-/// [`max_message_len`](Channel::max_message_len) (the capacity minus an 8-byte record word) is
-/// refused with [`SendError::TooLarge`] and handed back: records are never chunked, so size
-/// the channel for the largest message (a record that does not fit before the end of the ring
-/// starts again at its beginning, so up to twice a message's size may be needed while others
-/// are queued).
-///
-/// Clones share the channel; pass a clone to a child in [`Process::spawn`](crate::Process::spawn)
-/// arguments. [`close`](Channel::close) wakes every blocked caller: sends then fail with
-/// `Closed(message)`, receives drain what is left and then fail with `Closed`.
-///
-/// ```
-/// let ch = multiproc::Channel::<String>::new(4096)?;
-/// ch.send("hello".to_string()).unwrap();
-/// assert_eq!(ch.recv().unwrap(), "hello");
-/// ch.close();
-/// assert_eq!(ch.recv(), Err(multiproc::queue::RecvError::Closed));
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-///
-/// A sender killed inside `send` loses that message only; a receiver killed inside `recv`
-/// loses at most the message it was taking (none if it died before committing). Senders are
-/// serialised by one robust lock and receivers by another; the next locker after a death
-/// re-validates the ring and goes on. See `SAFETY.md`.
-pub struct Channel<T> {
-    // Declared first: borrows the mapping `object` keeps alive.
-    ring: ChannelRef<'static>,
-    object: Object,
-    _type: PhantomData<fn(T) -> T>,
-}
-
-impl<T: Serialize + DeserializeOwned> Channel<T> {
-    fn spec() -> Spec {
-        Spec::new::<T, ChannelHeader>(Kind::Channel)
-    }
-
-    fn attach(object: Object) -> Result<Self> {
-        // SAFETY: the payload is `payload_len` initialised bytes aligned to 128 (the spec's
-        // alignment: the payload offset is a multiple of it and the mapping is page-aligned),
-        // mapped while `object` (stored beside the ring) lives; other processes may write it,
-        // which the ring tolerates.
-        let ring = unsafe { RawChannel::attach(object.payload().as_ptr(), object.payload_len()) }
-            .map_err(Error::Corrupted)?;
-        Ok(Self {
-            ring,
-            object,
-            _type: PhantomData,
-        })
-    }
-
-    fn create_with(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
-        let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
-            reason: "channel capacity too large",
-        })?;
-        let len = RawChannel::bytes_for(cap).ok_or(Error::InvalidSize {
-            reason: "channel capacity too large",
-        })?;
-        let mut failed = None;
-        let init = |p: std::ptr::NonNull<u8>| {
-            // SAFETY: `Object` hands us `len` zeroed bytes aligned for the spec (128), not yet
-            // visible to anyone else.
-            if let Err(e) = unsafe { RawChannel::init(p.as_ptr(), cap) } {
-                failed = Some(e);
-            }
-        };
-        let opts = ShmOptions::default();
-        let spec = Self::spec();
-        let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
-            (name, _) => Object::create(name, &spec, len, &opts, init)?,
-        };
-        if let Some(e) = failed {
-            return Err(Error::Corrupted(e));
-        }
-        Self::attach(object)
-    }
-
-    /// A new anonymous channel of `capacity_bytes` (rounded up to a multiple of 8, at least
-    /// 16), shared with the children it is passed to.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
-    pub fn new(capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(None, capacity_bytes, false)
-    }
-
-    /// A new channel under `name`.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
-    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(Some(name), capacity_bytes, false)
-    }
-
-    /// Opens the channel another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
-    /// another object), [`Error::Corrupted`].
-    pub fn open(name: &str) -> Result<Self> {
-        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
-    }
-
-    /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
-    /// keeps its own capacity.
-    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(Some(name), capacity_bytes, true)
-    }
-
-    /// Sends `msg`, waiting while there is no room.
-    ///
-    /// # Errors
-    /// `Closed(msg)`, `TooLarge`, `Serialize`, `Corrupted`.
-    pub fn send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.ring
-            .send_with(&msg, Wait::Until(None))
-            .map_err(|h| send_error(h, msg, SendError::Timeout))
-    }
-
-    /// Sends `msg` if there is room now, else `Full(msg)`.
-    pub fn try_send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.ring
-            .send_with(&msg, Wait::No)
-            .map_err(|h| send_error(h, msg, SendError::Full))
-    }
-
-    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` after `timeout`.
-    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
-        self.ring
-            .send_with(&msg, Wait::Until(Some(Deadline::after(timeout))))
-            .map_err(|h| send_error(h, msg, SendError::Timeout))
-    }
-
-    /// Receives the oldest message, waiting while there is none.
-    ///
-    /// # Errors
-    /// `Closed` (closed and drained), `Deserialize` (a garbage record, skipped), `Corrupted`.
-    pub fn recv(&self) -> std::result::Result<T, RecvError> {
-        self.ring
-            .recv_with(Wait::Until(None))
-            .map_err(|h| recv_error(h, RecvError::Timeout))
-    }
-
-    /// Receives the oldest message if there is one now, else `Empty`.
-    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
-        self.ring
-            .recv_with(Wait::No)
-            .map_err(|h| recv_error(h, RecvError::Empty))
-    }
-
-    /// Like [`recv`](Channel::recv), giving up with `Timeout` after `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
-        self.ring
-            .recv_with(Wait::Until(Some(Deadline::after(timeout))))
-            .map_err(|h| recv_error(h, RecvError::Timeout))
-    }
-
-    /// Waits at most `timeout` until a receive would not block (a message is ready, or the
-    /// channel is closed and drained, or corrupted); returns whether it would not.
-    pub fn poll(&self, timeout: Duration) -> bool {
-        let wait = if timeout.is_zero() {
-            Wait::No
-        } else {
-            Wait::Until(Some(Deadline::after(timeout)))
-        };
-        self.ring.ready(wait).unwrap_or(true)
-    }
-
-    /// Closes the channel for everyone and wakes every blocked caller.
-    pub fn close(&self) {
-        self.ring.close()
-    }
-
-    /// Whether the channel was closed.
-    pub fn is_closed(&self) -> bool {
-        self.ring.is_closed()
-    }
-
-    /// Number of messages (approximate while others send and receive, as in Python).
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Whether the channel looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
-    }
-
-    /// The ring's size in bytes.
-    pub fn capacity(&self) -> usize {
-        self.ring.capacity()
-    }
-
-    /// The largest encoded message the channel takes (capacity minus 8).
-    pub fn max_message_len(&self) -> usize {
-        self.ring.max_message()
-    }
-
-    /// The name, or `None` for an anonymous channel.
-    pub fn name(&self) -> Option<&str> {
-        self.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.object.persist()
-    }
-}
-
-impl<T> Clone for Channel<T> {
-    fn clone(&self) -> Self {
-        Self {
-            ring: self.ring,
-            object: self.object.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T> fmt::Debug for Channel<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Channel")
-            .field("type", &std::any::type_name::<T>())
-            .field("capacity", &self.ring.capacity())
-            .field("name", &self.object.segment().name())
-            .finish()
-    }
-}
-
-impl<T> Serialize for Channel<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Channel<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let segment = crate::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(Self::attach)
-            .map_err(serde::de::Error::custom)
     }
 }
 

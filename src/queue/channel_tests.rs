@@ -1,7 +1,9 @@
 use super::*;
-use crate::queue::test_util::watchdog;
+use crate::queue::Channel;
+use crate::testing::watchdog;
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
 
 fn rng(seed: &mut u64) -> u64 {
@@ -195,7 +197,7 @@ fn threads_exchange_every_message_exactly_once() {
 #[test]
 fn corrupted_positions_and_records_are_errors() {
     let ch = Channel::<String>::new(128).unwrap();
-    let hdr = ch.ring.hdr;
+    let hdr = ch.ring().hdr;
     ch.send("a".into()).unwrap();
     // Unaligned tail.
     let tail = hdr.send.pos.load(Ordering::Relaxed);
@@ -211,17 +213,17 @@ fn corrupted_positions_and_records_are_errors() {
     hdr.send.pos.store(tail, Ordering::Relaxed);
     // A record word with a huge length.
     // SAFETY: offset 0 holds the record word; no other thread uses the channel.
-    unsafe { ch.ring.write_word(0, record_word(u32::MAX)) };
+    unsafe { ch.ring().write_word(0, record_word(u32::MAX)) };
     assert!(matches!(ch.try_recv(), Err(RecvError::Corrupted(_))));
     // A record word with a bad tag.
     // SAFETY: as above.
-    unsafe { ch.ring.write_word(0, 0xdead_beef_0000_0001) };
+    unsafe { ch.ring().write_word(0, 0xdead_beef_0000_0001) };
     assert!(matches!(ch.try_recv(), Err(RecvError::Corrupted(_))));
     // A well-framed record whose bytes do not decode (a string of invalid UTF-8): consumed.
     // SAFETY: as above; the record is 8 + 8 bytes.
     unsafe {
-        ch.ring.write_word(0, record_word(3));
-        ch.ring.bytes(8, 3).copy_from_slice(&[2, 0xff, 0xfe]);
+        ch.ring().write_word(0, record_word(3));
+        ch.ring().bytes(8, 3).copy_from_slice(&[2, 0xff, 0xfe]);
     }
     assert!(matches!(ch.try_recv(), Err(RecvError::Deserialize(_))));
     ch.send("next".into()).unwrap();
@@ -237,9 +239,9 @@ fn a_lock_holder_that_died_is_recovered_from() {
             let c = ch.clone();
             std::thread::spawn(move || {
                 let side = if side == 0 {
-                    &c.ring.hdr.send
+                    &c.ring().hdr.send
                 } else {
-                    &c.ring.hdr.recv
+                    &c.ring().hdr.recv
                 };
                 std::mem::forget(side.lock.lock().unwrap());
             })

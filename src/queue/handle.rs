@@ -1,31 +1,51 @@
-//! The owning handles: [`Queue`] and [`SpscQueue`], each a ring in its own segment.
+//! The owning handles: [`Queue`], [`SpscQueue`] and [`Channel`], each a ring in its own
+//! segment.
 
+use super::channel::{ChannelHeader, ChannelRef, RawChannel, Wait, recv_error, send_error};
+use super::error::{RecvError, SendError};
 use super::mpmc::{MpmcRef, RawMpmc};
-use super::spsc::{RawSpsc, SpscRef};
+use super::ring::Place;
+use super::spsc::{self, End, EndState, RawSpsc, SpscRef};
 use super::{BatchError, PopError, PushError, RoleError};
 use crate::error::{Error, Result};
+use crate::loom::futex::Deadline;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
 use bytemuck::Pod;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 /// Sizes, initialises and attaches one ring type; lets both handles share one implementation.
-trait Ring<T: Pod + Send>: Copy {
+trait Ring<T: Pod + Send> {
     const KIND: Kind;
+    /// The attached ring, borrowing the mapping.
+    type Ref<'a>: Copy
+    where
+        T: 'a;
     fn bytes_for(capacity: usize) -> Option<usize>;
     /// # Safety
     /// As `RawMpmc::init` / `RawSpsc::init`.
     unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str>;
+    /// Validates the ring and says where it lies.
+    ///
     /// # Safety
-    /// As `RawMpmc::attach` / `RawSpsc::attach`, for the `'static` lifetime the handle promises.
-    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Self, &'static str>;
+    /// As `RawMpmc::attach` / `RawSpsc::attach`.
+    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str>;
+    /// # Safety
+    /// As `MpmcRef::at` / `SpscRef::at`.
+    unsafe fn at<'a>(ptr: *mut u8, place: Place) -> Self::Ref<'a>;
 }
 
-impl<T: Pod + Send> Ring<T> for MpmcRef<'static, T> {
+impl<T: Pod + Send> Ring<T> for RawMpmc {
     const KIND: Kind = Kind::Queue;
+    type Ref<'a>
+        = MpmcRef<'a, T>
+    where
+        T: 'a;
     fn bytes_for(capacity: usize) -> Option<usize> {
         RawMpmc::bytes_for(capacity, size_of::<T>(), align_of::<T>())
     }
@@ -33,14 +53,22 @@ impl<T: Pod + Send> Ring<T> for MpmcRef<'static, T> {
         // SAFETY: forwarded from the caller.
         unsafe { RawMpmc::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
     }
-    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Self, &'static str> {
+    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
         // SAFETY: forwarded from the caller.
-        unsafe { RawMpmc::attach(ptr, len) }
+        unsafe { RawMpmc::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
+    }
+    unsafe fn at<'a>(ptr: *mut u8, place: Place) -> MpmcRef<'a, T> {
+        // SAFETY: forwarded from the caller.
+        unsafe { MpmcRef::at(ptr, place) }
     }
 }
 
-impl<T: Pod + Send> Ring<T> for SpscRef<'static, T> {
+impl<T: Pod + Send> Ring<T> for RawSpsc {
     const KIND: Kind = Kind::SpscQueue;
+    type Ref<'a>
+        = SpscRef<'a, T>
+    where
+        T: 'a;
     fn bytes_for(capacity: usize) -> Option<usize> {
         RawSpsc::bytes_for(capacity, size_of::<T>(), align_of::<T>())
     }
@@ -48,35 +76,47 @@ impl<T: Pod + Send> Ring<T> for SpscRef<'static, T> {
         // SAFETY: forwarded from the caller.
         unsafe { RawSpsc::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
     }
-    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Self, &'static str> {
+    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
         // SAFETY: forwarded from the caller.
-        unsafe { RawSpsc::attach(ptr, len) }
+        unsafe { RawSpsc::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
+    }
+    unsafe fn at<'a>(ptr: *mut u8, place: Place) -> SpscRef<'a, T> {
+        // SAFETY: forwarded from the caller.
+        unsafe { SpscRef::at(ptr, place) }
     }
 }
 
-/// A segment holding a ring, and the ring attached to it.
-///
-/// The ring reference claims `'static` but borrows the mapping that `object` keeps alive: it is
-/// only ever used through `&self`, never handed out beyond the handle's own lifetime.
-struct RingObject<R> {
-    ring: R,
+/// Names the ring type and element type of a [`RingObject`].
+type RingOf<R, T> = (R, fn(T) -> T);
+
+/// A segment holding a ring, and where the ring lies in it (validated once, at attach). Each
+/// use rebuilds the ring reference from the mapping, borrowing it only as long as `&self`.
+struct RingObject<R, T> {
     object: Object,
+    place: Place,
+    _ring: PhantomData<RingOf<R, T>>,
 }
 
-impl<R: Copy> Clone for RingObject<R> {
+impl<R, T> Clone for RingObject<R, T> {
     fn clone(&self) -> Self {
         Self {
-            ring: self.ring,
             object: self.object.clone(),
+            place: self.place,
+            _ring: PhantomData,
         }
     }
 }
 
-impl<R> RingObject<R> {
-    fn spec<T: Pod + Send>() -> Spec
-    where
-        R: Ring<T>,
-    {
+impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
+    /// The ring.
+    #[inline]
+    fn ring(&self) -> R::Ref<'_> {
+        // SAFETY: `place` is where `attach` found the ring in this object's payload, which is
+        // mapped as long as `self` holds the object.
+        unsafe { R::at(self.object.payload().as_ptr(), self.place) }
+    }
+
+    fn spec() -> Spec {
         // The payload unit is the ring's alignment (128 bytes or `T`'s, whichever is larger);
         // the element type names the object.
         let mut spec = Spec::new::<T, T>(R::KIND);
@@ -85,10 +125,7 @@ impl<R> RingObject<R> {
         spec
     }
 
-    fn payload_len<T: Pod + Send>(capacity: usize) -> Result<usize>
-    where
-        R: Ring<T>,
-    {
+    fn payload_len(capacity: usize) -> Result<usize> {
         if size_of::<T>() == 0 {
             return Err(Error::InvalidSize {
                 reason: "zero-sized element type",
@@ -104,30 +141,21 @@ impl<R> RingObject<R> {
         })
     }
 
-    fn attach<T: Pod + Send>(object: Object) -> Result<Self>
-    where
-        R: Ring<T>,
-    {
+    fn attach(object: Object) -> Result<Self> {
         // SAFETY: `payload_len` initialised bytes of a validated object, aligned for the ring
-        // (payload offset a multiple of its alignment, mapping page-aligned), mapped while `object`
-        // (stored beside the ring) lives; other processes may write them, which rings tolerate.
-        let ring = unsafe { R::attach(object.payload().as_ptr(), object.payload_len()) };
+        // (payload offset a multiple of its alignment, mapping page-aligned), mapped while we
+        // look; other processes may write them, which rings tolerate.
+        let place = unsafe { R::attach(object.payload().as_ptr(), object.payload_len()) };
         Ok(Self {
-            ring: ring.map_err(Error::Corrupted)?,
+            place: place.map_err(Error::Corrupted)?,
             object,
+            _ring: PhantomData,
         })
     }
 
-    fn create<T: Pod + Send>(
-        name: Option<&str>,
-        capacity: usize,
-        open_existing: bool,
-    ) -> Result<Self>
-    where
-        R: Ring<T>,
-    {
-        let spec = Self::spec::<T>();
-        let len = Self::payload_len::<T>(capacity)?;
+    fn create(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+        let spec = Self::spec();
+        let len = Self::payload_len(capacity)?;
         let mut failed = None;
         let init = |p: std::ptr::NonNull<u8>| {
             // SAFETY: `Object` hands us `len` zeroed bytes aligned for the spec (the ring's
@@ -142,30 +170,19 @@ impl<R> RingObject<R> {
             (name, _) => Object::create(name, &spec, len, &opts, init)?,
         };
         if let Some(e) = failed {
-            return Err(Error::Corrupted(e));
+            // `init` refuses only parameters it cannot lay out.
+            return Err(Error::InvalidSize { reason: e });
         }
         Self::attach(object)
     }
 
-    fn open<T: Pod + Send>(name: &str) -> Result<Self>
-    where
-        R: Ring<T>,
-    {
-        Self::attach(Object::open(
-            name,
-            &Self::spec::<T>(),
-            &ShmOptions::default(),
-        )?)
+    fn open(name: &str) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
     }
 
-    fn deserialize<'de, T: Pod + Send, D: Deserializer<'de>>(
-        d: D,
-    ) -> std::result::Result<Self, D::Error>
-    where
-        R: Ring<T>,
-    {
+    fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let segment = crate::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec::<T>(), &ShmOptions::default())
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
             .and_then(Self::attach)
             .map_err(serde::de::Error::custom)
     }
@@ -208,32 +225,32 @@ macro_rules! ring_handle {
             /// Closes the queue for everyone and wakes every blocked caller; what is queued can
             /// still be popped.
             pub fn close(&self) {
-                self.inner.ring.close()
+                self.inner.ring().close()
             }
 
             /// Whether the queue was closed.
             pub fn is_closed(&self) -> bool {
-                self.inner.ring.is_closed()
+                self.inner.ring().is_closed()
             }
 
             /// Number of values (approximate while others push and pop, as in Python).
             pub fn len(&self) -> usize {
-                self.inner.ring.len()
+                self.inner.ring().len()
             }
 
             /// Whether the queue looks empty.
             pub fn is_empty(&self) -> bool {
-                self.inner.ring.is_empty()
+                self.inner.ring().is_empty()
             }
 
             /// Whether the queue looks full.
             pub fn is_full(&self) -> bool {
-                self.inner.ring.is_full()
+                self.inner.ring().is_full()
             }
 
             /// Maximum number of values.
             pub fn capacity(&self) -> usize {
-                self.inner.ring.capacity()
+                self.inner.ring().capacity()
             }
 
             /// The name, or `None` for an anonymous queue.
@@ -301,7 +318,7 @@ macro_rules! ring_handle {
 /// of a pop loses the value it was taking. The survivors go on:
 /// a slot claimed by a dead process is reclaimed once the OS reports it dead (within ~10 ms).
 pub struct Queue<T: Pod + Send> {
-    inner: RingObject<MpmcRef<'static, T>>,
+    inner: RingObject<RawMpmc, T>,
 }
 
 ring_handle!(Queue);
@@ -309,12 +326,12 @@ ring_handle!(Queue);
 impl<T: Pod + Send> Queue<T> {
     /// Appends `value`, waiting while the queue is full.
     pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring.push(value)
+        self.inner.ring().push(value)
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
     pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring.try_push(value)
+        self.inner.ring().try_push(value)
     }
 
     /// Like [`push`](Queue::push), giving up with `Timeout(value)` after `timeout`.
@@ -323,22 +340,22 @@ impl<T: Pod + Send> Queue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring.push_timeout(value, timeout)
+        self.inner.ring().push_timeout(value, timeout)
     }
 
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&self) -> std::result::Result<T, PopError> {
-        self.inner.ring.pop()
+        self.inner.ring().pop()
     }
 
     /// Removes the oldest value if there is one now, else `Empty`.
     pub fn try_pop(&self) -> std::result::Result<T, PopError> {
-        self.inner.ring.try_pop()
+        self.inner.ring().try_pop()
     }
 
     /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.inner.ring.pop_timeout(timeout)
+        self.inner.ring().pop_timeout(timeout)
     }
 }
 
@@ -360,7 +377,7 @@ impl<T: Pod + Send> Queue<T> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct SpscQueue<T: Pod + Send> {
-    inner: RingObject<SpscRef<'static, T>>,
+    inner: RingObject<RawSpsc, T>,
 }
 
 ring_handle!(SpscQueue);
@@ -368,40 +385,54 @@ ring_handle!(SpscQueue);
 impl<T: Pod + Send> SpscQueue<T> {
     /// Claims the producer role.
     pub fn producer(&self) -> std::result::Result<SpscProducer<T>, RoleError> {
-        let role = self.inner.ring.producer()?;
+        let state = self.inner.ring().producer()?.suspend();
         Ok(SpscProducer {
-            role,
-            _queue: self.clone(),
+            state,
+            queue: self.clone(),
         })
     }
 
     /// Claims the consumer role.
     pub fn consumer(&self) -> std::result::Result<SpscConsumer<T>, RoleError> {
-        let role = self.inner.ring.consumer()?;
+        let state = self.inner.ring().consumer()?.suspend();
         Ok(SpscConsumer {
-            role,
-            _queue: self.clone(),
+            state,
+            queue: self.clone(),
         })
     }
 }
 
 /// The producing end of an [`SpscQueue`]; releases the role when dropped.
 pub struct SpscProducer<T: Pod + Send> {
-    // Declared first so it drops (releasing the role) while the mapping is still alive.
-    role: super::spsc::SpscProducer<'static, T>,
-    _queue: SpscQueue<T>,
+    queue: SpscQueue<T>,
+    /// The claimed role; each call resumes it on the ring.
+    state: EndState,
+}
+
+impl<T: Pod + Send> SpscProducer<T> {
+    /// Runs `f` on the end, resumed on the ring.
+    #[inline]
+    fn with<R>(&mut self, f: impl FnOnce(&mut spsc::SpscProducer<'_, T>) -> R) -> R {
+        spsc::with_end(self.queue.inner.ring(), &mut self.state, f)
+    }
+}
+
+impl<T: Pod + Send> Drop for SpscProducer<T> {
+    fn drop(&mut self) {
+        spsc::release_end::<T, spsc::SpscProducer<'_, T>>(self.queue.inner.ring(), self.state);
+    }
 }
 
 impl<T: Pod + Send> SpscProducer<T> {
     /// Appends `value`, waiting while the queue is full.
     pub fn push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.role.push(value)
+        self.with(|end| end.push(value))
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
     #[inline]
     pub fn try_push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.role.try_push(value)
+        self.with(|end| end.try_push(value))
     }
 
     /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` after `timeout`.
@@ -410,41 +441,316 @@ impl<T: Pod + Send> SpscProducer<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        self.role.push_timeout(value, timeout)
+        self.with(|end| end.push_timeout(value, timeout))
     }
 
     /// Appends as many values from `src` as fit now (without waiting); returns how many.
     pub fn push_slice(&mut self, src: &[T]) -> std::result::Result<usize, BatchError> {
-        self.role.push_slice(src)
+        self.with(|end| end.push_slice(src))
     }
 }
 
 /// The consuming end of an [`SpscQueue`]; releases the role when dropped.
 pub struct SpscConsumer<T: Pod + Send> {
-    // Declared first so it drops (releasing the role) while the mapping is still alive.
-    role: super::spsc::SpscConsumer<'static, T>,
-    _queue: SpscQueue<T>,
+    queue: SpscQueue<T>,
+    /// The claimed role; each call resumes it on the ring.
+    state: EndState,
+}
+
+impl<T: Pod + Send> SpscConsumer<T> {
+    /// Runs `f` on the end, resumed on the ring.
+    #[inline]
+    fn with<R>(&mut self, f: impl FnOnce(&mut spsc::SpscConsumer<'_, T>) -> R) -> R {
+        spsc::with_end(self.queue.inner.ring(), &mut self.state, f)
+    }
+}
+
+impl<T: Pod + Send> Drop for SpscConsumer<T> {
+    fn drop(&mut self) {
+        spsc::release_end::<T, spsc::SpscConsumer<'_, T>>(self.queue.inner.ring(), self.state);
+    }
 }
 
 impl<T: Pod + Send> SpscConsumer<T> {
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&mut self) -> std::result::Result<T, PopError> {
-        self.role.pop()
+        self.with(|end| end.pop())
     }
 
     /// Removes the oldest value if there is one now, else `Empty`.
     #[inline]
     pub fn try_pop(&mut self) -> std::result::Result<T, PopError> {
-        self.role.try_pop()
+        self.with(|end| end.try_pop())
     }
 
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.role.pop_timeout(timeout)
+        self.with(|end| end.pop_timeout(timeout))
     }
 
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
     pub fn pop_into(&mut self, dst: &mut [T]) -> std::result::Result<usize, BatchError> {
-        self.role.pop_into(dst)
+        self.with(|end| end.pop_into(dst))
+    }
+}
+
+/// A bounded multi-producer multi-consumer channel of arbitrary messages between processes,
+/// Python's `multiprocessing.Queue` of objects: each message is encoded with postcard straight
+/// into a byte ring in shared memory and decoded straight out of it (one copy each way, no
+/// pipe, no feeder thread).
+///
+/// The bound is in bytes ([`capacity`](Channel::capacity)); a message whose encoding exceeds
+/// [`max_message_len`](Channel::max_message_len) (the capacity minus an 8-byte record word) is
+/// refused with [`SendError::TooLarge`] and handed back: records are never chunked, so size
+/// the channel for the largest message (a record that does not fit before the end of the ring
+/// starts again at its beginning, so up to twice a message's size may be needed while others
+/// are queued).
+///
+/// Clones share the channel; pass a clone to a child in [`Process::spawn`](crate::Process::spawn)
+/// arguments. [`close`](Channel::close) wakes every blocked caller: sends then fail with
+/// `Closed(message)`, receives drain what is left and then fail with `Closed`.
+///
+/// ```
+/// let ch = multiproc::Channel::<String>::new(4096)?;
+/// ch.send("hello".to_string()).unwrap();
+/// assert_eq!(ch.recv().unwrap(), "hello");
+/// ch.close();
+/// assert_eq!(ch.recv(), Err(multiproc::queue::RecvError::Closed));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// A sender killed inside `send` loses that message only; a receiver killed inside `recv`
+/// loses at most the message it was taking (none if it died before committing). Senders are
+/// serialised by one robust lock and receivers by another; the next locker after a death
+/// re-validates the ring and goes on. See `SAFETY.md`.
+pub struct Channel<T> {
+    object: Object,
+    /// Where `attach` found the ring in the payload.
+    place: Place,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Channel<T> {
+    /// The ring, borrowing the mapping `self` holds.
+    #[inline]
+    pub(crate) fn ring(&self) -> ChannelRef<'_> {
+        // SAFETY: `place` is where `attach` found the channel in this object's payload, which
+        // is mapped as long as `self` holds the object.
+        unsafe { ChannelRef::at(self.object.payload().as_ptr(), self.place) }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Channel<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, ChannelHeader>(Kind::Channel)
+    }
+
+    fn attach(object: Object) -> Result<Self> {
+        let base = object.payload().as_ptr();
+        // SAFETY: the payload is `payload_len` initialised bytes aligned to 128 (the spec's
+        // alignment: the payload offset is a multiple of it and the mapping is page-aligned),
+        // mapped while we look; other processes may write it, which the ring tolerates.
+        let place = unsafe { RawChannel::attach(base, object.payload_len()) }
+            .map_err(Error::Corrupted)?
+            .place(base);
+        Ok(Self {
+            place,
+            object,
+            _type: PhantomData,
+        })
+    }
+
+    fn create_with(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+        let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
+            reason: "channel capacity too large",
+        })?;
+        let len = RawChannel::bytes_for(cap).ok_or(Error::InvalidSize {
+            reason: "channel capacity too large",
+        })?;
+        let mut failed = None;
+        let init = |p: std::ptr::NonNull<u8>| {
+            // SAFETY: `Object` hands us `len` zeroed bytes aligned for the spec (128), not yet
+            // visible to anyone else.
+            if let Err(e) = unsafe { RawChannel::init(p.as_ptr(), cap) } {
+                failed = Some(e);
+            }
+        };
+        let opts = ShmOptions::default();
+        let spec = Self::spec();
+        let object = match (name, open_existing) {
+            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
+            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+        };
+        if let Some(e) = failed {
+            // `init` refuses only parameters it cannot lay out.
+            return Err(Error::InvalidSize { reason: e });
+        }
+        Self::attach(object)
+    }
+
+    /// A new anonymous channel of `capacity_bytes` (rounded up to a multiple of 8, at least
+    /// 16), shared with the children it is passed to.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
+    pub fn new(capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(None, capacity_bytes, false)
+    }
+
+    /// A new channel under `name`.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
+    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(Some(name), capacity_bytes, false)
+    }
+
+    /// Opens the channel another process created under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
+    /// another object), [`Error::Corrupted`].
+    pub fn open(name: &str) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    }
+
+    /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
+    /// keeps its own capacity.
+    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(Some(name), capacity_bytes, true)
+    }
+
+    /// Sends `msg`, waiting while there is no room.
+    ///
+    /// # Errors
+    /// `Closed(msg)`, `TooLarge`, `Serialize`, `Corrupted`.
+    pub fn send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.ring()
+            .send_with(&msg, Wait::Until(None))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Sends `msg` if there is room now, else `Full(msg)`.
+    pub fn try_send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.ring()
+            .send_with(&msg, Wait::No)
+            .map_err(|h| send_error(h, msg, SendError::Full))
+    }
+
+    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` after `timeout`.
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
+        self.ring()
+            .send_with(&msg, Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Receives the oldest message, waiting while there is none.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained), `Deserialize` (a garbage record, skipped), `Corrupted`.
+    pub fn recv(&self) -> std::result::Result<T, RecvError> {
+        self.ring()
+            .recv_with(Wait::Until(None))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Receives the oldest message if there is one now, else `Empty`.
+    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
+        self.ring()
+            .recv_with(Wait::No)
+            .map_err(|h| recv_error(h, RecvError::Empty))
+    }
+
+    /// Like [`recv`](Channel::recv), giving up with `Timeout` after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
+        self.ring()
+            .recv_with(Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Waits at most `timeout` until a receive would not block (a message is ready, or the
+    /// channel is closed and drained, or corrupted); returns whether it would not.
+    pub fn poll(&self, timeout: Duration) -> bool {
+        let wait = if timeout.is_zero() {
+            Wait::No
+        } else {
+            Wait::Until(Some(Deadline::after(timeout)))
+        };
+        self.ring().ready(wait).unwrap_or(true)
+    }
+
+    /// Closes the channel for everyone and wakes every blocked caller.
+    pub fn close(&self) {
+        self.ring().close()
+    }
+
+    /// Whether the channel was closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring().is_closed()
+    }
+
+    /// Number of messages (approximate while others send and receive, as in Python).
+    pub fn len(&self) -> usize {
+        self.ring().len()
+    }
+
+    /// Whether the channel looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring().is_empty()
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.ring().capacity()
+    }
+
+    /// The largest encoded message the channel takes (capacity minus 8).
+    pub fn max_message_len(&self) -> usize {
+        self.ring().max_message()
+    }
+
+    /// The name, or `None` for an anonymous channel.
+    pub fn name(&self) -> Option<&str> {
+        self.object.segment().name()
+    }
+
+    /// Keeps the name after the creator's handles drop.
+    pub fn persist(&self) {
+        self.object.persist()
+    }
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Self {
+            object: self.object.clone(),
+            place: self.place,
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.ring().capacity())
+            .field("name", &self.object.segment().name())
+            .finish()
+    }
+}
+
+impl<T> Serialize for Channel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.object.segment().serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for Channel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let segment = crate::Segment::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(Self::attach)
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -8,19 +8,19 @@
 //! join:      waiters += 1; fence; while unfinished != 0: futex_wait(unfinished, seen)
 //! ```
 //! The increment comes before the push so that a `join` can never see 0 while a value is
-//! queued. Lost wake-ups are excluded as in `sync::Event`: the joiner announces itself, then
-//! (after a SeqCst fence) rereads the count; `task_done` changes the count, then (after a SeqCst
-//! fence) reads `waiters`. A worker killed between `pop` and `task_done` leaves the count above
+//! queued. No lost wake-up: joiners sleep on the count through the protocol of `sync/wait.rs`.
+//! A worker killed between `pop` and `task_done` leaves the count above
 //! zero for good, as in Python: use [`JoinableQueue::join_timeout`] where that can happen.
 
 use super::error::{PopError, PushError, TaskDoneError};
 use super::handle::Queue;
 use crate::error::{Error, Result};
-use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
+use crate::sync::wait::{Points, Poll, Waiters, block_on};
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -33,7 +33,7 @@ struct TaskCount {
     /// Values pushed and not yet marked done; the futex word joiners sleep on.
     unfinished: AtomicU32,
     /// Threads inside `join`; `task_done` reaching 0 wakes only if non-zero.
-    waiters: AtomicU32,
+    waiters: Waiters,
 }
 
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
@@ -70,7 +70,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
         unsafe {
             p.cast::<TaskCount>().write(TaskCount {
                 unfinished: AtomicU32::new(0),
-                waiters: AtomicU32::new(0),
+                waiters: Waiters::new(),
             })
         }
     }
@@ -148,22 +148,25 @@ impl<T: Pod + Send> JoinableQueue<T> {
         )
     }
 
-    /// Counts one more unfinished task.
-    fn add_task(&self) -> std::result::Result<(), &'static str> {
+    /// Counts one more unfinished task; `false` if the counter is at its maximum.
+    fn add_task(&self) -> bool {
         self.count()
             .unfinished
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
-            .map(drop)
-            .map_err(|_| "too many unfinished tasks")
+            .is_ok()
     }
 
-    /// Pushes through `push`, counting the value as an unfinished task first.
+    /// Pushes through `push`, counting the value as an unfinished task first. With `u32::MAX`
+    /// tasks unfinished there is no room for another: `Full(value)`, even from a blocking push.
     fn counted(
         &self,
         value: T,
         push: impl FnOnce(T) -> std::result::Result<(), PushError<T>>,
     ) -> std::result::Result<(), PushError<T>> {
-        self.add_task().map_err(PushError::Corrupted)?;
+        if !self.add_task() {
+            // No room for another task (2^32 - 1 unfinished): the queue is full of tasks.
+            return Err(PushError::Full(value));
+        }
         push(value).inspect_err(|_| {
             // Not pushed: not a task. Cannot underflow: we counted it.
             let _ = self.task_done();
@@ -171,6 +174,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
     }
 
     /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
+    /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
     pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
         self.counted(value, |v| self.queue.push(v))
     }
@@ -217,11 +221,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
             .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
             .map_err(|_| TaskDoneError)?;
         if before == 1 {
-            // The notifier half of the fence pair (module docs).
-            fence(Ordering::SeqCst);
-            if c.waiters.load(Ordering::Relaxed) != 0 {
-                futex::wake_all(&c.unfinished);
-            }
+            c.waiters.notify(&c.unfinished, true);
         }
         Ok(())
     }
@@ -249,20 +249,18 @@ impl<T: Pod + Send> JoinableQueue<T> {
         if c.unfinished.load(Ordering::Acquire) == 0 {
             return true;
         }
-        c.waiters.fetch_add(1, Ordering::Relaxed);
-        // The waiter half of the fence pair.
-        fence(Ordering::SeqCst);
-        let done = loop {
-            let n = c.unfinished.load(Ordering::Acquire);
-            if n == 0 {
-                break true;
-            }
-            if !futex::wait(&c.unfinished, n, deadline) {
-                break c.unfinished.load(Ordering::Acquire) == 0;
-            }
-        };
-        c.waiters.fetch_sub(1, Ordering::Relaxed);
-        done
+        block_on(
+            &c.waiters,
+            &c.unfinished,
+            deadline,
+            false,
+            Points::NONE,
+            || match c.unfinished.load(Ordering::Acquire) {
+                0 => Poll::Ready(()),
+                n => Poll::Sleep(n),
+            },
+        )
+        .is_some()
     }
 
     /// Values pushed and not yet marked done.
@@ -344,7 +342,7 @@ impl<'de, T: Pod + Send> Deserialize<'de> for JoinableQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::test_util::watchdog;
+    use crate::testing::watchdog;
 
     #[test]
     fn join_waits_for_every_task_done() {

@@ -1,6 +1,6 @@
 //! Loom models of both rings: every interleaving (up to the preemption bound) of 2-3 threads.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+//! Run: `RUSTFLAGS="--cfg multiproc_loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
 //!       cargo test --lib --release queue::loom_tests`
 //!
 //! A lost wake-up shows up as a loom deadlock (an untimed futex wait nobody wakes); a value seen

@@ -20,35 +20,39 @@
 //!
 //! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
 //! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
-//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref.
+//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref. A handle
+//! keeps where its ring lies (`ring::Place`) and rebuilds the ref from its mapping per use.
 
-#[cfg(not(loom))]
+// Loom models drive the rings on the heap; the handles, regions and OS env are idle there.
+#![cfg_attr(multiproc_loom, allow(dead_code))]
+
+#[cfg(not(multiproc_loom))]
 mod channel;
 mod error;
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 mod handle;
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 mod joinable;
 pub(crate) mod mpmc;
 pub(crate) mod peer;
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 mod pipe;
+mod ring;
 pub(crate) mod spsc;
-pub(crate) mod wait;
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, multiproc_loom))]
 mod loom_tests;
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod test_util;
 
-#[cfg(not(loom))]
-pub use channel::Channel;
 pub use error::{BatchError, PopError, PushError, RecvError, RoleError, SendError, TaskDoneError};
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
+pub use handle::Channel;
+#[cfg(not(multiproc_loom))]
 pub use handle::{Queue, SpscConsumer, SpscProducer, SpscQueue};
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 pub use joinable::JoinableQueue;
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 pub use pipe::{Connection, Pipe};
 
 /// Cache-line padding for the words one side writes and the other reads. 128 bytes: x86-64
@@ -71,13 +75,13 @@ pub(crate) fn round_up(n: usize, align: usize) -> Option<usize> {
 }
 
 /// A zeroed, aligned heap allocation standing in for a shared-memory segment in tests and fuzzing.
-#[cfg(all(any(test, fuzzing), not(loom)))]
+#[cfg(all(any(test, fuzzing), not(multiproc_loom)))]
 pub(crate) struct HeapRegion {
     ptr: std::ptr::NonNull<u8>,
     layout: std::alloc::Layout,
 }
 
-#[cfg(all(any(test, fuzzing), not(loom)))]
+#[cfg(all(any(test, fuzzing), not(multiproc_loom)))]
 impl HeapRegion {
     /// A zeroed region of `len` bytes aligned to `align`.
     pub(crate) fn new(len: usize, align: usize) -> Self {
@@ -109,13 +113,13 @@ impl HeapRegion {
 
 // SAFETY: the region is plain memory owned by this value; the rings in it synchronise every
 // shared access through atomics, like a shared mapping does.
-#[cfg(all(any(test, fuzzing), not(loom)))]
+#[cfg(all(any(test, fuzzing), not(multiproc_loom)))]
 unsafe impl Send for HeapRegion {}
 // SAFETY: as for `Send`: `&HeapRegion` only hands out the pointer and volatile byte writes.
-#[cfg(all(any(test, fuzzing), not(loom)))]
+#[cfg(all(any(test, fuzzing), not(multiproc_loom)))]
 unsafe impl Sync for HeapRegion {}
 
-#[cfg(all(any(test, fuzzing), not(loom)))]
+#[cfg(all(any(test, fuzzing), not(multiproc_loom)))]
 impl Drop for HeapRegion {
     fn drop(&mut self) {
         // SAFETY: allocated in `new` with this very layout.
@@ -123,6 +127,6 @@ impl Drop for HeapRegion {
     }
 }
 
-#[cfg(all(fuzzing, not(loom)))]
+#[cfg(all(fuzzing, not(multiproc_loom)))]
 #[doc(hidden)]
 pub mod __fuzz;

@@ -54,11 +54,16 @@
 
 use super::CachePadded;
 use super::error::{PopError, PushError};
-use super::peer::{Env, OsEnv, Step};
-use super::wait::{Asymmetric, SPINS_BEFORE_SLEEP, Signal};
+#[cfg(test)]
+use super::peer::Step;
+use super::peer::{Env, OsEnv};
+#[cfg(not(multiproc_loom))]
+use super::ring::header_at;
+use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::wait::{Asymmetric, Backoff, Signal};
 use bytemuck::Pod;
 use std::time::Duration;
 
@@ -85,11 +90,6 @@ const READING: u64 = 3; // claimed by consumer `tid`; the value is being copied 
 
 /// How long a thread blocked behind a claimed slot waits before asking whether its claimer died.
 pub(crate) const STALL: Duration = Duration::from_millis(10);
-/// Re-tries against a slot that a peer is copying before sleeping (the copy takes nanoseconds).
-#[cfg(not(loom))]
-const SPINS: u32 = 64;
-#[cfg(loom)]
-const SPINS: u32 = 0;
 
 #[inline(always)]
 const fn stamp(pos: u64, tid: u32, phase: u64) -> u64 {
@@ -169,23 +169,6 @@ pub(crate) struct Slot<T> {
     value: UnsafeCell<T>,
 }
 
-/// Why one attempt at an operation stopped.
-#[derive(Debug)]
-enum Halt {
-    /// No room (push) or nothing ready (pop); also "timed out" out of a blocking loop.
-    Blocked,
-    /// The slot at `idx` is claimed mid-operation by the peer named in stamp `s`.
-    Busy {
-        idx: usize,
-        s: u64,
-    },
-    /// Closed (pushes), or closed and drained (pops).
-    Closed,
-    Corrupted(&'static str),
-    /// A test peer stopped at a [`Step`].
-    Killed,
-}
-
 /// What a timed sleep in [`MpmcRef::blocking`] was waiting for.
 enum Expiry {
     /// The caller's deadline: give up.
@@ -197,7 +180,7 @@ enum Expiry {
 }
 
 /// Sizes and offsets of a ring region.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Layout {
     slots_offset: usize,
@@ -206,7 +189,7 @@ struct Layout {
     align: usize,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout> {
     use super::round_up;
     if capacity == 0 || capacity > MAX_CAPACITY || !elem_align.is_power_of_two() {
@@ -233,7 +216,7 @@ fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout
 /// Entry points over a raw region: size it, initialise it, attach to it.
 pub(crate) struct RawMpmc;
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl RawMpmc {
     /// Bytes a ring of `capacity` elements of this size and alignment needs, or `None` if the
     /// capacity is 0 or above [`MAX_CAPACITY`], or the size overflows.
@@ -319,15 +302,9 @@ impl RawMpmc {
         ptr: *mut u8,
         len: usize,
     ) -> Result<MpmcRef<'a, T>, &'static str> {
-        if ptr.is_null() || ptr as usize % Self::align_for(std::mem::align_of::<T>()) != 0 {
-            return Err("misaligned ring region");
-        }
-        if len < std::mem::size_of::<Header>() {
-            return Err("region too small for a ring header");
-        }
-        // SAFETY: `ptr` is aligned for `Header` and valid for `len >= size_of::<Header>()`
-        // bytes for `'a` (caller); a header is atomics only, valid for any bit pattern.
-        let hdr: &'a Header = unsafe { &*ptr.cast::<Header>() };
+        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
+        let hdr: &'a Header =
+            unsafe { header_at(ptr, len, Self::align_for(std::mem::align_of::<T>())) }?;
         let m = &hdr.meta;
         if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
         {
@@ -359,7 +336,7 @@ impl RawMpmc {
         let slots =
             unsafe { std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<Slot<T>>(), cap) };
         // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
-        crate::loom::handshake::prepare();
+        crate::sys::membarrier::prepare();
         Ok(MpmcRef::from_parts(hdr, slots))
     }
 }
@@ -388,6 +365,21 @@ unsafe impl<T: Pod + Send> Send for MpmcRef<'_, T> {}
 unsafe impl<T: Pod + Send> Sync for MpmcRef<'_, T> {}
 
 impl<'a, T: Pod + Send> MpmcRef<'a, T> {
+    /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
+    pub(crate) fn place(&self, base: *const u8) -> Place {
+        Place::of(base, self.slots)
+    }
+
+    /// The ring at `place` in the region at `base`, without re-reading its header.
+    ///
+    /// # Safety
+    /// As [`Place::parts`].
+    pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
+        // SAFETY: forwarded from the caller.
+        let (hdr, slots) = unsafe { place.parts(base) };
+        Self::from_parts(hdr, slots)
+    }
+
     fn from_parts(hdr: &'a Header, slots: &'a [Slot<T>]) -> Self {
         let cap = slots.len() as u64;
         Self {
@@ -507,6 +499,8 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         }
     }
 
+    // `env` only stops test operations (see `Env::survive`).
+    #[cfg_attr(not(test), allow(unused_variables))]
     fn push_claimed<E: Env>(
         &self,
         env: &E,
@@ -514,6 +508,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         tail: u64,
         value: &T,
     ) -> Result<(), Halt> {
+        #[cfg(test)]
         if !env.survive(Step::Claimed) {
             return Err(Halt::Killed);
         }
@@ -523,12 +518,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         // reclaimer takes a WRITING slot only once its writer is dead. `T: Pod`, so any bytes a
         // hostile peer left there are overwritten without a drop.
         slot.value.with_mut(|p| unsafe { p.write(*value) });
+        #[cfg(test)]
         if !env.survive(Step::Copied) {
             return Err(Halt::Killed);
         }
         crate::crash::point("mpmc.push.copied");
         // Release: the value is visible to the consumer that sees FULL.
         slot.stamp.store(stamp(tail, 0, FULL), Ordering::Release);
+        #[cfg(test)]
         if !env.survive(Step::Published) {
             return Err(Halt::Killed);
         }
@@ -578,7 +575,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
                     // tail only moves past a position after it was claimed, so in a sound ring
                     // `tail == head` here. A hostile tail ahead of this unclaimed slot just reads
                     // as empty; producers report `Corrupted` when they reach the slot a lap on.)
-                    // A push published before a blocked popper's fence is seen here (`wait.rs`).
+                    // A push published before a blocked popper's fence is seen here (`sync/wait.rs`).
                     EMPTY if tid_of(s) == 0 => return Err(Halt::Blocked),
                     WRITING => return Err(Halt::Busy { idx, s }),
                     // Taken by another consumer that has not moved the head yet.
@@ -606,12 +603,16 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         }
     }
 
+    // `env` only stops test operations (see `Env::survive`).
+    #[cfg_attr(not(test), allow(unused_variables))]
     fn pop_claimed<E: Env>(&self, env: &E, slot: &Slot<T>, head: u64) -> Result<T, Halt> {
+        #[cfg(test)]
         if !env.survive(Step::Claimed) {
             return Err(Halt::Killed);
         }
         crate::crash::point("mpmc.pop.claimed");
         self.help(&self.hdr.head, head);
+        #[cfg(test)]
         if !env.survive(Step::Advanced) {
             return Err(Halt::Killed);
         }
@@ -620,6 +621,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         // release the slot (see `push_claimed`); the producer's Release store of FULL, which
         // our claim read with Acquire, put the whole value there. `T: Pod`: any bytes are valid.
         let value = slot.value.with(|p| unsafe { p.read() });
+        #[cfg(test)]
         if !env.survive(Step::Copied) {
             return Err(Halt::Killed);
         }
@@ -677,17 +679,16 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         env: &E,
         mut attempt: impl FnMut() -> Result<R, Halt>,
     ) -> Result<R, Halt> {
-        let mut spins = 0;
+        // Re-tries against a slot that a peer is copying (the copy takes nanoseconds).
+        let mut backoff = Backoff::new();
         loop {
             match attempt() {
                 Err(Halt::Busy { idx, s }) => {
-                    if spins < SPINS {
-                        spins += 1;
-                        crate::loom::hint::spin_loop();
-                    } else if self.reclaim(env, idx, s) {
-                        spins = 0;
-                    } else {
-                        return Err(Halt::Blocked);
+                    if !backoff.spin() {
+                        if !self.reclaim(env, idx, s) {
+                            return Err(Halt::Blocked);
+                        }
+                        backoff = Backoff::new();
                     }
                 }
                 other => return other,
@@ -705,18 +706,14 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         deadline: Option<Deadline>,
         mut attempt: impl FnMut() -> Result<R, Halt>,
     ) -> Result<R, Halt> {
-        let mut spins = 0;
+        let mut backoff = Backoff::new();
         // The stamp we are stuck behind, and when to next check its claimer.
         let mut stall: Option<(u64, Deadline)> = None;
         loop {
             match attempt() {
                 // Re-try for a while before sleeping, also on a full or empty ring: announcing
-                // a sleeper costs a `membarrier` (see `wait.rs`), more than a short wait.
-                Err(Halt::Busy { .. } | Halt::Blocked) if spins < SPINS_BEFORE_SLEEP => {
-                    spins += 1;
-                    crate::loom::hint::spin_loop();
-                    continue;
-                }
+                // a sleeper costs a `membarrier` (see `sync/wait.rs`), more than a short wait.
+                Err(Halt::Busy { .. } | Halt::Blocked) if backoff.spin() => continue,
                 Err(Halt::Busy { .. } | Halt::Blocked) => {}
                 other => return other,
             }
@@ -770,7 +767,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
                     }
                 }
                 // The model's timed wait returns at once: let the peer run.
-                #[cfg(loom)]
+                #[cfg(multiproc_loom)]
                 crate::loom::thread::yield_now();
             }
         }
@@ -867,7 +864,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     /// # Errors
     /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
     // Used by the loom models (`loom_tests.rs`).
-    #[cfg_attr(not(loom), allow(dead_code))]
+    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
     pub(crate) fn push_deadline(
         &self,
         value: T,
@@ -905,7 +902,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     /// # Errors
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
     // Used by the loom models (`loom_tests.rs`).
-    #[cfg_attr(not(loom), allow(dead_code))]
+    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
     pub(crate) fn pop_deadline(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
         self.pop_in(&OsEnv, deadline)
     }
@@ -960,36 +957,18 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     }
 }
 
-fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
-    match h {
-        Halt::Blocked | Halt::Busy { .. } => blocked(value),
-        Halt::Closed => PushError::Closed(value),
-        Halt::Corrupted(what) => PushError::Corrupted(what),
-        Halt::Killed => PushError::Corrupted("operation stopped by a test hook"),
-    }
-}
-
-fn pop_error(h: Halt, blocked: PopError) -> PopError {
-    match h {
-        Halt::Blocked | Halt::Busy { .. } => blocked,
-        Halt::Closed => PopError::Closed,
-        Halt::Corrupted(what) => PopError::Corrupted(what),
-        Halt::Killed => PopError::Corrupted("operation stopped by a test hook"),
-    }
-}
-
 /// A ring on the heap, for tests, models and fuzzing.
 #[cfg(any(test, fuzzing))]
 pub(crate) struct HeapMpmc<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     region: super::HeapRegion,
     /// Where the slots start and how many, checked by one attach at creation: later accesses
     /// do not re-read the (possibly scribbled-on) header.
-    #[cfg(not(loom))]
-    slots_at: (usize, usize),
-    #[cfg(loom)]
+    #[cfg(not(multiproc_loom))]
+    slots_at: Place,
+    #[cfg(multiproc_loom)]
     hdr: Box<Header>,
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     slots: Box<[Slot<T>]>,
     _t: std::marker::PhantomData<T>,
 }
@@ -1003,7 +982,7 @@ impl<T: Pod + Send> HeapMpmc<T> {
 
     /// An empty ring whose positions start `laps` laps before the 40-bit wrap-around
     /// (`0`: at position 0).
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn near_wrap(capacity: usize, laps: u64) -> Self {
         let size = std::mem::size_of::<T>();
         let align = std::mem::align_of::<T>();
@@ -1016,15 +995,14 @@ impl<T: Pod + Send> HeapMpmc<T> {
             .expect("init failed");
         // SAFETY: as above; attach validates what init wrote.
         let r = unsafe { RawMpmc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
-        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
         Self {
-            slots_at: (offset, r.capacity()),
+            slots_at: r.place(region.as_ptr()),
             region,
             _t: std::marker::PhantomData,
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn near_wrap(capacity: usize, laps: u64) -> Self {
         let one_lap = capacity.next_power_of_two() as u64;
         let start = (POS_MASK + 1).wrapping_sub(laps * one_lap) & POS_MASK;
@@ -1043,34 +1021,27 @@ impl<T: Pod + Send> HeapMpmc<T> {
     }
 
     /// The ring, as attached at creation.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
-        let (offset, cap) = self.slots_at;
-        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
-        // slots from `offset` fit in it with the right alignment; the region lives as long as
-        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
-        unsafe {
-            let hdr = &*self.region.as_ptr().cast::<Header>();
-            let slots =
-                std::slice::from_raw_parts(self.region.as_ptr().add(offset).cast::<Slot<T>>(), cap);
-            MpmcRef::from_parts(hdr, slots)
-        }
+        // SAFETY: `slots_at` is the place of the ring `new` attached to this region, which
+        // lives as long as `self`.
+        unsafe { MpmcRef::at(self.region.as_ptr(), self.slots_at) }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
         MpmcRef::from_parts(&self.hdr, &self.slots)
     }
 
     /// The region, to scribble on.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn region(&self) -> &super::HeapRegion {
         &self.region
     }
 
     /// Bytes of shared state a corruption test may overwrite: header words and stamps (not the
     /// values, which are the user's data and may hold anything).
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn state_offsets(&self) -> Vec<usize> {
         let l = layout(
             self.ring().capacity(),
@@ -1087,6 +1058,6 @@ impl<T: Pod + Send> HeapMpmc<T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 #[path = "mpmc_tests.rs"]
 mod tests;

@@ -4,9 +4,11 @@
 //! The rings receive this as a value (`impl Env`) rather than calling the OS, so loom models and
 //! tests can stand in a peer that stops at a chosen step and is then reported dead.
 
-use crate::sys::proc::{ThreadState, current_process_identity, current_thread_identity};
+use crate::sync::owner::{OwnerProbe, SysProbe};
+use crate::sys::proc::{current_process_identity, current_thread_identity};
 
 /// A point inside a push or pop where a model peer can stop as if killed.
+#[cfg(test)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     /// The slot is claimed (its stamp holds our id); the index is not yet advanced.
@@ -37,7 +39,9 @@ pub(crate) trait Env {
     fn recheck(&self) -> Option<std::time::Duration> {
         Some(RECHECK)
     }
-    /// Test hook: `false` makes the operation stop here as if its thread were killed.
+    /// Test hook: `false` makes the operation stop here as if its thread were killed. Only the
+    /// crate's tests have it: production operations never stop half-way on their own.
+    #[cfg(test)]
     #[inline(always)]
     fn survive(&self, _at: Step) -> bool {
         true
@@ -62,16 +66,10 @@ impl Env for OsEnv {
     }
 
     fn is_dead(&self, tid: u32) -> bool {
-        if tid == 0 {
-            return false;
-        }
         // Gone or a zombie is a definite death. A running thread with that id may be a new
         // thread that reused it: we cannot tell (the stamp has no room for a start time), so we
         // keep waiting rather than risk reclaiming a slot a live writer still fills.
-        matches!(
-            crate::sys::proc::thread_state(tid),
-            Ok(ThreadState::Gone | ThreadState::Zombie)
-        )
+        tid != 0 && SysProbe.liveness(tid).proves_gone(0, |_| 0)
     }
 
     fn process_identity(&self) -> u64 {
@@ -86,11 +84,7 @@ impl Env for OsEnv {
             // Not a process id: garbage in the role word, no holder to wait for.
             return true;
         }
-        match crate::sys::proc::thread_state(pid) {
-            Ok(ThreadState::Gone | ThreadState::Zombie) => true,
-            // A different start time: the pid was reused, the holder is gone.
-            Ok(ThreadState::Running { start_time }) => start != 0 && start_time as u32 != start,
-            Err(_) => false,
-        }
+        // A different start time: the pid was reused, the holder is gone.
+        SysProbe.liveness(pid).proves_gone(start, |t| t as u32)
     }
 }

@@ -1,7 +1,7 @@
 //! `Pipe`: two duplex [`Connection`]s, Python's `multiprocessing.Pipe()`, built from two
 //! [`Channel`]s (one per direction).
 
-use super::channel::Channel;
+use super::Channel;
 use super::error::{RecvError, SendError};
 use crate::error::Result;
 use serde::de::DeserializeOwned;

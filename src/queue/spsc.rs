@@ -26,11 +26,16 @@
 
 use super::CachePadded;
 use super::error::{BatchError, PopError, PushError, RoleError};
-use super::peer::{Env, OsEnv, Step};
-use super::wait::{Asymmetric, Signal, block_on};
+#[cfg(test)]
+use super::peer::Step;
+use super::peer::{Env, OsEnv};
+#[cfg(not(multiproc_loom))]
+use super::ring::header_at;
+use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::wait::{Asymmetric, Signal};
 use bytemuck::Pod;
 use std::time::Duration;
 
@@ -103,16 +108,7 @@ impl Header {
     }
 }
 
-/// Why one attempt stopped.
-#[derive(Debug, PartialEq, Eq)]
-enum Halt {
-    /// Full (push) or empty (pop).
-    Blocked,
-    Closed,
-    Corrupted(&'static str),
-}
-
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 #[derive(Clone, Copy, Debug)]
 struct Layout {
     slots_offset: usize,
@@ -120,7 +116,7 @@ struct Layout {
     align: usize,
 }
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout> {
     use super::round_up;
     if capacity == 0 || capacity > MAX_CAPACITY || !elem_align.is_power_of_two() {
@@ -145,7 +141,7 @@ fn layout(capacity: usize, elem_size: usize, elem_align: usize) -> Option<Layout
 /// Entry points over a raw region: size it, initialise it, attach to it.
 pub(crate) struct RawSpsc;
 
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 impl RawSpsc {
     /// Bytes a ring of `capacity` elements needs, or `None` for a capacity of 0 or above
     /// [`MAX_CAPACITY`], or an overflow.
@@ -202,14 +198,9 @@ impl RawSpsc {
         ptr: *mut u8,
         len: usize,
     ) -> Result<SpscRef<'a, T>, &'static str> {
-        if ptr.is_null() || ptr as usize % Self::align_for(std::mem::align_of::<T>()) != 0 {
-            return Err("misaligned ring region");
-        }
-        if len < std::mem::size_of::<Header>() {
-            return Err("region too small for a ring header");
-        }
-        // SAFETY: aligned, in bounds for `'a` (caller); the header is atomics only.
-        let hdr: &'a Header = unsafe { &*ptr.cast::<Header>() };
+        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
+        let hdr: &'a Header =
+            unsafe { header_at(ptr, len, Self::align_for(std::mem::align_of::<T>())) }?;
         let m = &hdr.meta;
         if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
         {
@@ -237,7 +228,7 @@ impl RawSpsc {
             std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<UnsafeCell<T>>(), cap)
         };
         // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
-        crate::loom::handshake::prepare();
+        crate::sys::membarrier::prepare();
         Ok(SpscRef::from_parts(hdr, slots))
     }
 }
@@ -268,6 +259,21 @@ unsafe impl<T: Pod + Send> Send for SpscRef<'_, T> {}
 unsafe impl<T: Pod + Send> Sync for SpscRef<'_, T> {}
 
 impl<'a, T: Pod + Send> SpscRef<'a, T> {
+    /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
+    pub(crate) fn place(&self, base: *const u8) -> Place {
+        Place::of(base, self.slots)
+    }
+
+    /// The ring at `place` in the region at `base`, without re-reading its header.
+    ///
+    /// # Safety
+    /// As [`Place::parts`].
+    pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
+        // SAFETY: forwarded from the caller.
+        let (hdr, slots) = unsafe { place.parts(base) };
+        Self::from_parts(hdr, slots)
+    }
+
     fn from_parts(hdr: &'a Header, slots: &'a [UnsafeCell<T>]) -> Self {
         Self {
             hdr,
@@ -451,6 +457,64 @@ pub(crate) struct SpscProducer<'a, T: Pod + Send> {
     head: u64,
 }
 
+/// An end's state while no reference to the ring is held: its role word value, its own index
+/// and the other side's index as last read. The role stays claimed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EndState {
+    id: u64,
+    ours: u64,
+    theirs: u64,
+}
+
+/// A claimed end that can let go of its ring reference (keeping the role) and resume later.
+pub(crate) trait End<'a, T: Pod + Send>: Sized {
+    /// The end `state` (from [`suspend`](Self::suspend)) on `ring`.
+    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self;
+    /// Lets go of the ring reference but keeps the role (dropping the end releases it).
+    fn suspend(self) -> EndState;
+}
+
+/// Runs `f` on the end that `state` resumes on `ring`, keeping in `state` what it learnt of the
+/// indices.
+#[inline]
+pub(crate) fn with_end<'a, T: Pod + Send, E: End<'a, T>, R>(
+    ring: SpscRef<'a, T>,
+    state: &mut EndState,
+    f: impl FnOnce(&mut E) -> R,
+) -> R {
+    let mut end = E::resume(ring, *state);
+    let r = f(&mut end);
+    *state = end.suspend();
+    r
+}
+
+/// Releases the role `state` holds on `ring`.
+pub(crate) fn release_end<'a, T: Pod + Send, E: End<'a, T>>(ring: SpscRef<'a, T>, state: EndState) {
+    drop(E::resume(ring, state));
+}
+
+impl<'a, T: Pod + Send> End<'a, T> for SpscProducer<'a, T> {
+    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+        Self {
+            ring,
+            id: state.id,
+            tail: state.ours,
+            head: state.theirs,
+        }
+    }
+
+    fn suspend(self) -> EndState {
+        let state = EndState {
+            id: self.id,
+            ours: self.tail,
+            theirs: self.head,
+        };
+        // The role stays claimed: no release.
+        std::mem::forget(self);
+        state
+    }
+}
+
 impl<T: Pod + Send> SpscProducer<'_, T> {
     /// Free slots, re-reading the consumer's index if the cached one shows fewer than `want`.
     #[inline]
@@ -509,13 +573,14 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         deadline: Option<Deadline>,
     ) -> Result<(), PushError<T>> {
         let signal = &self.ring.hdr.not_full;
-        block_on(
-            signal,
-            deadline,
-            || self.push_attempt(&value),
-            |h| *h == Halt::Blocked,
-        )
-        .map_err(|h| push_error(h.unwrap_or(Halt::Blocked), value, PushError::Timeout))
+        signal
+            .block_on(
+                deadline,
+                true,
+                || self.push_attempt(&value),
+                |h| *h == Halt::Blocked,
+            )
+            .map_err(|h| push_error(h.unwrap_or(Halt::Blocked), value, PushError::Timeout))
     }
 
     /// Pushes, sleeping while the ring is full.
@@ -543,6 +608,8 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         self.push_slice_in(&OsEnv, src)
     }
 
+    // `env` only stops test operations (see `Env::survive`).
+    #[cfg_attr(not(test), allow(unused_variables))]
     pub(crate) fn push_slice_in<E: Env>(
         &mut self,
         env: &E,
@@ -559,6 +626,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
             self.ring.slot(i).with_mut(|p| unsafe { p.write(*v) });
             i = self.ring.advance(i, 1);
         }
+        #[cfg(test)]
         if !env.survive(Step::Copied) {
             return Err(BatchError::Corrupted("operation stopped by a test hook"));
         }
@@ -591,6 +659,28 @@ pub(crate) struct SpscConsumer<'a, T: Pod + Send> {
     head: u64,
     /// The producer's index as last read.
     tail: u64,
+}
+
+impl<'a, T: Pod + Send> End<'a, T> for SpscConsumer<'a, T> {
+    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+        Self {
+            ring,
+            id: state.id,
+            head: state.ours,
+            tail: state.theirs,
+        }
+    }
+
+    fn suspend(self) -> EndState {
+        let state = EndState {
+            id: self.id,
+            ours: self.head,
+            theirs: self.tail,
+        };
+        // The role stays claimed: no release.
+        std::mem::forget(self);
+        state
+    }
 }
 
 impl<T: Pod + Send> SpscConsumer<'_, T> {
@@ -656,13 +746,14 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
     pub(crate) fn pop_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
         let signal = &self.ring.hdr.not_empty;
-        block_on(
-            signal,
-            deadline,
-            || self.pop_attempt(),
-            |h| *h == Halt::Blocked,
-        )
-        .map_err(|h| pop_error(h.unwrap_or(Halt::Blocked), PopError::Timeout))
+        signal
+            .block_on(
+                deadline,
+                true,
+                || self.pop_attempt(),
+                |h| *h == Halt::Blocked,
+            )
+            .map_err(|h| pop_error(h.unwrap_or(Halt::Blocked), PopError::Timeout))
     }
 
     /// Pops, sleeping while the ring is empty.
@@ -690,6 +781,8 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
         self.pop_into_in(&OsEnv, dst)
     }
 
+    // `env` only stops test operations (see `Env::survive`).
+    #[cfg_attr(not(test), allow(unused_variables))]
     pub(crate) fn pop_into_in<E: Env>(
         &mut self,
         env: &E,
@@ -706,6 +799,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
             *d = self.ring.slot(i).with(|p| unsafe { p.read() });
             i = self.ring.advance(i, 1);
         }
+        #[cfg(test)]
         if !env.survive(Step::Copied) {
             return Err(BatchError::Corrupted("operation stopped by a test hook"));
         }
@@ -728,42 +822,28 @@ impl<T: Pod + Send> Drop for SpscConsumer<'_, T> {
     }
 }
 
-fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
-    match h {
-        Halt::Blocked => blocked(value),
-        Halt::Closed => PushError::Closed(value),
-        Halt::Corrupted(what) => PushError::Corrupted(what),
-    }
-}
-
-fn pop_error(h: Halt, blocked: PopError) -> PopError {
-    match h {
-        Halt::Blocked => blocked,
-        Halt::Closed => PopError::Closed,
-        Halt::Corrupted(what) => PopError::Corrupted(what),
-    }
-}
-
 fn batch_error(h: Halt) -> BatchError {
     match h {
         Halt::Closed => BatchError::Closed,
         Halt::Corrupted(what) => BatchError::Corrupted(what),
-        Halt::Blocked => BatchError::Corrupted("unexpected ring state"),
+        Halt::Blocked | Halt::Busy { .. } => BatchError::Corrupted("unexpected ring state"),
+        #[cfg(test)]
+        Halt::Killed => BatchError::Corrupted("operation stopped by a test hook"),
     }
 }
 
 /// A ring on the heap, for tests, models and fuzzing.
 #[cfg(any(test, fuzzing))]
 pub(crate) struct HeapSpsc<T> {
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     region: super::HeapRegion,
     /// Where the slots start and how many, checked by one attach at creation: later accesses
     /// do not re-read the (possibly scribbled-on) header.
-    #[cfg(not(loom))]
-    slots_at: (usize, usize),
-    #[cfg(loom)]
+    #[cfg(not(multiproc_loom))]
+    slots_at: Place,
+    #[cfg(multiproc_loom)]
     hdr: Box<Header>,
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     slots: Box<[UnsafeCell<T>]>,
     _t: std::marker::PhantomData<T>,
 }
@@ -771,7 +851,7 @@ pub(crate) struct HeapSpsc<T> {
 #[cfg(any(test, fuzzing))]
 impl<T: Pod + Send> HeapSpsc<T> {
     /// An empty ring of `capacity`.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn new(capacity: usize) -> Self {
         let size = std::mem::size_of::<T>();
         let align = std::mem::align_of::<T>();
@@ -781,15 +861,14 @@ impl<T: Pod + Send> HeapSpsc<T> {
         unsafe { RawSpsc::init(region.as_ptr(), capacity, size, align) }.expect("init failed");
         // SAFETY: as above; attach validates what init wrote.
         let r = unsafe { RawSpsc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
-        let offset = r.slots.as_ptr() as usize - region.as_ptr() as usize;
         Self {
-            slots_at: (offset, r.capacity()),
+            slots_at: r.place(region.as_ptr()),
             region,
             _t: std::marker::PhantomData,
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             hdr: Box::new(Header::new(capacity, 0, 1, 0)),
@@ -801,40 +880,31 @@ impl<T: Pod + Send> HeapSpsc<T> {
     }
 
     /// The ring, as attached at creation.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn ring(&self) -> SpscRef<'_, T> {
-        let (offset, cap) = self.slots_at;
-        // SAFETY: `new` attached to this region once, which checked that a header and `cap`
-        // slots from `offset` fit in it with the right alignment; the region lives as long as
-        // `self`, and the header and slots are atomics and `Pod` cells, valid for any bytes.
-        unsafe {
-            let hdr = &*self.region.as_ptr().cast::<Header>();
-            let slots = std::slice::from_raw_parts(
-                self.region.as_ptr().add(offset).cast::<UnsafeCell<T>>(),
-                cap,
-            );
-            SpscRef::from_parts(hdr, slots)
-        }
+        // SAFETY: `slots_at` is the place of the ring `new` attached to this region, which
+        // lives as long as `self`.
+        unsafe { SpscRef::at(self.region.as_ptr(), self.slots_at) }
     }
 
-    #[cfg(loom)]
+    #[cfg(multiproc_loom)]
     pub(crate) fn ring(&self) -> SpscRef<'_, T> {
         SpscRef::from_parts(&self.hdr, &self.slots)
     }
 
     /// The region, to scribble on.
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn region(&self) -> &super::HeapRegion {
         &self.region
     }
 
     /// Bytes of shared state a corruption test may overwrite (the header).
-    #[cfg(not(loom))]
+    #[cfg(not(multiproc_loom))]
     pub(crate) fn state_len(&self) -> usize {
         std::mem::size_of::<Header>()
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 #[path = "spsc_tests.rs"]
 mod tests;

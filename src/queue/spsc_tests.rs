@@ -1,5 +1,6 @@
 use super::*;
-use crate::queue::test_util::{Rng, StopAt, watchdog};
+use crate::queue::test_util::StopAt;
+use crate::testing::{Rng, watchdog};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;

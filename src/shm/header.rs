@@ -32,6 +32,7 @@ const FLAG_PERSISTED: u32 = 1; // `persist()` was called: stale-segment cleanup 
 /// The kind of object a segment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
+#[cfg_attr(multiproc_loom, allow(dead_code))] // the queue kinds: no handles under loom
 pub(crate) enum Kind {
     Shared = 1,
     Value = 2,

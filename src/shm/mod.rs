@@ -6,19 +6,19 @@
 
 mod array;
 mod cleanup;
+pub(crate) mod handoff;
 pub(crate) mod header;
 mod inspect;
 pub(crate) mod object;
 mod pod_access;
-mod safe;
 mod segment;
 mod shared;
 mod value;
 
+pub use crate::safe::ShmSafe;
 pub use array::{Array, ArrayGuard};
 pub use cleanup::{StaleSegment, remove_stale_segments, stale_segments};
 pub use inspect::{SegmentInfo, list_segments, segment_info};
-pub use safe::ShmSafe;
 pub use segment::{MAX_NAME_LEN, MAX_SEGMENT_LEN, Segment, ShmOptions};
 pub use shared::Shared;
 pub use value::Value;

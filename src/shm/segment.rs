@@ -2,8 +2,8 @@
 //! shared. Typed objects ([`Value`](crate::Value), [`Array`](crate::Array), [`Shared`](crate::Shared),
 //! queues) are segments that start with a [header](super::header).
 
+use super::handoff;
 use crate::error::{Error, Result};
-use crate::process::handoff;
 use crate::sys::shm as os;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;

@@ -87,8 +87,8 @@ pub struct Barrier {
 
 // SAFETY: two atomics; every word value is some generation, flags and count (counts above the
 // parties complete a generation), parties is clamped on use; `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
-unsafe impl crate::shm::ShmSafe for Barrier {}
+#[cfg(not(multiproc_loom))]
+unsafe impl crate::safe::ShmSafe for Barrier {}
 
 impl Barrier {
     /// The largest number of parties (the count has 16 bits).
@@ -282,10 +282,10 @@ impl Barrier {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::time::Instant;
 

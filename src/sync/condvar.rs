@@ -7,17 +7,16 @@
 //! seq:     bumped (wrapping) by every notify; waiters sleep while it equals what they read
 //! waiters: threads between their increment (before unlocking the mutex) and their wake-up
 //! ```
-//! No lost wake-up: a waiter increments `waiters`, then (after a SeqCst fence) reads `seq`, before
-//! it unlocks; a notifier bumps `seq`, then (after a SeqCst fence) reads `waiters`. By the
-//! fences' total order, either the notifier sees the waiter and wakes it, or the waiter read the
-//! bumped `seq` and its futex wait does not sleep. (With the predicate changed under the mutex,
-//! the mutex alone already orders the two; the fences cover notifiers that skip the mutex.)
+//! No lost wake-up: the protocol of `sync/wait.rs`, with the waiter registering and reading `seq`
+//! before it unlocks. (With the predicate changed under the mutex, the mutex alone already orders
+//! the two; the fences cover notifiers that skip the mutex.)
 
 use super::LockResult;
 use super::mutex::MutexGuard;
+use super::wait::{Waiters, sleep};
 use crate::crash;
-use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A condition variable that works across processes with [`Mutex`](super::Mutex).
@@ -49,13 +48,13 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Condvar {
     seq: AtomicU32,
-    waiters: AtomicU32,
+    waiters: Waiters,
 }
 
 // SAFETY: two atomic counters; any values are valid (garbage only causes extra or missed-then-
 // retried wake-ups); `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
-unsafe impl crate::shm::ShmSafe for Condvar {}
+#[cfg(not(multiproc_loom))]
+unsafe impl crate::safe::ShmSafe for Condvar {}
 
 /// Whether a timed condvar wait returned because its time ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +78,7 @@ impl Condvar {
     pub fn new() -> Self {
         Condvar {
             seq: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            waiters: Waiters::new(),
         }
     }
 
@@ -158,15 +157,14 @@ impl Condvar {
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
         let mutex = guard.mutex();
         // Counted before reading `seq`, before unlocking (module docs).
-        self.waiters.fetch_add(1, Ordering::Relaxed);
+        let covered = self.waiters.register();
         crash::point("condvar.wait.after_count");
-        fence(Ordering::SeqCst);
         let seq = self.seq.load(Ordering::Relaxed);
         drop(guard);
         crash::point("condvar.wait.after_unlock");
-        let woken = futex::wait(&self.seq, seq, deadline);
+        let woken = sleep(&self.seq, seq, deadline, covered);
         crash::point("condvar.wait.after_wait");
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        self.waiters.unregister();
         crash::point("condvar.wait.before_relock");
         (mutex.lock(), !woken)
     }
@@ -175,29 +173,24 @@ impl Condvar {
     pub fn notify_one(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
         crash::point("condvar.notify.after_bump");
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_one(&self.seq);
-        }
+        self.waiters.notify(&self.seq, false);
     }
 
     /// Wakes every waiter. No syscall when nobody waits.
     pub fn notify_all(&self) {
         self.seq.fetch_add(1, Ordering::Relaxed);
         crash::point("condvar.notify.after_bump");
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_all(&self.seq);
+        if self.waiters.notify(&self.seq, true) {
             crash::point("condvar.notify.after_wake");
         }
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::sync::Mutex;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::time::Instant;
 

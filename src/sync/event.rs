@@ -6,15 +6,13 @@
 //! ```
 //! A waiter sleeps on the unset word it read. Any change of that word means a `set` happened
 //! (a `clear` only changes a set word), so a woken waiter returns `true` even if the flag was
-//! cleared again before it ran, as in Python. No lost wake-up: the waiter increments `waiters`,
-//! then (after a SeqCst fence) rereads the word; `set` changes the word, then (after a SeqCst
-//! fence) reads `waiters`. By the fences' total order, either the setter sees the waiter and
-//! wakes it, or the waiter sees the new word and does not sleep. (Fences rather than SeqCst
-//! accesses: that is the form of the argument that C++/Rust guarantee, and the one loom models.)
+//! cleared again before it ran, as in Python. No lost wake-up: waiters sleep on the word through
+//! the protocol of `sync/wait.rs` (`set` changes the word, then notifies).
 
+use super::wait::{Points, Poll, Waiters, block_on};
 use crate::crash;
-use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// The flag bit of the word.
@@ -45,13 +43,13 @@ const GENERATION: u32 = 2;
 #[derive(Debug)]
 pub struct Event {
     word: AtomicU32,
-    waiters: AtomicU32,
+    waiters: Waiters,
 }
 
 // SAFETY: two atomics; every value is a flag and a generation or a count; `#[repr(C)]`, no
 // pointers, no Drop.
-#[cfg(not(loom))]
-unsafe impl crate::shm::ShmSafe for Event {}
+#[cfg(not(multiproc_loom))]
+unsafe impl crate::safe::ShmSafe for Event {}
 
 impl Default for Event {
     fn default() -> Self {
@@ -64,7 +62,7 @@ impl Event {
     pub fn new() -> Self {
         Event {
             word: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            waiters: Waiters::new(),
         }
     }
 
@@ -87,10 +85,7 @@ impl Event {
             }
         }
         crash::point("event.set.after_cas");
-        // The setter half of the fence pair (module docs).
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_all(&self.word);
+        if self.waiters.notify(&self.word, true) {
             crash::point("event.set.after_wake");
         }
     }
@@ -117,9 +112,9 @@ impl Event {
     }
 
     /// Threads counted as waiting (for models).
-    #[cfg(all(test, loom))]
+    #[cfg(all(test, multiproc_loom))]
     pub(crate) fn waiters(&self) -> u32 {
-        self.waiters.load(Ordering::Relaxed)
+        self.waiters.count()
     }
 
     fn wait_until(&self, deadline: Option<Deadline>) -> bool {
@@ -128,38 +123,27 @@ impl Event {
         if w & SET != 0 {
             return true;
         }
-        // Spin briefly before registering, as `Semaphore::acquire` does: a `set` that comes
-        // within the spin costs no syscall on either side (the setter sees no waiter). Any
-        // change of the unset word `w` is a set (module docs).
-        if super::spin_until(|| self.word.load(Ordering::Acquire) != w) {
-            return true;
-        }
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        crash::point("event.wait.after_count");
-        // The waiter half of the fence pair (module docs).
-        fence(Ordering::SeqCst);
-        let set = loop {
-            if self.word.load(Ordering::Acquire) != w {
-                break true;
-            }
-            let woken = futex::wait(&self.word, w, deadline);
-            crash::point("event.wait.after_wait");
-            if self.word.load(Ordering::Acquire) != w {
-                break true;
-            }
-            if !woken || deadline.is_some_and(Deadline::has_passed) {
-                break false;
-            }
+        const POINTS: Points = Points {
+            registered: "event.wait.after_count",
+            woke: "event.wait.after_wait",
         };
-        self.waiters.fetch_sub(1, Ordering::Relaxed);
-        set
+        // Any change of the unset word `w` is a set (module docs). Spinning first, a `set` that
+        // comes within the spin costs no syscall on either side (the setter sees no waiter).
+        block_on(&self.waiters, &self.word, deadline, true, POINTS, || {
+            if self.word.load(Ordering::Acquire) != w {
+                Poll::Ready(())
+            } else {
+                Poll::Sleep(w)
+            }
+        })
+        .is_some()
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::time::Instant;
 

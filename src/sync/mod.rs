@@ -21,13 +21,14 @@ mod barrier;
 mod condvar;
 mod event;
 mod mutex;
-mod owner;
+pub(crate) mod owner;
 mod raw_mutex;
 mod reentrant;
 mod rwlock;
 mod semaphore;
+pub(crate) mod wait;
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, multiproc_loom))]
 mod loom_tests;
 
 pub use barrier::Barrier;
@@ -143,50 +144,3 @@ impl fmt::Display for SemaphoreError {
 }
 
 impl std::error::Error for SemaphoreError {}
-
-/// Spins briefly (on `f` returning false) before a caller commits to sleeping.
-#[inline]
-fn spin_until(mut f: impl FnMut() -> bool) -> bool {
-    // Under loom a spin is only more interleavings to explore.
-    let spins = if cfg!(loom) { 0 } else { 100 };
-    for _ in 0..spins {
-        if f() {
-            return true;
-        }
-        crate::loom::hint::spin_loop();
-    }
-    f()
-}
-
-/// A deadline `timeout` from now.
-#[inline]
-fn deadline_after(timeout: std::time::Duration) -> crate::loom::futex::Deadline {
-    crate::loom::futex::Deadline::after(timeout)
-}
-
-#[cfg(all(test, not(loom)))]
-pub(crate) mod testutil {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    /// Runs `f` on a thread and fails the test if it does not finish within `secs` seconds.
-    pub(crate) fn watchdog<R: Send + 'static>(
-        secs: u64,
-        f: impl FnOnce() -> R + Send + 'static,
-    ) -> R {
-        let (tx, rx) = mpsc::channel();
-        let handle = std::thread::spawn(move || {
-            let r = f();
-            let _ = tx.send(());
-            r
-        });
-        match rx.recv_timeout(Duration::from_secs(secs)) {
-            Ok(()) => handle.join().expect("test body panicked"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-                Ok(r) => r,
-                Err(p) => std::panic::resume_unwind(p),
-            },
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("watchdog: test hung for {secs} s"),
-        }
-    }
-}

@@ -63,8 +63,8 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // SAFETY: the lock block is three atomics (valid for every bit pattern; garbage is treated as a
 // dead or foreign owner, or as not recoverable), followed by a `T` that is itself `ShmSafe`;
 // `#[repr(C)]`, no pointers, no Drop beyond `T`'s (none).
-#[cfg(not(loom))]
-unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for Mutex<T> {}
+#[cfg(not(multiproc_loom))]
+unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for Mutex<T> {}
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex around `value`.
@@ -144,7 +144,7 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
-    #[cfg(all(test, not(loom)))]
+    #[cfg(all(test, not(multiproc_loom)))]
     pub(crate) fn raw(&self) -> &RawMutex {
         &self.raw
     }
@@ -224,10 +224,10 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Instant;

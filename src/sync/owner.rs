@@ -16,8 +16,22 @@ pub(crate) enum Liveness {
         start_time: u64,
     },
     /// The probe failed (e.g. `/proc` unreadable): assume alive.
-    #[cfg_attr(loom, allow(dead_code))]
+    #[cfg_attr(multiproc_loom, allow(dead_code))]
     Unknown,
+}
+
+impl Liveness {
+    /// Whether this answer proves that the thread recorded with start tag `recorded` is gone:
+    /// dead, or its id now names a thread whose start time `tag` maps to another non-zero tag
+    /// (the id was reused). With no recorded tag (0), or an unknown answer, it cannot tell.
+    #[inline]
+    pub(crate) fn proves_gone(self, recorded: u32, tag: impl FnOnce(u64) -> u32) -> bool {
+        match self {
+            Liveness::Dead => true,
+            Liveness::Alive { start_time } => recorded != 0 && recorded != tag(start_time),
+            Liveness::Unknown => false,
+        }
+    }
 }
 
 /// Identity and liveness of threads, as owner-death detection sees them.
@@ -38,12 +52,11 @@ pub(crate) trait OwnerProbe {
 /// the owner being gone or a zombie, never on a start-time mismatch.
 pub(crate) const UNKNOWN_START: u64 = u64::MAX;
 
-/// The real probe: `gettid` and `/proc`.
-#[cfg(not(loom))]
+/// The real probe: `gettid` and `/proc` (the rings' `OsEnv` asks it too).
+#[cfg_attr(multiproc_loom, allow(dead_code))]
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SysProbe;
 
-#[cfg(not(loom))]
 impl OwnerProbe for SysProbe {
     #[inline]
     fn identity(&self) -> (u32, u64) {
@@ -67,14 +80,14 @@ impl OwnerProbe for SysProbe {
 }
 
 /// The probe the public API uses.
-#[cfg(not(loom))]
+#[cfg(not(multiproc_loom))]
 pub(crate) type DefaultProbe = SysProbe;
 
 /// The probe the public API uses: the model registry, polling.
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 pub(crate) type DefaultProbe = model::ModelProbe;
 
-#[cfg(loom)]
+#[cfg(multiproc_loom)]
 pub(crate) mod model {
     //! A registry of fake threads for loom: each loom thread gets a small id on first use; a test
     //! can mark it dead or give its id to a "new" thread with another start time.

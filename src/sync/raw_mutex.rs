@@ -32,7 +32,7 @@
 //! reused). The first waiter whose CAS from the observed word succeeds owns the lock and is told
 //! `OwnerDied`; every other CAS fails because the word changed, so exactly one waiter takes over.
 
-use super::owner::{Liveness, OwnerProbe, UNKNOWN_START};
+use super::owner::{OwnerProbe, UNKNOWN_START};
 use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -247,7 +247,7 @@ impl RawMutex {
     ) -> Result<Locked, Failed> {
         // Spin while the lock is held and nobody sleeps yet.
         let mut w = self.word.load(Ordering::Relaxed);
-        super::spin_until(|| {
+        super::wait::Backoff::spin_until(|| {
             w = self.word.load(Ordering::Relaxed);
             tid_of(w) == 0 || w & WAITERS != 0
         });
@@ -325,13 +325,8 @@ impl RawMutex {
         if self.word.load(Ordering::Relaxed) != w {
             return false;
         }
-        match probe.liveness(tid_of(w)) {
-            Liveness::Dead => true,
-            // A thread with this TID lives: the owner is dead only if it is another thread (the
-            // TID was reused). With no recorded tag we cannot tell, and assume the owner.
-            Liveness::Alive { start_time } => tag_of(w) != 0 && tag_of(w) != start_tag(start_time),
-            Liveness::Unknown => false,
-        }
+        // A live thread with this TID is the owner unless its start tag differs (reused TID).
+        probe.liveness(tid_of(w)).proves_gone(tag_of(w), start_tag)
     }
 
     /// Test and model hook: the lock word.

@@ -46,8 +46,8 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for ReentrantMutex<T> {}
 
 // SAFETY: atomics (any bit pattern is a state; garbage is a dead or foreign owner) and a `ShmSafe`
 // value; `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
-unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for ReentrantMutex<T> {}
+#[cfg(not(multiproc_loom))]
+unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for ReentrantMutex<T> {}
 
 impl<T> ReentrantMutex<T> {
     /// A new unlocked recursive mutex around `value`.
@@ -178,10 +178,10 @@ impl<T: ?Sized> Drop for ReentrantMutexGuard<'_, T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
 
     #[test]

@@ -97,8 +97,8 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 // SAFETY: two atomics (any value is a state; garbage can only make callers wait or time out, or
 // admit a reader/writer wrongly, which hands out a wrong but valid `ShmSafe` value) and a
 // `ShmSafe` value; `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
-unsafe impl<T: crate::shm::ShmSafe + Send> crate::shm::ShmSafe for RwLock<T> {}
+#[cfg(not(multiproc_loom))]
+unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for RwLock<T> {}
 
 impl<T> RwLock<T> {
     /// A new unlocked lock around `value`.
@@ -389,7 +389,7 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn spin_until(&self, f: impl Fn(u32) -> bool) -> u32 {
         let mut state = self.state.load(Ordering::Relaxed);
-        super::spin_until(|| {
+        super::wait::Backoff::spin_until(|| {
             state = self.state.load(Ordering::Relaxed);
             f(state)
         });
@@ -487,10 +487,10 @@ impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     use std::time::Instant;

@@ -5,15 +5,14 @@
 //! waiters: acquirers between their increment and their wake-up; release wakes only if non-zero
 //! max:     the bound for `release` (u32::MAX = unbounded)
 //! ```
-//! No lost wake-up: an acquirer increments `waiters`, then (after a SeqCst fence) the futex
-//! rechecks `count == 0` before sleeping; a releaser increments `count`, then (after a SeqCst
-//! fence) reads `waiters`. By the fences' total order either the releaser sees the waiter and
-//! wakes one, or the waiter sees the permit.
+//! No lost wake-up: acquirers sleep on `count` through the protocol of `sync/wait.rs` (a
+//! release changes the word, then notifies).
 
-use super::{SemaphoreError, deadline_after};
+use super::SemaphoreError;
+use super::wait::{Points, Poll, Waiters, block_on};
 use crate::crash;
-use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::futex::Deadline;
+use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A counting semaphore that works across processes.
@@ -42,14 +41,14 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Semaphore {
     count: AtomicU32,
-    waiters: AtomicU32,
+    waiters: Waiters,
     max: AtomicU32,
 }
 
 // SAFETY: three atomic counters, all values valid (garbage gives wrong counts or a spurious
 // Overflow, never UB); `#[repr(C)]`, no pointers, no Drop.
-#[cfg(not(loom))]
-unsafe impl crate::shm::ShmSafe for Semaphore {}
+#[cfg(not(multiproc_loom))]
+unsafe impl crate::safe::ShmSafe for Semaphore {}
 
 const UNBOUNDED: u32 = u32::MAX;
 
@@ -67,7 +66,7 @@ impl Semaphore {
     fn with_max(permits: u32, max: u32) -> Self {
         Semaphore {
             count: AtomicU32::new(permits.min(max)),
-            waiters: AtomicU32::new(0),
+            waiters: Waiters::new(),
             max: AtomicU32::new(max),
         }
     }
@@ -107,33 +106,27 @@ impl Semaphore {
     ///
     /// [`SemaphoreError::Timeout`] if none became available in time.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
-        self.acquire_until(Some(deadline_after(timeout)))
+        self.acquire_until(Some(Deadline::after(timeout)))
     }
 
     fn acquire_until(&self, deadline: Option<Deadline>) -> Result<(), SemaphoreError> {
-        if self.try_acquire().is_ok() {
-            return Ok(());
-        }
-        loop {
-            if super::spin_until(|| self.count.load(Ordering::Relaxed) != 0)
-                && self.try_acquire().is_ok()
-            {
-                return Ok(());
-            }
-            self.waiters.fetch_add(1, Ordering::Relaxed);
-            crash::point("semaphore.acquire.after_count");
-            // The waiter half of the fence pair (module docs).
-            fence(Ordering::SeqCst);
-            let woken = futex::wait(&self.count, 0, deadline);
-            crash::point("semaphore.acquire.after_wait");
-            self.waiters.fetch_sub(1, Ordering::Relaxed);
-            if self.try_acquire().is_ok() {
-                return Ok(());
-            }
-            if !woken || deadline.is_some_and(Deadline::has_passed) {
-                return Err(SemaphoreError::Timeout);
-            }
-        }
+        const POINTS: Points = Points {
+            registered: "semaphore.acquire.after_count",
+            woke: "semaphore.acquire.after_wait",
+        };
+        // The count is the futex word: sleep while no permit is left.
+        block_on(
+            &self.waiters,
+            &self.count,
+            deadline,
+            true,
+            POINTS,
+            || match self.try_acquire() {
+                Ok(()) => Poll::Ready(()),
+                Err(_) => Poll::Sleep(0),
+            },
+        )
+        .ok_or(SemaphoreError::Timeout)
     }
 
     /// Gives a permit back, waking one waiter if any (no syscall otherwise).
@@ -160,10 +153,7 @@ impl Semaphore {
             }
         }
         crash::point("semaphore.release.after_cas");
-        // The releaser half of the fence pair (module docs).
-        fence(Ordering::SeqCst);
-        if self.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_one(&self.count);
+        if self.waiters.notify(&self.count, false) {
             crash::point("semaphore.release.after_wake");
         }
         Ok(())
@@ -175,10 +165,10 @@ impl Semaphore {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
-    use crate::sync::testutil::watchdog;
+    use crate::testing::watchdog;
     use std::sync::Arc;
     use std::time::Instant;
 

@@ -7,7 +7,7 @@
 //! running pass through one when they are scheduled. A thread of a registered process can
 //! therefore replace its full fence in a store-load handshake by a compiler fence, as long as
 //! the other side of the handshake calls [`barrier_everywhere`] instead of its own fence (see
-//! `loom::handshake`). Registration is inherited by `fork` and cleared by `exec`, like the
+//! the handshake below). Registration is inherited by `fork` and cleared by `exec`, like the
 //! statics here.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -85,4 +85,50 @@ fn finish_registration() {
 /// beyond the caller's own fence, which the caller must issue itself).
 pub(crate) fn barrier_everywhere() -> bool {
     membarrier(CMD_GLOBAL_EXPEDITED) == 0
+}
+
+// ----- The handshake -----
+// The two fences of a store-load handshake whose sides are unequal: a *hot* side that runs on
+// every operation (publish, then look for sleepers) and a *cold* side that runs only before a
+// sleep (announce the sleeper, then re-check). Correct pairing needs a full fence on each side;
+// here the cold side pays for both.
+//
+// Normally the hot fence is only a compiler fence once this process is registered for
+// `membarrier` (below), and the cold fence asks the kernel to run a full barrier on
+// every CPU that runs a registered thread: either a hot thread's publication came before that
+// barrier (and the cold side's re-check sees it), or its check for sleepers came after it (and
+// sees the announcement). Without `membarrier` both are `SeqCst` fences. In the model both are
+// `SeqCst` fences, which is the protocol the models check; SAFETY.md states the equivalence.
+
+/// Gets this process ready to take the hot side: starts its `membarrier` registration in
+/// the background if `multiproc::init` did not register it (hot fences stay full fences
+/// until it completes). Idempotent and cheap after the first call.
+pub(crate) fn prepare() {
+    #[cfg(not(multiproc_loom))]
+    register_in_background();
+}
+
+/// The hot side's fence, between its publication and its load of the sleeper count.
+#[inline]
+pub(crate) fn hot_fence() {
+    #[cfg(not(multiproc_loom))]
+    if registered() {
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+        return;
+    }
+    crate::loom::sync::atomic::fence(crate::loom::sync::atomic::Ordering::SeqCst);
+}
+
+/// The cold side's fence, between its announcement and its re-check. `false` if it could
+/// not cover hot threads of other processes (no `membarrier`): the caller must then sleep in
+/// bounded slices, re-checking after each.
+#[must_use]
+pub(crate) fn cold_fence() -> bool {
+    #[cfg(not(multiproc_loom))]
+    if barrier_everywhere() {
+        return true;
+    }
+    crate::loom::sync::atomic::fence(crate::loom::sync::atomic::Ordering::SeqCst);
+    // Hot threads of other (registered) processes may have skipped their fence.
+    cfg!(multiproc_loom)
 }

@@ -3,7 +3,7 @@
 //! Linux is the one backend today; a macOS port adds sibling files, selected here.
 
 // Loom models replace the futex and never map segments, so much of this is idle under loom.
-#![cfg_attr(loom, allow(dead_code))]
+#![cfg_attr(multiproc_loom, allow(dead_code))]
 
 pub(crate) mod futex;
 pub(crate) mod membarrier;

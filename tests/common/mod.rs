@@ -1,22 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::panic::AssertUnwindSafe;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Runs `body` on a thread and fails the test if it takes longer than `secs`.
-pub fn watchdog<T: Send + 'static>(secs: u64, body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(AssertUnwindSafe(body)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("watchdog: the test did not finish within {secs} s"),
-    }
-}
+#[allow(unused_imports)] // not every test file uses both
+pub use multiproc::testing::{Rng, watchdog};
 
 /// A segment name unique to this process and call.
 pub fn unique(tag: &str) -> String {
@@ -44,23 +32,6 @@ pub fn is_dead(pid: u32) -> bool {
 /// Whether `/dev/shm/<name>` exists.
 pub fn shm_exists(name: &str) -> bool {
     std::path::Path::new(&format!("/dev/shm/{name}")).exists()
-}
-
-/// A small deterministic pseudo-random generator (xorshift64*), for randomised tests that must
-/// be reproducible from their seed.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
 }
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: one clock for every process on the machine, so times taken in

@@ -1,4 +1,5 @@
-//! The marker for types that may live in memory shared between processes.
+//! The marker for types that may live in memory shared between processes. It sits at the bottom
+//! of the crate (below `sync` and `shm`): the primitives implement it, the handles require it.
 
 /// Types that may be placed in shared memory and read by any process that maps it.
 ///
