@@ -71,6 +71,34 @@ pub enum Error {
     Serialization(String),
     /// An OS call failed.
     Os(io::Error),
+    /// A `try_` call found the lock held or no permit available.
+    WouldBlock,
+    /// A lock's previous holder died holding it. Converted from
+    /// [`LockError::OwnerDied`](crate::sync::LockError): its guard was dropped without
+    /// `make_consistent()`, so the lock is now not recoverable. Match the `LockError` instead to
+    /// repair the data.
+    OwnerDied,
+    /// A holder died and the lock was released without being made consistent: it can never be
+    /// acquired again.
+    NotRecoverable,
+    /// A barrier is broken (a party timed out, or it was aborted or reset).
+    Broken,
+    /// A queue or channel is full (`try_` calls).
+    Full,
+    /// A queue or channel is empty (`try_` calls).
+    Empty,
+    /// More releases than acquisitions: a bounded semaphore released past its maximum, or
+    /// `task_done()` called more often than values were pushed.
+    Overflow(&'static str),
+    /// That end of a single-producer single-consumer queue is held by a live process.
+    Taken,
+    /// A message is larger than the channel can ever hold.
+    TooLarge {
+        /// Its encoded length in bytes.
+        size: usize,
+        /// The largest encoded length the channel takes.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -105,6 +133,21 @@ impl fmt::Display for Error {
             Error::Spawn(what) => write!(f, "spawn failed: {what}"),
             Error::Serialization(what) => write!(f, "serialization failed: {what}"),
             Error::Os(e) => write!(f, "OS error: {e}"),
+            Error::WouldBlock => f.write_str("the operation would block"),
+            Error::OwnerDied => f.write_str(
+                "the previous holder of the lock died while holding it (the lock is now not \
+                 recoverable)",
+            ),
+            Error::NotRecoverable => f.write_str("the lock is not recoverable"),
+            Error::Broken => f.write_str("the barrier is broken"),
+            Error::Full => f.write_str("full"),
+            Error::Empty => f.write_str("empty"),
+            Error::Overflow(what) => write!(f, "overflow: {what}"),
+            Error::Taken => f.write_str("that end of the queue is held by a live process"),
+            Error::TooLarge { size, max } => write!(
+                f,
+                "message larger than the channel: {size} bytes encoded, at most {max} fit"
+            ),
         }
     }
 }

@@ -44,6 +44,7 @@
 #[doc(hidden)]
 pub mod crash;
 mod error;
+mod error_conversions;
 mod logging;
 pub(crate) mod loom;
 pub mod process;
@@ -56,6 +57,7 @@ pub(crate) mod sys;
 pub mod testing;
 
 pub use error::{Error, Result};
+pub use error_conversions::IsTimeout;
 pub use logging::log_to_stderr;
 pub use process::{
     ChildInfo, ExitStatus, Process, ProcessBuilder, ProcessInfo, active_children, cpu_count,
