@@ -109,6 +109,12 @@ fn array_round_trips_and_locks() {
     assert_eq!(a.to_vec().unwrap(), [-1.0, -2.0, -3.0]);
     a.copy_from_slice(&[4.0, 5.0, 6.0]).unwrap();
     assert_eq!(a.clone().to_vec().unwrap(), [4.0, 5.0, 6.0]);
+    // A length mismatch is an error, not a panic, and writes nothing.
+    assert!(matches!(
+        a.copy_from_slice(&[7.0]),
+        Err(Error::InvalidSize { .. })
+    ));
+    assert_eq!(a.to_vec().unwrap(), [4.0, 5.0, 6.0]);
     assert!(matches!(
         Array::<u8>::zeroed(0),
         Err(Error::InvalidSize { .. })

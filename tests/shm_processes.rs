@@ -241,3 +241,23 @@ fn a_queue_carries_values_from_a_child() {
         ));
     });
 }
+
+/// Takes the array's lock, scribbles half of it, and dies holding the lock.
+fn die_mid_write(a: Array<u32>) {
+    let mut guard = a.lock().unwrap();
+    guard[0] = 0xdead;
+    // SAFETY: raising SIGKILL on ourselves has no memory-safety preconditions.
+    unsafe { libc::raise(libc::SIGKILL) };
+}
+
+#[test]
+fn copy_from_slice_repairs_an_array_whose_writer_died() {
+    watchdog(30, || {
+        let a = Array::from_slice(&[1u32, 2, 3, 4]).unwrap();
+        let child = Process::spawn(die_mid_write, a.clone()).unwrap();
+        assert!(matches!(child.join(), Err(Error::ChildSignaled { .. })));
+        // Every element is rewritten, so nothing half-updated remains: Ok, and consistent.
+        a.copy_from_slice(&[5, 6, 7, 8]).unwrap();
+        assert_eq!(a.lock().unwrap().to_vec(), [5, 6, 7, 8]);
+    });
+}

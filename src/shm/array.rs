@@ -216,17 +216,30 @@ impl<T: Pod + Send> Array<T> {
         self.lock().map(|g| g.to_vec())
     }
 
-    /// Overwrites the elements with `src` under the lock.
+    /// Overwrites every element with `src` under the lock (Python's `arr[:] = src`).
     ///
-    /// # Panics
-    /// If `src.len() != self.len()`, like `<[T]>::copy_from_slice`.
-    pub fn copy_from_slice(&self, src: &[T]) -> Result<(), LockError<ArrayGuard<'_, T>>> {
-        assert_eq!(
-            src.len(),
-            self.len,
-            "Array::copy_from_slice: source length differs from the array's"
-        );
-        self.lock().map(|mut g| g.copy_from_slice(src))
+    /// If the lock's previous holder died holding it, this still succeeds: every element is
+    /// written, so nothing half-updated remains, and the lock is made consistent.
+    ///
+    /// # Errors
+    /// [`Error::InvalidSize`](crate::Error::InvalidSize) if `src.len() != self.len()` (nothing
+    /// is written); [`Error::NotRecoverable`](crate::Error::NotRecoverable),
+    /// [`Error::Timeout`](crate::Error::Timeout) as for [`lock`](Array::lock).
+    pub fn copy_from_slice(&self, src: &[T]) -> Result<()> {
+        if src.len() != self.len {
+            return Err(Error::InvalidSize {
+                reason: "Array::copy_from_slice: the source length differs from the array's",
+            });
+        }
+        match self.lock() {
+            Ok(mut guard) => guard.copy_from_slice(src),
+            Err(LockError::OwnerDied(mut guard)) => {
+                guard.copy_from_slice(src);
+                guard.make_consistent();
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
     }
 
     /// The segment underneath (read by the fuzz entry points).
