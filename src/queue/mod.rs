@@ -32,6 +32,8 @@ mod error;
 #[cfg(not(multiproc_loom))]
 mod handle;
 #[cfg(not(multiproc_loom))]
+mod iter;
+#[cfg(not(multiproc_loom))]
 mod joinable;
 pub(crate) mod mpmc;
 pub(crate) mod peer;
@@ -50,6 +52,8 @@ pub use error::{BatchError, PopError, PushError, RecvError, RoleError, SendError
 pub use handle::Channel;
 #[cfg(not(multiproc_loom))]
 pub use handle::{Queue, SpscConsumer, SpscProducer, SpscQueue};
+#[cfg(not(multiproc_loom))]
+pub use iter::{QueueIter, RecvIter};
 #[cfg(not(multiproc_loom))]
 pub use joinable::JoinableQueue;
 #[cfg(not(multiproc_loom))]
