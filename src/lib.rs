@@ -42,6 +42,8 @@
 #[doc(hidden)]
 pub mod crash;
 mod error;
+#[cfg(not(loom))]
+pub mod heap;
 pub(crate) mod loom;
 pub mod process;
 pub mod queue;

@@ -41,6 +41,8 @@ pub(crate) enum Kind {
     Channel = 6,
     /// The unfinished-task counter of a `JoinableQueue` (its ring is a `Queue` segment).
     JoinableQueue = 7,
+    /// A [`Heap`](crate::heap::Heap): an allocator and the objects in it.
+    Heap = 8,
 }
 
 impl Kind {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::SpscQueue => "SpscQueue",
             Kind::Channel => "Channel",
             Kind::JoinableQueue => "JoinableQueue",
+            Kind::Heap => "Heap",
         }
     }
 }
@@ -94,7 +97,7 @@ impl Spec {
     }
 }
 
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for byte in parts.iter().flat_map(|p| p.iter()) {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
