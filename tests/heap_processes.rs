@@ -1,0 +1,269 @@
+//! The heap and its containers across real processes: children that change a Dict and a List
+//! (the seeds' Manager program), zero-copy hand-over of a `HeapRc` through a Channel, reclaim
+//! of references held by a killed process, and crash batteries: a child killed at every crash
+//! point of alloc/free and of Dict/List/Cell changes leaves everything consistent for the others.
+
+mod common;
+
+use common::watchdog;
+use multiproc::crash::{self, CrashAction};
+use multiproc::heap::{Cell, Dict, Heap, HeapRc, List};
+use multiproc::{Channel, Error, Process};
+use std::time::Duration;
+
+multiproc::test_support!();
+
+fn seed_worker((d, l): (Dict<String, Option<String>>, List<i64>)) {
+    d.insert(&"1".into(), &Some("1".into())).unwrap();
+    d.insert(&"2".into(), &Some("2".into())).unwrap();
+    d.insert(&"0.25".into(), &None).unwrap();
+    let mut v = l.to_vec().unwrap();
+    v.reverse();
+    for (i, x) in v.into_iter().enumerate() {
+        l.set(i, x).unwrap();
+    }
+}
+
+/// Python's `manager.dict()` / `manager.list(range(10))` changed by a child, then read.
+#[test]
+fn a_child_changes_a_dict_and_a_list() {
+    watchdog(30, || {
+        let d = Dict::<String, Option<String>>::new().unwrap();
+        let l = List::<i64>::new().unwrap();
+        l.extend(0..10).unwrap();
+        Process::spawn(seed_worker, (d.clone(), l.clone()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(d.get(&"1".into()).unwrap(), Some(Some("1".into())));
+        assert_eq!(d.get(&"0.25".into()).unwrap(), Some(None));
+        assert_eq!(d.len().unwrap(), 3);
+        assert_eq!(l.to_vec().unwrap(), (0..10).rev().collect::<Vec<_>>());
+    });
+}
+
+fn counter_worker((d, n): (Dict<u64, u64>, u64)) {
+    for i in 0..n {
+        d.update(&(i % 8), |v| *v.get_or_insert(0) += 1).unwrap();
+    }
+}
+
+/// `update` is atomic across processes (Python's `d[k] += 1` through a Manager loses updates).
+#[test]
+fn concurrent_updates_are_not_lost() {
+    watchdog(60, || {
+        let d = Dict::<u64, u64>::new().unwrap();
+        let kids: Vec<_> = (0..3)
+            .map(|_| Process::spawn(counter_worker, (d.clone(), 400)).unwrap())
+            .collect();
+        for k in kids {
+            k.join().unwrap();
+        }
+        let total: u64 = d.values().unwrap().into_iter().sum();
+        assert_eq!(total, 1200);
+        d.heap().verify().unwrap();
+    });
+}
+
+fn rc_reader_with_heap((_heap, ch): (Heap, Channel<HeapRc<[u8]>>)) -> (u64, u64) {
+    let rc = ch.recv().unwrap();
+    (rc.offset(), rc.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// A 1 MiB shared buffer reaches another process through a Channel as an offset: the child
+/// reads the same block (same offset, same bytes) and no copy of the payload is made.
+#[test]
+fn a_shared_buffer_travels_through_a_channel_without_a_copy() {
+    watchdog(30, || {
+        let heap = Heap::new(64 << 20).unwrap();
+        let ch = Channel::<HeapRc<[u8]>>::new(4096).unwrap();
+        // An anonymous heap reaches the child in its spawn arguments (with its fd); handles sent
+        // later through the channel find it mapped there by its id.
+        let child = Process::spawn(rc_reader_with_heap, (heap.clone(), ch.clone())).unwrap();
+        let mut buf = heap.alloc_zeroed_slice::<u8>(1 << 20).unwrap();
+        buf.iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i % 7) as u8);
+        let expect: u64 = buf.iter().map(|&b| u64::from(b)).sum();
+        let rc = buf.into_shared().unwrap();
+        let off = rc.offset();
+        ch.send(rc).unwrap();
+        let (child_off, sum) = child.join().unwrap();
+        assert_eq!((child_off, sum), (off, expect));
+        assert_eq!(heap.stats().unwrap().objects, 0, "the last holder freed it");
+        heap.verify().unwrap();
+    });
+}
+
+fn rc_holder((rc, ch): (HeapRc<[u64]>, Channel<u64>)) {
+    ch.send(rc[0]).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// A process killed while holding a shared reference: `reclaim_dead` frees the block once every
+/// live holder has dropped theirs.
+#[test]
+fn references_of_a_killed_process_are_reclaimed() {
+    watchdog(30, || {
+        let heap = Heap::new(1 << 20).unwrap();
+        let rc = heap
+            .alloc_slice(&[42u64; 16])
+            .unwrap()
+            .into_shared()
+            .unwrap();
+        let ch = Channel::<u64>::new(1024).unwrap();
+        let mut child = Process::spawn(rc_holder, (rc.clone(), ch.clone())).unwrap();
+        assert_eq!(ch.recv().unwrap(), 42);
+        drop(rc);
+        assert_eq!(heap.stats().unwrap().objects, 1, "the child still holds it");
+        assert_eq!(heap.reclaim_dead().unwrap(), 0, "the child is alive");
+        child.kill().unwrap();
+        assert!(child.join_timeout(Duration::from_secs(5)).is_err());
+        assert_eq!(heap.reclaim_dead().unwrap(), 1);
+        assert_eq!(heap.stats().unwrap().objects, 0);
+        heap.verify().unwrap();
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash batteries.
+
+fn victim_died<R: serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(
+    mut v: Process<R>,
+) -> bool {
+    match v.join_timeout(Duration::from_secs(20)) {
+        Ok(_) => false,
+        Err(Error::ChildSignaled { signal: 9 }) => true,
+        Err(e) => panic!("victim: unexpected outcome {e}"),
+    }
+}
+
+fn alloc_victim((heap, point, nth): (Heap, String, u64)) {
+    crash::arm(&point, nth, CrashAction::Kill);
+    let mut held = Vec::new();
+    for i in 0..40u64 {
+        held.push(
+            heap.alloc_slice(&vec![i; 1 + (i as usize * 7) % 300])
+                .unwrap(),
+        );
+        if i % 3 == 0 {
+            held.swap_remove((i as usize * 5) % held.len());
+        }
+    }
+}
+
+const HEAP_POINTS: &[&str] = &[
+    "heap.alloc.after_intent",
+    "heap.alloc.after_apply",
+    "heap.free.after_intent",
+    "heap.free.after_apply",
+    "heap.apply.mid",
+];
+
+/// A child SIGKILLed at each step of alloc and free: the next locker completes its intent, the
+/// heap verifies, and the survivors allocate and free as before.
+#[test]
+fn battery_heap_alloc_free() {
+    watchdog(240, || {
+        for point in HEAP_POINTS {
+            for nth in [1, 4, 17] {
+                let heap = Heap::new(4 << 20).unwrap();
+                let keep = heap.alloc(7u64).unwrap();
+                let died = victim_died(
+                    Process::spawn(alloc_victim, (heap.clone(), point.to_string(), nth)).unwrap(),
+                );
+                assert!(died, "{point} #{nth} was never reached");
+                heap.verify()
+                    .unwrap_or_else(|e| panic!("{point} #{nth}: {e}"));
+                let before = heap.stats().unwrap();
+                let more: Vec<_> = (0..50).map(|i| heap.alloc(i as u64).unwrap()).collect();
+                assert_eq!(*keep, 7);
+                assert!(more.iter().enumerate().all(|(i, b)| **b == i as u64));
+                drop(more);
+                assert_eq!(heap.stats().unwrap().objects, before.objects);
+                heap.verify().unwrap();
+            }
+        }
+    });
+}
+
+fn dict_victim((d, l, c, point, nth): (Dict<u64, String>, List<u64>, Cell<Vec<u64>>, String, u64)) {
+    crash::arm(&point, nth, CrashAction::Kill);
+    for round in 1..=20u64 {
+        for k in 0..16u64 {
+            d.insert(&k, &format!("{k}:{round}")).unwrap();
+            if k % 5 == 0 {
+                d.remove(&(k + 100)).unwrap();
+                d.insert(&(k + 100), &format!("{k}:{round}")).unwrap();
+            }
+        }
+        l.push(round).unwrap();
+        if round % 4 == 0 {
+            l.insert(0, round).unwrap();
+            l.remove(0).unwrap();
+        }
+        c.update(|v| v.push(round)).unwrap();
+    }
+}
+
+const CONTAINER_POINTS: &[&str] = &[
+    "heap.dict.after_intent",
+    "heap.dict.apply.mid",
+    "heap.dict.after_apply",
+    "heap.list.before_commit",
+    "heap.cell.before_commit",
+    "heap.cell.after_commit",
+    "heap.alloc.after_intent",
+    "heap.free.after_apply",
+];
+
+/// A child SIGKILLed in the middle of Dict/List/Cell changes: every key holds a value some
+/// complete insert wrote (never garbage), the list is a prefix of what was pushed, the cell one
+/// of the values it was set to, and the heap verifies.
+#[test]
+fn battery_containers() {
+    watchdog(300, || {
+        for point in CONTAINER_POINTS {
+            for nth in [1, 7, 15] {
+                let d = Dict::<u64, String>::new().unwrap();
+                let l = List::<u64>::in_heap(d.heap(), "list").unwrap();
+                let c = Cell::in_heap(d.heap(), "cell", Vec::<u64>::new()).unwrap();
+                let died = victim_died(
+                    Process::spawn(
+                        dict_victim,
+                        (d.clone(), l.clone(), c.clone(), point.to_string(), nth),
+                    )
+                    .unwrap(),
+                );
+                assert!(died, "{point} #{nth} was never reached");
+                let pairs: Vec<(u64, String)> = d.iter().unwrap().collect();
+                assert_eq!(pairs.len(), d.len().unwrap(), "{point} #{nth}");
+                for (k, v) in &pairs {
+                    let (vk, round) = v.split_once(':').expect("a complete value");
+                    let base = if *k >= 100 { k - 100 } else { *k };
+                    assert_eq!(vk.parse::<u64>().unwrap(), base, "{point} #{nth}");
+                    assert!((1..=20).contains(&round.parse::<u64>().unwrap()));
+                }
+                let list = l.to_vec().unwrap();
+                assert!(
+                    list.iter().enumerate().all(|(i, &x)| x == i as u64 + 1),
+                    "{list:?}"
+                );
+                let cell = c.get().unwrap();
+                assert!(
+                    cell.iter().enumerate().all(|(i, &x)| x == i as u64 + 1),
+                    "{cell:?}"
+                );
+                d.heap()
+                    .verify()
+                    .unwrap_or_else(|e| panic!("{point} #{nth}: {e}"));
+                // Survivors carry on.
+                d.insert(&1, &"1:99".into()).unwrap();
+                l.push(list.len() as u64 + 1).unwrap();
+                c.update(|v| v.push(v.len() as u64 + 1)).unwrap();
+                assert_eq!(d.get(&1).unwrap().as_deref(), Some("1:99"));
+                d.heap().verify().unwrap();
+            }
+        }
+    });
+}
