@@ -31,7 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRITERION = os.path.join(ROOT, "target", "criterion")
 OUT_DIR = os.path.join(ROOT, "target", "bench-report")
-BENCHES = ["segments", "locks", "blocking", "queues"]
+BENCHES = ["segments", "locks", "blocking", "queues", "heap"]
 STAT = "median"  # or "best": the fastest sample (set by --stat)
 
 # Peer columns of the table, in order: (key, header).
@@ -132,6 +132,17 @@ ROWS = [
          ours="throughput_u64/ours_queue", limit="throughput_u64/raw_ring",
          peers={"crossbeam": "throughput_u64/crossbeam_array_queue"}),
 ]
+for group, label in (("dict_u64", "Dict<u64, u64>"), ("dict_serde", "Dict<String, Vec<u32>>")):
+    for op, verb, goal in (("get", "get", 150 if group == "dict_u64" else 1000),
+                           ("insert", "insert", 300 if group == "dict_u64" else 1000)):
+        ROWS.append(dict(op=f"{label} {verb}, uncontended", kind="time",
+                         ours=f"{group}/ours_{op}", limit=None,
+                         peers={"std": f"{group}/std_{op}", "python": f"{group}/python_{op}"},
+                         target=("abs", "<=", goal)))
+ROWS.append(dict(op="1 MiB hand-over round trip: HeapRc through a Channel", kind="time",
+                 ours="handover_1MiB/ours_heap_rc/1048576", limit="handover_1MiB/memcpy/1048576",
+                 peers={"Channel<Vec<u8>> (copies)": "handover_1MiB/ours_channel_vec/1048576"},
+                 target=("abs", "<=", 4000)))
 for scenario, label in (("blocked", "waiter already blocked"), ("late", "locker arriving later")):
     for stat in ("p50", "p99"):
         ROWS.append(dict(op=f"Owner death detected, {label} ({stat})", kind="time",

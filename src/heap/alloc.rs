@@ -221,14 +221,14 @@ pub(crate) fn stats(a: &Arena) -> Result<HeapStats> {
             largest = largest.max(1 << k);
         }
     }
-    let total = capacity - ARENA_START;
+    let total = capacity.saturating_sub(ARENA_START);
     Ok(HeapStats {
         capacity: total,
         used,
         free: total.saturating_sub(used),
         largest_free: largest.saturating_sub(BLOCK_HEADER),
         objects: a.load(OBJECTS)?,
-        touched: top - ARENA_START,
+        touched: top.saturating_sub(ARENA_START),
     })
 }
 

@@ -144,7 +144,7 @@ fn table_of(heap: &Heap, table: u64) -> Result<(u64, u64)> {
     let cap = a.load(table + BLOCK_HEADER)?;
     if info.state != State::Alloc
         || !cap.is_power_of_two()
-        || cap.checked_mul(8).is_none_or(|b| b + 8 > info.capacity())
+        || cap.saturating_mul(8).saturating_add(8) > info.capacity()
     {
         return Err(Error::Corrupted("dict table is not a valid block"));
     }
@@ -172,10 +172,7 @@ impl Entry {
                 .ok_or(Error::Corrupted("dict entry too short"))
         };
         let (hash, klen, vlen) = (word(0)?, word(1)?, word(2)?);
-        if klen
-            .checked_add(vlen)
-            .is_none_or(|n| n + 24 != bytes.len() as u64)
-        {
+        if klen.checked_add(vlen).and_then(|n| n.checked_add(24)) != Some(bytes.len() as u64) {
             return Err(Error::Corrupted("dict entry lengths disagree"));
         }
         Ok(Entry {
@@ -253,31 +250,35 @@ impl Locked<'_> {
         Ok(())
     }
 
-    /// Rebuilds the table with room for `want` live entries, dropping tombstones.
-    fn grow(&self, want: u64) -> Result<()> {
+    /// Rebuilds the table with room for more live entries, dropping tombstones.
+    fn grow(&self) -> Result<()> {
         let (old, old_cap) = self.table()?;
         let a = self.heap.arena();
-        let cap = (want * 2).max(8).next_power_of_two();
+        let mut live = Vec::new();
+        for i in 0..old_cap {
+            let e = a.load(Self::slot_word(old, i))?;
+            if e != EMPTY && e != TOMB {
+                live.push((e, Entry::read(self.heap, e)?.hash));
+            }
+        }
+        let cap = (live.len() as u64 + 1)
+            .saturating_mul(2)
+            .max(8)
+            .next_power_of_two();
         let table = self.heap.alloc_block(8 + 8 * cap, State::Alloc)?;
         a.store(table + BLOCK_HEADER, cap)?;
         for i in 0..cap {
             a.store(Self::slot_word(table, i), EMPTY)?;
         }
-        let mut len = 0;
-        for i in 0..old_cap {
-            let e = a.load(Self::slot_word(old, i))?;
-            if e == EMPTY || e == TOMB {
-                continue;
-            }
-            let h = Entry::read(self.heap, e)?.hash;
+        // `cap > live.len()`, so every probe below reaches an empty slot.
+        for &(e, h) in &live {
             let mut j = h & (cap - 1);
             while a.load(Self::slot_word(table, j))? != EMPTY {
                 j = (j + 1) & (cap - 1);
             }
             a.store(Self::slot_word(table, j), e)?;
-            len += 1;
         }
-        self.commit(OP_TABLE, 0, table, len, 0)?;
+        self.commit(OP_TABLE, 0, table, live.len() as u64, 0)?;
         if old != 0 {
             self.heap.free_block(old, &[State::Alloc])?;
         }
@@ -292,8 +293,13 @@ impl Locked<'_> {
             self.shard.tombs.load(Ordering::Relaxed),
         );
         let (_, cap) = self.table()?;
-        if (len + tombs + 1) * 4 > cap * 3 {
-            self.grow(len + 1)?;
+        if len
+            .saturating_add(tombs)
+            .saturating_add(1)
+            .saturating_mul(4)
+            > cap.saturating_mul(3)
+        {
+            self.grow()?;
         }
         let (len, tombs) = (
             self.shard.len.load(Ordering::Relaxed),
@@ -317,8 +323,8 @@ impl Locked<'_> {
         let was = self.heap.arena().load(Self::slot_word(table, slot))?;
         let (new_len, new_tombs) = match &found {
             Some(_) => (len, tombs),
-            None if was == TOMB => (len + 1, tombs.saturating_sub(1)),
-            None => (len + 1, tombs),
+            None if was == TOMB => (len.saturating_add(1), tombs.saturating_sub(1)),
+            None => (len.saturating_add(1), tombs),
         };
         if let Err(err) = self.commit(OP_SLOT, slot, e, new_len, new_tombs) {
             let _ = entry::free(self.heap, e);
@@ -341,7 +347,13 @@ impl Locked<'_> {
             self.shard.len.load(Ordering::Relaxed),
             self.shard.tombs.load(Ordering::Relaxed),
         );
-        self.commit(OP_SLOT, slot, TOMB, len.saturating_sub(1), tombs + 1)?;
+        self.commit(
+            OP_SLOT,
+            slot,
+            TOMB,
+            len.saturating_sub(1),
+            tombs.saturating_add(1),
+        )?;
         entry::free(self.heap, old)?;
         Ok(Some(old_entry))
     }

@@ -131,7 +131,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
             );
             if info.state != State::Alloc
                 || len > cap
-                || 16 + cap.saturating_mul(8) > info.capacity()
+                || cap.saturating_mul(8).saturating_add(16) > info.capacity()
             {
                 return Err(Error::Corrupted("list array is not a valid block"));
             }

@@ -447,3 +447,73 @@ impl Heap {
 
 #[cfg(test)]
 mod tests;
+
+/// Entry points for the fuzz targets in `fuzz/` (not part of the public API).
+#[doc(hidden)]
+pub mod __fuzz {
+    use super::{Heap, HeapRc, alloc};
+    use crate::error::Result;
+
+    /// Builds a small heap with some live, freed, shared and named blocks, then lets `bytes`
+    /// overwrite words of its metadata and blocks: each 9-byte chunk is (word index, value),
+    /// restricted to offsets past the heap lock (whose hostile states `sync_hostile` covers).
+    /// Then runs every heap operation on it. Returns their outcomes; must never panic, hang or
+    /// fault whatever the bytes.
+    pub fn hostile(bytes: &[u8]) -> Vec<Result<()>> {
+        let Ok(heap) = Heap::new(256 << 10) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let setup = (|| {
+            let boxes: Vec<_> = (0..12u64)
+                .map(|i| heap.alloc_slice(&vec![i; 1 + (i as usize * 37) % 200]))
+                .collect::<Result<_>>()?;
+            let shared = heap.alloc(7u64)?.into_shared()?;
+            let wire = postcard::to_allocvec(&shared)
+                .map_err(|e| crate::Error::Serialization(e.to_string()))?;
+            heap.find_or_construct("n", || 5u64)?;
+            Ok::<_, crate::Error>((boxes, shared, wire))
+        })();
+        let Ok((mut boxes, shared, wire)) = setup else {
+            return vec![setup.map(drop)];
+        };
+        for i in (0..boxes.len()).step_by(3).rev() {
+            boxes.swap_remove(i);
+        }
+        let a = *heap.arena();
+        let words = alloc::ARENA_START / 8 + a.len().min(64 << 10) / 8;
+        for chunk in bytes.chunks_exact(9) {
+            let idx = u64::from(u16::from_le_bytes([chunk[0], chunk[1]])) % words;
+            let off = (idx * 8).max(64);
+            let raw = u64::from_le_bytes(chunk[1..9].try_into().unwrap_or_default());
+            let old = a.load(off).unwrap_or(0);
+            // Mostly near-miss values: bit flips of what is there, plausible offsets, small counts.
+            let v = match chunk[8] % 4 {
+                0 => raw,
+                1 => alloc::ARENA_START + 64 * (raw % 4096),
+                2 => raw % 64,
+                _ => old ^ (1 << (raw % 64)),
+            };
+            let _ = a.store(off, v);
+        }
+        out.push(heap.verify());
+        out.push(heap.stats().map(drop));
+        out.push(heap.find::<u64>("n").map(|n| {
+            std::hint::black_box(*n);
+        }));
+        out.push(heap.alloc_slice(&[1u8; 100]).map(drop));
+        out.push(heap.alloc_zeroed_slice::<u64>(5000).map(drop));
+        out.push(
+            postcard::from_bytes::<HeapRc<u64>>(&wire)
+                .map(|rc| {
+                    std::hint::black_box(*rc);
+                })
+                .map_err(|e| crate::Error::Serialization(e.to_string())),
+        );
+        out.push(heap.reclaim_dead().map(drop));
+        drop(boxes);
+        drop(shared);
+        out.push(heap.verify());
+        out
+    }
+}

@@ -94,7 +94,7 @@ fn check_name(name: &str) -> Result<()> {
 fn lookup(g: &HeapGuard<'_>, name: &str) -> Result<Option<(u64, u64)>> {
     let a = g.arena();
     let mut at = a.load(NAMES)?;
-    let limit = a.load(alloc::OBJECTS)?;
+    let limit = a.len() / 64;
     let mut seen = 0u64;
     while at != 0 {
         seen += 1;

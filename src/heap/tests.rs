@@ -239,3 +239,23 @@ fn list_and_cell_operations() {
     assert_eq!(c.get().unwrap(), ("b".into(), 3));
     c.heap().verify().unwrap();
 }
+
+#[test]
+fn hostile_bytes_are_errors() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..200 {
+        let n = 9 * (1 + round % 12);
+        let bytes: Vec<u8> = (0..n)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect();
+        // Only the absence of panics, hangs and faults is checked: any outcome may be an error.
+        let _ = __fuzz::hostile(&bytes);
+    }
+    // Untouched, the same heap is fine.
+    assert!(__fuzz::hostile(&[]).iter().all(Result::is_ok));
+}
