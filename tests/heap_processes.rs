@@ -267,3 +267,85 @@ fn battery_containers() {
         }
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Random-kill soak.
+
+fn soak_runs() -> u64 {
+    std::env::var("MULTIPROC_SOAK_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
+
+/// Hammers a Dict (values `"k:n"` whose `n` only grows per key), a List it only pushes the
+/// counter onto, and the heap (boxes of its own), until killed.
+fn soak_worker((d, l, heap, seed): (Dict<u64, String>, List<u64>, Heap, u64)) {
+    let mut rng = common::Rng(seed | 1);
+    let mut boxes = Vec::new();
+    for n in 1.. {
+        let k = rng.below(32);
+        match rng.below(6) {
+            0 => drop(d.remove(&k).unwrap()),
+            1 => l.push(n).map(drop).unwrap(),
+            2 => {
+                boxes.push(
+                    heap.alloc_slice(&vec![n; 1 + rng.below(600) as usize])
+                        .unwrap(),
+                );
+                if boxes.len() > 8 {
+                    boxes.swap_remove(rng.below(8) as usize);
+                }
+            }
+            _ => {
+                d.update(&k, |v| *v = Some(format!("{k}:{n}"))).unwrap();
+            }
+        }
+    }
+}
+
+/// Two workers change one heap's Dict, List and blocks; one is SIGKILLed at a random moment,
+/// then the other. Every run: the heap verifies, every value is a complete one, the list holds
+/// only pushed counters, and a fresh process can use everything.
+#[test]
+fn soak_random_kills() {
+    watchdog(300, || {
+        let mut rng = common::Rng(0x5eed_1234);
+        for run in 0..soak_runs() {
+            let heap = Heap::new(16 << 20).unwrap();
+            let d = Dict::<u64, String>::in_heap(&heap, "d").unwrap();
+            let l = List::<u64>::in_heap(&heap, "l").unwrap();
+            let mut kids: Vec<_> = (0..2)
+                .map(|i| {
+                    Process::spawn(
+                        soak_worker,
+                        (d.clone(), l.clone(), heap.clone(), run * 2 + i),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            for kid in &mut kids {
+                std::thread::sleep(Duration::from_micros(2000 + rng.below(30_000)));
+                kid.kill().unwrap();
+                assert!(matches!(
+                    kid.join_timeout(Duration::from_secs(10)),
+                    Err(Error::ChildSignaled { signal: 9 })
+                ));
+            }
+            heap.verify().unwrap_or_else(|e| panic!("run {run}: {e}"));
+            for (k, v) in d.iter().unwrap() {
+                let (vk, n) = v
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("run {run}: {v:?}"));
+                assert_eq!(vk.parse::<u64>().unwrap(), k, "run {run}");
+                assert!(n.parse::<u64>().is_ok(), "run {run}: {v:?}");
+            }
+            assert!(l.to_vec().unwrap().iter().all(|&x| x > 0), "run {run}");
+            // The dead workers' boxes leak (owned by nobody); everything else carries on.
+            d.insert(&1000, &"1000:1".into()).unwrap();
+            l.push(1).unwrap();
+            heap.alloc_slice(&[1u8; 5000]).unwrap();
+            heap.verify().unwrap();
+        }
+    });
+}
