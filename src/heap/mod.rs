@@ -238,7 +238,9 @@ impl Heap {
     }
 
     fn payload_file_offset(&self) -> u64 {
-        spec().payload_offset() as u64
+        // The payload follows the object header; the element type ([u64; 8]) needs no more
+        // alignment than the header length already gives (`Spec::payload_offset`).
+        crate::shm::header::HEADER_LEN as u64
     }
 
     /// Bytes used and free, the largest block one allocation can get, and the object count.
@@ -444,6 +446,8 @@ impl Heap {
         Ok(heap)
     }
 }
+
+const _: () = assert!(crate::shm::header::HEADER_LEN % align_of::<[u64; 8]>() == 0);
 
 #[cfg(test)]
 mod tests;

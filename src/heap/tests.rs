@@ -70,13 +70,20 @@ fn too_small_or_misaligned_is_a_clear_error() {
 #[test]
 fn large_blocks_come_back_zeroed_after_a_punch() {
     let heap = Heap::new(8 << 20).unwrap();
+    let before = heap.alloc_slice(&[0x11u8; 8000]).unwrap();
     let mut b = heap.alloc_zeroed_slice::<u8>(1 << 20).unwrap();
+    let after = heap.alloc_slice(&[0x22u8; 8000]).unwrap();
     b.fill(0xab);
+    let off = b.offset();
     drop(b);
+    // The punched range is exactly inside the freed block: the neighbours keep their bytes.
+    assert!(before.iter().all(|&x| x == 0x11) && after.iter().all(|&x| x == 0x22));
     // The block goes back to its free list with its pages punched out: reading them gives 0.
     let b = heap.alloc_slice(&[0u8; 0]).unwrap();
     drop(b);
-    let c = HeapBox::<[u8]>::with_bytes(&heap, &[], (1 << 20) - 64).unwrap();
+    // Same class as `b`: its block again, from the free list, not written by the allocation.
+    let c = HeapBox::<[u8]>::with_bytes(&heap, &[], 1 << 20).unwrap();
+    assert_eq!(c.offset(), off);
     assert!(c[4096..].iter().all(|&x| x == 0));
     heap.verify().unwrap();
 }
