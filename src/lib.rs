@@ -44,6 +44,11 @@ pub mod crash;
 mod error;
 #[cfg(not(loom))]
 pub mod heap;
+/// Under loom, only the heap's lock-free part (its model lives there).
+#[cfg(loom)]
+#[path = "heap/holders.rs"]
+#[allow(dead_code)]
+mod heap_holders;
 pub(crate) mod loom;
 pub mod process;
 pub mod queue;

@@ -17,7 +17,7 @@
 //! dropped unread) are not reclaimed: the block leaks until the heap goes.
 
 use super::alloc::{self, BLOCK_HEADER, SLOT_COUNT, SLOTS, State};
-use super::{Heap, HeapGuard};
+use super::{Heap, HeapGuard, holders};
 use crate::error::{Error, Result};
 use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -26,7 +26,6 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 /// What a heap block can hold: a `Pod` value or a slice of them.
@@ -259,9 +258,6 @@ static HELD: std::sync::Mutex<Option<HashMap<RcKey, Weak<RcInner>>>> = std::sync
 /// A shared block: (heap id, block offset).
 type RcKey = ([u64; 2], u64);
 
-const IN_FLIGHT_ONE: u64 = 1 << 48;
-const MASK: u64 = IN_FLIGHT_ONE - 1;
-
 impl<T: ?Sized + HeapData> HeapRc<T> {
     /// Wraps a block whose holders word already has our bit.
     fn adopt(heap: Heap, block: u64, ptr: NonNull<T>, slot: u32) -> Self {
@@ -330,8 +326,7 @@ impl Drop for RcInner {
             let Ok(word) = self.heap.arena().word(self.block + 8) else {
                 return;
             };
-            let before = word.fetch_and(!(1 << self.slot), Ordering::AcqRel);
-            if before & !(1 << self.slot) != 0 {
+            if !holders::release(word, self.slot) {
                 return;
             }
         }
@@ -356,9 +351,7 @@ impl<T: ?Sized + HeapData> Serialize for HeapRc<T> {
             .word(self.inner.block + 8)
             .map_err(serde::ser::Error::custom)?;
         // One reference in flight, owned by the message until it is decoded.
-        let before = word.fetch_add(IN_FLIGHT_ONE, Ordering::AcqRel);
-        if before >> 48 == 0xffff {
-            word.fetch_sub(IN_FLIGHT_ONE, Ordering::AcqRel);
+        if !holders::send(word) {
             return Err(serde::ser::Error::custom(
                 "65535 references to this block are already in flight",
             ));
@@ -407,17 +400,19 @@ fn decode<T: ?Sized + HeapData>(wire: RcWire) -> Result<HeapRc<T>> {
     let key = (heap.id(), block);
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
     let map = held.get_or_insert_with(HashMap::new);
+    // Under HELD: a live handle of this process keeps our bit set until we are done.
     let inner = match map.get(&key).and_then(Weak::upgrade) {
-        Some(inner) => inner,
+        Some(inner) => {
+            holders::adopt(word, slot, false);
+            inner
+        }
         None => {
-            word.fetch_or(1 << slot, Ordering::AcqRel);
+            holders::adopt(word, slot, true);
             let inner = Arc::new(RcInner { heap, block, slot });
             map.insert(key, Arc::downgrade(&inner));
             inner
         }
     };
-    // Our bit is set (now or by a live handle), so dropping the message's reference cannot free.
-    word.fetch_sub(IN_FLIGHT_ONE, Ordering::AcqRel);
     Ok(HeapRc {
         inner,
         ptr,
@@ -479,9 +474,7 @@ pub(crate) fn reclaim_dead(heap: &Heap, g: &HeapGuard<'_>) -> Result<usize> {
     let mut to_free = Vec::new();
     alloc::for_each_block(a, |b, info| {
         if info.state == State::Rc {
-            let word = a.word(b + 8)?;
-            let before = word.fetch_and(!dead_mask, Ordering::AcqRel);
-            if before & dead_mask != 0 && before & !dead_mask == 0 {
+            if holders::clear_dead(a.word(b + 8)?, dead_mask) {
                 to_free.push(b);
             }
         }
@@ -496,4 +489,4 @@ pub(crate) fn reclaim_dead(heap: &Heap, g: &HeapGuard<'_>) -> Result<usize> {
     Ok(to_free.len())
 }
 
-const _: () = assert!(SLOT_COUNT <= 48 && MASK.count_ones() == 48);
+const _: () = assert!(1 << SLOT_COUNT <= holders::IN_FLIGHT_ONE);

@@ -32,6 +32,7 @@ mod boxed;
 mod cell;
 mod dict;
 mod entry;
+mod holders;
 mod list;
 mod named;
 
