@@ -90,7 +90,10 @@ fn dict_serde(c: &mut Criterion) {
 
 const MIB: usize = 1 << 20;
 
-fn echo_rc((_heap, rx, tx): (Heap, Channel<HeapRc<[u8]>>, Channel<HeapRc<[u8]>>)) {
+/// A channel of shared 1 MiB buffers.
+type RcChannel = Channel<HeapRc<[u8]>>;
+
+fn echo_rc((_heap, rx, tx): (Heap, RcChannel, RcChannel)) {
     while let Ok(rc) = rx.recv() {
         if tx.send(rc).is_err() {
             return;

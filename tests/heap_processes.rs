@@ -187,7 +187,10 @@ fn battery_heap_alloc_free() {
     });
 }
 
-fn dict_victim((d, l, c, point, nth): (Dict<u64, String>, List<u64>, Cell<Vec<u64>>, String, u64)) {
+/// The containers of one heap a victim changes, and the crash point it arms.
+type VictimArgs = (Dict<u64, String>, List<u64>, Cell<Vec<u64>>, String, u64);
+
+fn dict_victim((d, l, c, point, nth): VictimArgs) {
     crash::arm(&point, nth, CrashAction::Kill);
     for round in 1..=20u64 {
         for k in 0..16u64 {

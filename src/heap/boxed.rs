@@ -473,10 +473,8 @@ pub(crate) fn reclaim_dead(heap: &Heap, g: &HeapGuard<'_>) -> Result<usize> {
     }
     let mut to_free = Vec::new();
     alloc::for_each_block(a, |b, info| {
-        if info.state == State::Rc {
-            if holders::clear_dead(a.word(b + 8)?, dead_mask) {
-                to_free.push(b);
-            }
+        if info.state == State::Rc && holders::clear_dead(a.word(b + 8)?, dead_mask) {
+            to_free.push(b);
         }
         Ok(())
     })?;

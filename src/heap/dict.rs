@@ -169,7 +169,7 @@ impl Entry {
                 .get(8 * i..8 * i + 8)
                 .and_then(|b| b.try_into().ok())
                 .map(u64::from_le_bytes)
-                .ok_or_else(|| Error::Corrupted("dict entry too short"))
+                .ok_or(Error::Corrupted("dict entry too short"))
         };
         let (hash, klen, vlen) = (word(0)?, word(1)?, word(2)?);
         if klen.checked_add(vlen).and_then(|n| n.checked_add(24)) != Some(bytes.len() as u64) {
