@@ -63,7 +63,8 @@ unsafe impl<K, V> ShmSafe for DictRoot<K, V> {}
 /// A shared dictionary of serde keys and values in a [`Heap`]: Python's `Manager().dict()`,
 /// without the server process.
 ///
-/// `get` returns an owned copy. [`update`](Dict::update) is an atomic read-modify-write (Python's
+/// `get` returns an owned copy. Iteration order is unspecified (Python's dict keeps insertion
+/// order; this one does not). [`update`](Dict::update) is an atomic read-modify-write (Python's
 /// `d[k] += 1` is not), and [`lock`](Dict::lock) runs several operations under one lock.
 ///
 /// ```
