@@ -249,20 +249,29 @@ struct RcInner {
     heap: Heap,
     block: u64,
     slot: u32,
+    /// The process whose slot holds the reference: a child created by `fork` inherits this value
+    /// but not the reference, so its copy must not release the parent's bit.
+    pid: u32,
 }
 
 /// This process's shared references, so that decoding a block it already holds reuses the
-/// reference instead of setting its bit twice.
+/// reference instead of setting its bit twice. Keyed by pid too: a forked child inherits the
+/// parent's entries, which are not references of its own.
 static HELD: std::sync::Mutex<Option<HashMap<RcKey, Weak<RcInner>>>> = std::sync::Mutex::new(None);
 
 /// A shared block: (heap id, block offset).
-type RcKey = ([u64; 2], u64);
+type RcKey = (u32, [u64; 2], u64);
 
 impl<T: ?Sized + HeapData> HeapRc<T> {
     /// Wraps a block whose holders word already has our bit.
     fn adopt(heap: Heap, block: u64, ptr: NonNull<T>, slot: u32) -> Self {
-        let key = (heap.id(), block);
-        let inner = Arc::new(RcInner { heap, block, slot });
+        let key = (crate::sys::proc::getpid(), heap.id(), block);
+        let inner = Arc::new(RcInner {
+            heap,
+            block,
+            slot,
+            pid: crate::sys::proc::getpid(),
+        });
         HELD.lock()
             .unwrap_or_else(|e| e.into_inner())
             .get_or_insert_with(HashMap::new)
@@ -313,7 +322,10 @@ impl<T: ?Sized + HeapData + fmt::Debug> fmt::Debug for HeapRc<T> {
 
 impl Drop for RcInner {
     fn drop(&mut self) {
-        let key = (self.heap.id(), self.block);
+        if self.pid != crate::sys::proc::getpid() {
+            return;
+        }
+        let key = (self.pid, self.heap.id(), self.block);
         {
             let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
             let map = held.get_or_insert_with(HashMap::new);
@@ -397,7 +409,7 @@ fn decode<T: ?Sized + HeapData>(wire: RcWire) -> Result<HeapRc<T>> {
     let ptr = T::from_raw(p, len as usize).ok_or(Error::Corrupted("payload length"))?;
     let slot = heap.slot()?;
     let word = a.word(block + 8)?;
-    let key = (heap.id(), block);
+    let key = (crate::sys::proc::getpid(), heap.id(), block);
     let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
     let map = held.get_or_insert_with(HashMap::new);
     // Under HELD: a live handle of this process keeps our bit set until we are done.
@@ -408,7 +420,12 @@ fn decode<T: ?Sized + HeapData>(wire: RcWire) -> Result<HeapRc<T>> {
         }
         None => {
             holders::adopt(word, slot, true);
-            let inner = Arc::new(RcInner { heap, block, slot });
+            let inner = Arc::new(RcInner {
+                heap,
+                block,
+                slot,
+                pid: crate::sys::proc::getpid(),
+            });
             map.insert(key, Arc::downgrade(&inner));
             inner
         }

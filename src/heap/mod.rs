@@ -279,7 +279,7 @@ impl Heap {
 
     /// The object named `name`, constructing it with `init` if it does not exist yet (atomically:
     /// of several processes racing, one constructs and all get the same object). Named objects
-    /// live as long as the heap.
+    /// live as long as the heap. `init` runs under the heap's lock: it must not use this heap.
     ///
     /// # Errors
     /// [`Error::TypeMismatch`] if `name` holds another type, [`Error::InvalidName`] for an empty
