@@ -457,9 +457,18 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     fn with_key<R>(&self, key: &K, f: impl FnOnce(&Locked<'_>, &[u8]) -> Result<R>) -> Result<R> {
-        let k = entry::encode(key)?;
-        let l = self.lock_shard(Self::shard_of(&k))?;
-        f(&l, &k)
+        // Short keys are encoded on the stack (no allocation on the lookup path).
+        let mut buf = [0u8; 64];
+        let heap_buf;
+        let k: &[u8] = match postcard::to_slice(key, &mut buf) {
+            Ok(k) => k,
+            Err(_) => {
+                heap_buf = entry::encode(key)?;
+                &heap_buf
+            }
+        };
+        let l = self.lock_shard(Self::shard_of(k))?;
+        f(&l, k)
     }
 
     /// Inserts `value` under `key`; returns the value it replaced.

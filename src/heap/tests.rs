@@ -215,6 +215,13 @@ fn dict_operations() {
     }
     d.clear().unwrap();
     assert_eq!(d.len().unwrap(), 0);
+    // Keys longer than the stack buffer of the lookup path.
+    let long = Dict::<String, u8>::in_heap(d.heap(), "long").unwrap();
+    let key = "k".repeat(300);
+    long.insert(&key, &1).unwrap();
+    assert_eq!(long.get(&key).unwrap(), Some(1));
+    assert_eq!(long.get(&"k".repeat(299)).unwrap(), None);
+    long.clear().unwrap();
     assert_eq!(
         d.heap().stats().unwrap().objects,
         2,
