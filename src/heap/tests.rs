@@ -224,8 +224,8 @@ fn dict_operations() {
     long.clear().unwrap();
     assert_eq!(
         d.heap().stats().unwrap().objects,
-        2,
-        "the root and its name entry remain"
+        4,
+        "the two roots and their name entries remain"
     );
     d.heap().verify().unwrap();
 }
