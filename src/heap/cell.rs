@@ -9,9 +9,8 @@ use super::{Heap, Named};
 use crate::error::{Error, Result};
 use crate::shm::ShmSafe;
 use crate::sync::Mutex;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
@@ -140,31 +139,4 @@ impl<T: Serialize + DeserializeOwned> Cell<T> {
     }
 }
 
-impl<T> Clone for Cell<T> {
-    fn clone(&self) -> Self {
-        Cell {
-            root: self.root.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
-
-impl<T> fmt::Debug for Cell<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Cell").field("name", &self.name).finish()
-    }
-}
-
-impl<T> Serialize for Cell<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (self.root.heap(), &self.name).serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for Cell<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (heap, name) = <(Heap, String)>::deserialize(d)?;
-        let root = heap.find(&name).map_err(serde::de::Error::custom)?;
-        Ok(Cell { root, name })
-    }
-}
+container_handle!(Cell<T>);

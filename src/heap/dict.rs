@@ -21,9 +21,8 @@ use super::{Heap, Named};
 use crate::error::{Error, Result};
 use crate::shm::ShmSafe;
 use crate::sync::{Mutex, MutexGuard};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
@@ -652,31 +651,4 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictGuard
     }
 }
 
-impl<K, V> Clone for Dict<K, V> {
-    fn clone(&self) -> Self {
-        Dict {
-            root: self.root.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
-
-impl<K, V> fmt::Debug for Dict<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dict").field("name", &self.name).finish()
-    }
-}
-
-impl<K, V> Serialize for Dict<K, V> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (self.root.heap(), &self.name).serialize(s)
-    }
-}
-
-impl<'de, K, V> Deserialize<'de> for Dict<K, V> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (heap, name) = <(Heap, String)>::deserialize(d)?;
-        let root = heap.find(&name).map_err(serde::de::Error::custom)?;
-        Ok(Dict { root, name })
-    }
-}
+container_handle!(Dict<K,V>);

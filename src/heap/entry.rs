@@ -86,3 +86,39 @@ pub(crate) fn own_heap(name: Option<&str>) -> Result<Heap> {
         Some(n) => Heap::create(n, super::DEFAULT_MAX),
     }
 }
+
+/// `Clone`, `Debug`, `Serialize` and `Deserialize` for a container handle `{ root, name }`: it
+/// travels as its heap and its root's name, and is looked up (type-checked) again on arrival.
+macro_rules! container_handle {
+    ($ty:ident < $($g:ident),+ >) => {
+        impl<$($g),+> Clone for $ty<$($g),+> {
+            fn clone(&self) -> Self {
+                $ty {
+                    root: self.root.clone(),
+                    name: self.name.clone(),
+                }
+            }
+        }
+
+        impl<$($g),+> std::fmt::Debug for $ty<$($g),+> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty)).field("name", &self.name).finish()
+            }
+        }
+
+        impl<$($g),+> serde::Serialize for $ty<$($g),+> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&(self.root.heap(), &self.name), s)
+            }
+        }
+
+        impl<'de, $($g),+> serde::Deserialize<'de> for $ty<$($g),+> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let (heap, name) =
+                    <(super::Heap, String) as serde::Deserialize>::deserialize(d)?;
+                let root = heap.find(&name).map_err(serde::de::Error::custom)?;
+                Ok($ty { root, name })
+            }
+        }
+    };
+}

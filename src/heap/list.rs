@@ -13,9 +13,8 @@ use super::{Heap, Named};
 use crate::error::{Error, Result};
 use crate::shm::ShmSafe;
 use crate::sync::Mutex;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering, compiler_fence};
 
@@ -319,31 +318,4 @@ fn out_of_range() -> Error {
     }
 }
 
-impl<T> Clone for List<T> {
-    fn clone(&self) -> Self {
-        List {
-            root: self.root.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
-
-impl<T> fmt::Debug for List<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("List").field("name", &self.name).finish()
-    }
-}
-
-impl<T> Serialize for List<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (self.root.heap(), &self.name).serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for List<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (heap, name) = <(Heap, String)>::deserialize(d)?;
-        let root = heap.find(&name).map_err(serde::de::Error::custom)?;
-        Ok(List { root, name })
-    }
-}
+container_handle!(List<T>);

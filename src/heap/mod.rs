@@ -26,12 +26,13 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 
+#[macro_use]
+mod entry;
 mod alloc;
 mod arena;
 mod boxed;
 mod cell;
 mod dict;
-mod entry;
 mod holders;
 mod list;
 mod named;
@@ -128,29 +129,27 @@ impl Heap {
 
     /// Opens `name`, or creates it with `max_bytes` if it does not exist (race-safe).
     pub fn open_or_create(name: &str, max_bytes: usize) -> Result<Heap> {
-        let id = new_id()?;
-        let mut formatted = Ok(());
-        let object = Object::open_or_create(
-            name,
-            &spec(),
-            payload_len(max_bytes)?,
-            &ShmOptions::default(),
-            |p| formatted = format_payload(p, max_bytes, id),
-        )?;
-        formatted?;
-        Self::from_object(object)
+        Self::formatted(max_bytes, |len, init| {
+            Object::open_or_create(name, &spec(), len, &ShmOptions::default(), init)
+        })
     }
 
     fn make(name: Option<&str>, max_bytes: usize) -> Result<Heap> {
+        Self::formatted(max_bytes, |len, init| {
+            Object::create(name, &spec(), len, &ShmOptions::default(), init)
+        })
+    }
+
+    /// Creates (or opens) the object with `make`, whose initialiser formats a new heap.
+    fn formatted(
+        max_bytes: usize,
+        make: impl FnOnce(usize, &mut dyn FnMut(std::ptr::NonNull<u8>)) -> Result<Object>,
+    ) -> Result<Heap> {
         let id = new_id()?;
         let mut formatted = Ok(());
-        let object = Object::create(
-            name,
-            &spec(),
-            payload_len(max_bytes)?,
-            &ShmOptions::default(),
-            |p| formatted = format_payload(p, max_bytes, id),
-        )?;
+        let object = make(payload_len(max_bytes)?, &mut |p| {
+            formatted = format_payload(p, max_bytes, id)
+        })?;
         formatted?;
         Self::from_object(object)
     }
