@@ -12,6 +12,9 @@
 //!   [`RwLock`](sync::RwLock): in-place `#[repr(C)]` types, shared with `Shared::new(..)`.
 //! - [`Queue`] (lock-free MPMC) and [`SpscQueue`] for `Pod` values; [`Channel`], [`Pipe`] and
 //!   [`JoinableQueue`] for serde messages and task tracking ([`queue`]).
+//! - [`heap`]: a shared [`Heap`](heap::Heap) (an allocator in one sparse, crash-consistent
+//!   segment) with zero-copy shareable handles and named objects, and Python's Manager types on
+//!   it without a server process: [`Dict`](heap::Dict), [`List`](heap::List), [`Cell`](heap::Cell).
 //! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result;
 //!   [`current_process`], [`active_children`], [`cpu_count`].
 //! - [`shm::remove_stale_segments`]: removes named segments whose creator died without `persist()`.
