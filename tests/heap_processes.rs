@@ -352,3 +352,38 @@ fn soak_random_kills() {
         }
     });
 }
+
+fn open_and_add((name, who): (String, u64)) -> u64 {
+    let d = Dict::<u64, u64>::open_or_create(&name).unwrap();
+    // Whoever created the name would remove it on exit: keep it for the others.
+    d.heap().persist();
+    d.insert(&who, &(who * 10)).unwrap();
+    d.update(&u64::MAX, |n| *n.get_or_insert(0) += 1).unwrap();
+    assert!(matches!(
+        Dict::<String, u64>::open(&name),
+        Err(Error::TypeMismatch { .. })
+    ));
+    d.heap().segment().len() as u64
+}
+
+/// Processes that race to `open_or_create` one named Dict all get the same one (one creates the
+/// heap and its root, the others open them), and a wrong type is refused in every process.
+#[test]
+fn named_dict_open_or_create_race() {
+    watchdog(60, || {
+        let name = common::unique("heapdict");
+        let kids: Vec<_> = (0..4)
+            .map(|i| Process::spawn(open_and_add, (name.clone(), i)).unwrap())
+            .collect();
+        let d = Dict::<u64, u64>::open_or_create(&name).unwrap();
+        d.heap().persist();
+        for k in kids {
+            k.join().unwrap();
+        }
+        assert_eq!(d.get(&u64::MAX).unwrap(), Some(4));
+        for i in 0..4 {
+            assert_eq!(d.get(&i).unwrap(), Some(i * 10));
+        }
+        multiproc::Segment::unlink(&name).unwrap();
+    });
+}
