@@ -129,7 +129,8 @@ impl<T: Serialize + DeserializeOwned> Cell<T> {
     }
 
     /// Changes the value in place, atomically with respect to every other process's `get`,
-    /// `set` and `update`; returns what `f` returns.
+    /// `set` and `update`; returns what `f` returns. `f` runs under the cell's lock: it must not
+    /// use this cell.
     pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R> {
         let _g = entry::lock(&self.root.lock, || Ok(()))?;
         let mut v = self.read()?;

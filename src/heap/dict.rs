@@ -499,7 +499,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// Reads, changes and writes back the value under `key` atomically (no other process sees
     /// or changes it in between): `f` gets `None` for an absent key; leaving `None` removes it.
-    /// Returns what `f` returns.
+    /// Returns what `f` returns. `f` runs under the key's shard lock: it must not use this dict
+    /// (the lock is not reentrant; that would wait forever).
     pub fn update<R>(&self, key: &K, f: impl FnOnce(&mut Option<V>) -> R) -> Result<R> {
         self.with_key(key, |l, k| update_locked(l, k, f))
     }
@@ -539,7 +540,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     }
 
     /// Locks every shard (in order, so two callers cannot deadlock) and returns a guard on which
-    /// several operations run as one: nobody else sees the dict in between.
+    /// several operations run as one: nobody else sees the dict in between. While it lives, use
+    /// the dict only through the guard (its locks are not reentrant).
     pub fn lock(&self) -> Result<DictGuard<'_, K, V>> {
         let shards = (0..SHARDS)
             .map(|i| self.lock_shard(i))
