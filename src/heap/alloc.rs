@@ -300,7 +300,7 @@ pub(crate) fn alloc(a: &Arena, payload: u64, state: State) -> Result<u64> {
 }
 
 /// Frees block `b`, which must be in one of `allowed` states; the caller holds the heap lock.
-/// `fd_punch` returns the pages of a large block to the OS (given the block's payload range).
+/// `punch` returns the pages of a large block to the OS (given the page-aligned range inside it).
 pub(crate) fn free(
     a: &Arena,
     b: u64,
@@ -492,7 +492,7 @@ pub(crate) fn verify(a: &Arena) -> Result<()> {
     Ok(())
 }
 
-/// Calls `f` with each block of state `state` (under the heap lock), stopping at a corrupt header.
+/// Calls `f` with every block (under the heap lock), stopping at the first corrupt header.
 pub(crate) fn for_each_block(
     a: &Arena,
     mut f: impl FnMut(u64, BlockInfo) -> Result<()>,
