@@ -52,6 +52,11 @@ pub mod heap;
 #[path = "heap/holders.rs"]
 #[allow(dead_code)]
 mod heap_holders;
+/// Under loom, the seqlock protocol of the heap's containers (its model lives there).
+#[cfg(loom)]
+#[path = "heap/seqlock.rs"]
+#[allow(dead_code)]
+mod heap_seqlock;
 pub(crate) mod loom;
 pub mod process;
 pub mod queue;

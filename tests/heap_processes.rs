@@ -387,3 +387,89 @@ fn named_dict_open_or_create_race() {
         multiproc::Segment::unlink(&name).unwrap();
     });
 }
+
+/// The values the killed-writer test writes: `(k, round, k ^ round)`, all of one encoded size
+/// (rounds near 2^60), so every write after the first goes in place.
+fn checked_value(k: u64, round: u64) -> (u64, u64, u64) {
+    (k, round, k ^ round)
+}
+
+fn is_whole(k: u64, v: (u64, u64, u64)) -> bool {
+    v.0 == k && v.2 == k ^ v.1
+}
+
+const ROUND0: u64 = 1 << 60;
+
+fn killed_writer((d, nth): (Dict<u64, (u64, u64, u64)>, u64)) {
+    crash::arm("heap.dict.value.mid", nth, CrashAction::Kill);
+    for round in ROUND0.. {
+        for k in 0..16 {
+            d.insert(&k, &checked_value(k, round)).unwrap();
+        }
+    }
+}
+
+/// Reads every key until the phase word reaches 2; returns (reads, reads during phase 1, after
+/// the writer died). Panics (failing the test) on a value that is not whole.
+fn lock_free_reader(d: Dict<u64, (u64, u64, u64)>) -> (u64, u64) {
+    let phase = d
+        .heap()
+        .find::<std::sync::atomic::AtomicU64>("phase")
+        .unwrap();
+    let (mut reads, mut after) = (0, 0);
+    loop {
+        let p = phase.load(std::sync::atomic::Ordering::Acquire);
+        if p >= 2 {
+            return (reads, after);
+        }
+        for k in 0..16 {
+            let v = d.get(&k).unwrap().expect("every key is present");
+            assert!(is_whole(k, v), "key {k}: torn value {v:?}");
+            reads += 1;
+            after += u64::from(p == 1);
+        }
+    }
+}
+
+/// Readers in two processes read a `Dict` without its lock while a writer process is SIGKILLed
+/// half-way through copying a value in place (its seqlock version left odd): they never see a
+/// torn value, keep reading after the death (falling back to the lock, whose repair completes
+/// the write), and afterwards every key holds a whole value.
+#[test]
+fn dict_readers_survive_a_killed_writer() {
+    watchdog(120, || {
+        for nth in [1, 40, 333] {
+            let d = Dict::<u64, (u64, u64, u64)>::new().unwrap();
+            let phase = d
+                .heap()
+                .find_or_construct("phase", || std::sync::atomic::AtomicU64::new(0))
+                .unwrap();
+            for k in 0..16 {
+                d.insert(&k, &checked_value(k, ROUND0)).unwrap();
+            }
+            let readers: Vec<_> = (0..2)
+                .map(|_| Process::spawn(lock_free_reader, d.clone()).unwrap())
+                .collect();
+            let writer = Process::spawn(killed_writer, (d.clone(), nth)).unwrap();
+            assert!(
+                victim_died(writer),
+                "nth {nth}: the writer was never killed"
+            );
+            phase.store(1, std::sync::atomic::Ordering::Release);
+            std::thread::sleep(Duration::from_millis(200));
+            phase.store(2, std::sync::atomic::Ordering::Release);
+            for r in readers {
+                let (reads, after) = r.join().unwrap();
+                assert!(
+                    reads > 0 && after > 0,
+                    "nth {nth}: {reads} reads, {after} after"
+                );
+            }
+            for k in 0..16 {
+                let v = d.get(&k).unwrap().unwrap();
+                assert!(is_whole(k, v), "nth {nth}, key {k}: {v:?}");
+            }
+            d.heap().verify().unwrap();
+        }
+    });
+}

@@ -75,13 +75,19 @@ impl Arena {
     pub(crate) fn read_bytes(&self, off: u64, len: u64) -> Result<Vec<u8>> {
         let len_usize =
             usize::try_from(len).map_err(|_| Error::Corrupted("heap length too large"))?;
-        let src = self.ptr(off, len)?;
         let mut out = vec![0u8; len_usize];
-        // SAFETY: `src` is valid for `len` bytes (checked by `ptr`), `out` has `len` bytes, and
-        // they cannot overlap (one is ours, one is the shared mapping). A peer writing the bytes
-        // meanwhile gives us wrong bytes, which every caller validates before use.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), len_usize) };
+        self.read_into(off, &mut out)?;
         Ok(out)
+    }
+
+    /// Copies `out.len()` bytes at `off` out of the arena into `out`.
+    pub(crate) fn read_into(&self, off: u64, out: &mut [u8]) -> Result<()> {
+        let src = self.ptr(off, out.len() as u64)?;
+        // SAFETY: `src` is valid for `out.len()` bytes (checked by `ptr`), and they cannot overlap
+        // `out` (one is ours, one is the shared mapping). A peer writing the bytes meanwhile gives
+        // us wrong bytes, which every caller validates before use.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr(), out.len()) };
+        Ok(())
     }
 
     /// Copies `bytes` into the arena at `off`.

@@ -14,10 +14,23 @@
 //! idempotent) without scanning anything. Entries and tables replaced by a change are freed after
 //! the intent is cleared, so a holder killed there leaks them but never frees twice. Every key
 //! therefore holds its old or its new value, never a mix.
+//!
+//! A new value whose encoding fits its entry's block (at most 64 bytes: every `u64`, and most
+//! small values) is written over the old one in place, with no allocation: the intent records the
+//! new bytes (`OP_VALUE`), so a holder killed mid-copy is completed the same way.
+//!
+//! # Lock-free reads
+//!
+//! Each shard has a seqlock version ([`seqlock`](super::seqlock)): writers make it odd for the
+//! whole of a locked change (slots, in-place values and the entries they free), and `get` /
+//! `contains_key` read without the lock: copy the entry out (every offset bounds-checked), check
+//! the version did not move, only then deserialize. A writer killed mid-change leaves the version
+//! odd; readers give up after a few tries and read under the lock, whose `OwnerDied` repair
+//! completes the intent and ends the write. Readers never block writers.
 
 use super::alloc::{self, BLOCK_HEADER, State};
 use super::entry::{self, ROOT};
-use super::{Heap, Named};
+use super::{Heap, Named, seqlock};
 use crate::error::{Error, Result};
 use crate::shm::ShmSafe;
 use crate::sync::{Mutex, MutexGuard};
@@ -33,6 +46,12 @@ const TOMB: u64 = 1;
 const OP_NONE: u64 = 0;
 const OP_SLOT: u64 = 1; // table[slot] = value, len, tombs
 const OP_TABLE: u64 = 2; // table = value, len, tombs
+const OP_VALUE: u64 = 3; // entry slot's value = data[..value], len, tombs
+
+/// Longest encoded value written in place (the intent's data words).
+const INPLACE_MAX: usize = 64;
+/// Lock-free read attempts before a reader falls back to the lock.
+const READ_TRIES: u32 = 64;
 
 #[repr(C)]
 struct Shard {
@@ -46,6 +65,9 @@ struct Shard {
     i_value: AtomicU64,
     i_len: AtomicU64,
     i_tombs: AtomicU64,
+    i_data: [AtomicU64; INPLACE_MAX / 8],
+    /// Seqlock version: odd while a writer changes the shard.
+    seq: AtomicU64,
 }
 
 #[repr(C)]
@@ -83,7 +105,23 @@ pub struct Dict<K, V> {
 struct Locked<'a> {
     heap: &'a Heap,
     shard: &'a Shard,
+    /// Whether this holder made the seqlock version odd (ended when it drops).
+    writing: std::cell::Cell<bool>,
     _guard: MutexGuard<'a, ()>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // Before `_guard` unlocks (fields drop after this body).
+        if self.writing.get() {
+            seqlock::write_end(&self.shard.seq);
+        }
+    }
+}
+
+/// The shard of a key with hash `h` (its top bits; the table uses the low ones).
+fn shard_of(h: u64) -> usize {
+    (h >> 60) as usize % SHARDS
 }
 
 fn hash(bytes: &[u8]) -> u64 {
@@ -99,6 +137,9 @@ impl Shard {
         if self.i_op.load(Ordering::Relaxed) != OP_NONE {
             apply(self, heap)?;
             self.i_op.store(OP_NONE, Ordering::Relaxed);
+        }
+        if self.seq.load(Ordering::Relaxed) & 1 == 1 {
+            seqlock::write_end(&self.seq);
         }
         Ok(())
     }
@@ -123,6 +164,30 @@ fn apply(s: &Shard, heap: &Heap) -> Result<()> {
                 table_of(heap, value)?;
             }
             s.table.store(value, Ordering::Relaxed);
+        }
+        OP_VALUE => {
+            let e = s.i_slot.load(Ordering::Relaxed);
+            let a = heap.arena();
+            let info = alloc::block(a, e)?;
+            let klen = a.load(e + BLOCK_HEADER + 8)?;
+            let total = klen.saturating_add(value).saturating_add(24);
+            if info.state != State::Alloc || value > INPLACE_MAX as u64 || total > info.capacity() {
+                return Err(Error::Corrupted(
+                    "dict in-place intent does not fit its entry",
+                ));
+            }
+            let mut data = [0u8; INPLACE_MAX];
+            for (chunk, w) in data.chunks_exact_mut(8).zip(&s.i_data) {
+                chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            }
+            // In two halves, with a crash point between: a writer killed mid-copy is tested.
+            let (first, second) = data[..value as usize].split_at(value as usize / 2);
+            let at = e + BLOCK_HEADER + 24 + klen;
+            a.write_bytes(at, first)?;
+            crate::crash::point("heap.dict.value.mid");
+            a.write_bytes(at + first.len() as u64, second)?;
+            a.store(e + BLOCK_HEADER + 16, value)?;
+            a.store(e + 16, total)?;
         }
         _ => return Err(Error::Corrupted("unknown dict intent")),
     }
@@ -157,21 +222,22 @@ type Found = (u64, Option<(u64, Entry)>);
 /// An entry, read and checked.
 struct Entry {
     hash: u64,
-    bytes: Vec<u8>,
+    bytes: entry::Bytes,
     klen: usize,
 }
 
 impl Entry {
     fn read(heap: &Heap, e: u64) -> Result<Entry> {
         let bytes = entry::read(heap, e)?;
-        let word = |i: usize| {
-            bytes
-                .get(8 * i..8 * i + 8)
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_le_bytes)
-                .ok_or(Error::Corrupted("dict entry too short"))
+        let Some(header) = bytes.get(..24) else {
+            return Err(Error::Corrupted("dict entry too short"));
         };
-        let (hash, klen, vlen) = (word(0)?, word(1)?, word(2)?);
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&header[8 * i..8 * i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let (hash, klen, vlen) = (word(0), word(1), word(2));
         if klen.checked_add(vlen).and_then(|n| n.checked_add(24)) != Some(bytes.len() as u64) {
             return Err(Error::Corrupted("dict entry lengths disagree"));
         }
@@ -189,6 +255,55 @@ impl Entry {
     }
 }
 
+/// Finds `key` (hash `h`) in `shard`: `(slot of the key or where to insert it, entry if
+/// present)`. Only reads (every offset checked), so it also serves lock-free readers.
+fn find(heap: &Heap, shard: &Shard, h: u64, key: &[u8]) -> Result<Option<Found>> {
+    let (table, cap) = table_of(heap, shard.table.load(Ordering::Relaxed))?;
+    if cap == 0 {
+        return Ok(None);
+    }
+    let a = heap.arena();
+    let mut first_free = None;
+    for probe in 0..cap {
+        let i = (h.wrapping_add(probe)) & (cap - 1);
+        let v = a.load(Locked::slot_word(table, i))?;
+        match v {
+            EMPTY => return Ok(Some((first_free.unwrap_or(i), None))),
+            TOMB => {
+                first_free.get_or_insert(i);
+            }
+            // Most probes of another key stop at its hash, one load (checked like any).
+            e if a.load(e.saturating_add(BLOCK_HEADER))? != h => {}
+            e => {
+                let entry = Entry::read(heap, e)?;
+                if entry.hash == h && entry.key() == key {
+                    return Ok(Some((i, Some((e, entry)))));
+                }
+            }
+        }
+    }
+    Ok(first_free.map(|i| (i, None)))
+}
+
+/// The entry under `key` (hash `h`), read without the shard lock: a copy that a seqlock
+/// validation vouches for. `None` if every try met a writer (or a dead writer's odd version).
+fn read_lock_free(heap: &Heap, shard: &Shard, h: u64, key: &[u8]) -> Option<Result<Option<Entry>>> {
+    for attempt in 0..READ_TRIES {
+        if let Some(v) = seqlock::begin(&shard.seq) {
+            let found = find(heap, shard, h, key);
+            if seqlock::validate(&shard.seq, v) {
+                return Some(found.map(|f| f.and_then(|(_, e)| e.map(|(_, e)| e))));
+            }
+        }
+        if attempt < READ_TRIES / 2 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    None
+}
+
 impl Locked<'_> {
     fn table(&self) -> Result<(u64, u64)> {
         table_of(self.heap, self.shard.table.load(Ordering::Relaxed))
@@ -200,41 +315,25 @@ impl Locked<'_> {
 
     /// Finds `key`: `(slot of the key or where to insert it, entry if present)`.
     fn find(&self, h: u64, key: &[u8]) -> Result<Option<Found>> {
-        let (table, cap) = self.table()?;
-        if cap == 0 {
-            return Ok(None);
-        }
-        let a = self.heap.arena();
-        let mut first_free = None;
-        for probe in 0..cap {
-            let i = (h.wrapping_add(probe)) & (cap - 1);
-            let v = a.load(Self::slot_word(table, i))?;
-            match v {
-                EMPTY => return Ok(Some((first_free.unwrap_or(i), None))),
-                TOMB => {
-                    first_free.get_or_insert(i);
-                }
-                // Most probes of another key stop at its hash, one load (checked like any).
-                e if a.load(e.saturating_add(BLOCK_HEADER))? != h => {}
-                e => {
-                    let entry = Entry::read(self.heap, e)?;
-                    if entry.hash == h && entry.key() == key {
-                        return Ok(Some((i, Some((e, entry)))));
-                    }
-                }
-            }
-        }
-        Ok(first_free.map(|i| (i, None)))
+        find(self.heap, self.shard, h, key)
     }
 
-    fn get_bytes(&self, key: &[u8]) -> Result<Option<Entry>> {
+    fn get_bytes(&self, h: u64, key: &[u8]) -> Result<Option<Entry>> {
         Ok(self
-            .find(hash(key), key)?
+            .find(h, key)?
             .and_then(|(_, found)| found.map(|(_, e)| e)))
+    }
+
+    /// Makes the seqlock version odd until this holder drops (lock-free readers retry).
+    fn begin_write(&self) {
+        if !self.writing.replace(true) {
+            seqlock::write_begin(&self.shard.seq);
+        }
     }
 
     /// Records and applies an intent, then clears it.
     fn commit(&self, op: u64, slot: u64, value: u64, len: u64, tombs: u64) -> Result<()> {
+        self.begin_write();
         let s = self.shard;
         let r = Ordering::Relaxed;
         s.i_slot.store(slot, r);
@@ -288,8 +387,13 @@ impl Locked<'_> {
     }
 
     /// Inserts or replaces; returns the old value's bytes.
-    fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Entry>> {
-        let h = hash(key);
+    fn insert(&self, h: u64, key: &[u8], value: &[u8]) -> Result<Option<Entry>> {
+        let mut found = self.find(h, key)?;
+        if let Some((_, Some((e, old)))) = &found {
+            if self.overwrite(*e, old, value)? {
+                return Ok(found.and_then(|(_, f)| f.map(|(_, old)| old)));
+            }
+        }
         let (len, tombs) = (
             self.shard.len.load(Ordering::Relaxed),
             self.shard.tombs.load(Ordering::Relaxed),
@@ -302,12 +406,13 @@ impl Locked<'_> {
             > cap.saturating_mul(3)
         {
             self.grow()?;
+            found = self.find(h, key)?;
         }
         let (len, tombs) = (
             self.shard.len.load(Ordering::Relaxed),
             self.shard.tombs.load(Ordering::Relaxed),
         );
-        let Some((slot, found)) = self.find(h, key)? else {
+        let Some((slot, found)) = found else {
             return Err(Error::Corrupted("dict table full after growing"));
         };
         let (klen, vlen) = (key.len() as u64, value.len() as u64);
@@ -341,8 +446,31 @@ impl Locked<'_> {
         }
     }
 
-    fn remove(&self, key: &[u8]) -> Result<Option<Entry>> {
-        let Some((slot, Some((old, old_entry)))) = self.find(hash(key), key)? else {
+    /// Writes `value` over the value of entry `e` (whose current contents are `old`) if it fits
+    /// the block and the intent's data words; false, changing nothing, if it does not.
+    fn overwrite(&self, e: u64, old: &Entry, value: &[u8]) -> Result<bool> {
+        let capacity = alloc::block(self.heap.arena(), e)?.capacity();
+        let total = 24 + old.klen as u64 + value.len() as u64;
+        if value.len() > INPLACE_MAX || total > capacity {
+            return Ok(false);
+        }
+        let s = self.shard;
+        let mut data = [0u8; INPLACE_MAX];
+        data[..value.len()].copy_from_slice(value);
+        for (w, chunk) in s.i_data.iter().zip(data.chunks_exact(8)) {
+            let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+            w.store(word, Ordering::Relaxed);
+        }
+        let (len, tombs) = (
+            s.len.load(Ordering::Relaxed),
+            s.tombs.load(Ordering::Relaxed),
+        );
+        self.commit(OP_VALUE, e, value.len() as u64, len, tombs)?;
+        Ok(true)
+    }
+
+    fn remove(&self, h: u64, key: &[u8]) -> Result<Option<Entry>> {
+        let Some((slot, Some((old, old_entry)))) = self.find(h, key)? else {
             return Ok(None);
         };
         let (len, tombs) = (
@@ -431,6 +559,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
                 i_value: AtomicU64::new(0),
                 i_len: AtomicU64::new(0),
                 i_tombs: AtomicU64::new(0),
+                i_data: std::array::from_fn(|_| AtomicU64::new(0)),
+                seq: AtomicU64::new(0),
             }),
             _type: PhantomData,
         })?;
@@ -447,52 +577,59 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         Ok(Locked {
             heap,
             shard,
+            writing: std::cell::Cell::new(false),
             _guard: guard,
         })
     }
 
-    fn shard_of(key: &[u8]) -> usize {
-        (hash(key) >> 60) as usize % SHARDS
-    }
-
-    fn with_key<R>(&self, key: &K, f: impl FnOnce(&Locked<'_>, &[u8]) -> Result<R>) -> Result<R> {
-        // Short keys are encoded on the stack (no allocation on the lookup path).
-        let mut buf = [0u8; 64];
-        let heap_buf;
-        let k: &[u8] = match postcard::to_slice(key, &mut buf) {
-            Ok(k) => k,
-            Err(_) => {
-                heap_buf = entry::encode(key)?;
-                &heap_buf
-            }
-        };
-        let l = self.lock_shard(Self::shard_of(k))?;
-        f(&l, k)
+    /// Runs `f` on `key`'s shard, locked, with the key's hash and encoding.
+    fn with_key<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&Locked<'_>, u64, &[u8]) -> Result<R>,
+    ) -> Result<R> {
+        entry::encoded(key, |k| {
+            let h = hash(k);
+            f(&self.lock_shard(shard_of(h))?, h, k)
+        })
     }
 
     /// Inserts `value` under `key`; returns the value it replaced.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        let v = entry::encode(value)?;
-        self.with_key(key, |l, k| l.insert(k, &v))?
+        entry::encoded(value, |v| self.with_key(key, |l, h, k| l.insert(h, k, v)))?
             .map(|e| entry::decode(e.value()))
             .transpose()
     }
 
-    /// A copy of the value under `key`.
+    /// The entry under `key`, read without the lock (see "Lock-free reads" in `dict.rs`), or
+    /// under it if writers kept getting in the way.
+    fn read(&self, key: &K) -> Result<Option<Entry>> {
+        entry::encoded(key, |k| {
+            let h = hash(k);
+            let (heap, shard) = (self.root.heap(), &self.root.shards[shard_of(h)]);
+            match read_lock_free(heap, shard, h, k) {
+                Some(found) => found,
+                None => self.lock_shard(shard_of(h))?.get_bytes(h, k),
+            }
+        })
+    }
+
+    /// A copy of the value under `key`. Does not wait for writers (unless one keeps the shard
+    /// busy, or died mid-write: then it reads under the lock, repairing first).
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        self.with_key(key, |l, k| l.get_bytes(k))?
+        self.read(key)?
             .map(|e| entry::decode(e.value()))
             .transpose()
     }
 
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &K) -> Result<bool> {
-        Ok(self.with_key(key, |l, k| l.get_bytes(k))?.is_some())
+        Ok(self.read(key)?.is_some())
     }
 
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        self.with_key(key, |l, k| l.remove(k))?
+        self.with_key(key, |l, h, k| l.remove(h, k))?
             .map(|e| entry::decode(e.value()))
             .transpose()
     }
@@ -502,7 +639,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// Returns what `f` returns. `f` runs under the key's shard lock: it must not use this dict
     /// (the lock is not reentrant; that would wait forever).
     pub fn update<R>(&self, key: &K, f: impl FnOnce(&mut Option<V>) -> R) -> Result<R> {
-        self.with_key(key, |l, k| update_locked(l, k, f))
+        self.with_key(key, |l, h, k| update_locked(l, h, k, f))
     }
 
     /// Number of entries.
@@ -560,20 +697,21 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
 fn update_locked<V: Serialize + DeserializeOwned, R>(
     l: &Locked<'_>,
+    h: u64,
     k: &[u8],
     f: impl FnOnce(&mut Option<V>) -> R,
 ) -> Result<R> {
     let mut v = l
-        .get_bytes(k)?
+        .get_bytes(h, k)?
         .map(|e| entry::decode(e.value()))
         .transpose()?;
     let r = f(&mut v);
     match v {
         Some(v) => {
-            l.insert(k, &entry::encode(&v)?)?;
+            entry::encoded(&v, |v| l.insert(h, k, v))?;
         }
         None => {
-            l.remove(k)?;
+            l.remove(h, k)?;
         }
     }
     Ok(r)
@@ -586,41 +724,42 @@ pub struct DictGuard<'a, K, V> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictGuard<'_, K, V> {
-    fn shard(&self, k: &[u8]) -> &Locked<'_> {
-        &self.shards[(hash(k) >> 60) as usize % SHARDS]
+    /// Runs `f` on `key`'s (locked) shard with the key's hash and encoding.
+    fn with_key<R>(
+        &self,
+        key: &K,
+        f: impl FnOnce(&Locked<'_>, u64, &[u8]) -> Result<R>,
+    ) -> Result<R> {
+        entry::encoded(key, |k| {
+            let h = hash(k);
+            f(&self.shards[shard_of(h)], h, k)
+        })
     }
 
     /// As [`Dict::get`].
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        let k = entry::encode(key)?;
-        self.shard(&k)
-            .get_bytes(&k)?
+        self.with_key(key, |l, h, k| l.get_bytes(h, k))?
             .map(|e| entry::decode(e.value()))
             .transpose()
     }
 
     /// As [`Dict::insert`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        let k = entry::encode(key)?;
-        self.shard(&k)
-            .insert(&k, &entry::encode(value)?)?
+        entry::encoded(value, |v| self.with_key(key, |l, h, k| l.insert(h, k, v)))?
             .map(|e| entry::decode(e.value()))
             .transpose()
     }
 
     /// As [`Dict::remove`].
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        let k = entry::encode(key)?;
-        self.shard(&k)
-            .remove(&k)?
+        self.with_key(key, |l, h, k| l.remove(h, k))?
             .map(|e| entry::decode(e.value()))
             .transpose()
     }
 
     /// As [`Dict::update`].
     pub fn update<R>(&self, key: &K, f: impl FnOnce(&mut Option<V>) -> R) -> Result<R> {
-        let k = entry::encode(key)?;
-        update_locked(self.shard(&k), &k, f)
+        self.with_key(key, |l, h, k| update_locked(l, h, k, f))
     }
 
     /// As [`Dict::len`].

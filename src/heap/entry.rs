@@ -14,6 +14,18 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(value).map_err(|e| Error::Serialization(e.to_string()))
 }
 
+/// Runs `f` on `value` serialised: on the stack when short (no allocation on hot paths).
+pub(crate) fn encoded<T: Serialize + ?Sized, R>(
+    value: &T,
+    f: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<R> {
+    let mut buf = [0u8; 64];
+    match postcard::to_slice(value, &mut buf) {
+        Ok(bytes) => f(bytes),
+        Err(_) => f(&encode(value)?),
+    }
+}
+
 /// Deserialises an entry's bytes.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     postcard::from_bytes(bytes).map_err(|e| Error::Serialization(e.to_string()))
@@ -34,8 +46,27 @@ pub(crate) fn write(heap: &Heap, parts: &[&[u8]]) -> Result<u64> {
     Ok(block)
 }
 
+/// Entries up to this many bytes are copied out onto the stack.
+const INLINE: usize = 64;
+
+/// An entry's bytes, copied out: on the stack when short.
+pub(crate) enum Bytes {
+    Inline([u8; INLINE], usize),
+    Heap(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Inline(b, n) => &b[..*n],
+            Bytes::Heap(v) => v,
+        }
+    }
+}
+
 /// The bytes of entry `block`, checked to be an allocated block holding at most its capacity.
-pub(crate) fn read(heap: &Heap, block: u64) -> Result<Vec<u8>> {
+pub(crate) fn read(heap: &Heap, block: u64) -> Result<Bytes> {
     let a = heap.arena();
     let info = alloc::block(a, block)?;
     let len = a.load(block + 16)?;
@@ -44,7 +75,13 @@ pub(crate) fn read(heap: &Heap, block: u64) -> Result<Vec<u8>> {
             "container entry is not an allocated block",
         ));
     }
-    a.read_bytes(block + BLOCK_HEADER, len)
+    if len <= INLINE as u64 {
+        let mut b = [0u8; INLINE];
+        a.read_into(block + BLOCK_HEADER, &mut b[..len as usize])?;
+        Ok(Bytes::Inline(b, len as usize))
+    } else {
+        Ok(Bytes::Heap(a.read_bytes(block + BLOCK_HEADER, len)?))
+    }
 }
 
 /// Frees entry `block` (0 is no entry). Errors are ignored by callers that already committed:

@@ -36,6 +36,7 @@ mod dict;
 mod holders;
 mod list;
 mod named;
+mod seqlock;
 
 pub use alloc::HeapStats;
 pub use boxed::{HeapBox, HeapData, HeapRc};
