@@ -139,10 +139,19 @@ for group, label in (("dict_u64", "Dict<u64, u64>"), ("dict_serde", "Dict<String
                          ours=f"{group}/ours_{op}", limit=None,
                          peers={"std": f"{group}/std_{op}", "python": f"{group}/python_{op}"},
                          target=("abs", "<=", goal)))
-ROWS.append(dict(op="1 MiB hand-over round trip: HeapRc through a Channel", kind="time",
-                 ours="handover_1MiB/ours_heap_rc/1048576", limit="handover_1MiB/memcpy/1048576",
-                 peers={"Channel<Vec<u8>> (copies)": "handover_1MiB/ours_channel_vec/1048576"},
-                 target=("abs", "<=", 4000)))
+for via, label in (("queue_handle", "a HeapRc as a Pod RcHandle through a Queue"),
+                   ("queue_handle_spin", "the same, receiver polling (no wake-up)"),
+                   ("channel_heap_rc", "a HeapRc through a Channel")):
+    ROWS.append(dict(op=f"1 MiB hand-over one way: {label}", kind="time",
+                     ours=f"handover_1MiB_oneway/ours_{via}/1048576",
+                     limit="handover_1MiB_oneway/memcpy/1048576",
+                     peers={"Channel<Vec<u8>> (copies)":
+                            "handover_1MiB_oneway/ours_channel_vec/1048576"},
+                     target=("abs", "<=", 2000)))
+for n in (1, 2):
+    ROWS.append(dict(op=f"Dict<u64, u64> get with {n} reader(s) in all (processes / threads)",
+                     kind="time", ours=f"dict_read_scaling/ours_get/{n}", limit=None,
+                     peers={"std": f"dict_read_scaling/std_get/{n}"}))
 for scenario, label in (("blocked", "waiter already blocked"), ("late", "locker arriving later")):
     for stat in ("p50", "p99"):
         ROWS.append(dict(op=f"Owner death detected, {label} ({stat})", kind="time",

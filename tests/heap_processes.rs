@@ -7,8 +7,8 @@ mod common;
 
 use common::watchdog;
 use multiproc::crash::{self, CrashAction};
-use multiproc::heap::{Cell, Dict, Heap, HeapRc, List};
-use multiproc::{Channel, Error, Process};
+use multiproc::heap::{Cell, Dict, Heap, HeapRc, List, RcHandle};
+use multiproc::{Channel, Error, Process, Queue};
 use std::time::Duration;
 
 multiproc::test_support!();
@@ -471,5 +471,63 @@ fn dict_readers_survive_a_killed_writer() {
             }
             d.heap().verify().unwrap();
         }
+    });
+}
+
+/// Takes shared buffers from a queue as Pod handles, checks them, and sends back a buffer of its
+/// own the same way.
+fn handle_receiver((heap, rx, tx): (Heap, Queue<RcHandle>, Queue<RcHandle>)) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for i in 0..3u8 {
+        let rc = HeapRc::<[u8]>::from_handle(rx.pop().unwrap()).unwrap();
+        assert!(rc.len() == 1 << 20 && rc.iter().all(|&b| b == i));
+        offsets.push(rc.offset());
+    }
+    // A handle of the wrong payload type is refused.
+    let wrong = HeapRc::<[u64]>::from_handle(rx.pop().unwrap());
+    assert!(
+        matches!(wrong, Err(Error::TypeMismatch { .. })),
+        "{wrong:?}"
+    );
+    let mine = heap
+        .alloc_slice(&[7u32; 100])
+        .unwrap()
+        .into_shared()
+        .unwrap();
+    tx.push(mine.into_handle().unwrap()).unwrap();
+    offsets
+}
+
+/// `HeapRc` through a `Queue` as a Pod `RcHandle`: the child sees the same blocks (same offsets,
+/// no copy) and returns one of its own; every block is freed once nobody holds it.
+#[test]
+fn heap_rc_through_a_queue_as_a_pod_handle() {
+    watchdog(60, || {
+        let heap = Heap::new(64 << 20).unwrap();
+        let (there, back) = (Queue::new(8).unwrap(), Queue::new(8).unwrap());
+        let child =
+            Process::spawn(handle_receiver, (heap.clone(), there.clone(), back.clone())).unwrap();
+        let mut sent = Vec::new();
+        for i in 0..3u8 {
+            let rc = heap
+                .alloc_slice(&vec![i; 1 << 20])
+                .unwrap()
+                .into_shared()
+                .unwrap();
+            sent.push(rc.offset());
+            there.push(rc.clone().into_handle().unwrap()).unwrap();
+            drop(rc); // the handle in the queue keeps the block
+        }
+        let wrong = heap.alloc(1u64).unwrap().into_shared().unwrap();
+        there.push(wrong.into_handle().unwrap()).unwrap();
+        let theirs = HeapRc::<[u32]>::from_handle(back.pop().unwrap()).unwrap();
+        assert_eq!(child.join().unwrap(), sent);
+        assert_eq!(&theirs[..3], &[7, 7, 7]);
+        drop(theirs);
+        // The child exited: its references are reclaimed. The u64 handle it refused stays in
+        // flight (never decoded), so exactly that one object remains.
+        heap.reclaim_dead().unwrap();
+        assert_eq!(heap.stats().unwrap().objects, 1);
+        heap.verify().unwrap();
     });
 }

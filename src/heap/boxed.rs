@@ -229,7 +229,8 @@ impl<T: ?Sized + HeapData + fmt::Debug> fmt::Debug for HeapBox<T> {
 /// A read-only value or slice in a [`Heap`], shared by reference counting across processes.
 ///
 /// Clones in one process share one reference. It implements `Serialize`: send it through a
-/// [`Channel`](crate::Channel) or pass it in [`Process::spawn`](crate::Process::spawn) arguments and
+/// [`Channel`](crate::Channel) or pass it in [`Process::spawn`](crate::Process::spawn) arguments (or
+/// turn it into a `Pod` [`RcHandle`] for a [`Queue`](crate::Queue)) and
 /// the receiver gets the same block, not a copy (the message carries the heap's id and the
 /// block's offset; the receiving process must have the heap mapped, or it must be named, or the
 /// handle must travel in spawn arguments, which carry the heap's fd). See the module docs of
@@ -344,6 +345,61 @@ impl Drop for RcInner {
         }
         crate::crash::point("heap.rc.last_release");
         let _ = self.heap.free_block(self.block, &[State::Rc]);
+    }
+}
+
+/// A [`HeapRc`] as plain data, for [`Queue`](crate::Queue) and other `Pod`-only transports: the
+/// heap's id, the block's offset and the payload type's fingerprint (32 bytes, no payload).
+///
+/// [`HeapRc::into_handle`] turns a reference into one handle (one reference in flight, like a
+/// serialised `HeapRc`); [`HeapRc::from_handle`] in the receiving process (which must already
+/// have the heap mapped, e.g. passed in its spawn arguments) turns it back, checking the block and
+/// the type. Decode every handle exactly once: an extra copy decoded is a reference the block
+/// never had (it would be freed early), and a handle never decoded keeps the block until the heap
+/// goes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RcHandle {
+    heap: [u64; 2],
+    block: u64,
+    fingerprint: u64,
+}
+
+impl<T: ?Sized + HeapData> HeapRc<T> {
+    /// Turns this reference into a `Pod` handle carrying one reference in flight (see
+    /// [`RcHandle`]).
+    ///
+    /// # Errors
+    /// [`Error::Corrupted`] if the block's holders word is out of reach, [`Error::HeapFull`] if
+    /// 65535 references to it are already in flight.
+    pub fn into_handle(self) -> Result<RcHandle> {
+        let word = self.inner.heap.arena().word(self.inner.block + 8)?;
+        if !holders::send(word) {
+            return Err(Error::HeapFull { requested: 0 });
+        }
+        Ok(RcHandle {
+            heap: self.inner.heap.id(),
+            block: self.inner.block,
+            fingerprint: T::fingerprint(),
+        })
+    }
+
+    /// Takes over the reference a handle carries, in a process that has its heap mapped.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if its heap is not mapped in this process, [`Error::TypeMismatch`] for
+    /// another payload type, [`Error::Corrupted`] if the block is not a shared object.
+    pub fn from_handle(handle: RcHandle) -> Result<Self> {
+        let heap = Heap::from_wire(super::Wire {
+            id: handle.heap,
+            segment: None,
+            name: None,
+        })?;
+        decode(RcWire {
+            heap,
+            block: handle.block,
+            fingerprint: handle.fingerprint,
+        })
     }
 }
 

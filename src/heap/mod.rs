@@ -39,7 +39,7 @@ mod named;
 mod seqlock;
 
 pub use alloc::HeapStats;
-pub use boxed::{HeapBox, HeapData, HeapRc};
+pub use boxed::{HeapBox, HeapData, HeapRc, RcHandle};
 pub use cell::Cell;
 pub use dict::{Dict, DictGuard};
 pub use list::List;
