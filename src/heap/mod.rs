@@ -8,7 +8,7 @@
 //! - [`HeapBox`]: one owner's `Pod` value or slice in the heap; [`HeapBox::into_shared`] freezes
 //!   it into a read-only, reference-counted [`HeapRc`] that travels through a
 //!   [`Channel`](crate::Channel) or [`Process`](crate::Process) arguments as an offset, without
-//!   copying its payload.
+//!   copying its payload, or through a [`Queue`](crate::Queue) as a `Pod` [`RcHandle`].
 //! - Named objects: [`Heap::find_or_construct`] and [`Heap::find`] (any [`ShmSafe`] type, such as
 //!   a [`sync::Mutex`](crate::sync::Mutex) or atomics).
 //!
