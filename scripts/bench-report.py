@@ -31,7 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRITERION = os.path.join(ROOT, "target", "criterion")
 OUT_DIR = os.path.join(ROOT, "target", "bench-report")
-BENCHES = ["segments", "locks", "blocking", "queues"]
+BENCHES = ["segments", "locks", "blocking", "queues", "heap"]
 STAT = "median"  # or "best": the fastest sample (set by --stat)
 
 # Peer columns of the table, in order: (key, header).
@@ -132,6 +132,26 @@ ROWS = [
          ours="throughput_u64/ours_queue", limit="throughput_u64/raw_ring",
          peers={"crossbeam": "throughput_u64/crossbeam_array_queue"}),
 ]
+for group, label in (("dict_u64", "Dict<u64, u64>"), ("dict_serde", "Dict<String, Vec<u32>>")):
+    for op, verb, goal in (("get", "get", 150 if group == "dict_u64" else 1000),
+                           ("insert", "insert", 300 if group == "dict_u64" else 1000)):
+        ROWS.append(dict(op=f"{label} {verb}, uncontended", kind="time",
+                         ours=f"{group}/ours_{op}", limit=None,
+                         peers={"std": f"{group}/std_{op}", "python": f"{group}/python_{op}"},
+                         target=("abs", "<=", goal)))
+for via, label in (("queue_handle", "a HeapRc as a Pod RcHandle through a Queue"),
+                   ("queue_handle_spin", "the same, receiver polling (no wake-up)"),
+                   ("channel_heap_rc", "a HeapRc through a Channel")):
+    ROWS.append(dict(op=f"1 MiB hand-over one way: {label}", kind="time",
+                     ours=f"handover_1MiB_oneway/ours_{via}/1048576",
+                     limit="handover_1MiB_oneway/memcpy/1048576",
+                     peers={"Channel<Vec<u8>> (copies)":
+                            "handover_1MiB_oneway/ours_channel_vec/1048576"},
+                     target=("abs", "<=", 2000)))
+for n in (1, 2):
+    ROWS.append(dict(op=f"Dict<u64, u64> get with {n} reader(s) in all (processes / threads)",
+                     kind="time", ours=f"dict_read_scaling/ours_get/{n}", limit=None,
+                     peers={"std": f"dict_read_scaling/std_get/{n}"}))
 for scenario, label in (("blocked", "waiter already blocked"), ("late", "locker arriving later")):
     for stat in ("p50", "p99"):
         ROWS.append(dict(op=f"Owner death detected, {label} ({stat})", kind="time",

@@ -13,6 +13,10 @@ the Rust report's benchmark ids ("group/id"):
   process_start/python_fork       Process(target=noop).start(); join()  ('fork' context)
   process_start/python_spawn      the same with the 'spawn' context
   process_start/python_forkserver the same with the 'forkserver' context
+  dict_u64/python_get             d[k] on a Manager().dict() of 1000 int keys
+  dict_u64/python_insert          d[k] = v on it (replacing a present key)
+  dict_serde/python_get           the same with str keys ("key-N") and a list of 8 ints
+  dict_serde/python_insert
 
 Usage: python3 scripts/python_multiprocessing_bench.py [--time SECONDS] [--out FILE]
 """
@@ -185,6 +189,35 @@ def bench_process(method):
     return bench
 
 
+def bench_manager_dict(kind, op):
+    """Manager().dict() get or set, int keys/values or str keys with a list of 8 ints."""
+    def bench(budget):
+        with mp.Manager() as manager:
+            d = manager.dict()
+            if kind == "u64":
+                keys = list(range(1000))
+                value = 5
+            else:
+                keys = [f"key-{k}" for k in range(1000)]
+                value = list(range(8))
+            for k in keys:
+                d[k] = value
+            state = {"i": 0}
+
+            def run(n):
+                i = state["i"]
+                for _ in range(n):
+                    i = (i + 7) % 1000
+                    if op == "get":
+                        d[keys[i]]
+                    else:
+                        d[keys[i]] = value
+                state["i"] = i
+
+            return measure(run, budget)
+    return bench
+
+
 BENCHES = [
     ("roundtrip_u64/python_queue", "Queue round trip (2 processes)", bench_queue),
     ("roundtrip_u64/python_pipe", "Pipe round trip (2 processes)", bench_pipe),
@@ -195,6 +228,13 @@ BENCHES = [
     ("process_start/python_spawn", "Process start+join (spawn)", bench_process("spawn")),
     ("process_start/python_forkserver", "Process start+join (forkserver)",
      bench_process("forkserver")),
+    ("dict_u64/python_get", "Manager().dict() d[k], int", bench_manager_dict("u64", "get")),
+    ("dict_u64/python_insert", "Manager().dict() d[k] = v, int",
+     bench_manager_dict("u64", "set")),
+    ("dict_serde/python_get", "Manager().dict() d[k], str -> list",
+     bench_manager_dict("serde", "get")),
+    ("dict_serde/python_insert", "Manager().dict() d[k] = v, str -> list",
+     bench_manager_dict("serde", "set")),
 ]
 
 

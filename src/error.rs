@@ -69,6 +69,11 @@ pub enum Error {
     Spawn(&'static str),
     /// (De)serialising spawn arguments, results or channel messages failed.
     Serialization(String),
+    /// A [`Heap`](crate::heap::Heap) has no free block large enough for an allocation.
+    HeapFull {
+        /// Bytes asked for.
+        requested: usize,
+    },
     /// An OS call failed.
     Os(io::Error),
     /// A `try_` call found the lock held or no permit available.
@@ -132,6 +137,9 @@ impl fmt::Display for Error {
             }
             Error::Spawn(what) => write!(f, "spawn failed: {what}"),
             Error::Serialization(what) => write!(f, "serialization failed: {what}"),
+            Error::HeapFull { requested } => {
+                write!(f, "the heap has no free block for {requested} bytes")
+            }
             Error::Os(e) => write!(f, "OS error: {e}"),
             Error::WouldBlock => f.write_str("the operation would block"),
             Error::OwnerDied => f.write_str(

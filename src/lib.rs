@@ -12,6 +12,9 @@
 //!   [`RwLock`](sync::RwLock): in-place `#[repr(C)]` types, shared with `Shared::new(..)`.
 //! - [`Queue`] (lock-free MPMC) and [`SpscQueue`] for `Pod` values; [`Channel`], [`Pipe`] and
 //!   [`JoinableQueue`] for serde messages and task tracking ([`queue`]).
+//! - [`heap`]: a shared [`Heap`](heap::Heap) (an allocator in one sparse, crash-consistent
+//!   segment) with zero-copy shareable handles and named objects, and Python's Manager types on
+//!   it without a server process: [`Dict`](heap::Dict), [`List`](heap::List), [`Cell`](heap::Cell).
 //! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result;
 //!   [`current_process`], [`active_children`], [`cpu_count`].
 //! - [`shm::remove_stale_segments`]: removes named segments whose creator died without `persist()`.
@@ -45,6 +48,18 @@
 pub mod crash;
 mod error;
 mod error_conversions;
+#[cfg(not(multiproc_loom))]
+pub mod heap;
+/// Under loom, only the heap's lock-free part (its model lives there).
+#[cfg(multiproc_loom)]
+#[path = "heap/holders.rs"]
+#[allow(dead_code)]
+mod heap_holders;
+/// Under loom, the seqlock protocol of the heap's containers (its model lives there).
+#[cfg(multiproc_loom)]
+#[path = "heap/seqlock.rs"]
+#[allow(dead_code)]
+mod heap_seqlock;
 mod logging;
 pub(crate) mod loom;
 pub mod process;

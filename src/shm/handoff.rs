@@ -39,6 +39,11 @@ pub(crate) fn export_fd(fd: BorrowedFd<'_>) -> Option<u32> {
     })
 }
 
+/// Whether a spawn is serialising its arguments on this thread (so [`export_fd`] would succeed).
+pub(crate) fn exporting() -> bool {
+    EXPORTS.with(|cell| cell.borrow().is_some())
+}
+
 /// In a child decoding its spawn arguments: a new fd (a dup, `O_CLOEXEC`) for `slot`.
 ///
 /// `NotFound` outside the decoding of spawn arguments or for a slot the parent did not export.

@@ -42,6 +42,8 @@ pub(crate) enum Kind {
     Channel = 6,
     /// The unfinished-task counter of a `JoinableQueue` (its ring is a `Queue` segment).
     JoinableQueue = 7,
+    /// A [`Heap`](crate::heap::Heap): an allocator and the objects in it.
+    Heap = 8,
 }
 
 /// A published header's fields (see [`Header::summary`]).
@@ -56,7 +58,7 @@ pub(crate) struct HeaderSummary {
 }
 
 impl Kind {
-    /// The kind stored as `raw`, if it is one.
+    /// The kind stored as `raw`, if it is one (the list names every variant).
     fn from_raw(raw: u32) -> Option<Kind> {
         [
             Kind::Shared,
@@ -66,6 +68,7 @@ impl Kind {
             Kind::SpscQueue,
             Kind::Channel,
             Kind::JoinableQueue,
+            Kind::Heap,
         ]
         .into_iter()
         .find(|k| *k as u32 == raw)
@@ -80,6 +83,7 @@ impl Kind {
             Kind::SpscQueue => "SpscQueue",
             Kind::Channel => "Channel",
             Kind::JoinableQueue => "JoinableQueue",
+            Kind::Heap => "Heap",
         }
     }
 }
@@ -121,7 +125,7 @@ impl Spec {
     }
 }
 
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut hash = 0xcbf2_9ce4_8422_2325u64;
     for byte in parts.iter().flat_map(|p| p.iter()) {
         hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);

@@ -171,6 +171,20 @@ fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
 }
 
+/// Returns the pages of `len` bytes at `offset` of the file to the OS (`fallocate` with
+/// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`): they read as zeroes afterwards and take no memory
+/// until written again. The file keeps its length, so mappings stay valid.
+pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
+        (Ok(o), Ok(l)) => (o, l),
+        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
+    };
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: `fd` is a valid open fd for the duration of the call; fallocate touches no memory
+    // of ours.
+    cvt_retry(|| unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) }).map(drop)
+}
+
 /// What `fstat` says about a segment file.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FileInfo {
