@@ -43,6 +43,8 @@
 pub mod crash;
 mod error;
 pub(crate) mod loom;
+#[cfg(not(loom))]
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;
@@ -50,6 +52,8 @@ pub mod sync;
 pub(crate) mod sys;
 
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use pool::{AsyncResult, MapError, Pool, PoolBuilder, TaskError};
 pub use process::{
     ChildInfo, ExitStatus, Process, ProcessBuilder, ProcessInfo, active_children, cpu_count,
     current_process, init,

@@ -55,7 +55,7 @@ pub(crate) fn import_fd(slot: u32) -> io::Result<OwnedFd> {
 
 /// Runs `serialise` with fd export enabled on this thread; returns its result and the fds it
 /// exported, in slot order.
-pub(super) fn collect_exports<T>(serialise: impl FnOnce() -> T) -> (T, Vec<OwnedFd>) {
+pub(crate) fn collect_exports<T>(serialise: impl FnOnce() -> T) -> (T, Vec<OwnedFd>) {
     let previous = EXPORTS.with(|cell| cell.borrow_mut().replace(Vec::new()));
     let out = serialise();
     let fds = EXPORTS.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), previous));
@@ -64,7 +64,7 @@ pub(super) fn collect_exports<T>(serialise: impl FnOnce() -> T) -> (T, Vec<Owned
 
 /// Runs `decode` with the inherited fds `slots` importable on this thread, then closes every
 /// inherited fd (whether or not it was imported), so none reaches a grandchild.
-pub(super) fn with_imports<T>(slots: &[RawFd], decode: impl FnOnce() -> T) -> T {
+pub(crate) fn with_imports<T>(slots: &[RawFd], decode: impl FnOnce() -> T) -> T {
     let previous = IMPORTS.with(|cell| cell.borrow_mut().replace(slots.to_vec()));
     let out = decode();
     IMPORTS.with(|cell| *cell.borrow_mut() = previous);
