@@ -195,32 +195,23 @@ impl Worker {
     }
 
     /// Reads what the worker sent and hands complete replies to their sinks.
-    fn read(&mut self, pool: &mut Status) {
+    fn read(&mut self, pool: &mut Status, scratch: &mut [u8]) {
         let mut ignored_fds = Vec::new();
         loop {
-            let len = self.inbuf.len();
-            if len > frame::HEADER + frame::MAX_BODY {
+            if self.inbuf.len() > frame::HEADER + frame::MAX_BODY {
                 self.gone = Some(Gone::Malformed);
                 return;
             }
-            self.inbuf.resize(len + 64 * 1024, 0);
-            let got = socket::recv_with_fds(
-                self.sock.as_fd(),
-                &mut self.inbuf[len..],
-                &mut ignored_fds,
-                true,
-            );
+            let got = socket::recv_with_fds(self.sock.as_fd(), scratch, &mut ignored_fds, true);
             // A worker has no reason to send fds; closing them is all they get.
             ignored_fds.clear();
             match got {
                 Ok(0) => {
-                    self.inbuf.truncate(len);
                     self.gone.get_or_insert(Gone::Ended);
                     break;
                 }
-                Ok(n) => self.inbuf.truncate(len + n),
+                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
                 Err(e) => {
-                    self.inbuf.truncate(len);
                     if e.kind() != std::io::ErrorKind::WouldBlock {
                         self.gone.get_or_insert(Gone::Ended);
                     }
@@ -474,6 +465,7 @@ impl Shared {
 
     /// The supervisor thread's loop; returns once the pool is joined or terminated.
     pub(super) fn supervise(&self) {
+        let mut scratch = vec![0u8; 64 * 1024];
         loop {
             let (fds, timeout, spawn) = {
                 let mut st = lock(&self.state);
@@ -529,7 +521,7 @@ impl Shared {
             let st = &mut *guard;
             for (w, r) in st.workers.iter_mut().zip(&ready[1..]) {
                 if r.readable || r.hangup {
-                    w.read(&mut st.status);
+                    w.read(&mut st.status, &mut scratch);
                 }
                 if r.writable {
                     w.flush();

@@ -84,6 +84,7 @@ pub(super) fn serve(boot: Boot) {
     }
     let sock: OwnedFd = boot.sock.0;
     let mut inbuf: Vec<u8> = Vec::new();
+    let mut scratch = vec![0u8; 64 * 1024];
     let mut start = 0; // first unread byte of `inbuf`
     let mut fds: VecDeque<OwnedFd> = VecDeque::new();
     let mut received = Vec::new();
@@ -110,28 +111,17 @@ pub(super) fn serve(boot: Boot) {
         }
         inbuf.drain(..start);
         start = 0;
-        let len = inbuf.len();
-        // Room for the rest of a large frame at once, or at least 64 KiB.
-        let want = frame_len(&inbuf).saturating_sub(len).max(64 * 1024);
-        inbuf.resize(len + want, 0);
-        let n = match socket::recv_with_fds(sock.as_fd(), &mut inbuf[len..], &mut received, false) {
+        let n = match socket::recv_with_fds(sock.as_fd(), &mut scratch, &mut received, false) {
             Ok(n) => n,
             Err(_) => return,
         };
-        inbuf.truncate(len + n);
+        inbuf.extend_from_slice(&scratch[..n]);
         fds.extend(received.drain(..));
         if n == 0 {
             return; // the pool closed our socket (or is gone)
         }
         crash::point("pool.worker.received");
     }
-}
-
-/// The full length of the frame that starts `buf`, once its length field is there.
-fn frame_len(buf: &[u8]) -> usize {
-    buf.get(..4).map_or(0, |b| {
-        4 + u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
-    })
 }
 
 /// Sends one frame of replies, with a crash point halfway through.
