@@ -2,8 +2,8 @@
 //! never hang when a worker dies.
 //!
 //! Each worker has its own mailbox (a Unix socket pair made when it starts, holding at most
-//! two chunks of tasks) and answers each chunk before it starts the next, so the pool always
-//! knows which tasks a worker held. When a worker is killed (the OOM killer, `kill -9`, a
+//! two chunks of tasks, one while chunks take more than 5 ms) and answers each chunk before it
+//! starts the next, so the pool always knows which tasks a worker held. When a worker is killed (the OOM killer, `kill -9`, a
 //! `task_timeout`), exactly the chunk it held fails with [`TaskError::WorkerDied`] (or
 //! [`TaskError::Timeout`]), the chunks queued behind it go to other workers, and a new worker
 //! takes its place. CPython's `Pool` hangs forever in that case; `ProcessPoolExecutor` fails

@@ -21,8 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Chunks a worker may hold at once: the one it runs and the next, so it never waits for us.
+/// Chunks a worker may hold at once while chunks are short: the one it runs and the next, so
+/// it never waits for a round trip to the pool between two chunks.
 const MAILBOX: usize = 2;
+/// Chunks longer than this (on average) go one per worker: a round trip between them costs
+/// little, and a chunk queued behind a long one would wait for it while another worker idles.
+const LONG_CHUNK: Duration = Duration::from_millis(5);
 /// After a worker died running the initializer this many times in a row, the pool gives up.
 const INIT_DEATHS: u32 = 3;
 /// How long to wait before retrying a worker start the OS refused.
@@ -243,7 +247,9 @@ impl Worker {
             };
             start = body.end;
             if let Some(chunk) = self.inflight.pop_front() {
-                self.front_since = Instant::now();
+                let now = Instant::now();
+                pool.record_service(now - self.front_since);
+                self.front_since = now;
                 pool.answered(chunk, replies);
             }
         }
@@ -261,9 +267,23 @@ struct Status {
     broken: Option<TaskError>,
     /// Workers that died in a row while running the initializer.
     init_deaths: u32,
+    /// Moving average of how long a worker takes to answer a chunk; `None` before the first.
+    service: Option<Duration>,
 }
 
 impl Status {
+    fn record_service(&mut self, took: Duration) {
+        self.service = Some(self.service.map_or(took, |avg| (avg * 7 + took) / 8));
+    }
+
+    /// Chunks a worker may hold now: [`MAILBOX`] while chunks are known to be short.
+    fn mailbox(&self) -> usize {
+        match self.service {
+            Some(avg) if avg < LONG_CHUNK => MAILBOX,
+            _ => 1,
+        }
+    }
+
     fn answered(&mut self, chunk: Chunk, replies: Vec<Reply>) {
         let items = replies
             .into_iter()
@@ -342,6 +362,7 @@ impl Shared {
                     queue: VecDeque::new(),
                     broken: None,
                     init_deaths: 0,
+                    service: None,
                 },
                 closed: false,
                 joining: false,
@@ -545,7 +566,7 @@ impl State {
     /// started a task that a timeout must watch.
     fn dispatch(&mut self, config: &Config) -> bool {
         let mut wake = false;
-        for level in 0..MAILBOX {
+        for level in 0..self.status.mailbox() {
             for w in &mut self.workers {
                 if self.status.queue.is_empty() {
                     break;
