@@ -14,6 +14,8 @@
 //!   [`JoinableQueue`] for serde messages and task tracking ([`queue`]).
 //! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result;
 //!   [`current_process`], [`active_children`], [`cpu_count`].
+//! - [`Pool`]: Python's `Pool` (`map`, `imap`, `apply_async`, ...) whose workers may die at any
+//!   point: only the task a dead worker held fails ([`TaskError::WorkerDied`]) ([`pool`]).
 //! - [`shm::remove_stale_segments`]: removes named segments whose creator died without `persist()`.
 //!
 //! The cross-process invariants every `unsafe` block relies on, and the test or model covering
