@@ -17,7 +17,7 @@
 mod common;
 
 use common::Watchdog;
-use criterion::Criterion;
+use criterion::{Bencher, Criterion};
 use multiproc::{Pool, Process};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -58,6 +58,18 @@ fn rounds_per_ms() -> u64 {
     probe * 1_000_000 / ns
 }
 
+/// Times `iters` calls of `round` (each `tasks` tasks): the time per task.
+fn per_task(b: &mut Bencher<'_>, tasks: u64, mut round: impl FnMut()) {
+    b.iter_custom(|iters| {
+        Watchdog::arm();
+        let t = Instant::now();
+        for _ in 0..iters {
+            round();
+        }
+        t.elapsed() / tasks as u32
+    })
+}
+
 fn pool() -> Pool {
     Pool::new(WORKERS).expect("pool")
 }
@@ -67,14 +79,8 @@ fn map_1e6(c: &mut Criterion) {
     g.sample_size(10);
     let pool = pool();
     g.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                let out = pool.map(double, 0..MAP_N).expect("map");
-                black_box(out);
-            }
-            t.elapsed() / MAP_N as u32
+        per_task(b, MAP_N, || {
+            black_box(pool.map(double, 0..MAP_N).expect("map"));
         })
     });
     g.finish();
@@ -85,16 +91,11 @@ fn apply_async(c: &mut Criterion) {
     g.sample_size(10);
     let pool = pool();
     g.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                let pending: Vec<_> = (0..ASYNC_N).map(|i| pool.apply_async(double, i)).collect();
-                for (i, p) in pending.into_iter().enumerate() {
-                    assert_eq!(p.get(), Ok(2 * i as u64));
-                }
+        per_task(b, ASYNC_N, || {
+            let pending: Vec<_> = (0..ASYNC_N).map(|i| pool.apply_async(double, i)).collect();
+            for (i, p) in pending.into_iter().enumerate() {
+                assert_eq!(p.get(), Ok(2 * i as u64));
             }
-            t.elapsed() / ASYNC_N as u32
         })
     });
     g.finish();
@@ -104,13 +105,8 @@ fn apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool_apply");
     let pool = pool();
     g.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for i in 0..iters {
-                black_box(pool.apply(double, i).expect("apply"));
-            }
-            t.elapsed()
+        per_task(b, 1, || {
+            black_box(pool.apply(double, 7).expect("apply"));
         })
     });
     g.finish();
@@ -127,13 +123,8 @@ fn cpu_1ms(c: &mut Criterion) {
         .build()
         .expect("pool");
     g.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                black_box(pool.map(burn, inputs.iter().copied()).expect("map"));
-            }
-            t.elapsed() / CPU_TASKS as u32
+        per_task(b, CPU_TASKS, || {
+            black_box(pool.map(burn, inputs.iter().copied()).expect("map"));
         })
     });
     let threads = rayon::ThreadPoolBuilder::new()
@@ -141,25 +132,14 @@ fn cpu_1ms(c: &mut Criterion) {
         .build()
         .expect("rayon");
     g.bench_function("rayon", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                let out: Vec<u64> =
-                    threads.install(|| inputs.par_iter().map(|&n| burn(n)).collect());
-                black_box(out);
-            }
-            t.elapsed() / CPU_TASKS as u32
+        per_task(b, CPU_TASKS, || {
+            let out: Vec<u64> = threads.install(|| inputs.par_iter().map(|&n| burn(n)).collect());
+            black_box(out);
         })
     });
     g.bench_function("serial", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                black_box(inputs.iter().map(|&n| burn(n)).collect::<Vec<_>>());
-            }
-            t.elapsed() / CPU_TASKS as u32
+        per_task(b, CPU_TASKS, || {
+            black_box(inputs.iter().map(|&n| burn(n)).collect::<Vec<_>>());
         })
     });
     g.finish();
@@ -169,29 +149,15 @@ fn start(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool_start");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(5));
-    g.bench_function("ours", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                pool().join();
-            }
-            t.elapsed()
-        })
-    });
+    g.bench_function("ours", |b| per_task(b, 1, || pool().join()));
     g.bench_function("bare_spawn", |b| {
-        b.iter_custom(|iters| {
-            Watchdog::arm();
-            let t = Instant::now();
-            for _ in 0..iters {
-                let children: Vec<_> = (0..WORKERS)
-                    .map(|_| Process::spawn(noop, ()).expect("spawn"))
-                    .collect();
-                for child in children {
-                    child.join().expect("join");
-                }
+        per_task(b, 1, || {
+            let children: Vec<_> = (0..WORKERS)
+                .map(|_| Process::spawn(noop, ()).expect("spawn"))
+                .collect();
+            for child in children {
+                child.join().expect("join");
             }
-            t.elapsed()
         })
     });
     g.finish();

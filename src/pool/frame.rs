@@ -87,19 +87,7 @@ pub(crate) fn push_arg<E: std::fmt::Display>(
     buf: &mut Vec<u8>,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) {
-    let mark = buf.len();
-    buf.push(ARG_ENCODED);
-    buf.extend_from_slice(&[0; 4]);
-    if let Err(e) = encode(buf) {
-        buf.truncate(mark);
-        let message = e.to_string();
-        buf.push(ARG_UNENCODABLE);
-        buf.extend_from_slice(&(message.len() as u32).to_le_bytes());
-        buf.extend_from_slice(message.as_bytes());
-        return;
-    }
-    let len = (buf.len() - mark - 5) as u32;
-    buf[mark + 1..mark + 5].copy_from_slice(&len.to_le_bytes());
+    push_encoded(buf, ARG_ENCODED, ARG_UNENCODABLE, encode);
 }
 
 /// Appends one reply, its bytes written by `encode`; if that fails, a `BadResult` reply.
@@ -107,12 +95,23 @@ pub(crate) fn push_reply<E: std::fmt::Display>(
     buf: &mut Vec<u8>,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) {
+    push_encoded(buf, REPLY_RETURNED, REPLY_BAD_RESULT, encode);
+}
+
+/// Appends a `flag | len | bytes` field whose bytes `encode` writes; if it fails, the field is
+/// `failed | len | the error message` instead.
+fn push_encoded<E: std::fmt::Display>(
+    buf: &mut Vec<u8>,
+    flag: u8,
+    failed: u8,
+    encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) {
     let mark = buf.len();
-    buf.push(REPLY_RETURNED);
+    buf.push(flag);
     buf.extend_from_slice(&[0; 4]);
     if let Err(e) = encode(buf) {
         buf.truncate(mark);
-        push_message(buf, REPLY_BAD_RESULT, &e.to_string());
+        push_message(buf, failed, &e.to_string());
         return;
     }
     let len = (buf.len() - mark - 5) as u32;
