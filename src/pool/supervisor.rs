@@ -429,10 +429,9 @@ impl Shared {
     fn add_worker(&self) -> crate::Result<()> {
         let (ours, theirs) = socket::stream_pair()?;
         socket::set_nonblocking(ours.as_fd())?;
-        let has_init = u64::from(self.config.init.is_some());
         let max_tasks = match self.config.max_tasks {
             0 => 0,
-            k => k + has_init,
+            _ => w_quota(&self.config),
         };
         let (n, close) = {
             let st = lock(&self.state);

@@ -41,7 +41,9 @@ mod spawn;
 mod testsupport;
 
 pub use fd::FdArg;
-// For the pool, which starts functions in running workers the way spawn starts them in children.
+// For the pool, which starts functions in running workers the way spawn starts them in children
+// (the pool is not built under loom).
+#[cfg_attr(loom, allow(unused_imports))]
 pub(crate) use child::{anchor_addr, panic_message};
 pub(crate) use spawn::offsets as entry_offsets;
 #[doc(hidden)]
