@@ -326,3 +326,34 @@ fn a_killed_worker_fails_its_task_and_is_replaced() {
         assert_eq!(pool.apply(double, 2), Ok(4));
     });
 }
+
+fn fork_then_die(_: ()) {
+    // SAFETY: the forked child only calls async-signal-safe functions (sleep, _exit); the worker
+    // then kills itself.
+    unsafe {
+        if libc::fork() == 0 {
+            // Holds a copy of the worker's socket, so the pool sees no end of file for 10 s.
+            libc::sleep(10);
+            libc::_exit(0);
+        }
+        libc::raise(libc::SIGKILL);
+    }
+}
+
+#[test]
+fn a_dead_worker_is_noticed_even_when_its_socket_stays_open() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            pool.apply(fork_then_die, ()),
+            Err(TaskError::WorkerDied(ExitStatus::Signaled(libc::SIGKILL)))
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(pool.apply(double, 3), Ok(6));
+    });
+}

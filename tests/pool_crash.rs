@@ -210,10 +210,8 @@ fn ctrl_c_ends_a_blocked_map_and_every_worker() {
         std::thread::sleep(Duration::from_millis(100));
         // What the terminal does on Ctrl-C: SIGINT to the foreground process group.
         // SAFETY: kill has no memory-safety preconditions; the group is our child's.
-        assert_eq!(
-            unsafe { libc::kill(-(parent.pid() as i32), libc::SIGINT) },
-            0
-        );
+        let sent = unsafe { libc::kill(-(parent.pid() as i32), libc::SIGINT) };
+        assert_eq!(sent, 0);
         let sent = Instant::now();
         match parent.join() {
             Err(Error::ChildSignaled { signal }) => assert_eq!(signal, libc::SIGINT),

@@ -37,9 +37,11 @@ fn fork_workers_serve_die_and_are_replaced() {
     // every socket) lets all of them go.
     pool.join();
     for p in pids {
-        assert!(!std::path::Path::new(&format!("/proc/{p}")).exists() || {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            stat.contains(") Z")
-        });
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists() || {
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                stat.contains(") Z")
+            }
+        );
     }
 }

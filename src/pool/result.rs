@@ -64,9 +64,11 @@ impl<T, E> AsyncResult<T, E> {
     /// # Errors
     /// The task's [`TaskError`] (for `map_async`, the first failed task's, with its index).
     pub fn get(&self) -> Result<T, E> {
-        match self.wait_until(None, self.finish) {
-            Some(r) => r,
-            None => unreachable!("a wait without deadline only returns with a result"),
+        loop {
+            // A wait without a deadline only returns with the result.
+            if let Some(r) = self.wait_until(None, self.finish) {
+                return r;
+            }
         }
     }
 

@@ -31,6 +31,9 @@ const LONG_CHUNK: Duration = Duration::from_millis(5);
 const INIT_DEATHS: u32 = 3;
 /// How long to wait before retrying a worker start the OS refused.
 const SPAWN_RETRY: Duration = Duration::from_millis(100);
+/// How often a worker holding tasks is checked for being alive, besides its socket's end of
+/// file (which never comes if a process the task forked holds a copy of the socket).
+const LIVENESS: Duration = Duration::from_millis(100);
 
 /// One task's outcome: its encoded result, or why there is none.
 pub(super) type Item = Result<Vec<u8>, TaskError>;
@@ -486,6 +489,7 @@ impl Shared {
     /// The supervisor thread's loop; returns once the pool is joined or terminated.
     pub(super) fn supervise(&self) {
         let mut scratch = vec![0u8; 64 * 1024];
+        let mut last_liveness = Instant::now();
         loop {
             let (fds, timeout, spawn) = {
                 let mut st = lock(&self.state);
@@ -548,6 +552,7 @@ impl Shared {
                 }
             }
             st.enforce_timeouts(&self.config);
+            st.check_liveness(&mut scratch, &mut last_liveness);
         }
     }
 }
@@ -665,6 +670,10 @@ impl State {
     /// Milliseconds until the next task deadline or spawn retry (`-1`: none).
     fn poll_timeout(&self, config: &Config) -> i32 {
         let mut next: Option<Instant> = self.retry_spawn_at;
+        if self.workers.iter().any(|w| !w.inflight.is_empty()) {
+            let at = Instant::now() + LIVENESS;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
         if let Some(limit) = config.task_timeout {
             for w in self.workers.iter().filter(|w| !w.timed_out) {
                 if let Some(c) = w.inflight.front() {
@@ -679,6 +688,21 @@ impl State {
                 let left = at.saturating_duration_since(Instant::now());
                 // Round up, so a wake-up never comes before the deadline.
                 (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+            }
+        }
+    }
+
+    /// Every [`LIVENESS`], marks gone each worker holding tasks whose process ended, after
+    /// reading what it sent before it died.
+    fn check_liveness(&mut self, scratch: &mut [u8], last: &mut Instant) {
+        if last.elapsed() < LIVENESS {
+            return;
+        }
+        *last = Instant::now();
+        for w in &mut self.workers {
+            if w.gone.is_none() && !w.inflight.is_empty() && !w.process.is_alive() {
+                w.read(&mut self.status, scratch);
+                w.gone.get_or_insert(Gone::Ended);
             }
         }
     }
