@@ -203,6 +203,23 @@ impl PoolBuilder {
     }
 }
 
+/// [`entry_offsets`], remembered for the last pair this thread asked about (it calls `dladdr`,
+/// which costs more than sending a small task).
+fn offsets_of(entry: usize, wrapper: usize) -> std::result::Result<(i64, i64), String> {
+    type Last = Option<((usize, usize), (i64, i64))>;
+    thread_local! {
+        static LAST: std::cell::Cell<Last> = const { std::cell::Cell::new(None) };
+    }
+    if let Some((key, offsets)) = LAST.get() {
+        if key == (entry, wrapper) {
+            return Ok(offsets);
+        }
+    }
+    let offsets = entry_offsets(entry, wrapper).map_err(|e| e.to_string())?;
+    LAST.set(Some(((entry, wrapper), offsets)));
+    Ok(offsets)
+}
+
 /// Encodes `args` as one frame of `kind` for chunk `id`, with the fds of the shared handles in
 /// them.
 fn encode_chunk<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
@@ -212,8 +229,7 @@ fn encode_chunk<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned
     id: u64,
 ) -> std::result::Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), String> {
     let wrapper: worker::ChunkFn = worker::run_chunk::<A, R>;
-    let (entry, wrapper) =
-        entry_offsets(f as usize, wrapper as usize).map_err(|e| e.to_string())?;
+    let (entry, wrapper) = offsets_of(f as usize, wrapper as usize)?;
     let (buf, fds) = crate::process::handoff::collect_exports(|| {
         let mut buf = Vec::with_capacity(64 + args.len() * 16);
         let start = frame::begin(&mut buf, kind, id);
