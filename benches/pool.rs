@@ -6,7 +6,10 @@
 //! - `pool_map_1e6`: `ours`: `map` of `u64 -> u64` over 10^6 inputs with automatic chunking
 //!   (Python's rule: 4 chunks per worker); the time of one map divided by 10^6.
 //! - `pool_apply_async`: `ours`: 10^4 `apply_async` (one task each), then every `get`.
-//! - `pool_apply`: `ours`: one `apply` on an idle pool, the round trip.
+//! - `pool_apply`: `ours`: one `apply` on an idle pool, the round trip; `unix_socket`: the raw
+//!   limit, a u64 there and back over a Unix socket pair to a child that echoes it (blocking
+//!   reads on both sides, so two wake-ups per round trip; `apply` has three: the worker, the
+//!   pool's supervisor thread, the caller).
 //! - `pool_cpu_1ms`: 64 tasks of ~1 ms of CPU each: `ours` (`map`, chunk size 1), `rayon`
 //!   (`par_iter` on a 2-thread pool), `serial` (one thread, the work itself). Parallel
 //!   efficiency against rayon is rayon's time over ours.
@@ -21,6 +24,7 @@ use criterion::{Bencher, Criterion};
 use multiproc::{Pool, Process};
 use rayon::prelude::*;
 use std::hint::black_box;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const WORKERS: usize = 2;
@@ -101,8 +105,30 @@ fn apply_async(c: &mut Criterion) {
     g.finish();
 }
 
+/// Echoes 8-byte messages until end of file.
+fn echo(sock: multiproc::process::FdArg) {
+    let mut s = std::os::unix::net::UnixStream::from(sock.0);
+    let mut buf = [0u8; 8];
+    while s.read_exact(&mut buf).is_ok() {
+        if s.write_all(&buf).is_err() {
+            return;
+        }
+    }
+}
+
 fn apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("pool_apply");
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let child = Process::spawn(echo, multiproc::process::FdArg(theirs.into())).expect("spawn");
+    g.bench_function("unix_socket", |b| {
+        per_task(b, 1, || {
+            let mut buf = [7u8; 8];
+            ours.write_all(&buf).expect("write");
+            ours.read_exact(&mut buf).expect("read");
+        })
+    });
+    drop(ours);
+    child.join().expect("echo child");
     let pool = pool();
     g.bench_function("ours", |b| {
         per_task(b, 1, || {

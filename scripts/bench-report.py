@@ -139,7 +139,7 @@ ROWS = [
          ours="pool_apply_async/ours", limit=None,
          peers={"python": "pool_apply_async/python"}, target=("python", "<=", 0.05)),
     dict(op="Pool.apply round trip, idle pool", kind="time",
-         ours="pool_apply/ours", limit=None,
+         ours="pool_apply/ours", limit="pool_apply/unix_socket",
          peers={"python": "pool_apply/python"}, target=("abs", "<=", 10e3)),
     dict(op="Pool ~1 ms CPU tasks (per task) vs rayon (limit)", kind="time",
          ours="pool_cpu_1ms/ours", limit="pool_cpu_1ms/rayon",
