@@ -3,10 +3,10 @@
 //!
 //! Each worker has its own mailbox (a Unix socket pair made when it starts, holding at most
 //! two chunks of tasks, one while chunks take more than 5 ms) and answers each chunk before it
-//! starts the next, so the pool always knows which tasks a worker held. When a worker is killed (the OOM killer, `kill -9`, a
-//! `task_timeout`), exactly the chunk it held fails with [`TaskError::WorkerDied`] (or
-//! [`TaskError::Timeout`]), the chunks queued behind it go to other workers, and a new worker
-//! takes its place. CPython's `Pool` hangs forever in that case; `ProcessPoolExecutor` fails
+//! starts the next, so the pool always knows which tasks a worker held. When a worker is
+//! killed (the OOM killer, `kill -9`, a `task_timeout`), exactly the chunk it held fails with
+//! [`TaskError::WorkerDied`] (or [`TaskError::Timeout`]), the chunks queued behind it go to
+//! other workers, and a new worker takes its place. CPython's `Pool` hangs forever in that case; `ProcessPoolExecutor` fails
 //! every pending task.
 //!
 //! Arguments and results travel serialised with postcard, as with [`Process::spawn`]: a tuple
@@ -38,7 +38,8 @@
 //! - A task whose worker dies after running it but before its result reached the pool fails
 //!   with `WorkerDied`, though its side effects happened (as when a process dies right after
 //!   its work).
-//! - `max_tasks_per_child` counts chunks, as Python counts its tasks.
+//! - `max_tasks_per_child` counts chunks, as Python counts its tasks; `task_timeout` bounds a
+//!   chunk of c tasks to c times the timeout.
 //! - Workers are daemon children: they end when the pool's process ends, however it ends.
 
 mod error;
