@@ -236,7 +236,7 @@ fn encode_chunk<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned
         let start = frame::begin(&mut buf, kind, id);
         frame::task_header(&mut buf, entry, wrapper, 0, args.len() as u32);
         for a in args {
-            frame::push_arg(&mut buf, |b| postcard::to_io(a, b).map(drop));
+            frame::push_arg(&mut buf, |b| frame::encode(b, a));
         }
         frame::finish(&mut buf, start);
         buf
@@ -305,7 +305,7 @@ impl Pool {
         });
         match chunk {
             Ok(chunk) => self.shared.submit(chunk),
-            Err(e) => sink.deliver(seq, vec![Err(TaskError::BadArgs(e)); count as usize]),
+            Err(e) => sink.deliver(seq, supervisor::Batch::Failed(TaskError::BadArgs(e), count)),
         }
     }
 
@@ -329,7 +329,10 @@ impl Pool {
     {
         let sink = Arc::<Sink>::default();
         self.submit(f, std::slice::from_ref(&arg), Arc::clone(&sink), 0);
-        AsyncResult::new(sink, 1, |done| result::decode(&done[0].1[0]))
+        AsyncResult::new(sink, 1, |done| {
+            let item = done[0].1.next_item(&mut 0);
+            result::decode(item.unwrap_or(Err(TaskError::BadResult("no reply".into()))))
+        })
     }
 
     /// `f` applied to every input, in input order (Python's `map`; a tuple `A` is `starmap`).
@@ -378,8 +381,12 @@ impl Pool {
         }
         AsyncResult::new(sink, chunks, |done| {
             let mut out = Vec::new();
-            for (index, item) in done.iter().flat_map(|(_, items)| items).enumerate() {
-                out.push(result::decode(item).map_err(|error| MapError { index, error })?);
+            for (_, batch) in done {
+                let mut at = 0;
+                while let Some(item) = batch.next_item(&mut at) {
+                    let index = out.len();
+                    out.push(result::decode(item).map_err(|error| MapError { index, error })?);
+                }
             }
             Ok(out)
         })

@@ -2,23 +2,19 @@
 
 use super::Pool;
 use super::error::TaskError;
-use super::supervisor::{Item, Sink};
+use super::supervisor::{Batch, Sink};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Decodes one task's item into its result.
-pub(super) fn decode<R: DeserializeOwned>(item: &Item) -> Result<R, TaskError> {
-    match item {
-        Ok(bytes) => postcard::from_bytes(bytes).map_err(|e| TaskError::BadResult(e.to_string())),
-        Err(e) => Err(e.clone()),
-    }
+/// Decodes one task's outcome into its result.
+pub(super) fn decode<R: DeserializeOwned>(item: Result<&[u8], TaskError>) -> Result<R, TaskError> {
+    postcard::from_bytes(item?).map_err(|e| TaskError::BadResult(e.to_string()))
 }
 
 /// Turns every chunk of an `AsyncResult` (sorted by sequence number) into its value.
-pub(super) type Finish<T, E> = fn(&[(u64, Vec<Item>)]) -> Result<T, E>;
+pub(super) type Finish<T, E> = fn(&[(u64, Batch)]) -> Result<T, E>;
 
 /// The result of [`Pool::apply_async`] or [`Pool::map_async`], Python's `AsyncResult`: the
 /// tasks run in the pool's workers while this handle waits for them.
@@ -48,7 +44,7 @@ impl<T, E> AsyncResult<T, E> {
     fn wait_until<U>(
         &self,
         deadline: Option<Instant>,
-        then: impl Fn(&[(u64, Vec<Item>)]) -> U,
+        then: impl Fn(&[(u64, Batch)]) -> U,
     ) -> Option<U> {
         self.sink.wait_for(deadline, |done| {
             (done.len() as u64 >= self.chunks).then(|| {
@@ -97,8 +93,7 @@ impl<T, E> AsyncResult<T, E> {
     /// Whether every task returned (`None` while not ready). Python's `successful()`.
     pub fn successful(&self) -> Option<bool> {
         self.wait_until(Some(Instant::now()), |done| {
-            done.iter()
-                .all(|(_, items)| items.iter().all(Result::is_ok))
+            done.iter().all(|(_, batch)| batch.all_returned())
         })
     }
 }
@@ -117,8 +112,8 @@ pub struct IMap<'p, A, R, I> {
     submitted: u64,
     /// Chunks taken out of the sink.
     taken: u64,
-    /// The items of the chunk being handed out.
-    current: VecDeque<Item>,
+    /// The chunk being handed out, and where its next outcome lies in it.
+    current: Option<(Batch, usize)>,
     /// Most chunks submitted and not yet taken.
     limit: u64,
 }
@@ -155,7 +150,7 @@ where
             sink: Arc::default(),
             submitted: 0,
             taken: 0,
-            current: VecDeque::new(),
+            current: None,
             limit: pool.in_flight_limit(),
         }
     }
@@ -186,8 +181,11 @@ where
         deadline: Option<Instant>,
     ) -> Result<Option<Result<R, TaskError>>, crate::Error> {
         loop {
-            if let Some(item) = self.current.pop_front() {
-                return Ok(Some(decode(&item)));
+            if let Some((batch, at)) = &mut self.current {
+                if let Some(item) = batch.next_item(at) {
+                    return Ok(Some(decode(item)));
+                }
+                self.current = None;
             }
             self.refill();
             if self.taken == self.submitted {
@@ -205,11 +203,11 @@ where
                 };
                 done.remove(at)
             });
-            let Some((_, items)) = chunk else {
+            let Some((_, batch)) = chunk else {
                 return Err(crate::Error::Timeout);
             };
             self.taken += 1;
-            self.current = items.into();
+            self.current = Some((batch, 0));
         }
     }
 

@@ -35,21 +35,60 @@ const SPAWN_RETRY: Duration = Duration::from_millis(100);
 /// file (which never comes if a process the task forked holds a copy of the socket).
 const LIVENESS: Duration = Duration::from_millis(100);
 
-/// One task's outcome: its encoded result, or why there is none.
-pub(super) type Item = Result<Vec<u8>, TaskError>;
+/// The outcomes of one chunk's tasks, as one buffer (no allocation per task).
+pub(super) enum Batch {
+    /// A RESULTS body that [`frame::check_replies`] accepted.
+    Replies(Vec<u8>),
+    /// Each of this many tasks failed with this error.
+    Failed(TaskError, u32),
+}
+
+impl Batch {
+    /// The outcome of the task at `*at` (start at 0), moving `*at` to the next; `None` past the
+    /// last. `Ok` holds the encoded result.
+    pub(super) fn next_item(&self, at: &mut usize) -> Option<Result<&[u8], TaskError>> {
+        match self {
+            Batch::Replies(body) => {
+                *at = (*at).max(frame::FIRST_REPLY);
+                frame::next_reply(body, at).map(|r| r.map_err(Into::into))
+            }
+            Batch::Failed(e, count) => (*at < *count as usize).then(|| {
+                *at += 1;
+                Err(e.clone())
+            }),
+        }
+    }
+
+    /// Whether every task returned.
+    pub(super) fn all_returned(&self) -> bool {
+        let mut at = 0;
+        std::iter::from_fn(|| self.next_item(&mut at)).all(|r| r.is_ok())
+    }
+}
+
+impl From<Reply> for TaskError {
+    fn from(r: Reply) -> TaskError {
+        match r {
+            Reply::Returned(_) => TaskError::BadResult("a returned value is no error".into()),
+            Reply::Panicked(m) => TaskError::Panicked(m),
+            Reply::BadArgs(m) => TaskError::BadArgs(m),
+            Reply::BadResult(m) => TaskError::BadResult(m),
+        }
+    }
+}
 
 /// Where the replies of submitted chunks go, each tagged with the sequence number its submitter
 /// gave it. One sink serves an `AsyncResult` or a lazy `imap`.
 #[derive(Default)]
 pub(super) struct Sink {
-    done: Mutex<VecDeque<(u64, Vec<Item>)>>,
+    done: Mutex<VecDeque<(u64, Batch)>>,
     cv: Condvar,
 }
 
 impl Sink {
-    /// Hands the items of chunk `seq` to whoever waits.
-    pub(super) fn deliver(&self, seq: u64, items: Vec<Item>) {
-        lock(&self.done).push_back((seq, items));
+    /// Hands the outcomes of chunk `seq` to whoever waits.
+    pub(super) fn deliver(&self, seq: u64, batch: Batch) {
+        lock(&self.done).push_back((seq, batch));
         self.cv.notify_all();
     }
 
@@ -58,7 +97,7 @@ impl Sink {
     pub(super) fn wait_for<T>(
         &self,
         deadline: Option<Instant>,
-        mut take: impl FnMut(&mut VecDeque<(u64, Vec<Item>)>) -> Option<T>,
+        mut take: impl FnMut(&mut VecDeque<(u64, Batch)>) -> Option<T>,
     ) -> Option<T> {
         let mut done = lock(&self.done);
         loop {
@@ -121,7 +160,7 @@ impl Chunk {
 
     fn fail(self, error: &TaskError) {
         if let Some((sink, seq)) = self.sink {
-            sink.deliver(seq, vec![Err(error.clone()); self.count as usize]);
+            sink.deliver(seq, Batch::Failed(error.clone(), self.count));
         }
     }
 }
@@ -244,10 +283,11 @@ impl Worker {
                     break;
                 }
             };
-            let Ok(replies) = frame::parse_replies(&self.inbuf[body.clone()], expected) else {
+            if frame::check_replies(&self.inbuf[body.clone()], expected).is_err() {
                 self.gone = Some(Gone::Malformed);
                 break;
-            };
+            }
+            let replies = &self.inbuf[body.clone()];
             start = body.end;
             if let Some(chunk) = self.inflight.pop_front() {
                 let now = Instant::now();
@@ -287,20 +327,16 @@ impl Status {
         }
     }
 
-    fn answered(&mut self, chunk: Chunk, replies: Vec<Reply>) {
-        let items = replies
-            .into_iter()
-            .map(|r| match r {
-                Reply::Returned(bytes) => Ok(bytes),
-                Reply::Panicked(m) => Err(TaskError::Panicked(m)),
-                Reply::BadArgs(m) => Err(TaskError::BadArgs(m)),
-                Reply::BadResult(m) => Err(TaskError::BadResult(m)),
-            })
-            .collect::<Vec<_>>();
+    /// Hands a checked RESULTS body to the chunk's sink (one copy of the body, whatever the
+    /// number of tasks).
+    fn answered(&mut self, chunk: Chunk, replies: &[u8]) {
         match chunk.sink {
-            Some((sink, seq)) => sink.deliver(seq, items),
-            None => match items.into_iter().next() {
-                Some(Err(e)) => self.break_pool(TaskError::InitializerFailed(e.to_string())),
+            Some((sink, seq)) => sink.deliver(seq, Batch::Replies(replies.to_vec())),
+            None => match frame::next_reply(replies, &mut { frame::FIRST_REPLY }) {
+                Some(Err(e)) => {
+                    let e = TaskError::from(e);
+                    self.break_pool(TaskError::InitializerFailed(e.to_string()))
+                }
                 _ => self.init_deaths = 0,
             },
         }

@@ -66,7 +66,7 @@ pub(super) fn run_chunk<A: DeserializeOwned, R: Serialize>(
             }
         };
         match outcome {
-            Ok(r) => frame::push_reply(out, |b| postcard::to_io(&r, b).map(drop)),
+            Ok(r) => frame::push_reply(out, |b| frame::encode(b, &r)),
             Err(payload) => {
                 frame::push_failure(out, &Reply::Panicked(panic_message(payload.as_ref())));
                 all_returned = false;
