@@ -329,7 +329,7 @@ impl Pool {
     {
         let sink = Arc::<Sink>::default();
         self.submit(f, std::slice::from_ref(&arg), Arc::clone(&sink), 0);
-        AsyncResult::new(sink, 1, |done| {
+        AsyncResult::new(Arc::clone(&self.shared), sink, 1, |done| {
             let item = done[0].1.next_item(&mut 0);
             result::decode(item.unwrap_or(Err(TaskError::BadResult("no reply".into()))))
         })
@@ -379,7 +379,7 @@ impl Pool {
             self.submit(f, args, Arc::clone(&sink), chunks);
             chunks += 1;
         }
-        AsyncResult::new(sink, chunks, |done| {
+        AsyncResult::new(Arc::clone(&self.shared), sink, chunks, |done| {
             let mut out = Vec::new();
             for (_, batch) in done {
                 let mut at = 0;

@@ -2,7 +2,7 @@
 
 use super::Pool;
 use super::error::TaskError;
-use super::supervisor::{Batch, Sink};
+use super::supervisor::{Batch, Shared, Sink};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ pub(super) type Finish<T, E> = fn(&[(u64, Batch)]) -> Result<T, E>;
 /// The result of [`Pool::apply_async`] or [`Pool::map_async`], Python's `AsyncResult`: the
 /// tasks run in the pool's workers while this handle waits for them.
 pub struct AsyncResult<T, E = TaskError> {
+    shared: Arc<Shared>,
     sink: Arc<Sink>,
     chunks: u64,
     finish: Finish<T, E>,
@@ -33,8 +34,14 @@ impl<T, E> std::fmt::Debug for AsyncResult<T, E> {
 }
 
 impl<T, E> AsyncResult<T, E> {
-    pub(super) fn new(sink: Arc<Sink>, chunks: u64, finish: Finish<T, E>) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        sink: Arc<Sink>,
+        chunks: u64,
+        finish: Finish<T, E>,
+    ) -> Self {
         AsyncResult {
+            shared,
             sink,
             chunks,
             finish,
@@ -46,7 +53,7 @@ impl<T, E> AsyncResult<T, E> {
         deadline: Option<Instant>,
         then: impl Fn(&[(u64, Batch)]) -> U,
     ) -> Option<U> {
-        self.sink.wait_for(deadline, |done| {
+        self.sink.wait_for(&self.shared, deadline, |done| {
             (done.len() as u64 >= self.chunks).then(|| {
                 let done = done.make_contiguous();
                 done.sort_unstable_by_key(|c| c.0);
@@ -193,7 +200,7 @@ where
             }
             let want = self.taken;
             let ordered = self.ordered;
-            let chunk = self.sink.wait_for(deadline, |done| {
+            let chunk = self.sink.wait_for(&self.pool.shared, deadline, |done| {
                 let at = if ordered {
                     done.iter().position(|c| c.0 == want)?
                 } else if done.is_empty() {

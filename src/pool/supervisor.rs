@@ -1,6 +1,7 @@
 //! The pool's parent side: a mailbox per worker, a queue of chunks no worker holds yet, and the
 //! supervisor thread that reads replies, reaps and replaces dead workers and enforces
-//! `task_timeout`.
+//! `task_timeout`. A thread waiting for a result also reads replies, for a short while, under
+//! the same lock: whichever thread reads a reply delivers it.
 //!
 //! Every chunk is in exactly one place: the queue, or one worker's `inflight` list (in the
 //! order it was sent), until its replies reach its sink. A worker replies to its frames in
@@ -34,6 +35,9 @@ const SPAWN_RETRY: Duration = Duration::from_millis(100);
 /// How often a worker holding tasks is checked for being alive, besides its socket's end of
 /// file (which never comes if a process the task forked holds a copy of the socket).
 const LIVENESS: Duration = Duration::from_millis(100);
+
+/// How long a thread waiting for a result reads replies itself before it sleeps.
+const ASSIST: Duration = Duration::from_micros(50);
 
 /// The outcomes of one chunk's tasks, as one buffer (no allocation per task).
 pub(super) enum Batch {
@@ -93,16 +97,28 @@ impl Sink {
     }
 
     /// Waits until `take` finds what it wants among the delivered chunks (it removes it), or
-    /// until `deadline`; `None` on timeout.
+    /// until `deadline`; `None` on timeout. For its first [`ASSIST`], the waiting thread reads
+    /// the workers' replies itself ([`Shared::read_replies`]) rather than sleeping until the
+    /// supervisor thread has read them: a short task's reply then costs one wake-up fewer.
     pub(super) fn wait_for<T>(
         &self,
+        shared: &Shared,
         deadline: Option<Instant>,
         mut take: impl FnMut(&mut VecDeque<(u64, Batch)>) -> Option<T>,
     ) -> Option<T> {
+        let assist_until = Instant::now() + ASSIST;
         let mut done = lock(&self.done);
         loop {
             if let Some(t) = take(&mut done) {
                 return Some(t);
+            }
+            let now = Instant::now();
+            if now < assist_until && deadline.is_none_or(|d| now < d) {
+                drop(done);
+                shared.read_replies();
+                std::hint::spin_loop();
+                done = lock(&self.done);
+                continue;
             }
             match deadline {
                 None => done = self.cv.wait(done).unwrap_or_else(PoisonError::into_inner),
@@ -462,6 +478,27 @@ impl Shared {
             .filter(|w| w.gone.is_none())
             .map(|w| w.process.pid())
             .collect()
+    }
+
+    /// Reads what the workers holding tasks sent and hands complete replies to their sinks,
+    /// from a thread waiting for a result (skipped while another thread holds the state); the
+    /// supervisor is woken for whatever else that calls for (a worker gone, bytes to send).
+    pub(super) fn read_replies(&self) {
+        let Ok(mut guard) = self.state.try_lock() else {
+            return;
+        };
+        let st = &mut *guard;
+        let mut scratch = [0u8; 4096];
+        let mut gone = false;
+        for w in st.workers.iter_mut() {
+            if w.gone.is_none() && !w.inflight.is_empty() {
+                w.read(&mut st.status, &mut scratch);
+                gone |= w.gone.is_some();
+            }
+        }
+        if st.dispatch(&self.config) || gone {
+            socket::wake(self.wake_write.as_fd());
+        }
     }
 
     /// Starts one worker and gives it the initializer.

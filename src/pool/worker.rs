@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
 
 /// The worker's spawn arguments.
 #[derive(Serialize, Deserialize, Debug)]
@@ -111,7 +112,7 @@ pub(super) fn serve(boot: Boot) {
         }
         inbuf.drain(..start);
         start = 0;
-        let n = match socket::recv_with_fds(sock.as_fd(), &mut scratch, &mut received, false) {
+        let n = match recv_soon(sock.as_fd(), &mut scratch, &mut received) {
             Ok(n) => n,
             Err(_) => return,
         };
@@ -121,6 +122,30 @@ pub(super) fn serve(boot: Boot) {
             return; // the pool closed our socket (or is gone)
         }
         crash::point("pool.worker.received");
+    }
+}
+
+/// How long a worker keeps polling its socket for the next frame before it blocks: a caller
+/// that sends its next task within this time finds the worker running, not asleep (a wake-up
+/// costs more than the round trip it delays). An idle worker spins this long, then sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+
+/// Receives from the socket, polling it for up to [`SPIN`] before a blocking receive.
+fn recv_soon(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> std::io::Result<usize> {
+    let until = Instant::now() + SPIN;
+    loop {
+        match socket::recv_with_fds(sock, buf, fds, true) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            done => return done,
+        }
+        if Instant::now() >= until {
+            return socket::recv_with_fds(sock, buf, fds, false);
+        }
+        std::hint::spin_loop();
     }
 }
 
