@@ -18,7 +18,7 @@ use crate::sys::socket;
 use crate::{Error, ExitStatus, Process};
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,10 @@ const LIVENESS: Duration = Duration::from_millis(100);
 
 /// How long a thread waiting for a result reads replies itself before it sleeps.
 const ASSIST: Duration = Duration::from_micros(50);
+/// While a waiting thread reads replies, the supervisor leaves the sockets to it (it would
+/// wake for each reply) and looks again this often: a reply that no thread is reading waits
+/// at most this long after the last reader found its own.
+const ASSISTED_TICK: Duration = Duration::from_millis(1);
 
 /// The outcomes of one chunk's tasks, as one buffer (no allocation per task).
 pub(super) enum Batch {
@@ -107,18 +111,32 @@ impl Sink {
         mut take: impl FnMut(&mut VecDeque<(u64, Batch)>) -> Option<T>,
     ) -> Option<T> {
         let assist_until = Instant::now() + ASSIST;
+        let mut assisting = false;
         let mut done = lock(&self.done);
         loop {
             if let Some(t) = take(&mut done) {
+                if assisting {
+                    shared.assisting.fetch_sub(1, Ordering::Relaxed);
+                }
                 return Some(t);
             }
             let now = Instant::now();
             if now < assist_until && deadline.is_none_or(|d| now < d) {
+                if !assisting {
+                    assisting = true;
+                    shared.assisting.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(done);
                 shared.read_replies();
                 std::hint::spin_loop();
                 done = lock(&self.done);
                 continue;
+            }
+            if assisting {
+                // From now on the supervisor must read the replies for us: wake it.
+                assisting = false;
+                shared.assisting.fetch_sub(1, Ordering::Relaxed);
+                socket::wake(shared.wake_write.as_fd());
             }
             match deadline {
                 None => done = self.cv.wait(done).unwrap_or_else(PoisonError::into_inner),
@@ -400,6 +418,8 @@ pub(super) struct Shared {
     state: Mutex<State>,
     pub(super) config: Config,
     next_id: AtomicU64,
+    /// Threads reading replies while they wait ([`Sink::wait_for`]).
+    assisting: AtomicUsize,
     wake_read: OwnedFd,
     wake_write: OwnedFd,
 }
@@ -427,6 +447,7 @@ impl Shared {
             }),
             config,
             next_id: AtomicU64::new(0),
+            assisting: AtomicUsize::new(0),
             wake_read,
             wake_write,
         });
@@ -577,12 +598,20 @@ impl Shared {
                 st.dispatch(&self.config);
                 let spawn = st.workers_wanted(&self.config);
                 let mut fds = vec![(self.wake_read.as_raw_fd(), false)];
-                fds.extend(
-                    st.workers
-                        .iter()
-                        .map(|w| (w.sock.as_raw_fd(), !w.out.is_empty())),
-                );
-                (fds, st.poll_timeout(&self.config), spawn)
+                let mut timeout = st.poll_timeout(&self.config);
+                if self.assisting.load(Ordering::Relaxed) > 0 {
+                    // A waiting thread reads the sockets: leave them to it (its reads wake us
+                    // for a worker gone), look again within `ASSISTED_TICK`.
+                    let tick = ASSISTED_TICK.as_millis() as i32;
+                    timeout = if timeout < 0 { tick } else { timeout.min(tick) };
+                } else {
+                    fds.extend(
+                        st.workers
+                            .iter()
+                            .map(|w| (w.sock.as_raw_fd(), !w.out.is_empty())),
+                    );
+                }
+                (fds, timeout, spawn)
             };
             if spawn > 0 {
                 for _ in 0..spawn {
