@@ -9,7 +9,7 @@
 //! ```
 //! Integers are little endian. `nfds` fds travel with the frame's first byte (`SCM_RIGHTS`).
 //! The worker trusts its parent's frames as it trusts its bootstrap; the pool trusts nothing a
-//! worker sends: [`next_frame`] and [`parse_replies`] bound-check every length, and a frame
+//! worker sends: [`next_frame`] and [`check_replies`] bound-check every length, and a frame
 //! that breaks the format is an error (the pool kills that worker), never a panic.
 
 use std::ops::Range;
