@@ -8,8 +8,8 @@
 //! - `pool_apply_async`: `ours`: 10^4 `apply_async` (one task each), then every `get`.
 //! - `pool_apply`: `ours`: one `apply` on an idle pool, the round trip; `unix_socket`: the raw
 //!   limit, a u64 there and back over a Unix socket pair to a child that echoes it (blocking
-//!   reads on both sides, so two wake-ups per round trip; `apply` has three: the worker, the
-//!   pool's supervisor thread, the caller).
+//!   reads on both sides, so two wake-ups per round trip; in `apply` the caller reads the
+//!   reply itself for its first 50 µs and the worker polls for 50 µs before it blocks).
 //! - `pool_cpu_1ms`: 64 tasks of ~1 ms of CPU each: `ours` (`map`, chunk size 1), `rayon`
 //!   (`par_iter` on a 2-thread pool), `serial` (one thread, the work itself). Parallel
 //!   efficiency against rayon is rayon's time over ours.
