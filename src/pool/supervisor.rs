@@ -128,7 +128,7 @@ impl Sink {
                 }
                 drop(done);
                 shared.read_replies();
-                std::hint::spin_loop();
+                std::thread::yield_now();
                 done = lock(&self.done);
                 continue;
             }
