@@ -24,6 +24,7 @@ fn main() -> Result<(), Error> {
     queues()?;
     heap_and_containers()?;
     failures()?;
+    pool()?;
     println!("\ndone.");
     Ok(())
 }
@@ -304,5 +305,51 @@ fn failures() -> Result<(), Error> {
         }
         other => println!("   unexpected: {other:?}"),
     }
+    Ok(())
+}
+
+// 7. A Pool: Python's Pool.map / apply_async / imap_unordered, surviving a worker's death.
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+fn kill_self(_: ()) {
+    // As the OOM killer would.
+    std::process::abort();
+}
+
+fn pool() -> Result<(), Error> {
+    step("Pool: map, apply_async, imap_unordered, a worker killed mid-task");
+    let pool = multiproc::Pool::new(2)?;
+    let t = Instant::now();
+    let squares = match pool.map(square, 0..100_000u64) {
+        Ok(v) => v,
+        Err(e) => {
+            println!("   map failed: {e}");
+            return Ok(());
+        }
+    };
+    println!(
+        "   map of 100000 tasks on 2 workers: {:?} (sum {})",
+        t.elapsed(),
+        squares.iter().sum::<u64>()
+    );
+    let r = pool.apply_async(square, 12);
+    println!("   apply_async(square, 12).get() = {:?}", r.get());
+    let first: Vec<u64> = pool
+        .imap_unordered(square, 1..=5u64)
+        .filter_map(Result::ok)
+        .collect();
+    println!("   imap_unordered gave {first:?} (completion order)");
+    let before = pool.pids();
+    let died = pool.apply(kill_self, ());
+    println!("   a task that kills its worker: {died:?}");
+    let t = Instant::now();
+    println!(
+        "   the pool still answers: apply(square, 7) = {:?} ({:?}); workers {before:?} -> {:?}",
+        pool.apply(square, 7),
+        t.elapsed(),
+        pool.pids()
+    );
     Ok(())
 }

@@ -31,7 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRITERION = os.path.join(ROOT, "target", "criterion")
 OUT_DIR = os.path.join(ROOT, "target", "bench-report")
-BENCHES = ["segments", "locks", "blocking", "queues", "heap"]
+BENCHES = ["segments", "locks", "blocking", "queues", "heap", "pool"]
 STAT = "median"  # or "best": the fastest sample (set by --stat)
 
 # Peer columns of the table, in order: (key, header).
@@ -131,6 +131,22 @@ ROWS = [
     dict(op="Queue (MPMC) one-way u64", kind="items",
          ours="throughput_u64/ours_queue", limit="throughput_u64/raw_ring",
          peers={"crossbeam": "throughput_u64/crossbeam_array_queue"}),
+    # Pool (benches/pool.rs; 2 workers, as the Python rows). Times per task unless said.
+    dict(op="Pool.map, 10^6 trivial tasks (per task)", kind="time",
+         ours="pool_map_1e6/ours", limit=None,
+         peers={"python": "pool_map_1e6/python"}, target=("python", "<=", 0.2)),
+    dict(op="Pool.apply_async, one task each (per task)", kind="time",
+         ours="pool_apply_async/ours", limit=None,
+         peers={"python": "pool_apply_async/python"}, target=("python", "<=", 0.05)),
+    dict(op="Pool.apply round trip, idle pool", kind="time",
+         ours="pool_apply/ours", limit="pool_apply/unix_socket",
+         peers={"python": "pool_apply/python"}, target=("abs", "<=", 10e3)),
+    dict(op="Pool ~1 ms CPU tasks (per task) vs rayon (limit)", kind="time",
+         ours="pool_cpu_1ms/ours", limit="pool_cpu_1ms/rayon",
+         peers={}, target=("limit", "<=", 1 / 0.95)),
+    dict(op="Pool(2) start + join vs 2 bare spawns (limit)", kind="time",
+         ours="pool_start/ours", limit="pool_start/bare_spawn",
+         peers={"python": "pool_start/python_spawn"}, target=("limit", "<=", 1.2)),
 ]
 for group, label in (("dict_u64", "Dict<u64, u64>"), ("dict_serde", "Dict<String, Vec<u32>>")):
     for op, verb, goal in (("get", "get", 150 if group == "dict_u64" else 1000),

@@ -17,6 +17,11 @@ the Rust report's benchmark ids ("group/id"):
   dict_u64/python_insert          d[k] = v on it (replacing a present key)
   dict_serde/python_get           the same with str keys ("key-N") and a list of 8 ints
   dict_serde/python_insert
+  pool_map_1e6/python             Pool(2).map(double, range(10**6)), time per task
+  pool_apply_async/python         10**4 Pool(2).apply_async(double, (i,)), then every get(); per task
+  pool_apply/python               one Pool(2).apply(double, (i,)) on an idle pool (round trip)
+  pool_start/python_fork          Pool(2) then close(); join()  ('fork' context)
+  pool_start/python_spawn         the same with the 'spawn' context
 
 Usage: python3 scripts/python_multiprocessing_bench.py [--time SECONDS] [--out FILE]
 """
@@ -88,6 +93,10 @@ def barrier_child(barrier, ctl):
 
 def noop():
     pass
+
+
+def double(x):
+    return x * 2
 
 
 # --- benchmarks -------------------------------------------------------------------------------
@@ -218,6 +227,61 @@ def bench_manager_dict(kind, op):
     return bench
 
 
+def repeat(run, per, times):
+    """(median, min, ops) ns per unit of `times` timed calls of `run`, each `per` units."""
+    samples = []
+    for _ in range(times):
+        t0 = time.perf_counter_ns()
+        run()
+        samples.append((time.perf_counter_ns() - t0) / per)
+    return statistics.median(samples), min(samples), per * times
+
+
+def bench_pool_map(budget):
+    n = 10 ** 6
+    with mp.Pool(2) as pool:
+        pool.map(double, range(1000))
+        return repeat(lambda: pool.map(double, range(n)), n, 5)
+
+
+def bench_pool_apply_async(budget):
+    n = 10 ** 4
+
+    def run():
+        pending = [pool.apply_async(double, (i,)) for i in range(n)]
+        for i, r in enumerate(pending):
+            assert r.get() == 2 * i
+
+    with mp.Pool(2) as pool:
+        run()
+        return repeat(run, n, 5)
+
+
+def bench_pool_apply(budget):
+    with mp.Pool(2) as pool:
+        def run(n):
+            for i in range(n):
+                pool.apply(double, (i,))
+
+        return measure(run, budget)
+
+
+def bench_pool_start(method):
+    ctx = mp.get_context(method)
+
+    def bench(budget):
+        def run(n):
+            for _ in range(n):
+                pool = ctx.Pool(2)
+                pool.close()
+                pool.join()
+
+        run(1)
+        return measure(run, budget, batches=7)
+
+    return bench
+
+
 BENCHES = [
     ("roundtrip_u64/python_queue", "Queue round trip (2 processes)", bench_queue),
     ("roundtrip_u64/python_pipe", "Pipe round trip (2 processes)", bench_pipe),
@@ -235,6 +299,13 @@ BENCHES = [
      bench_manager_dict("serde", "get")),
     ("dict_serde/python_insert", "Manager().dict() d[k] = v, str -> list",
      bench_manager_dict("serde", "set")),
+    ("pool_map_1e6/python", "Pool(2).map of 10^6 trivial tasks, per task", bench_pool_map),
+    ("pool_apply_async/python", "Pool(2).apply_async, one task each, per task",
+     bench_pool_apply_async),
+    ("pool_apply/python", "Pool(2).apply round trip, idle pool", bench_pool_apply),
+    ("pool_start/python_fork", "Pool(2) start + close + join (fork)", bench_pool_start("fork")),
+    ("pool_start/python_spawn", "Pool(2) start + close + join (spawn)",
+     bench_pool_start("spawn")),
 ]
 
 

@@ -17,6 +17,8 @@
 //!   it without a server process: [`Dict`](heap::Dict), [`List`](heap::List), [`Cell`](heap::Cell).
 //! - [`Process`]: starts a function in a child process, hands it shared objects, returns its result;
 //!   [`current_process`], [`active_children`], [`cpu_count`].
+//! - [`Pool`]: Python's `Pool` (`map`, `imap`, `apply_async`, ...) whose workers may die at any
+//!   point: only the task a dead worker held fails ([`TaskError::WorkerDied`]) ([`pool`]).
 //! - [`shm::remove_stale_segments`]: removes named segments whose creator died without `persist()`.
 //! - [`log_to_stderr`]: lifecycle records (children started, exited, killed; owners found dead)
 //!   through the `log` facade, printed like Python's `[INFO/Process-1] ...`.
@@ -62,6 +64,8 @@ mod heap_holders;
 mod heap_seqlock;
 mod logging;
 pub(crate) mod loom;
+#[cfg(not(multiproc_loom))]
+pub mod pool;
 pub mod process;
 pub mod queue;
 mod safe;
@@ -74,6 +78,8 @@ pub mod testing;
 pub use error::{Error, Result};
 pub use error_conversions::IsTimeout;
 pub use logging::log_to_stderr;
+#[cfg(not(multiproc_loom))]
+pub use pool::{AsyncResult, MapError, Pool, PoolBuilder, TaskError};
 pub use process::{
     ChildInfo, ExitStatus, Process, ProcessBuilder, ProcessInfo, active_children, cpu_count,
     current_process, init,

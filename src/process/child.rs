@@ -25,7 +25,7 @@ pub(super) fn anchor() -> u64 {
 }
 
 /// The address of [`anchor`].
-pub(super) fn anchor_addr() -> usize {
+pub(crate) fn anchor_addr() -> usize {
     anchor as fn() -> u64 as usize
 }
 
@@ -180,7 +180,7 @@ fn returned<R: Serialize>(r: &R) -> Outcome {
 }
 
 /// The message of a panic payload (`&str` or `String`), or a placeholder.
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

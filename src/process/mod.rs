@@ -42,6 +42,13 @@ mod testsupport;
 pub use fd::FdArg;
 #[doc(hidden)]
 pub use testsupport::__mark_libtest;
+// For the pool, which starts functions in running workers the way spawn starts them in children
+// (the pool is not built under loom).
+#[cfg_attr(multiproc_loom, allow(unused_imports))]
+pub(crate) use {
+    child::{anchor_addr, panic_message},
+    spawn::offsets as entry_offsets,
+};
 
 use crate::sys::process::{self as sys, Ended};
 use crate::sys::time::Deadline;

@@ -42,7 +42,7 @@ pub(super) struct Options<'a> {
 
 /// Offsets of `entry` and `wrapper` from the anchor, after checking that all three are in the
 /// same loaded object.
-pub(super) fn offsets(entry: usize, wrapper: usize) -> Result<(i64, i64)> {
+pub(crate) fn offsets(entry: usize, wrapper: usize) -> Result<(i64, i64)> {
     static ANCHOR_BASE: OnceLock<Option<usize>> = OnceLock::new();
     let anchor = child::anchor_addr();
     let base = *ANCHOR_BASE.get_or_init(|| sys::object_base(anchor));

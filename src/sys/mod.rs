@@ -10,6 +10,7 @@ pub(crate) mod membarrier;
 pub(crate) mod proc;
 pub(crate) mod process;
 pub(crate) mod shm;
+pub(crate) mod socket;
 pub(crate) mod time;
 
 use std::io;

@@ -1,0 +1,863 @@
+//! The pool's parent side: a mailbox per worker, a queue of chunks no worker holds yet, and the
+//! supervisor thread that reads replies, reaps and replaces dead workers and enforces
+//! `task_timeout`. A thread waiting for a result also reads replies, for a short while, under
+//! the same lock: whichever thread reads a reply delivers it.
+//!
+//! Every chunk is in exactly one place: the queue, or one worker's `inflight` list (in the
+//! order it was sent), until its replies reach its sink. A worker replies to its frames in
+//! order and to each before it starts the next (see `worker`), so when a worker dies its first
+//! unanswered chunk is the one it held and fails (`WorkerDied`, or `Timeout` if the pool
+//! killed it for that); the chunks behind it never started and go back to the front of the
+//! queue for another worker. No lock is shared with workers: a worker can only stop talking.
+
+use super::error::TaskError;
+use super::frame::{self, Reply};
+use super::worker::{self, Boot};
+use crate::process::FdArg;
+use crate::sys::socket;
+use crate::{Error, ExitStatus, Process};
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Chunks a worker may hold at once while chunks are short: the one it runs and the next, so
+/// it never waits for a round trip to the pool between two chunks.
+const MAILBOX: usize = 2;
+/// Chunks longer than this (on average) go one per worker: a round trip between them costs
+/// little, and a chunk queued behind a long one would wait for it while another worker idles.
+const LONG_CHUNK: Duration = Duration::from_millis(5);
+/// After a worker died running the initializer this many times in a row, the pool gives up.
+const INIT_DEATHS: u32 = 3;
+/// How long to wait before retrying a worker start the OS refused.
+const SPAWN_RETRY: Duration = Duration::from_millis(100);
+/// How often a worker holding tasks is checked for being alive, besides its socket's end of
+/// file (which never comes if a process the task forked holds a copy of the socket).
+const LIVENESS: Duration = Duration::from_millis(100);
+
+/// How long a thread waiting for a result reads replies itself before it sleeps.
+const ASSIST: Duration = Duration::from_micros(50);
+/// While a waiting thread reads replies, the supervisor leaves the sockets to it (it would
+/// wake for each reply) and looks again this often: a reply that no thread is reading waits
+/// at most this long after the last reader found its own.
+const ASSISTED_TICK: Duration = Duration::from_millis(1);
+
+/// The outcomes of one chunk's tasks, as one buffer (no allocation per task).
+pub(super) enum Batch {
+    /// A RESULTS body that [`frame::check_replies`] accepted.
+    Replies(Vec<u8>),
+    /// Each of this many tasks failed with this error.
+    Failed(TaskError, u32),
+}
+
+impl Batch {
+    /// The outcome of the task at `*at` (start at 0), moving `*at` to the next; `None` past the
+    /// last. `Ok` holds the encoded result.
+    pub(super) fn next_item(&self, at: &mut usize) -> Option<Result<&[u8], TaskError>> {
+        match self {
+            Batch::Replies(body) => {
+                *at = (*at).max(frame::FIRST_REPLY);
+                frame::next_reply(body, at).map(|r| r.map_err(Into::into))
+            }
+            Batch::Failed(e, count) => (*at < *count as usize).then(|| {
+                *at += 1;
+                Err(e.clone())
+            }),
+        }
+    }
+
+    /// Whether every task returned.
+    pub(super) fn all_returned(&self) -> bool {
+        let mut at = 0;
+        std::iter::from_fn(|| self.next_item(&mut at)).all(|r| r.is_ok())
+    }
+}
+
+impl From<Reply> for TaskError {
+    fn from(r: Reply) -> TaskError {
+        match r {
+            Reply::Returned(_) => TaskError::BadResult("a returned value is no error".into()),
+            Reply::Panicked(m) => TaskError::Panicked(m),
+            Reply::BadArgs(m) => TaskError::BadArgs(m),
+            Reply::BadResult(m) => TaskError::BadResult(m),
+        }
+    }
+}
+
+/// Where the replies of submitted chunks go, each tagged with the sequence number its submitter
+/// gave it. One sink serves an `AsyncResult` or a lazy `imap`.
+#[derive(Default)]
+pub(super) struct Sink {
+    done: Mutex<VecDeque<(u64, Batch)>>,
+    cv: Condvar,
+}
+
+impl Sink {
+    /// Hands the outcomes of chunk `seq` to whoever waits.
+    pub(super) fn deliver(&self, seq: u64, batch: Batch) {
+        lock(&self.done).push_back((seq, batch));
+        self.cv.notify_all();
+    }
+
+    /// Waits until `take` finds what it wants among the delivered chunks (it removes it), or
+    /// until `deadline`; `None` on timeout. For its first [`ASSIST`], the waiting thread reads
+    /// the workers' replies itself ([`Shared::read_replies`]) rather than sleeping until the
+    /// supervisor thread has read them: a short task's reply then costs one wake-up fewer.
+    pub(super) fn wait_for<T>(
+        &self,
+        shared: &Shared,
+        deadline: Option<Instant>,
+        mut take: impl FnMut(&mut VecDeque<(u64, Batch)>) -> Option<T>,
+    ) -> Option<T> {
+        let assist_until = Instant::now() + ASSIST;
+        let mut assisting = false;
+        let mut done = lock(&self.done);
+        loop {
+            if let Some(t) = take(&mut done) {
+                if assisting {
+                    shared.assisting.fetch_sub(1, Ordering::Relaxed);
+                }
+                return Some(t);
+            }
+            let now = Instant::now();
+            if now < assist_until && deadline.is_none_or(|d| now < d) {
+                if !assisting {
+                    assisting = true;
+                    shared.assisting.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(done);
+                shared.read_replies();
+                std::thread::yield_now();
+                done = lock(&self.done);
+                continue;
+            }
+            if assisting {
+                // From now on the supervisor must read the replies for us: wake it.
+                assisting = false;
+                shared.assisting.fetch_sub(1, Ordering::Relaxed);
+                socket::wake(shared.wake_write.as_fd());
+            }
+            match deadline {
+                None => done = self.cv.wait(done).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    done = self
+                        .cv
+                        .wait_timeout(done, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// Locks `m`, ignoring poison: every critical section here leaves its data consistent.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// An encoded frame of tasks, and where its replies go.
+pub(super) struct Chunk {
+    id: u64,
+    frame: Arc<Vec<u8>>,
+    /// The fds of shared handles inside the arguments, sent with the frame.
+    fds: Arc<Vec<OwnedFd>>,
+    count: u32,
+    /// `None` for the initializer.
+    sink: Option<(Arc<Sink>, u64)>,
+}
+
+impl Chunk {
+    /// A chunk of `count` tasks whose frame (and fds) `encode` writes for the given chunk id;
+    /// `Err` with `encode`'s error.
+    pub(super) fn new(
+        shared: &Shared,
+        count: u32,
+        sink: Option<(Arc<Sink>, u64)>,
+        encode: impl FnOnce(u64) -> Result<(Vec<u8>, Vec<OwnedFd>), String>,
+    ) -> Result<Chunk, String> {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (frame, fds) = encode(id)?;
+        Ok(Chunk {
+            id,
+            frame: Arc::new(frame),
+            fds: Arc::new(fds),
+            count,
+            sink,
+        })
+    }
+
+    fn fail(self, error: &TaskError) {
+        if let Some((sink, seq)) = self.sink {
+            sink.deliver(seq, Batch::Failed(error.clone(), self.count));
+        }
+    }
+}
+
+/// Bytes of one frame still to send to a worker.
+struct Out {
+    frame: Arc<Vec<u8>>,
+    fds: Arc<Vec<OwnedFd>>,
+    sent: usize,
+}
+
+/// Why the pool stopped talking to a worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gone {
+    /// End of file or a socket error: it died or exited.
+    Ended,
+    /// It sent a frame that breaks the format; the pool killed it.
+    Malformed,
+}
+
+struct Worker {
+    process: Process<()>,
+    sock: OwnedFd,
+    /// Chunks sent (or being sent), oldest first; the first is the one it runs.
+    inflight: VecDeque<Chunk>,
+    out: VecDeque<Out>,
+    inbuf: Vec<u8>,
+    /// When its first inflight chunk started (when the one before it was answered).
+    front_since: Instant,
+    /// Frames given to it, for `max_tasks_per_child`.
+    given: u64,
+    timed_out: bool,
+    /// Its socket refused a write: give it nothing more.
+    write_failed: bool,
+    /// The pool shut its socket (`join`): it exits once idle.
+    quitting: bool,
+    gone: Option<Gone>,
+}
+
+impl Worker {
+    /// Sends what it can without blocking.
+    fn flush(&mut self) {
+        while let Some(o) = self.out.front_mut() {
+            let fds: Vec<RawFd> = if o.sent == 0 {
+                o.fds.iter().map(AsRawFd::as_raw_fd).collect()
+            } else {
+                Vec::new()
+            };
+            match socket::send_with_fds(self.sock.as_fd(), &o.frame[o.sent..], &fds, true) {
+                Ok(n) => {
+                    o.sent += n;
+                    if o.sent == o.frame.len() {
+                        self.out.pop_front();
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    // It is gone; reading its socket will say so.
+                    self.write_failed = true;
+                    self.out.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn give(&mut self, chunk: Chunk) {
+        if self.inflight.is_empty() {
+            self.front_since = Instant::now();
+        }
+        self.out.push_back(Out {
+            frame: Arc::clone(&chunk.frame),
+            fds: Arc::clone(&chunk.fds),
+            sent: 0,
+        });
+        self.given += 1;
+        self.inflight.push_back(chunk);
+    }
+
+    /// Reads what the worker sent and hands complete replies to their sinks.
+    fn read(&mut self, pool: &mut Status, scratch: &mut [u8]) {
+        let mut ignored_fds = Vec::new();
+        loop {
+            if self.inbuf.len() > frame::HEADER + frame::MAX_BODY {
+                self.gone = Some(Gone::Malformed);
+                return;
+            }
+            let got = socket::recv_with_fds(self.sock.as_fd(), scratch, &mut ignored_fds, true);
+            // A worker has no reason to send fds; closing them is all they get.
+            ignored_fds.clear();
+            match got {
+                Ok(0) => {
+                    self.gone.get_or_insert(Gone::Ended);
+                    break;
+                }
+                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
+                Err(e) => {
+                    if e.kind() != std::io::ErrorKind::WouldBlock {
+                        self.gone.get_or_insert(Gone::Ended);
+                    }
+                    break;
+                }
+            }
+        }
+        let mut start = 0;
+        while self.gone != Some(Gone::Malformed) {
+            let f = match frame::next_frame(&self.inbuf[start..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    self.gone = Some(Gone::Malformed);
+                    break;
+                }
+            };
+            let body = start + f.body.start..start + f.body.end;
+            let expected = match self.inflight.front() {
+                Some(c) if f.kind == frame::KIND_RESULTS && f.id == c.id => c.count,
+                _ => {
+                    self.gone = Some(Gone::Malformed);
+                    break;
+                }
+            };
+            if frame::check_replies(&self.inbuf[body.clone()], expected).is_err() {
+                self.gone = Some(Gone::Malformed);
+                break;
+            }
+            let replies = &self.inbuf[body.clone()];
+            start = body.end;
+            if let Some(chunk) = self.inflight.pop_front() {
+                let now = Instant::now();
+                pool.record_service(now - self.front_since);
+                self.front_since = now;
+                pool.answered(chunk, replies);
+            }
+        }
+        self.inbuf.drain(..start);
+        if self.gone == Some(Gone::Malformed) {
+            let _ = self.process.kill();
+        }
+    }
+}
+
+/// What the pool knows besides its workers.
+struct Status {
+    queue: VecDeque<Chunk>,
+    /// Set when the initializer failed: every task fails with it.
+    broken: Option<TaskError>,
+    /// Workers that died in a row while running the initializer.
+    init_deaths: u32,
+    /// Moving average of how long a worker takes to answer a chunk; `None` before the first.
+    service: Option<Duration>,
+}
+
+impl Status {
+    fn record_service(&mut self, took: Duration) {
+        self.service = Some(self.service.map_or(took, |avg| (avg * 7 + took) / 8));
+    }
+
+    /// Chunks a worker may hold now: [`MAILBOX`] while chunks are known to be short.
+    fn mailbox(&self) -> usize {
+        match self.service {
+            Some(avg) if avg < LONG_CHUNK => MAILBOX,
+            _ => 1,
+        }
+    }
+
+    /// Hands a checked RESULTS body to the chunk's sink (one copy of the body, whatever the
+    /// number of tasks).
+    fn answered(&mut self, chunk: Chunk, replies: &[u8]) {
+        match chunk.sink {
+            Some((sink, seq)) => sink.deliver(seq, Batch::Replies(replies.to_vec())),
+            None => match frame::next_reply(replies, &mut { frame::FIRST_REPLY }) {
+                Some(Err(e)) => {
+                    let e = TaskError::from(e);
+                    self.break_pool(TaskError::InitializerFailed(e.to_string()))
+                }
+                _ => self.init_deaths = 0,
+            },
+        }
+    }
+
+    fn break_pool(&mut self, error: TaskError) {
+        for chunk in self.queue.drain(..) {
+            chunk.fail(&error);
+        }
+        self.broken = Some(error);
+    }
+}
+
+/// The pool's options, fixed at build time.
+pub(super) struct Config {
+    pub(super) processes: usize,
+    /// 0: unlimited.
+    pub(super) max_tasks: u64,
+    pub(super) task_timeout: Option<Duration>,
+    /// Tasks per chunk for map and imap, if set.
+    pub(super) chunksize: Option<usize>,
+    pub(super) fork: bool,
+    /// Encodes the initializer call for a new worker.
+    pub(super) init: Option<InitFn>,
+}
+
+/// Builds the initializer's frame for the given chunk id.
+pub(super) type InitFn = Box<dyn Fn(u64) -> Result<(Vec<u8>, Vec<OwnedFd>), String> + Send + Sync>;
+
+struct State {
+    workers: Vec<Worker>,
+    status: Status,
+    /// No more submissions.
+    closed: bool,
+    /// `join`: finish the queue, then let the workers go.
+    joining: bool,
+    /// `terminate`: kill the workers now, fail what is left.
+    terminating: bool,
+    spawned: u64,
+    retry_spawn_at: Option<Instant>,
+}
+
+/// What the pool's handle, its results and the supervisor thread share.
+pub(super) struct Shared {
+    state: Mutex<State>,
+    pub(super) config: Config,
+    next_id: AtomicU64,
+    /// Threads reading replies while they wait ([`Sink::wait_for`]).
+    assisting: AtomicUsize,
+    wake_read: OwnedFd,
+    wake_write: OwnedFd,
+}
+
+impl Shared {
+    /// A pool state with `config.processes` workers started, or the error starting one.
+    pub(super) fn start(config: Config) -> crate::Result<Arc<Shared>> {
+        let (wake_read, wake_write) = crate::sys::process::pipe_cloexec()?;
+        socket::set_nonblocking(wake_read.as_fd())?;
+        socket::set_nonblocking(wake_write.as_fd())?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                workers: Vec::new(),
+                status: Status {
+                    queue: VecDeque::new(),
+                    broken: None,
+                    init_deaths: 0,
+                    service: None,
+                },
+                closed: false,
+                joining: false,
+                terminating: false,
+                spawned: 0,
+                retry_spawn_at: None,
+            }),
+            config,
+            next_id: AtomicU64::new(0),
+            assisting: AtomicUsize::new(0),
+            wake_read,
+            wake_write,
+        });
+        for _ in 0..shared.config.processes {
+            // On error, the workers started so far are killed when `shared` drops.
+            shared.add_worker()?;
+        }
+        Ok(shared)
+    }
+
+    /// Queues `chunk` and sends what the mailboxes take.
+    pub(super) fn submit(&self, chunk: Chunk) {
+        let mut st = lock(&self.state);
+        if st.closed {
+            return chunk.fail(&TaskError::Closed);
+        }
+        if let Some(e) = &st.status.broken {
+            return chunk.fail(e);
+        }
+        st.status.queue.push_back(chunk);
+        if st.dispatch(&self.config) {
+            socket::wake(self.wake_write.as_fd());
+        }
+    }
+
+    /// No more submissions; with `join`, let the workers go once the queue is done.
+    pub(super) fn close(&self, join: bool) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        st.joining |= join;
+        drop(st);
+        socket::wake(self.wake_write.as_fd());
+    }
+
+    /// Kill the workers and fail what is left.
+    pub(super) fn terminate(&self) {
+        let mut st = lock(&self.state);
+        st.closed = true;
+        st.terminating = true;
+        drop(st);
+        socket::wake(self.wake_write.as_fd());
+    }
+
+    /// The worker processes' ids.
+    pub(super) fn pids(&self) -> Vec<u32> {
+        lock(&self.state)
+            .workers
+            .iter()
+            .filter(|w| w.gone.is_none())
+            .map(|w| w.process.pid())
+            .collect()
+    }
+
+    /// Reads what the workers holding tasks sent and hands complete replies to their sinks,
+    /// from a thread waiting for a result (skipped while another thread holds the state); the
+    /// supervisor is woken for whatever else that calls for (a worker gone, bytes to send).
+    pub(super) fn read_replies(&self) {
+        let Ok(mut guard) = self.state.try_lock() else {
+            return;
+        };
+        let st = &mut *guard;
+        let mut scratch = [0u8; 4096];
+        let mut gone = false;
+        for w in st.workers.iter_mut() {
+            if w.gone.is_none() && !w.inflight.is_empty() {
+                w.read(&mut st.status, &mut scratch);
+                gone |= w.gone.is_some();
+            }
+        }
+        if st.dispatch(&self.config) || gone {
+            socket::wake(self.wake_write.as_fd());
+        }
+    }
+
+    /// Starts one worker and gives it the initializer.
+    fn add_worker(&self) -> crate::Result<()> {
+        let (ours, theirs) = socket::stream_pair()?;
+        socket::set_nonblocking(ours.as_fd())?;
+        let max_tasks = match self.config.max_tasks {
+            0 => 0,
+            _ => w_quota(&self.config),
+        };
+        let (n, close) = {
+            let st = lock(&self.state);
+            let mut close: Vec<RawFd> = st.workers.iter().map(|w| w.sock.as_raw_fd()).collect();
+            close.extend([
+                self.wake_read.as_raw_fd(),
+                self.wake_write.as_raw_fd(),
+                ours.as_raw_fd(),
+            ]);
+            (st.spawned + 1, close)
+        };
+        let boot = Boot {
+            sock: FdArg(theirs),
+            max_tasks,
+            close: Vec::new(),
+        };
+        let builder = Process::builder()
+            .name(format!("PoolWorker-{n}"))
+            .daemon(true);
+        let process = if self.config.fork {
+            let boot = Boot { close, ..boot };
+            // SAFETY: `PoolBuilder::fork`'s caller promised that `fork_spawn`'s preconditions
+            // hold whenever the pool starts a worker; the child runs only `worker::serve`.
+            unsafe { builder.fork_spawn(worker::serve, boot)? }
+        } else {
+            builder.spawn(worker::serve, boot)?
+        };
+        let mut worker = Worker {
+            process,
+            sock: ours,
+            inflight: VecDeque::new(),
+            out: VecDeque::new(),
+            inbuf: Vec::new(),
+            front_since: Instant::now(),
+            given: 0,
+            timed_out: false,
+            write_failed: false,
+            quitting: false,
+            gone: None,
+        };
+        if let Some(init) = &self.config.init {
+            let chunk = Chunk::new(self, 1, None, init).map_err(Error::Serialization)?;
+            worker.give(chunk);
+        }
+        let mut st = lock(&self.state);
+        st.spawned = n;
+        worker.flush();
+        st.workers.push(worker);
+        Ok(())
+    }
+
+    /// The supervisor thread's loop; returns once the pool is joined or terminated.
+    pub(super) fn supervise(&self) {
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut last_liveness = Instant::now();
+        loop {
+            let (fds, timeout, spawn) = {
+                let mut st = lock(&self.state);
+                st.bury();
+                if st.terminating {
+                    return st.kill_all();
+                }
+                if st.joining && st.workers.is_empty() && st.status.queue.is_empty() {
+                    return;
+                }
+                st.let_idle_go();
+                st.dispatch(&self.config);
+                let spawn = st.workers_wanted(&self.config);
+                let mut fds = vec![(self.wake_read.as_raw_fd(), false)];
+                let mut timeout = st.poll_timeout(&self.config);
+                if self.assisting.load(Ordering::Relaxed) > 0 {
+                    // A waiting thread reads the sockets: leave them to it (its reads wake us
+                    // for a worker gone), look again within `ASSISTED_TICK`.
+                    let tick = ASSISTED_TICK.as_millis() as i32;
+                    timeout = if timeout < 0 { tick } else { timeout.min(tick) };
+                } else {
+                    fds.extend(
+                        st.workers
+                            .iter()
+                            .map(|w| (w.sock.as_raw_fd(), !w.out.is_empty())),
+                    );
+                }
+                (fds, timeout, spawn)
+            };
+            if spawn > 0 {
+                for _ in 0..spawn {
+                    if let Err(e) = self.add_worker() {
+                        let mut st = lock(&self.state);
+                        st.retry_spawn_at = Some(Instant::now() + SPAWN_RETRY);
+                        if st.workers.is_empty() {
+                            let error = TaskError::NoWorkers(e.to_string());
+                            for chunk in st.status.queue.drain(..) {
+                                chunk.fail(&error);
+                            }
+                        }
+                        break;
+                    }
+                }
+                continue;
+            }
+            // SAFETY: each raw fd is the wake pipe (owned by `self`) or a worker socket; only
+            // this thread removes workers, so every one stays open until `poll` returns.
+            let borrowed: Vec<(BorrowedFd<'_>, bool)> = fds
+                .iter()
+                .map(|&(fd, w)| (unsafe { BorrowedFd::borrow_raw(fd) }, w))
+                .collect();
+            let ready = match socket::poll(&borrowed, timeout) {
+                Ok(r) => r,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+            };
+            socket::drain(self.wake_read.as_fd());
+            let mut guard = lock(&self.state);
+            let st = &mut *guard;
+            for (w, r) in st.workers.iter_mut().zip(&ready[1..]) {
+                if r.readable || r.hangup {
+                    w.read(&mut st.status, &mut scratch);
+                }
+                if r.writable {
+                    w.flush();
+                }
+            }
+            st.enforce_timeouts(&self.config);
+            st.check_liveness(&mut scratch, &mut last_liveness);
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
+        st.kill_all();
+    }
+}
+
+impl State {
+    /// Gives queued chunks to workers with room (idle ones first) and sends what the sockets
+    /// take. True if the supervisor must look again: bytes are left to send, or a worker
+    /// started a task that a timeout must watch.
+    fn dispatch(&mut self, config: &Config) -> bool {
+        let mut wake = false;
+        for level in 0..self.status.mailbox() {
+            for w in &mut self.workers {
+                if self.status.queue.is_empty() {
+                    break;
+                }
+                let full = config.max_tasks != 0 && w.given >= w_quota(config);
+                if w.inflight.len() != level
+                    || full
+                    || w.gone.is_some()
+                    || w.timed_out
+                    || w.write_failed
+                    || w.quitting
+                {
+                    continue;
+                }
+                if let Some(chunk) = self.status.queue.pop_front() {
+                    wake |= level == 0 && config.task_timeout.is_some();
+                    w.give(chunk);
+                }
+            }
+        }
+        for w in &mut self.workers {
+            if !w.out.is_empty() {
+                w.flush();
+                wake |= !w.out.is_empty();
+            }
+        }
+        wake
+    }
+
+    /// Reaps workers that are gone; fails the chunk each held, requeues the ones behind it.
+    fn bury(&mut self) {
+        let mut i = 0;
+        while i < self.workers.len() {
+            if self.workers[i].gone.is_none() {
+                i += 1;
+                continue;
+            }
+            let mut w = self.workers.swap_remove(i);
+            let status = reap(&mut w.process);
+            let error = match (&self.status.broken, w.gone, w.timed_out) {
+                (Some(broken), ..) => broken.clone(),
+                (_, _, true) => TaskError::Timeout,
+                (_, Some(Gone::Malformed), _) => {
+                    TaskError::BadResult("the worker sent a malformed reply".into())
+                }
+                _ => TaskError::WorkerDied(status),
+            };
+            let mut held = w.inflight.drain(..);
+            match held.next() {
+                Some(c) if c.sink.is_none() => {
+                    self.status.init_deaths += 1;
+                    if self.status.init_deaths >= INIT_DEATHS {
+                        self.status.break_pool(TaskError::InitializerFailed(format!(
+                            "{INIT_DEATHS} workers in a row died running it ({error})"
+                        )));
+                    }
+                }
+                Some(c) => c.fail(&error),
+                None => {}
+            }
+            let rest: Vec<Chunk> = held.collect();
+            for chunk in rest.into_iter().rev() {
+                match &self.status.broken {
+                    Some(e) => chunk.fail(e),
+                    None => self.status.queue.push_front(chunk),
+                }
+            }
+        }
+    }
+
+    /// How many workers to start now.
+    fn workers_wanted(&self, config: &Config) -> usize {
+        let idle_and_done = self.closed && self.status.queue.is_empty();
+        if self.status.broken.is_some()
+            || idle_and_done
+            || self.retry_spawn_at.is_some_and(|t| Instant::now() < t)
+        {
+            return 0;
+        }
+        config.processes.saturating_sub(self.workers.len())
+    }
+
+    /// When joining with nothing left to do, shuts every worker's socket: each exits at end of
+    /// file.
+    fn let_idle_go(&mut self) {
+        if !self.joining || !self.status.queue.is_empty() {
+            return;
+        }
+        if self.workers.iter().all(|w| w.inflight.is_empty()) {
+            for w in self.workers.iter_mut().filter(|w| !w.quitting) {
+                socket::shutdown_write(w.sock.as_fd());
+                w.quitting = true;
+            }
+        }
+    }
+
+    /// Milliseconds until the next task deadline or spawn retry (`-1`: none).
+    fn poll_timeout(&self, config: &Config) -> i32 {
+        let mut next: Option<Instant> = self.retry_spawn_at;
+        if self.workers.iter().any(|w| !w.inflight.is_empty()) {
+            let at = Instant::now() + LIVENESS;
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        if let Some(limit) = config.task_timeout {
+            for w in self.workers.iter().filter(|w| !w.timed_out) {
+                if let Some(c) = w.inflight.front() {
+                    let at = w.front_since + limit.saturating_mul(c.count);
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+            }
+        }
+        match next {
+            None => -1,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Round up, so a wake-up never comes before the deadline.
+                (left.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32
+            }
+        }
+    }
+
+    /// Every [`LIVENESS`], marks gone each worker holding tasks whose process ended, after
+    /// reading what it sent before it died.
+    fn check_liveness(&mut self, scratch: &mut [u8], last: &mut Instant) {
+        if last.elapsed() < LIVENESS {
+            return;
+        }
+        *last = Instant::now();
+        for w in &mut self.workers {
+            if w.gone.is_none() && !w.inflight.is_empty() && !w.process.is_alive() {
+                w.read(&mut self.status, scratch);
+                w.gone.get_or_insert(Gone::Ended);
+            }
+        }
+    }
+
+    /// Kills each worker whose current chunk ran past its time.
+    fn enforce_timeouts(&mut self, config: &Config) {
+        let Some(limit) = config.task_timeout else {
+            return;
+        };
+        let now = Instant::now();
+        for w in self.workers.iter_mut().filter(|w| !w.timed_out) {
+            if let Some(c) = w.inflight.front() {
+                if c.sink.is_some() && now >= w.front_since + limit.saturating_mul(c.count) {
+                    w.timed_out = true;
+                    let _ = w.process.kill();
+                }
+            }
+        }
+    }
+
+    /// Kills and reaps every worker; fails every chunk not answered.
+    fn kill_all(&mut self) {
+        for w in &self.workers {
+            let _ = w.process.kill();
+        }
+        for mut w in self.workers.drain(..) {
+            reap(&mut w.process);
+            for chunk in w.inflight.drain(..) {
+                chunk.fail(&TaskError::Closed);
+            }
+        }
+        for chunk in self.status.queue.drain(..) {
+            chunk.fail(&TaskError::Closed);
+        }
+    }
+}
+
+/// Frames a worker may be given under `max_tasks_per_child` (the initializer counts).
+fn w_quota(config: &Config) -> u64 {
+    config.max_tasks + u64::from(config.init.is_some())
+}
+
+/// Waits for a worker that is gone or was killed, and says how it ended.
+fn reap(process: &mut Process<()>) -> ExitStatus {
+    if let Err(Error::Timeout) = process.join_timeout(Duration::from_secs(5)) {
+        // Its socket closed but it still runs: it cannot serve any more.
+        let _ = process.kill();
+        let _ = process.join_timeout(Duration::from_secs(5));
+    }
+    // Unknown (still running after the kill, or the OS could not say): report it as killed.
+    process
+        .exit_status()
+        .ok()
+        .flatten()
+        .unwrap_or(ExitStatus::Signaled(libc::SIGKILL))
+}

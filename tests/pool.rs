@@ -1,0 +1,359 @@
+//! `Pool` across real worker processes: results, errors, laziness, shared handles passed to
+//! running workers, timeouts, recycling, and shutdown without zombies or orphans.
+
+mod common;
+
+use common::{is_dead, wait_for, watchdog};
+use multiproc::pool::IMap;
+use multiproc::{ExitStatus, Pool, Queue, TaskError, Value};
+use std::time::{Duration, Instant};
+
+multiproc::test_support!();
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn add((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+fn pid(_: u64) -> u32 {
+    std::process::id()
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn panic_on_odd(x: u64) -> u64 {
+    assert!(x % 2 == 0, "odd input {x}");
+    x
+}
+
+fn bump(v: Value<u64>) -> u64 {
+    let mut g = v.lock().unwrap();
+    *g += 1;
+    *g
+}
+
+fn push_pid(q: Queue<u32>) {
+    q.push(std::process::id()).unwrap();
+}
+
+#[test]
+fn map_apply_and_starmap_return_in_order() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.pids().len(), 2);
+        let out = pool.map(double, 0..1000u64).unwrap();
+        assert_eq!(out, (0..1000).map(|x| x * 2).collect::<Vec<_>>());
+        assert_eq!(pool.apply(double, 21), Ok(42));
+        let sums = pool.map(add, vec![(1, 2), (3, 4)]).unwrap();
+        assert_eq!(sums, vec![3, 7]);
+        assert_eq!(
+            pool.map(double, Vec::<u64>::new()).unwrap(),
+            Vec::<u64>::new()
+        );
+        let r = pool.map_async(double, 0..10u64);
+        assert_eq!(r.get().unwrap()[9], 18);
+        assert_eq!(r.successful(), Some(true));
+    });
+}
+
+#[test]
+fn async_results_wait_and_time_out() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let slow = pool.apply_async(sleep_ms, 300);
+        assert!(!slow.ready());
+        assert!(slow.get_timeout(Duration::from_millis(20)).is_none());
+        assert!(!slow.wait_timeout(Duration::from_millis(10)));
+        assert_eq!(slow.get_timeout(Duration::from_secs(10)), Some(Ok(300)));
+        assert!(slow.ready());
+        // `get` may be called again.
+        assert_eq!(slow.get(), Ok(300));
+    });
+}
+
+#[test]
+fn panics_are_reported_and_the_worker_keeps_serving() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let before = pool.pids();
+        match pool.apply(panic_on_odd, 3) {
+            Err(TaskError::Panicked(m)) => assert!(m.contains("odd input 3"), "{m}"),
+            other => panic!("expected a panic, got {other:?}"),
+        }
+        assert_eq!(pool.apply(panic_on_odd, 4), Ok(4));
+        assert_eq!(pool.pids(), before, "a panic must not cost the worker");
+        let e = pool.map(panic_on_odd, vec![0, 2, 5, 7]).unwrap_err();
+        assert_eq!(e.index, 2);
+        assert!(matches!(e.error, TaskError::Panicked(_)));
+    });
+}
+
+#[test]
+fn imap_is_lazy_over_an_endless_input() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // An endless input: only what is consumed (plus a bounded window) is ever taken.
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = taken.clone();
+        let inputs = (0u64..).inspect(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let first: Vec<u64> = pool
+            .imap(double, inputs)
+            .take(50)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(first, (0..50).map(|x| x * 2).collect::<Vec<_>>());
+        let n = taken.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n < 50 + 64, "imap took {n} inputs for 50 results");
+
+        let mut got: Vec<u64> = pool
+            .imap_unordered(sleep_ms, vec![200, 1, 1, 1])
+            .map(Result::unwrap)
+            .collect();
+        // A quick one comes before the slow one.
+        assert_eq!(got.first(), Some(&1));
+        got.sort();
+        assert_eq!(got, vec![1, 1, 1, 200]);
+
+        let mut it: IMap<'_, u64, u64, _> = pool.imap(sleep_ms, vec![400u64]);
+        assert!(matches!(
+            it.next_timeout(Duration::from_millis(20)),
+            Err(multiproc::Error::Timeout)
+        ));
+        assert_eq!(
+            it.next_timeout(Duration::from_secs(10)).unwrap(),
+            Some(Ok(400))
+        );
+        assert_eq!(it.next_timeout(Duration::from_secs(1)).unwrap(), None);
+    });
+}
+
+#[test]
+fn shared_handles_made_after_start_reach_running_workers() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // Both objects are created after the workers started: their fds travel over the
+        // workers' sockets.
+        let counter = Value::new(0u64).unwrap();
+        let q = Queue::<u32>::new(64).unwrap();
+        let n = pool
+            .map(bump, (0..20).map(|_| counter.clone()))
+            .unwrap()
+            .len();
+        assert_eq!(n, 20);
+        assert_eq!(counter.get().unwrap(), 20);
+        pool.map(push_pid, (0..8).map(|_| q.clone())).unwrap();
+        let pids = pool.pids();
+        for _ in 0..8 {
+            let p = q.pop_timeout(Duration::from_secs(5)).unwrap();
+            assert!(pids.contains(&p), "pid {p} is not a worker");
+        }
+    });
+}
+
+#[test]
+fn task_timeout_kills_only_the_overdue_task() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(2)
+            .task_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let before = pool.pids();
+        let slow = pool.apply_async(sleep_ms, 10_000);
+        let quick: Vec<_> = (0..10).map(|_| pool.apply_async(sleep_ms, 5)).collect();
+        let start = Instant::now();
+        assert_eq!(slow.get(), Err(TaskError::Timeout));
+        assert!(start.elapsed() < Duration::from_secs(5));
+        for q in quick {
+            assert_eq!(q.get(), Ok(5));
+        }
+        wait_for("a replacement worker", || pool.pids().len() == 2);
+        let after = pool.pids();
+        assert_eq!(
+            before.iter().filter(|p| after.contains(p)).count(),
+            1,
+            "exactly the overdue worker is replaced"
+        );
+        assert_eq!(pool.apply(double, 4), Ok(8));
+    });
+}
+
+#[test]
+fn max_tasks_per_child_recycles_workers() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(2)
+            .chunksize(1)
+            .build()
+            .unwrap();
+        let pids = pool.map(pid, 0..6u64).unwrap();
+        for w in pids.chunks(2) {
+            assert_eq!(w[0], w[1], "a worker serves its 2 tasks: {pids:?}");
+        }
+        let mut distinct = pids.clone();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "{pids:?}");
+    });
+}
+
+fn set_flag(v: Value<u64>) {
+    *v.lock().unwrap() += 100;
+}
+
+fn read_flag(_: u64) -> u64 {
+    INIT_SEEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static INIT_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn remember(x: u64) {
+    INIT_SEEN.store(x, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn failing_init(_: u64) {
+    panic!("no database");
+}
+
+#[test]
+fn initializer_runs_in_every_worker() {
+    watchdog(60, || {
+        let v = Value::new(0u64).unwrap();
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(set_flag, v.clone())
+            .build()
+            .unwrap();
+        assert_eq!(pool.map(double, 0..10u64).unwrap().len(), 10);
+        wait_for("both initializers", || v.get().unwrap() == 200);
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(remember, 7)
+            .build()
+            .unwrap();
+        assert_eq!(pool.apply(read_flag, 0), Ok(7));
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer(failing_init, 0)
+            .build()
+            .unwrap();
+        match pool.apply(double, 1) {
+            Err(TaskError::InitializerFailed(m)) => assert!(m.contains("no database"), "{m}"),
+            other => panic!("expected InitializerFailed, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn close_join_terminate_and_drop_leave_no_worker() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let pending: Vec<_> = (0..6).map(|_| pool.apply_async(sleep_ms, 30)).collect();
+        pool.close();
+        assert_eq!(pool.apply(double, 1), Err(TaskError::Closed));
+        let pids = pool.pids();
+        pool.join();
+        for p in pending {
+            assert_eq!(p.get(), Ok(30), "join finishes queued work");
+        }
+        assert!(pids.iter().all(|&p| is_dead(p)));
+
+        let pool = Pool::new(2).unwrap();
+        let slow = pool.apply_async(sleep_ms, 10_000);
+        let pids = pool.pids();
+        pool.terminate();
+        assert_eq!(slow.get(), Err(TaskError::Closed));
+        assert!(pids.iter().all(|&p| is_dead(p)));
+
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.pids();
+        let slow = pool.apply_async(sleep_ms, 10_000);
+        drop(pool);
+        assert_eq!(slow.get(), Err(TaskError::Closed));
+        assert!(pids.iter().all(|&p| is_dead(p)), "drop reaps every worker");
+    });
+}
+
+#[test]
+fn zero_sizes_are_errors() {
+    assert!(Pool::new(0).is_err());
+    assert!(Pool::builder().processes(1).chunksize(0).build().is_err());
+    assert!(
+        Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(0)
+            .build()
+            .is_err()
+    );
+}
+
+#[test]
+fn a_killed_worker_fails_its_task_and_is_replaced() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        let victim = pool.apply_async(sleep_ms, 10_000);
+        let others: Vec<_> = (0..8).map(|_| pool.apply_async(sleep_ms, 20)).collect();
+        // The first task went to the first idle worker; find which one runs it.
+        std::thread::sleep(Duration::from_millis(100));
+        let pids = pool.pids();
+        // Kill both in turn until the victim fails (the other worker only runs 20 ms tasks,
+        // which a kill fails too, so count).
+        // SAFETY: test-only SIGKILL of our own live child.
+        unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+        let mut died = 0;
+        let mut ok = 0;
+        for o in others {
+            match o.get() {
+                Ok(20) => ok += 1,
+                Err(TaskError::WorkerDied(ExitStatus::Signaled(9))) => died += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let v = victim.get_timeout(Duration::from_millis(100));
+        let victim_died = matches!(v, Some(Err(TaskError::WorkerDied(_))));
+        assert_eq!(died + usize::from(victim_died), 1, "exactly one task fails");
+        assert_eq!(ok + died, 8);
+        wait_for("a replacement worker", || pool.pids().len() == 2);
+        assert!(!pool.pids().contains(&pids[0]));
+        assert_eq!(pool.apply(double, 2), Ok(4));
+    });
+}
+
+fn fork_then_die(_: ()) {
+    // SAFETY: the forked child only calls async-signal-safe functions (sleep, _exit); the worker
+    // then kills itself.
+    unsafe {
+        if libc::fork() == 0 {
+            // Holds a copy of the worker's socket, so the pool sees no end of file for 10 s.
+            libc::sleep(10);
+            libc::_exit(0);
+        }
+        libc::raise(libc::SIGKILL);
+    }
+}
+
+#[test]
+fn a_dead_worker_is_noticed_even_when_its_socket_stays_open() {
+    watchdog(60, || {
+        let pool = Pool::new(1).unwrap();
+        let start = Instant::now();
+        assert_eq!(
+            pool.apply(fork_then_die, ()),
+            Err(TaskError::WorkerDied(ExitStatus::Signaled(libc::SIGKILL)))
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(pool.apply(double, 3), Ok(6));
+    });
+}
