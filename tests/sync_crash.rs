@@ -94,6 +94,8 @@ enum Outcome {
     MarkerViolation,
     /// `LockError::WouldBlock` (a `try_` form found it held).
     WouldBlock,
+    /// `LockError::RecursionLimit` (never expected from a plain mutex).
+    RecursionLimit,
     /// A barrier generation completed; this party's arrival index.
     Arrived(usize),
     /// `BarrierError::Broken`.
@@ -125,6 +127,7 @@ fn survive_lock(m: &Mutex<[u64; 2]>, timeout: Duration, repair: bool) -> Outcome
         Err(LockError::NotRecoverable) => Outcome::NotRecoverable,
         Err(LockError::Timeout) => Outcome::Timeout,
         Err(LockError::WouldBlock) => Outcome::WouldBlock,
+        Err(LockError::RecursionLimit) => Outcome::RecursionLimit,
     }
 }
 
@@ -227,6 +230,7 @@ fn soak_waiter((s, repair, seed): (Shared<Soak>, bool, u64)) -> Outcome {
             Err(LockError::NotRecoverable) => return Outcome::NotRecoverable,
             Err(LockError::Timeout) => return Outcome::Timeout,
             Err(LockError::WouldBlock) => return Outcome::WouldBlock,
+            Err(LockError::RecursionLimit) => return Outcome::RecursionLimit,
         }
         spin_us(rng.below(100));
     }
