@@ -1,5 +1,5 @@
 //! Random-time SIGKILL soaks for every primitive but the mutex (whose soak is `mutex_soak_*` in
-//! `tests/sync_crash.rs`): Semaphore, Event, Condvar (with its Mutex), Barrier, RwLock,
+//! `tests/crash_mutex.rs`): Semaphore, Event, Condvar (with its Mutex), Barrier, RwLock,
 //! ReentrantMutex, Queue (MPMC), SpscQueue and Channel.
 //!
 //! Each run starts a victim child that loops the primitive's operations, SIGKILLs it after a

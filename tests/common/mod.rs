@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod crash;
+
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // not every test file uses both
