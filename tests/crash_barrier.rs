@@ -142,3 +142,138 @@ fn battery_barrier() {
         }
     });
 }
+
+// =============================================================================================
+// Random-time SIGKILL soak (shared parts in tests/common/soak.rs).
+
+mod soak {
+    use super::*;
+
+    use crate::common::soak::*;
+
+    use multiproc::sync::{Barrier, BarrierError};
+    use multiproc::{Process, Shared, ShmSafe};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    use std::time::{Duration, Instant};
+
+    // ---------------------------------------------------------------------------------------------
+    // Barrier: two parties; a dead party breaks the partner's wait (by its timeout); reset repairs
+    // it unless the dead party is still counted in a resetting generation (the documented wedge).
+
+    #[repr(C)]
+    struct BarrierSoak {
+        b: Barrier,
+        started: AtomicU32,
+        phases: AtomicU64,
+    }
+    // SAFETY: `#[repr(C)]` of a barrier and atomics, all `ShmSafe`.
+    unsafe impl ShmSafe for BarrierSoak {}
+
+    /// Waits at the barrier in a loop; after a break waits for the partner's reset.
+    fn barrier_victim(s: Shared<BarrierSoak>) {
+        let end = Instant::now() + VICTIM_LIFE;
+        s.started.store(1, Ordering::SeqCst);
+        while Instant::now() < end {
+            match s.b.wait_timeout(Duration::from_secs(1)) {
+                Ok(_) => {
+                    s.phases.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(_) => {
+                    while s.b.is_broken() && Instant::now() < end {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn barrier_soak_random_kills() {
+        soak_watchdog(|| {
+            let (mut wedged, mut completed_by_dead) = (0, 0);
+            soak("barrier", 4, |rng, ctx| {
+                let s = Shared::new(BarrierSoak {
+                    b: Barrier::new(2),
+                    started: AtomicU32::new(0),
+                    phases: AtomicU64::new(0),
+                })
+                .unwrap();
+                let mut victim = Process::spawn(barrier_victim, s.clone()).unwrap();
+                // The partner: a thread here, resetting after a timeout while the victim lives.
+                let dead = Arc::new(AtomicBool::new(false));
+                let partner = {
+                    let (s, dead) = (s.clone(), dead.clone());
+                    std::thread::spawn(move || {
+                        let mut last = None;
+                        while !dead.load(Ordering::SeqCst) {
+                            let r = s.b.wait_timeout(Duration::from_millis(100));
+                            if r.is_err() && !dead.load(Ordering::SeqCst) {
+                                s.b.reset();
+                            }
+                            last = Some(r);
+                        }
+                        last
+                    })
+                };
+                kill_after_random_delay(rng, &mut victim, &s.started, ctx);
+                dead.store(true, Ordering::SeqCst);
+                let t0 = Instant::now();
+                partner.join().unwrap();
+                assert!(
+                    t0.elapsed() < SURVIVE,
+                    "{ctx}: partner took {:?}",
+                    t0.elapsed()
+                );
+
+                // The victim may have died counted in a generation.
+                if s.b.n_waiting() > 0 {
+                    let t0 = Instant::now();
+                    match s.b.wait_timeout(SHORT) {
+                        // It had arrived: its arrival still counts, our arrival completes.
+                        Ok(_) => completed_by_dead += 1,
+                        Err(BarrierError::Timeout) => assert_timed_out(t0.elapsed(), SHORT, ctx),
+                        Err(BarrierError::Broken) => {}
+                    }
+                    assert!(t0.elapsed() < SHORT + SLACK, "{ctx}");
+                }
+                let stuck = s.b.n_waiting() > 0;
+                s.b.reset();
+                // Two fresh parties.
+                let t0 = Instant::now();
+                let hs: Vec<_> = (0..2)
+                    .map(|_| {
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            s.b.wait_timeout(if stuck { SHORT } else { SURVIVE })
+                        })
+                    })
+                    .collect();
+                let rs: Vec<_> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+                assert!(
+                    t0.elapsed() < SURVIVE + SLACK,
+                    "{ctx}: took {:?}",
+                    t0.elapsed()
+                );
+                if stuck {
+                    // Documented: a party that died counted keeps reset() from draining.
+                    wedged += 1;
+                    for r in &rs {
+                        assert!(r.is_err(), "{ctx}: wedged barrier completed: {rs:?}");
+                    }
+                } else {
+                    let mut idx: Vec<usize> = rs
+                        .iter()
+                        .map(|r| r.unwrap_or_else(|e| panic!("{ctx}: fresh parties: {e:?}")))
+                        .collect();
+                    idx.sort();
+                    assert_eq!(idx, [0, 1], "{ctx}");
+                    assert!(!s.b.is_broken(), "{ctx}");
+                }
+            });
+            println!(
+                "barrier: {completed_by_dead} completed by a dead party's arrival, {wedged} wedged"
+            );
+        });
+    }
+}

@@ -145,3 +145,177 @@ fn battery_condvar() {
         }
     });
 }
+
+// =============================================================================================
+// Random-time SIGKILL soak (shared parts in tests/common/soak.rs).
+
+mod soak {
+    use super::*;
+
+    use crate::common::soak::*;
+    use crate::common::{Rng, spin_us, wait_for};
+
+    use multiproc::sync::{Condvar, LockError, Mutex};
+    use multiproc::{Process, Shared, ShmSafe};
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    // ---------------------------------------------------------------------------------------------
+    // Condvar + Mutex: producers and consumers; a dead holder is `OwnerDied` for exactly one
+    // survivor, who repairs the counts; a dead notifier costs waiters a timeout slice.
+
+    /// `[items, produced, consumed, in-critical-section marker]`.
+    type Counts = [u64; 4];
+
+    #[repr(C)]
+    struct CvSoak {
+        m: Mutex<Counts>,
+        cv: Condvar,
+        started: AtomicU32,
+        stop: AtomicU32,
+        /// How many `OwnerDied` were reported, and how many of them found the marker set.
+        owner_died: AtomicU32,
+        repaired_marker: AtomicU32,
+    }
+    // SAFETY: `#[repr(C)]` of a mutex around integers, a condvar and atomics, all `ShmSafe`.
+    unsafe impl ShmSafe for CvSoak {}
+
+    /// Locks, repairing after a dead holder: items are recomputed from the (monotonic) counters.
+    fn cv_lock(s: &CvSoak, timeout: Duration) -> multiproc::sync::MutexGuard<'_, Counts> {
+        match s.m.lock_timeout(timeout) {
+            Ok(g) => {
+                assert_eq!(g[3], 0, "clean acquisition with the marker set");
+                g
+            }
+            Err(LockError::OwnerDied(g)) => repair(s, g),
+            Err(e) => panic!("condvar mutex: {e:?}"),
+        }
+    }
+
+    fn repair<'a>(
+        s: &CvSoak,
+        mut g: multiproc::sync::MutexGuard<'a, Counts>,
+    ) -> multiproc::sync::MutexGuard<'a, Counts> {
+        s.owner_died.fetch_add(1, Ordering::SeqCst);
+        if g[3] != 0 {
+            s.repaired_marker.fetch_add(1, Ordering::SeqCst);
+        }
+        g[0] = g[1] - g[2];
+        g[3] = 0;
+        g.make_consistent();
+        g
+    }
+
+    fn cv_produce_one(s: &CvSoak, timeout: Duration) {
+        let mut g = cv_lock(s, timeout);
+        g[3] = 1;
+        g[1] += 1;
+        g[0] += 1;
+        g[3] = 0;
+        drop(g);
+        s.cv.notify_one();
+    }
+
+    /// Consumes one item if one comes within `timeout`; false otherwise.
+    fn cv_consume_one(s: &CvSoak, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = cv_lock(s, SURVIVE);
+        while g[0] == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            // Short slices: a notifier may die between its bump and its wake.
+            g = match s.cv.wait_timeout(g, left.min(Duration::from_millis(20))) {
+                Ok((g, _)) => g,
+                Err(LockError::OwnerDied((g, _))) => repair(s, g),
+                Err(e) => panic!("condvar wait: {e:?}"),
+            };
+        }
+        g[3] = 1;
+        g[0] -= 1;
+        g[2] += 1;
+        g[3] = 0;
+        true
+    }
+
+    /// Produces or consumes until told to stop; a consumer drains what is left before returning.
+    fn cv_party((s, seed, producer): (Shared<CvSoak>, u64, bool)) {
+        let mut rng = Rng(seed | 1);
+        let end = Instant::now() + VICTIM_LIFE;
+        s.started.store(1, Ordering::SeqCst);
+        while Instant::now() < end {
+            if producer {
+                if s.stop.load(Ordering::SeqCst) != 0 {
+                    return;
+                }
+                // Bounded backlog: the consumer may be dead.
+                if cv_lock(&s, SURVIVE)[0] < 16 {
+                    cv_produce_one(&s, SURVIVE);
+                }
+                spin_us(rng.below(50));
+            } else if !cv_consume_one(&s, Duration::from_millis(20))
+                && s.stop.load(Ordering::SeqCst) != 0
+            {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn condvar_soak_random_kills() {
+        soak_watchdog(|| {
+            let mut owner_died = 0;
+            soak("condvar", 3, |rng, ctx| {
+                let s = Shared::new(CvSoak {
+                    m: Mutex::new([0; 4]),
+                    cv: Condvar::new(),
+                    started: AtomicU32::new(0),
+                    stop: AtomicU32::new(0),
+                    owner_died: AtomicU32::new(0),
+                    repaired_marker: AtomicU32::new(0),
+                })
+                .unwrap();
+                let victim_produces = rng.below(2) == 0;
+                let mut victim =
+                    Process::spawn(cv_party, (s.clone(), rng.next(), victim_produces)).unwrap();
+                let mut other =
+                    Process::spawn(cv_party, (s.clone(), rng.next(), !victim_produces)).unwrap();
+                kill_after_random_delay(rng, &mut victim, &s.started, ctx);
+                // The survivor side: this process produces three items (the other child may be the
+                // consumer) or consumes (if the child is the producer); everything within 1 s.
+                let t0 = Instant::now();
+                for _ in 0..3 {
+                    cv_produce_one(&s, SURVIVE);
+                }
+                if victim_produces {
+                    // The surviving child consumes; it drains and returns once told to stop.
+                    wait_for("the consumer to drain", || cv_lock(&s, SURVIVE)[0] == 0);
+                }
+                s.stop.store(1, Ordering::SeqCst);
+                other.join_timeout(SURVIVE).unwrap();
+                if !victim_produces {
+                    // Everything the producers made, ours included.
+                    while cv_consume_one(&s, SHORT) {}
+                }
+                assert!(
+                    t0.elapsed() < SURVIVE + SURVIVE,
+                    "{ctx}: took {:?}",
+                    t0.elapsed()
+                );
+                let g = cv_lock(&s, SURVIVE);
+                let died = s.owner_died.load(Ordering::SeqCst);
+                assert!(died <= 1, "{ctx}: OwnerDied reported {died} times");
+                assert!(
+                    s.repaired_marker.load(Ordering::SeqCst) <= died,
+                    "{ctx}: marker repaired without OwnerDied"
+                );
+                assert_eq!(g[0], 0, "{ctx}: items left {g:?}");
+                assert_eq!(g[1], g[2], "{ctx}: produced != consumed: {g:?}");
+                owner_died += u64::from(died);
+            });
+            println!("condvar: {owner_died} runs saw OwnerDied");
+        });
+    }
+}

@@ -100,3 +100,90 @@ fn battery_event() {
         }
     });
 }
+
+// =============================================================================================
+// Random-time SIGKILL soak (shared parts in tests/common/soak.rs).
+
+mod soak {
+    use super::*;
+
+    use crate::common::soak::*;
+    use crate::common::{Rng, spin_us};
+
+    use multiproc::sync::Event;
+    use multiproc::{Process, Shared, ShmSafe};
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    // ---------------------------------------------------------------------------------------------
+    // Event: a dead setter or waiter leaves the flag set or clear; waiters return by their timeout.
+
+    #[repr(C)]
+    struct EventSoak {
+        ev: Event,
+        started: AtomicU32,
+        stop: AtomicU32,
+    }
+    // SAFETY: `#[repr(C)]` of an event and atomics, all `ShmSafe`.
+    unsafe impl ShmSafe for EventSoak {}
+
+    /// Sets and clears the event in a loop, or waits on it in a loop.
+    fn event_victim((s, seed, setter): (Shared<EventSoak>, u64, bool)) {
+        let mut rng = Rng(seed | 1);
+        let end = Instant::now() + VICTIM_LIFE;
+        s.started.store(1, Ordering::SeqCst);
+        while Instant::now() < end {
+            if setter {
+                s.ev.set();
+                spin_us(rng.below(100));
+                s.ev.clear();
+                spin_us(rng.below(100));
+            } else {
+                s.ev.wait_timeout(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Waits in a loop until told to stop; returns how many waits saw the event.
+    fn event_waiter(s: Shared<EventSoak>) -> u64 {
+        let mut seen = 0;
+        while s.stop.load(Ordering::SeqCst) == 0 {
+            seen += u64::from(s.ev.wait_timeout(Duration::from_millis(100)));
+        }
+        seen
+    }
+
+    #[test]
+    fn event_soak_random_kills() {
+        soak_watchdog(|| {
+            soak("event", 2, |rng, ctx| {
+                let s = Shared::new(EventSoak {
+                    ev: Event::new(),
+                    started: AtomicU32::new(0),
+                    stop: AtomicU32::new(0),
+                })
+                .unwrap();
+                let setter = rng.below(3) != 0;
+                let mut victim =
+                    Process::spawn(event_victim, (s.clone(), rng.next(), setter)).unwrap();
+                let mut waiter = Process::spawn(event_waiter, s.clone()).unwrap();
+                kill_after_random_delay(rng, &mut victim, &s.started, ctx);
+                // The survivor: clear waits time out, a set wakes, the waiter child finishes.
+                s.ev.clear();
+                let t0 = Instant::now();
+                assert!(!s.ev.wait_timeout(SHORT), "{ctx}: clear event seen set");
+                assert_timed_out(t0.elapsed(), SHORT, ctx);
+                s.ev.set();
+                let t0 = Instant::now();
+                assert!(s.ev.wait_timeout(SURVIVE), "{ctx}");
+                assert!(t0.elapsed() < Duration::from_millis(100), "{ctx}");
+                s.stop.store(1, Ordering::SeqCst);
+                let t0 = Instant::now();
+                waiter.join_timeout(SURVIVE).unwrap();
+                assert!(t0.elapsed() < SURVIVE, "{ctx}");
+                assert!(s.ev.is_set(), "{ctx}");
+            });
+        });
+    }
+}

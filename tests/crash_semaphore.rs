@@ -129,3 +129,115 @@ fn battery_semaphore() {
         }
     });
 }
+
+// =============================================================================================
+// Random-time SIGKILL soak (shared parts in tests/common/soak.rs).
+
+mod soak {
+    use super::*;
+
+    use crate::common::soak::*;
+    use crate::common::{Rng, spin_us};
+
+    use multiproc::sync::{Semaphore, SemaphoreError};
+    use multiproc::{Process, Shared, ShmSafe};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
+
+    // ---------------------------------------------------------------------------------------------
+    // Semaphore: a permit held by the dead child is lost; the rest stay usable.
+
+    #[repr(C)]
+    struct SemSoak {
+        sem: Semaphore,
+        started: AtomicU32,
+        phase: AtomicU32,
+    }
+    // SAFETY: `#[repr(C)]` of a semaphore and atomics, all `ShmSafe`.
+    unsafe impl ShmSafe for SemSoak {}
+
+    fn sem_victim((s, seed): (Shared<SemSoak>, u64)) {
+        let mut rng = Rng(seed | 1);
+        let end = Instant::now() + VICTIM_LIFE;
+        s.started.store(1, Ordering::SeqCst);
+        while Instant::now() < end {
+            s.phase.store(TAKING, Ordering::SeqCst);
+            if s.sem.acquire_timeout(Duration::from_secs(1)).is_err() {
+                continue;
+            }
+            s.phase.store(HOLDING, Ordering::SeqCst);
+            spin_us(rng.below(200));
+            s.phase.store(RETURNING, Ordering::SeqCst);
+            s.sem.release().unwrap();
+            s.phase.store(RETURNED, Ordering::SeqCst);
+            spin_us(rng.below(100));
+        }
+    }
+
+    #[test]
+    fn semaphore_soak_random_kills() {
+        soak_watchdog(|| {
+            let mut lost = 0;
+            soak("semaphore", 1, |rng, ctx| {
+                let s = Shared::new(SemSoak {
+                    sem: Semaphore::bounded(1),
+                    started: AtomicU32::new(0),
+                    phase: AtomicU32::new(IDLE),
+                })
+                .unwrap();
+                let mut victim = Process::spawn(sem_victim, (s.clone(), rng.next())).unwrap();
+                // A contender thread here: blocked acquirers when the victim dies.
+                let stop = Arc::new(AtomicBool::new(false));
+                let contender = {
+                    let (s, stop) = (s.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::SeqCst) {
+                            if s.sem.acquire_timeout(Duration::from_millis(20)).is_ok() {
+                                spin_us(50);
+                                s.sem.release().unwrap();
+                            }
+                        }
+                    })
+                };
+                kill_after_random_delay(rng, &mut victim, &s.started, ctx);
+                stop.store(true, Ordering::SeqCst);
+                let t0 = Instant::now();
+                contender.join().unwrap();
+                assert!(
+                    t0.elapsed() < SURVIVE,
+                    "{ctx}: contender took {:?}",
+                    t0.elapsed()
+                );
+
+                let phase = s.phase.load(Ordering::SeqCst);
+                let value = s.sem.value();
+                match phase {
+                    HOLDING => assert_eq!(value, 0, "{ctx}: died holding, the permit is lost"),
+                    IDLE | RETURNED => assert_eq!(value, 1, "{ctx}: died not holding"),
+                    _ => assert!(value <= 1, "{ctx}: value {value}"),
+                }
+                lost += u64::from(value == 0);
+                // The survivor: the permits left are usable, and an empty semaphore times out.
+                for _ in 0..value {
+                    let t0 = Instant::now();
+                    s.sem.acquire_timeout(SURVIVE).unwrap();
+                    assert!(t0.elapsed() < SURVIVE);
+                }
+                let t0 = Instant::now();
+                assert_eq!(
+                    s.sem.acquire_timeout(SHORT),
+                    Err(SemaphoreError::Timeout),
+                    "{ctx}"
+                );
+                assert_timed_out(t0.elapsed(), SHORT, ctx);
+                // Returning the lost permit by hand repairs it.
+                s.sem.release().unwrap();
+                s.sem.acquire_timeout(SURVIVE).unwrap();
+                s.sem.release().unwrap();
+                assert_eq!(s.sem.value(), 1, "{ctx}");
+            });
+            println!("semaphore: {lost} runs lost the victim's permit");
+        });
+    }
+}
