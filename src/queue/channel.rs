@@ -383,7 +383,8 @@ impl<'a> ChannelRef<'a> {
                 Ok(g)
             }
             Err(LockError::Timeout) => Err(Halt::Timeout),
-            Err(LockError::WouldBlock) => Err(Halt::Blocked),
+            // `RecursionLimit` comes only from a reentrant mutex; this is a plain one.
+            Err(LockError::WouldBlock | LockError::RecursionLimit) => Err(Halt::Blocked),
             Err(LockError::NotRecoverable) => Err(Halt::Corrupted("channel lock not recoverable")),
         }
     }

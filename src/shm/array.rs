@@ -206,7 +206,7 @@ impl<T: Pod + Send> Array<T> {
     fn wrap<'a>(&'a self, res: LockResult<MutexGuard<'a, ()>>) -> LockResult<ArrayGuard<'a, T>> {
         match res {
             Ok(g) => Ok(self.guard(g)),
-            Err(e) => Err(map_lock_error(e, |g| self.guard(g))),
+            Err(e) => Err(e.map(|g| self.guard(g))),
         }
     }
 
@@ -255,15 +255,6 @@ impl<T: Pod + Send> Array<T> {
     /// Keeps the name after the creator's handles drop.
     pub fn persist(&self) {
         self.object.persist()
-    }
-}
-
-fn map_lock_error<A, B>(e: LockError<A>, f: impl FnOnce(A) -> B) -> LockError<B> {
-    match e {
-        LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
-        LockError::NotRecoverable => LockError::NotRecoverable,
-        LockError::Timeout => LockError::Timeout,
-        LockError::WouldBlock => LockError::WouldBlock,
     }
 }
 

@@ -52,6 +52,9 @@ pub enum LockError<G> {
     Timeout,
     /// The lock is held (from a `try_` call).
     WouldBlock,
+    /// This thread already holds the reentrant lock `u32::MAX` levels deep: one more level cannot
+    /// be counted (from a [`ReentrantMutex`]). The levels already held are unaffected.
+    RecursionLimit,
 }
 
 /// The result of a lock operation: the guard, or why there is none (or a guard with a warning).
@@ -73,6 +76,7 @@ impl<G> LockError<G> {
             LockError::NotRecoverable => LockError::NotRecoverable,
             LockError::Timeout => LockError::Timeout,
             LockError::WouldBlock => LockError::WouldBlock,
+            LockError::RecursionLimit => LockError::RecursionLimit,
         }
     }
 }
@@ -84,6 +88,7 @@ impl<G> fmt::Debug for LockError<G> {
             LockError::NotRecoverable => "NotRecoverable",
             LockError::Timeout => "Timeout",
             LockError::WouldBlock => "WouldBlock",
+            LockError::RecursionLimit => "RecursionLimit",
         })
     }
 }
@@ -95,6 +100,7 @@ impl<G> fmt::Display for LockError<G> {
             LockError::NotRecoverable => "the lock is not recoverable",
             LockError::Timeout => "timed out waiting for the lock",
             LockError::WouldBlock => "the lock is held",
+            LockError::RecursionLimit => "the reentrant lock is held too many levels deep",
         })
     }
 }

@@ -66,7 +66,7 @@ impl<T: ?Sized> ReentrantMutex<T> {
     /// # Errors
     ///
     /// As [`Mutex::lock`](super::Mutex::lock); a recursion deeper than `u32::MAX` levels gives
-    /// [`LockError::WouldBlock`].
+    /// [`LockError::RecursionLimit`].
     pub fn lock(&self) -> LockResult<ReentrantMutexGuard<'_, T>> {
         self.acquire(|raw, p| raw.lock(p, None))
     }
@@ -103,7 +103,7 @@ impl<T: ?Sized> ReentrantMutex<T> {
                     self.count.store(n, Ordering::Relaxed);
                     Ok(ReentrantMutexGuard::new(self))
                 }
-                None => Err(LockError::WouldBlock),
+                None => Err(LockError::RecursionLimit),
             };
         }
         let r = f(&self.raw, &probe);
@@ -206,6 +206,20 @@ mod tests {
             drop(a);
             assert_eq!(other.join().unwrap(), 2);
         });
+    }
+
+    #[test]
+    fn depth_overflow_is_recursion_limit() {
+        let m = ReentrantMutex::new(0u8);
+        let g = m.lock().unwrap();
+        // Only the owner writes the count: stand in for u32::MAX - 1 more nested levels.
+        m.count.store(u32::MAX, Ordering::Relaxed);
+        assert!(matches!(m.lock(), Err(LockError::RecursionLimit)));
+        assert!(matches!(m.try_lock(), Err(LockError::RecursionLimit)));
+        assert_eq!(m.count.load(Ordering::Relaxed), u32::MAX);
+        m.count.store(1, Ordering::Relaxed);
+        drop(g);
+        assert!(m.try_lock().is_ok());
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod crash;
+pub mod soak;
+
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // not every test file uses both
