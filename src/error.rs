@@ -86,6 +86,8 @@ pub enum Error {
     /// A holder died and the lock was released without being made consistent: it can never be
     /// acquired again.
     NotRecoverable,
+    /// A reentrant mutex is already held as many levels deep as it can count.
+    RecursionLimit,
     /// A barrier is broken (a party timed out, or it was aborted or reset).
     Broken,
     /// A queue or channel is full (`try_` calls).
@@ -147,6 +149,9 @@ impl fmt::Display for Error {
                  recoverable)",
             ),
             Error::NotRecoverable => f.write_str("the lock is not recoverable"),
+            Error::RecursionLimit => {
+                f.write_str("the reentrant mutex is held too many levels deep")
+            }
             Error::Broken => f.write_str("the barrier is broken"),
             Error::Full => f.write_str("full"),
             Error::Empty => f.write_str("empty"),

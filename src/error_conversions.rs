@@ -50,6 +50,7 @@ impl<G> From<LockError<G>> for Error {
             LockError::NotRecoverable => Error::NotRecoverable,
             LockError::Timeout => Error::Timeout,
             LockError::WouldBlock => Error::WouldBlock,
+            LockError::RecursionLimit => Error::RecursionLimit,
         }
     }
 }

@@ -109,7 +109,7 @@ pub(crate) fn lock<'a>(
         Err(LockError::NotRecoverable) => {
             Err(Error::Corrupted("a container lock is not recoverable"))
         }
-        Err(LockError::Timeout | LockError::WouldBlock) => Err(Error::Timeout),
+        Err(other) => Err(other.into()),
     }
 }
 

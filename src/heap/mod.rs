@@ -209,7 +209,7 @@ impl Heap {
             Err(LockError::NotRecoverable) => {
                 return Err(Error::Corrupted("the heap lock is not recoverable"));
             }
-            Err(LockError::Timeout | LockError::WouldBlock) => return Err(Error::Timeout),
+            Err(other) => return Err(other.into()),
         };
         Ok(HeapGuard {
             _guard: guard,
