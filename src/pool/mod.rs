@@ -9,7 +9,7 @@
 //! other workers, and a new worker takes its place. CPython's `Pool` hangs forever in that case; `ProcessPoolExecutor` fails
 //! every pending task.
 //!
-//! Arguments and results travel serialised with postcard, as with [`Process::spawn`]: a tuple
+//! Arguments and results travel serialised with postcard, as with [`Process::spawn`](crate::Process::spawn): a tuple
 //! argument is Python's `starmap`. Shared handles inside arguments ([`Value`](crate::Value),
 //! [`Queue`](crate::Queue), [`Shared`](crate::Shared), ...) reach the running worker as file
 //! descriptors passed over its socket (`SCM_RIGHTS`), never re-opened by name.
