@@ -142,7 +142,7 @@ fn soak(kills: u64, seed: u64) {
     // The last kill may land after the loop stopped: wait until every worker the pool lists is
     // alive (a killed one replaced), or the check below would hit that worker's death.
     // A SIGKILL takes effect shortly after kill() returns: let it land first.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(50));
     wait_for("the pool's size, all alive", || {
         let pids = pool.pids();
         pids.len() == 3 && pids.iter().all(|&p| !is_dead(p))
