@@ -16,6 +16,11 @@
 //! - `pool_start`: time of the whole start (not per task): `ours` (`Pool::new(2)` then `join`:
 //!   both workers started, served their socket and exited), `bare_spawn` (2 `Process::spawn`
 //!   of a no-op, then both `join`s).
+//! - `pool_recycle`: `max_tasks_per_child`'s gap in throughput. `gap`: on a one-worker pool
+//!   that recycles its worker every 20 tasks, `imap` (chunk size 1) over 100 tasks: the mean wait
+//!   between a worker's last result and its successor's first (four recycles); `worker_start`: `Pool::new(1)` and
+//!   one `apply`, the time until a fresh worker has served its first task. The target is a gap
+//!   no longer than one worker start.
 
 mod common;
 
@@ -33,7 +38,7 @@ const ASYNC_N: u64 = 10_000;
 const CPU_TASKS: u64 = 64;
 
 fn main() {
-    common::bench_main(&[map_1e6, apply_async, apply, cpu_1ms, start]);
+    common::bench_main(&[map_1e6, apply_async, apply, cpu_1ms, start, recycle]);
 }
 
 fn double(x: u64) -> u64 {
@@ -184,6 +189,56 @@ fn start(c: &mut Criterion) {
             for child in children {
                 child.join().expect("join");
             }
+        })
+    });
+    g.finish();
+}
+
+fn recycle(c: &mut Criterion) {
+    const TASKS: u64 = 100;
+    const PER_CHILD: u64 = 20;
+    let mut g = c.benchmark_group("pool_recycle");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("gap", |b| {
+        b.iter_custom(|iters| {
+            Watchdog::arm();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let pool = Pool::builder()
+                    .processes(1)
+                    .max_tasks_per_child(PER_CHILD)
+                    .chunksize(1)
+                    .build()
+                    .expect("pool");
+                // Result `i` (from 0) is the first of a fresh worker when `i % PER_CHILD == 0`;
+                // the wait for it, after result `i - 1`, is the gap its predecessor's exit left.
+                let mut last = Instant::now();
+                let mut gaps = Duration::ZERO;
+                for (i, r) in pool.imap(double, 0..TASKS).enumerate() {
+                    r.expect("task");
+                    if i > 0 && i as u64 % PER_CHILD == 0 {
+                        gaps += last.elapsed();
+                    }
+                    last = Instant::now();
+                }
+                let gap = gaps / (TASKS / PER_CHILD - 1) as u32;
+                total += gap;
+            }
+            total
+        })
+    });
+    g.bench_function("worker_start", |b| {
+        b.iter_custom(|iters| {
+            Watchdog::arm();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let pool = Pool::new(1).expect("pool");
+                black_box(pool.apply(double, 1).expect("task"));
+                total += t.elapsed();
+            }
+            total
         })
     });
     g.finish();

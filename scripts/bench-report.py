@@ -147,6 +147,9 @@ ROWS = [
     dict(op="Pool(2) start + join vs 2 bare spawns (limit)", kind="time",
          ours="pool_start/ours", limit="pool_start/bare_spawn",
          peers={"python": "pool_start/python_spawn"}, target=("limit", "<=", 1.2)),
+    dict(op="Pool max_tasks_per_child: longest gap between results vs one worker start",
+         kind="time", ours="pool_recycle/gap", limit="pool_recycle/worker_start",
+         peers={}, target=("limit", "<=", 1.0)),
 ]
 for group, label in (("dict_u64", "Dict<u64, u64>"), ("dict_serde", "Dict<String, Vec<u32>>")):
     for op, verb, goal in (("get", "get", 150 if group == "dict_u64" else 1000),

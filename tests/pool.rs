@@ -205,6 +205,39 @@ fn max_tasks_per_child_recycles_workers() {
     });
 }
 
+/// Counts the tasks running at once in `running`, keeps the most seen in `most`.
+fn overlap((running, most): (Value<u64>, Value<u64>)) {
+    let now = {
+        let mut r = running.lock().unwrap();
+        *r += 1;
+        *r
+    };
+    {
+        let mut m = most.lock().unwrap();
+        *m = (*m).max(now);
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    *running.lock().unwrap() -= 1;
+}
+
+#[test]
+fn a_recycled_worker_successor_never_runs_beside_it() {
+    watchdog(60, || {
+        // Recycling never lets a successor run beside the worker it replaces.
+        let pool = Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(1)
+            .chunksize(1)
+            .build()
+            .unwrap();
+        let (running, most) = (Value::new(0u64).unwrap(), Value::new(0u64).unwrap());
+        let args = vec![(running.clone(), most.clone()); 8];
+        pool.map(overlap, args).unwrap();
+        assert_eq!(*most.lock().unwrap(), 1);
+        assert!(pool.pids().len() <= 1, "{:?}", pool.pids());
+    });
+}
+
 fn set_flag(v: Value<u64>) {
     *v.lock().unwrap() += 100;
 }
