@@ -9,13 +9,15 @@
 //! - `pool_apply`: `ours`: one `apply` on an idle pool, the round trip; `unix_socket`: the raw
 //!   limit, a u64 there and back over a Unix socket pair to a child that echoes it (blocking
 //!   reads on both sides, so two wake-ups per round trip; in `apply` the caller reads the
-//!   reply itself for its first 50 µs and the worker polls for 50 µs before it blocks).
+//!   reply itself for its first 50 µs and the worker polls for 50 µs before it blocks);
+//!   `procspawn`: one `spawn` + `join` on an idle 2-worker `procspawn::Pool`, the peer crate.
 //! - `pool_cpu_1ms`: 64 tasks of ~1 ms of CPU each: `ours` (`map`, chunk size 1), `rayon`
 //!   (`par_iter` on a 2-thread pool), `serial` (one thread, the work itself). Parallel
 //!   efficiency against rayon is rayon's time over ours.
 //! - `pool_start`: time of the whole start (not per task): `ours` (`Pool::new(2)` then `join`:
 //!   both workers started, served their socket and exited), `bare_spawn` (2 `Process::spawn`
-//!   of a no-op, then both `join`s).
+//!   of a no-op, then both `join`s), `procspawn` (`procspawn::Pool::new(2)`, one task per
+//!   worker joined so both served, then `shutdown`).
 //! - `pool_recycle`: `max_tasks_per_child`'s gap in throughput. `gap`: on a one-worker pool
 //!   that recycles its worker every 20 tasks, `imap` (chunk size 1) over 100 tasks: the mean wait
 //!   between a worker's last result and its successor's first (four recycles); `worker_start`: `Pool::new(1)` and
@@ -38,6 +40,8 @@ const ASYNC_N: u64 = 10_000;
 const CPU_TASKS: u64 = 64;
 
 fn main() {
+    // procspawn's children run their call from here and exit; ours from `bench_main`'s init.
+    procspawn::init();
     common::bench_main(&[map_1e6, apply_async, apply, cpu_1ms, start, recycle]);
 }
 
@@ -140,6 +144,14 @@ fn apply(c: &mut Criterion) {
             black_box(pool.apply(double, 7).expect("apply"));
         })
     });
+    drop(pool);
+    let peer = procspawn::Pool::new(WORKERS).expect("procspawn pool");
+    g.bench_function("procspawn", |b| {
+        per_task(b, 1, || {
+            black_box(peer.spawn(7, double).join().expect("procspawn"));
+        })
+    });
+    peer.shutdown();
     g.finish();
 }
 
@@ -189,6 +201,16 @@ fn start(c: &mut Criterion) {
             for child in children {
                 child.join().expect("join");
             }
+        })
+    });
+    g.bench_function("procspawn", |b| {
+        per_task(b, 1, || {
+            let peer = procspawn::Pool::new(WORKERS).expect("procspawn pool");
+            let tasks: Vec<_> = (0..WORKERS as u64).map(|i| peer.spawn(i, double)).collect();
+            for t in tasks {
+                t.join().expect("procspawn");
+            }
+            peer.shutdown();
         })
     });
     g.finish();
