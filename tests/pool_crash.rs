@@ -150,6 +150,59 @@ fn soak(kills: u64, seed: u64) {
     assert_eq!(pool.map(spin_double, 0..30u64).unwrap()[29], 58);
 }
 
+/// Short tasks (answered while their caller still reads the sockets itself) and tasks longer
+/// than that window (answered through the supervisor thread), by the input's low bits.
+fn mixed_double(x: u64) -> u64 {
+    if x % 4 == 0 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    x * 2
+}
+
+#[test]
+fn callers_on_many_threads_share_the_socket_reading_with_the_supervisor() {
+    // Four threads call `apply` and `apply_async` at once, so callers reading replies
+    // themselves and the supervisor reading them interleave, while SIGKILLs land on workers:
+    // every reply reaches its own caller, right, or fails with `WorkerDied`.
+    watchdog(120, || {
+        let pool = Pool::builder().processes(2).build().unwrap();
+        let (sent, stop) = (AtomicU64::new(0), AtomicBool::new(false));
+        let failed = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| killer(&pool, 20, &sent, &stop, 0xca11));
+            let callers: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (pool, failed) = (&pool, &failed);
+                    s.spawn(move || {
+                        for i in 0..150u64 {
+                            let x = t * 1000 + i;
+                            let got = if i % 2 == 0 {
+                                pool.apply(mixed_double, x)
+                            } else {
+                                pool.apply_async(mixed_double, x).get()
+                            };
+                            match got {
+                                Ok(v) => assert_eq!(v, 2 * x),
+                                Err(TaskError::WorkerDied(_)) => {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(e) => panic!("task {x}: {e}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for c in callers {
+                c.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let (sent, failed) = (sent.into_inner(), failed.into_inner());
+        assert!(failed <= sent, "{failed} failures for {sent} kills");
+        eprintln!("600 calls on 4 threads, {sent} kills, {failed} tasks failed");
+    });
+}
+
 #[test]
 fn random_kills_during_a_long_imap() {
     watchdog(120, || soak(30, 0x5eed));
