@@ -49,6 +49,32 @@ struct TaskCount {
 /// assert!(q.task_done().is_err(), "one too many");
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// Between processes: the parent waits until a child has finished every job.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn worker(q: JoinableQueue<u32>) {
+///     while let Ok(_job) = q.pop() {
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let q = JoinableQueue::<u32>::new(8)?;
+///     let w = Process::spawn(worker, q.clone())?;
+///     for job in 0..20 {
+///         q.push(job).unwrap();
+///     }
+///     q.join(); // every job was popped and marked done by the worker
+///     assert_eq!(q.unfinished_tasks(), 0);
+///     q.close(); // ends the worker's loop
+///     w.join()?;
+///     Ok(())
+/// }
+/// ```
 pub struct JoinableQueue<T: Pod + Send> {
     queue: Queue<T>,
     tasks: Object,
