@@ -36,6 +36,22 @@ struct TaskCount {
     waiters: Waiters,
 }
 
+/// The unfinished-task count of the counter segment whose payload is the `len` bytes at `ptr`
+/// (inspection tools), or `None` if they cannot hold one.
+///
+/// # Safety
+/// `ptr` is valid for reads of `len` bytes while the call runs; other processes may write them
+/// at any time. One atomic load is made, so a read-only mapping is enough.
+pub(crate) unsafe fn peek_unfinished(ptr: *const u8, len: usize) -> Option<u32> {
+    if len < size_of::<TaskCount>() || ptr as usize % align_of::<TaskCount>() != 0 {
+        return None;
+    }
+    // SAFETY: `ptr` is aligned and valid for reads of a whole `TaskCount` (checked above and the
+    // caller's contract); it is atomics, valid for every bit pattern, and only loaded.
+    let count = unsafe { &*ptr.cast::<TaskCount>() };
+    Some(count.unfinished.load(Ordering::Relaxed))
+}
+
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
 /// that a producer can [`join`](Self::join) until all of them are.
 ///

@@ -137,6 +137,20 @@ impl<T> RwLock<T> {
 }
 
 impl<T: ?Sized> RwLock<T> {
+    /// The state word decoded, for inspection tools: one load, so it works on a read-only
+    /// mapping. Returns (readers, write-locked, readers waiting, writers waiting).
+    #[cfg(not(multiproc_loom))]
+    pub(crate) fn peek(&self) -> (u32, bool, bool, bool) {
+        let s = self.state.load(Ordering::Relaxed);
+        let readers = if is_write_locked(s) { 0 } else { s & MASK };
+        (
+            readers,
+            is_write_locked(s),
+            has_readers_waiting(s),
+            has_writers_waiting(s),
+        )
+    }
+
     /// Locks for reading, waiting as long as it takes.
     ///
     /// # Errors
