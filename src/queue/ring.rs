@@ -42,7 +42,6 @@ impl Place {
 
 /// How full a ring is, read from outside (inspection tools): approximate, as its `len` is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(multiproc_loom, allow(dead_code))]
 pub(crate) struct Fill {
     /// Values (or messages) in it.
     pub(crate) len: u64,

@@ -30,8 +30,10 @@ use super::error::{BatchError, PopError, PushError, RoleError};
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
+use super::ring::Fill;
+#[cfg(not(multiproc_loom))]
 use super::ring::header_at;
-use super::ring::{Fill, Halt, Place, pop_error, push_error};
+use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};

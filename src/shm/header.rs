@@ -51,6 +51,7 @@ pub(crate) struct HeaderSummary {
     /// `None` for a kind this build does not know.
     pub(crate) kind: Option<&'static str>,
     pub(crate) type_label: String,
+    #[cfg_attr(multiproc_loom, allow(dead_code))] // read by the object-state inspection
     pub(crate) payload_offset: u64,
     pub(crate) payload_len: u64,
     pub(crate) creator_pid: u32,
