@@ -2,9 +2,10 @@
 //! processes killed while holding one (or its lock).
 
 use multiproc::heap::Heap;
-use multiproc::sync::{Barrier, Event, LockError, Mutex, RwLock, Semaphore};
+use multiproc::sync::{Barrier, Event, LockError, Mutex, ReentrantMutex, RwLock, Semaphore};
 use multiproc::{Channel, JoinableQueue, Process, Queue, Segment, Shared, SpscQueue, Value};
 use std::process::{Command, Output};
+use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 multiproc::test_support!();
@@ -238,6 +239,19 @@ fn info_shows_queues_sync_primitives_and_heaps() {
         info_json(&n("value"))["state"]["owner_tid"],
         serde_json::Value::Null
     );
+    let array = multiproc::Array::<u8>::create(&n("array"), &[0; 4]).unwrap();
+    let guard = array.lock().unwrap();
+    assert_eq!(
+        info_json(&n("array"))["state"]["owner_pid"],
+        std::process::id()
+    );
+    drop(guard);
+    let re = Shared::create(&n("rlock"), ReentrantMutex::new(AtomicU32::new(0))).unwrap();
+    let (outer, inner) = (re.lock().unwrap(), re.lock().unwrap());
+    let j = info_json(&n("rlock"));
+    assert_eq!(j["state"]["object"], "lock", "{j}");
+    assert_eq!(j["state"]["owner_pid"], std::process::id(), "{j}");
+    drop((inner, outer));
 
     let heap = Heap::create(&n("heap"), 1 << 20).unwrap();
     let _boxed = heap.alloc(7u64).unwrap();
