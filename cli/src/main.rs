@@ -3,13 +3,13 @@
 //!
 //! ```text
 //! multiproc ls [PREFIX] [--json]      every named segment: kind, type, size, creator, age
-//! multiproc info NAME [--json]        one segment's header fields
+//! multiproc info NAME [--json]        one segment's header fields and its object's state
 //! multiproc rm NAME...                remove names (mappings in use stay valid)
 //! multiproc gc [PREFIX] [--dry-run]   remove segments whose creator died without persist()
 //! ```
 
 use clap::{Parser, Subcommand};
-use multiproc::shm::{self, SegmentInfo, StaleSegment};
+use multiproc::shm::{self, LockState, ObjectState, SegmentInfo, StaleSegment};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -34,7 +34,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Shows one segment's header: kind, type, sizes, creator and whether it runs.
+    /// Shows one segment's header (kind, type, sizes, creator and whether it runs) and its
+    /// object's state: a lock's owner, a queue's length, a heap's usage, ... (read-only).
     Info {
         /// The segment's name.
         name: String,
@@ -168,6 +169,87 @@ fn print_info(s: &SegmentInfo) {
     println!("persisted:   {}", if s.persisted { "yes" } else { "no" });
     println!("owner uid:   {}", s.uid);
     println!("age:         {}", age(s.age_secs));
+    if let Some(state) = &s.state {
+        print_state(state);
+    }
+}
+
+fn print_state(state: &ObjectState) {
+    match state {
+        ObjectState::Lock(lock) => print_lock("lock", lock),
+        ObjectState::RwLock {
+            readers,
+            write_locked,
+            readers_waiting,
+            writers_waiting,
+        } => {
+            let held = match (write_locked, readers) {
+                (true, _) => "write-locked".to_owned(),
+                (false, 0) => "unlocked".to_owned(),
+                (false, n) => format!("read-locked by {n}"),
+            };
+            println!("rwlock:      {held}");
+            println!(
+                "waiting:     readers {}, writers {}",
+                yes_no(Some(*readers_waiting)),
+                yes_no(Some(*writers_waiting))
+            );
+        }
+        ObjectState::Semaphore { value } => println!("value:       {value}"),
+        ObjectState::Event { set } => println!("set:         {}", yes_no(Some(*set))),
+        ObjectState::Barrier {
+            parties,
+            waiting,
+            broken,
+        } => {
+            println!("parties:     {parties}");
+            println!("waiting:     {waiting}");
+            println!("broken:      {}", yes_no(Some(*broken)));
+        }
+        ObjectState::Queue {
+            len,
+            capacity,
+            closed,
+        } => {
+            println!("length:      {len}");
+            println!("capacity:    {capacity}");
+            println!("closed:      {}", yes_no(Some(*closed)));
+        }
+        ObjectState::JoinableQueue { unfinished_tasks } => {
+            println!("unfinished:  {unfinished_tasks}");
+        }
+        ObjectState::Heap { lock, stats } => {
+            print_lock("heap lock", lock);
+            match stats {
+                Some(st) => {
+                    println!(
+                        "heap bytes:  {} used, {} free of {}",
+                        st.used, st.free, st.capacity
+                    );
+                    println!("largest:     {} bytes in one allocation", st.largest_free);
+                    println!("objects:     {}", st.objects);
+                }
+                None => println!("heap stats:  - (its lock stayed held)"),
+            }
+        }
+        other => println!("state:       {other:?}"),
+    }
+}
+
+fn print_lock(what: &str, lock: &LockState) {
+    let owner = match (lock.owner_tid, lock.owner_alive) {
+        (Some(tid), Some(true)) => match lock.owner_pid {
+            Some(pid) => format!("held by tid {tid} of pid {pid} (running)"),
+            None => format!("held by tid {tid} (running)"),
+        },
+        (Some(tid), _) => format!("held by tid {tid} (gone: the next locker gets OwnerDied)"),
+        (None, _) => "unlocked".to_owned(),
+    };
+    println!("{:<13}{owner}", format!("{what}:"));
+    println!("consistency: {}", lock.consistency);
+    if lock.waiters {
+        println!("waiters:     yes");
+    }
 }
 
 fn print_stale(stale: &[StaleSegment], dry_run: bool) {

@@ -188,7 +188,7 @@ pub(crate) fn block(a: &Arena, b: u64) -> Result<BlockInfo> {
 }
 
 /// Heap statistics (see [`Heap::stats`](super::Heap::stats)).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct HeapStats {
     /// Bytes the heap can hand out in all (its maximum size less its own metadata).
     pub capacity: u64,

@@ -24,6 +24,8 @@ impl Arena {
     /// - `base` must be valid for reads and writes of `len` bytes for as long as the arena (or a
     ///   copy of it) is used, aligned to 64 bytes, and shared memory that may be changed by other
     ///   processes at any time (so only ever accessed through atomics or raw copies).
+    /// - Valid for reads only is enough if only the reading methods (`word`, `load`, `ptr`,
+    ///   `read_*`) are called, as inspection does on a read-only mapping.
     pub(crate) unsafe fn new(base: NonNull<u8>, len: u64) -> Arena {
         debug_assert_eq!(base.as_ptr() as usize % 64, 0);
         Arena { base, len }

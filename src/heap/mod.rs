@@ -93,6 +93,50 @@ impl HeapGuard<'_> {
     }
 }
 
+/// The heap lock and, if the lock was seen free within `patience`, the statistics of the heap
+/// whose payload is the `len` bytes at `payload`: for inspection tools, which must neither wait
+/// forever on a held lock nor change anything. The lock is never taken: the statistics are read
+/// (atomic loads) between two observations of a free lock, so they can mix two moments of a
+/// heap in use (each figure is still one the heap held).
+///
+/// # Safety
+/// `payload` is valid for reads of `len` bytes while the call runs and 64-aligned; other
+/// processes may write them at any time. Only loads are made, so a read-only mapping is enough.
+///
+/// # Errors
+/// [`Error::Corrupted`] if the payload is not a formatted heap.
+pub(crate) unsafe fn peek(
+    payload: std::ptr::NonNull<u8>,
+    len: u64,
+    patience: std::time::Duration,
+) -> Result<(crate::sync::raw_mutex::LockPeek, Option<HeapStats>)> {
+    use crate::sync::owner::SysProbe;
+    use crate::sync::raw_mutex::RawMutex;
+    // SAFETY: the caller's contract (readable, 64-aligned, shared); only reading methods of the
+    // arena are called below, as `Arena::new` allows for a read-only region.
+    let arena = unsafe { Arena::new(payload, len) };
+    alloc::check_format(&arena)?;
+    let lock_at = arena.ptr(alloc::LOCK_OFF, size_of::<Mutex<()>>() as u64)?;
+    // SAFETY: inside the payload (checked by `ptr`) at offset 0, so aligned; the heap lock is a
+    // `#[repr(C)]` `Mutex<()>`, which starts with its `RawMutex`: atomics, valid for every bit
+    // pattern, of which `peek` only loads.
+    let lock = unsafe { lock_at.cast::<RawMutex>().as_ref() };
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let before = lock.peek(&SysProbe);
+        if before.owner.is_none() {
+            let stats = alloc::stats(&arena)?;
+            if lock.peek(&SysProbe).owner.is_none() {
+                return Ok((before, Some(stats)));
+            }
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok((before, None));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Heap size used by containers created without a heap: 1 GiB of address space, sparse.
 pub(crate) const DEFAULT_MAX: usize = 1 << 30;
 

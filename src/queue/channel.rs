@@ -49,7 +49,7 @@
 
 use super::CachePadded;
 use super::error::{RecvError, SendError};
-use super::ring::Place;
+use super::ring::{Fill, Place};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use crate::sync::wait::Signal;
@@ -161,6 +161,25 @@ impl Wait {
 pub(crate) struct RawChannel;
 
 impl RawChannel {
+    /// How full the channel at `ptr` is (messages, data bytes, closed), for inspection tools.
+    ///
+    /// # Safety
+    /// `ptr` is valid for reads of `len` bytes while the call runs; other processes may write
+    /// them at any time. `attach` and the calls made here only load (no lock is taken), so a
+    /// read-only mapping is enough.
+    ///
+    /// # Errors
+    /// As [`attach`](Self::attach).
+    pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> std::result::Result<Fill, &'static str> {
+        // SAFETY: the caller's contract; only loading methods are called on the result.
+        let ring = unsafe { Self::attach(ptr, len) }?;
+        Ok(Fill {
+            len: ring.len() as u64,
+            capacity: ring.capacity() as u64,
+            closed: ring.is_closed(),
+        })
+    }
+
     /// Where the data bytes start.
     fn data_offset() -> usize {
         size_of::<ChannelHeader>().next_multiple_of(align_of::<ChannelHeader>())

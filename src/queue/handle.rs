@@ -317,6 +317,32 @@ macro_rules! ring_handle {
 /// if it had already published it, the value is delivered once); a consumer killed in the middle
 /// of a pop loses the value it was taking. The survivors go on:
 /// a slot claimed by a dead process is reclaimed once the OS reports it dead (within ~10 ms).
+///
+/// Between processes: a child produces, the parent consumes until the queue is closed.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{Process, Queue};
+///
+/// fn produce(q: Queue<u64>) {
+///     for i in 1..=100 {
+///         q.push(i).unwrap(); // waits while the queue is full
+///     }
+///     q.close(); // the consumer drains what is left, then sees `Closed`
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let q = Queue::<u64>::new(16)?;
+///     let producer = Process::spawn(produce, q.clone())?;
+///     let mut sum = 0;
+///     while let Ok(v) = q.pop() {
+///         sum += v;
+///     }
+///     producer.join()?;
+///     assert_eq!(sum, 5050);
+///     Ok(())
+/// }
+/// ```
 pub struct Queue<T: Pod + Send> {
     inner: RingObject<RawMpmc, T>,
 }
@@ -523,6 +549,29 @@ impl<T: Pod + Send> SpscConsumer<T> {
 /// loses at most the message it was taking (none if it died before committing). Senders are
 /// serialised by one robust lock and receivers by another; the next locker after a death
 /// re-validates the ring and goes on. See `SAFETY.md`.
+///
+/// Between processes: a child sends, the parent receives until the channel is closed.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{Channel, Process};
+///
+/// fn greet(ch: Channel<String>) {
+///     for name in ["Ada", "Grace"] {
+///         ch.send(format!("hello {name}")).unwrap();
+///     }
+///     ch.close();
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let ch = Channel::<String>::new(4096)?;
+///     let child = Process::spawn(greet, ch.clone())?;
+///     let got: Vec<String> = std::iter::from_fn(|| ch.recv().ok()).collect();
+///     child.join()?;
+///     assert_eq!(got, ["hello Ada", "hello Grace"]);
+///     Ok(())
+/// }
+/// ```
 pub struct Channel<T> {
     object: Object,
     /// Where `attach` found the ring in the payload.

@@ -36,6 +36,22 @@ struct TaskCount {
     waiters: Waiters,
 }
 
+/// The unfinished-task count of the counter segment whose payload is the `len` bytes at `ptr`
+/// (inspection tools), or `None` if they cannot hold one.
+///
+/// # Safety
+/// `ptr` is valid for reads of `len` bytes while the call runs; other processes may write them
+/// at any time. One atomic load is made, so a read-only mapping is enough.
+pub(crate) unsafe fn peek_unfinished(ptr: *const u8, len: usize) -> Option<u32> {
+    if len < size_of::<TaskCount>() || ptr as usize % align_of::<TaskCount>() != 0 {
+        return None;
+    }
+    // SAFETY: `ptr` is aligned and valid for reads of a whole `TaskCount` (checked above and the
+    // caller's contract); it is atomics, valid for every bit pattern, and only loaded.
+    let count = unsafe { &*ptr.cast::<TaskCount>() };
+    Some(count.unfinished.load(Ordering::Relaxed))
+}
+
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
 /// that a producer can [`join`](Self::join) until all of them are.
 ///
@@ -48,6 +64,32 @@ struct TaskCount {
 /// q.join(); // returns at once: every pushed value is done
 /// assert!(q.task_done().is_err(), "one too many");
 /// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// Between processes: the parent waits until a child has finished every job.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{JoinableQueue, Process};
+///
+/// fn worker(q: JoinableQueue<u32>) {
+///     while let Ok(_job) = q.pop() {
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let q = JoinableQueue::<u32>::new(8)?;
+///     let w = Process::spawn(worker, q.clone())?;
+///     for job in 0..20 {
+///         q.push(job).unwrap();
+///     }
+///     q.join(); // every job was popped and marked done by the worker
+///     assert_eq!(q.unfinished_tasks(), 0);
+///     q.close(); // ends the worker's loop
+///     w.join()?;
+///     Ok(())
+/// }
 /// ```
 pub struct JoinableQueue<T: Pod + Send> {
     queue: Queue<T>,

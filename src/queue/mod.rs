@@ -27,19 +27,19 @@
 #![cfg_attr(multiproc_loom, allow(dead_code))]
 
 #[cfg(not(multiproc_loom))]
-mod channel;
+pub(crate) mod channel;
 mod error;
 #[cfg(not(multiproc_loom))]
 mod handle;
 #[cfg(not(multiproc_loom))]
 mod iter;
 #[cfg(not(multiproc_loom))]
-mod joinable;
+pub(crate) mod joinable;
 pub(crate) mod mpmc;
 pub(crate) mod peer;
 #[cfg(not(multiproc_loom))]
 mod pipe;
-mod ring;
+pub(crate) mod ring;
 pub(crate) mod spsc;
 
 #[cfg(all(test, multiproc_loom))]

@@ -58,6 +58,8 @@ use super::error::{PopError, PushError};
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
+use super::ring::Fill;
+#[cfg(not(multiproc_loom))]
 use super::ring::header_at;
 use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
@@ -160,6 +162,26 @@ impl Header {
             not_full: CachePadded(Signal::new()),
         }
     }
+}
+
+/// The number of values in the ring of `hdr`, approximately (loads only). `cap` is non-zero and
+/// `one_lap` its next power of two.
+fn fill(hdr: &Header, cap: u64, one_lap: u64) -> u64 {
+    let count = |p: u64| {
+        let lap = p >> one_lap.trailing_zeros();
+        lap * cap + (p & (one_lap - 1)).min(cap)
+    };
+    // Positions wrap at 2^40, i.e. counts wrap at `laps * cap`.
+    let modulus = ((POS_MASK + 1) >> one_lap.trailing_zeros()) * cap;
+    for _ in 0..8 {
+        let tail = hdr.tail.load(Ordering::SeqCst) & POS_MASK;
+        let head = hdr.head.load(Ordering::SeqCst) & POS_MASK;
+        if hdr.tail.load(Ordering::SeqCst) & POS_MASK == tail {
+            let d = (count(tail) + modulus - count(head)) % modulus;
+            return d.min(cap);
+        }
+    }
+    0
 }
 
 /// One slot: the stamp, then the value, in one cache line for small `T`.
@@ -286,6 +308,37 @@ impl RawMpmc {
             }
         }
         Ok(())
+    }
+
+    /// How full the ring at `ptr` is, without knowing its element type (inspection tools).
+    ///
+    /// # Safety
+    /// `ptr` is valid for reads of `len` bytes while the call runs; other processes may write
+    /// them at any time. Only atomic loads are made, so a read-only mapping is enough.
+    ///
+    /// # Errors
+    /// A misaligned or short region, or a header that is not an MPMC ring's.
+    pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> Result<Fill, &'static str> {
+        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
+        let hdr: &Header = unsafe { header_at(ptr, len, std::mem::align_of::<Header>()) }?;
+        let m = &hdr.meta;
+        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
+        {
+            return Err("not an initialised MPMC ring");
+        }
+        let cap = m.capacity.load(Ordering::Relaxed);
+        if cap == 0 || cap > MAX_CAPACITY as u64 {
+            return Err("bad capacity");
+        }
+        let one_lap = cap.next_power_of_two();
+        if m.one_lap.load(Ordering::Relaxed) != one_lap {
+            return Err("ring header is corrupted");
+        }
+        Ok(Fill {
+            len: fill(hdr, cap, one_lap),
+            capacity: cap,
+            closed: m.closed.load(Ordering::Acquire) != 0,
+        })
     }
 
     /// Attaches to a ring initialised by [`init`](Self::init), checking that it was made for
@@ -929,21 +982,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
 
     /// The number of values in the ring, approximately (it changes as you look).
     pub(crate) fn len(&self) -> usize {
-        let count = |p: u64| {
-            let lap = p >> self.one_lap.trailing_zeros();
-            lap * self.cap + (p & (self.one_lap - 1)).min(self.cap)
-        };
-        // Positions wrap at 2^40, i.e. counts wrap at `laps * cap`.
-        let modulus = ((POS_MASK + 1) >> self.one_lap.trailing_zeros()) * self.cap;
-        for _ in 0..8 {
-            let tail = self.hdr.tail.load(Ordering::SeqCst) & POS_MASK;
-            let head = self.hdr.head.load(Ordering::SeqCst) & POS_MASK;
-            if self.hdr.tail.load(Ordering::SeqCst) & POS_MASK == tail {
-                let d = (count(tail) + modulus - count(head)) % modulus;
-                return d.min(self.cap) as usize;
-            }
-        }
-        0
+        fill(self.hdr, self.cap, self.one_lap) as usize
     }
 
     /// Whether the ring looks empty.

@@ -20,6 +20,29 @@ use std::time::Duration;
 /// assert_eq!(child.recv().unwrap(), "back");
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// Between processes: pass one end to a child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{Connection, Pipe, Process};
+///
+/// fn echo(end: Connection<String>) {
+///     while let Ok(msg) = end.recv() {
+///         end.send(msg.to_uppercase()).unwrap();
+///     }
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let (here, there) = Pipe::new::<String>(4096)?;
+///     let child = Process::spawn(echo, there)?;
+///     here.send("ping".to_string()).unwrap();
+///     assert_eq!(here.recv().unwrap(), "PING");
+///     here.close(); // the child's `recv` fails with `Closed` once it has drained
+///     child.join()?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Pipe;
 

@@ -40,6 +40,16 @@ impl Place {
     }
 }
 
+/// How full a ring is, read from outside (inspection tools): approximate, as its `len` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fill {
+    /// Values (or messages) in it.
+    pub(crate) len: u64,
+    /// Slots (or data bytes, for the channel).
+    pub(crate) capacity: u64,
+    pub(crate) closed: bool,
+}
+
 /// Why one attempt at a ring operation stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Halt {

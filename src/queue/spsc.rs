@@ -30,6 +30,8 @@ use super::error::{BatchError, PopError, PushError, RoleError};
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
+use super::ring::Fill;
+#[cfg(not(multiproc_loom))]
 use super::ring::header_at;
 use super::ring::{Halt, Place, pop_error, push_error};
 use crate::loom::UnsafeCell;
@@ -185,6 +187,33 @@ impl RawSpsc {
         Ok(())
     }
 
+    /// How full the ring at `ptr` is, without knowing its element type (inspection tools).
+    ///
+    /// # Safety
+    /// `ptr` is valid for reads of `len` bytes while the call runs; other processes may write
+    /// them at any time. Only atomic loads are made, so a read-only mapping is enough.
+    ///
+    /// # Errors
+    /// A misaligned or short region, or a header that is not an SPSC ring's.
+    pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> Result<Fill, &'static str> {
+        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
+        let hdr: &Header = unsafe { header_at(ptr, len, std::mem::align_of::<Header>()) }?;
+        let m = &hdr.meta;
+        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
+        {
+            return Err("not an initialised SPSC ring");
+        }
+        let cap = m.capacity.load(Ordering::Relaxed);
+        if cap == 0 || cap > MAX_CAPACITY as u64 {
+            return Err("bad capacity");
+        }
+        Ok(Fill {
+            len: fill(hdr, cap),
+            capacity: cap,
+            closed: m.closed.load(Ordering::Acquire) != 0,
+        })
+    }
+
     /// Attaches to a ring initialised by [`init`](Self::init) for `T` in `len` bytes.
     ///
     /// # Safety
@@ -231,6 +260,22 @@ impl RawSpsc {
         crate::sys::membarrier::prepare();
         Ok(SpscRef::from_parts(hdr, slots))
     }
+}
+
+/// The number of values in the ring of `hdr` with capacity `cap`, approximately (loads only).
+fn fill(hdr: &Header, cap: u64) -> u64 {
+    let span = 2 * cap;
+    let head = hdr.head.load(Ordering::Acquire);
+    let tail = hdr.tail.load(Ordering::Acquire);
+    if head >= span || tail >= span {
+        return 0;
+    }
+    let dist = if tail >= head {
+        tail - head
+    } else {
+        tail + span - head
+    };
+    dist.min(cap)
 }
 
 /// A ring attached in place; `Copy`. Pushing and popping go through the [`SpscProducer`] and
@@ -427,12 +472,7 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
 
     /// The number of values in the ring, approximately.
     pub(crate) fn len(&self) -> usize {
-        let head = self.hdr.head.load(Ordering::Acquire);
-        let tail = self.hdr.tail.load(Ordering::Acquire);
-        if head >= self.span || tail >= self.span {
-            return 0;
-        }
-        self.dist(tail, head).min(self.cap) as usize
+        fill(self.hdr, self.cap) as usize
     }
 
     /// Whether the ring looks empty.

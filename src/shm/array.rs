@@ -24,6 +24,26 @@ use std::time::Duration;
 /// assert_eq!(a.to_vec().unwrap(), [-1, -2, -3]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// Between processes: pass a clone to the child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{Array, Process};
+///
+/// fn negate(a: Array<i32>) {
+///     for x in a.lock().unwrap().iter_mut() {
+///         *x = -*x;
+///     }
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let a = Array::<i32>::from_slice(&[1, 2, 3])?;
+///     Process::spawn(negate, a.clone())?.join()?;
+///     assert_eq!(a.to_vec().unwrap(), [-1, -2, -3]);
+///     Ok(())
+/// }
+/// ```
 pub struct Array<T: Pod + Send> {
     object: Object,
     len: usize,

@@ -51,6 +51,8 @@ pub(crate) struct HeaderSummary {
     /// `None` for a kind this build does not know.
     pub(crate) kind: Option<&'static str>,
     pub(crate) type_label: String,
+    #[cfg_attr(multiproc_loom, allow(dead_code))] // read by the object-state inspection
+    pub(crate) payload_offset: u64,
     pub(crate) payload_len: u64,
     pub(crate) creator_pid: u32,
     pub(crate) creator_start_time: u64,
@@ -280,6 +282,7 @@ impl Header {
         Some(HeaderSummary {
             kind: Kind::from_raw(self.kind.load(r)).map(Kind::label),
             type_label: self.type_label(),
+            payload_offset: self.payload_offset.load(r),
             payload_len: self.payload_len.load(r),
             creator_pid,
             creator_start_time,

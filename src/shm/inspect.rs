@@ -3,9 +3,11 @@
 //!
 //! Only headers are read (through atomics, from a read-only mapping), so inspecting never
 //! disturbs the processes using a segment. Files of other users are listed without their header.
+//! [`segment_info`] also reads the object's state ([`ObjectState`]) the same way: loads only,
+//! never a lock taken.
 
 use super::cleanup::creator_alive;
-use super::header::{HEADER_LEN, Header};
+use super::header::{HEADER_LEN, Header, HeaderSummary};
 use super::segment::{TEMP_PREFIX, parse_temp_name, validate_name};
 use crate::error::{Error, Result};
 use crate::sys::shm as os;
@@ -38,6 +40,91 @@ pub struct SegmentInfo {
     pub uid: u32,
     /// Seconds since the file was last modified (created, for segments).
     pub age_secs: u64,
+    /// What the object is doing now (its lock's owner, a queue's length, ...), from
+    /// [`segment_info`] for the objects it knows; always `None` from [`list_segments`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<ObjectState>,
+}
+
+/// A snapshot of the object in a segment, read without taking any lock: every figure may change
+/// as soon as it is read.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "object", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ObjectState {
+    /// A `Shared<Mutex<_>>` or `Shared<ReentrantMutex<_>>`, or the lock of a `Value` or `Array`.
+    Lock(LockState),
+    /// A `Shared<RwLock<_>>`.
+    RwLock {
+        /// Readers holding it.
+        readers: u32,
+        /// A writer holds it.
+        write_locked: bool,
+        /// Readers wait for it.
+        readers_waiting: bool,
+        /// Writers wait for it.
+        writers_waiting: bool,
+    },
+    /// A `Shared<Semaphore>`.
+    Semaphore {
+        /// Permits available.
+        value: u32,
+    },
+    /// A `Shared<Event>`.
+    Event {
+        /// Whether the flag is set.
+        set: bool,
+    },
+    /// A `Shared<Barrier>`.
+    Barrier {
+        /// Parties per generation.
+        parties: u32,
+        /// Parties waiting now.
+        waiting: u32,
+        /// Whether it is broken.
+        broken: bool,
+    },
+    /// A `Queue`, `SpscQueue` or `Channel` (whose length counts messages and whose capacity
+    /// counts bytes).
+    Queue {
+        /// Values in it.
+        len: u64,
+        /// Slots (bytes, for a channel).
+        capacity: u64,
+        /// Whether `close()` was called.
+        closed: bool,
+    },
+    /// The task counter of a `JoinableQueue` (its values are in a `Queue` segment of their own).
+    JoinableQueue {
+        /// Values pushed and not yet marked done.
+        unfinished_tasks: u32,
+    },
+    /// A [`Heap`](crate::heap::Heap).
+    #[cfg(not(multiproc_loom))]
+    Heap {
+        /// Its lock.
+        lock: LockState,
+        /// Its statistics, or `None` if its lock stayed held for the whole wait
+        /// (about a second).
+        stats: Option<crate::heap::HeapStats>,
+    },
+}
+
+/// A robust lock seen from outside.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct LockState {
+    /// The thread id of the holder, if it is held.
+    pub owner_tid: Option<u32>,
+    /// The process of that thread, while it runs.
+    pub owner_pid: Option<u32>,
+    /// Whether that holder may still run: `false` when it is definitely gone, so the next locker
+    /// gets `OwnerDied`.
+    pub owner_alive: Option<bool>,
+    /// Some locker may be asleep on it.
+    pub waiters: bool,
+    /// `"consistent"`, `"owner died, not yet made consistent"` or `"not recoverable"`.
+    pub consistency: &'static str,
 }
 
 /// Every named segment whose name starts with `prefix`, sorted by name.
@@ -55,18 +142,36 @@ pub fn list_segments(prefix: &str) -> Result<Vec<SegmentInfo>> {
     let mut found: Vec<SegmentInfo> = os::list_names()?
         .into_iter()
         .filter(|name| name.starts_with(prefix) || final_name(name).starts_with(prefix))
-        .filter_map(|name| segment_info(&name).ok())
+        .filter_map(|name| read_info(&name, false).ok())
         .collect();
     found.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(found)
 }
 
-/// What the segment `name` is (see [`SegmentInfo`]).
+/// What the segment `name` is and what its object is doing now (see [`SegmentInfo`] and
+/// [`ObjectState`]). Reading never blocks for long and never changes the segment.
+///
+/// ```
+/// let q = multiproc::Queue::<u32>::create("doc-info-queue", 8)?;
+/// q.push(7).unwrap();
+/// let info = multiproc::shm::segment_info("doc-info-queue")?;
+/// assert_eq!(info.kind.as_deref(), Some("Queue"));
+/// assert!(matches!(
+///     info.state,
+///     Some(multiproc::shm::ObjectState::Queue { len: 1, capacity: 8, closed: false })
+/// ));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 ///
 /// # Errors
 /// [`Error::NotFound`], [`Error::InvalidName`], [`Error::PermissionDenied`] if it cannot be
-/// opened for reading.
+/// opened for reading; [`Error::Corrupted`] if its header names an object whose contents are
+/// not that object's.
 pub fn segment_info(name: &str) -> Result<SegmentInfo> {
+    read_info(name, true)
+}
+
+fn read_info(name: &str, with_state: bool) -> Result<SegmentInfo> {
     let temp = parse_temp_name(name);
     let name = if temp.is_some() {
         name
@@ -90,6 +195,7 @@ pub fn segment_info(name: &str) -> Result<SegmentInfo> {
         unfinished: temp.is_some(),
         uid: file.uid,
         age_secs: now.saturating_sub(u64::try_from(file.mtime).unwrap_or(0)),
+        state: None,
     };
     if let Some((pid, start, _)) = temp {
         info.creator_pid = Some(pid);
@@ -100,11 +206,23 @@ pub fn segment_info(name: &str) -> Result<SegmentInfo> {
     if file.uid != os::geteuid() || file.len < HEADER_LEN as u64 {
         return Ok(info);
     }
-    let map = os::map(fd.as_fd(), HEADER_LEN, false, false)?;
-    // SAFETY: the mapping is `HEADER_LEN` bytes, page-aligned, and `Header` is atomics only (valid
-    // for any bytes); it is only read, and the mapping outlives the reference.
+    // The whole file when the object's state is wanted: `file_info` said it is this long (and a
+    // same-user peer is trusted not to truncate it, see SAFETY.md).
+    let map_len = if with_state {
+        usize::try_from(file.len).map_err(|_| Error::Corrupted("segment too large to map"))?
+    } else {
+        HEADER_LEN
+    };
+    let map = os::map(fd.as_fd(), map_len, false, false)?;
+    // SAFETY: the mapping is at least `HEADER_LEN` bytes, page-aligned, and `Header` is atomics
+    // only (valid for any bytes); it is only read, and the mapping outlives the reference.
     let header = unsafe { &*map.as_ptr().cast::<Header>() };
     if let Some(summary) = header.summary() {
+        if with_state {
+            // SAFETY: `map` is `map_len` readable bytes, mapped until the end of this function
+            // (the pointer is `*mut` only because the rings' readers take one; nothing writes).
+            info.state = unsafe { object_state(&summary, map.as_ptr().cast_mut(), map_len) }?;
+        }
         info.kind = Some(summary.kind.unwrap_or("unknown kind").to_owned());
         info.type_name = Some(summary.type_label);
         info.payload_len = Some(summary.payload_len);
@@ -118,6 +236,173 @@ pub fn segment_info(name: &str) -> Result<SegmentInfo> {
         }
     }
     Ok(info)
+}
+
+/// The state of the object a published header describes, read from the mapping of the whole
+/// segment (`len` bytes at `base`); `None` for objects without one to show (raw `Shared` data).
+///
+/// # Safety
+/// `base` is page-aligned and valid for reads of `len` bytes while the call runs; other
+/// processes may write them at any time. Every read below is an atomic load.
+#[cfg(not(multiproc_loom))]
+unsafe fn object_state(
+    summary: &HeaderSummary,
+    base: *mut u8,
+    len: usize,
+) -> Result<Option<ObjectState>> {
+    use crate::queue::{channel::RawChannel, joinable, mpmc::RawMpmc, ring::Fill, spsc::RawSpsc};
+    use crate::sync::{Barrier, Event, RwLock, Semaphore, raw_mutex::RawMutex};
+
+    let offset = usize::try_from(summary.payload_offset).unwrap_or(usize::MAX);
+    let payload_len = usize::try_from(summary.payload_len).unwrap_or(usize::MAX);
+    if offset < HEADER_LEN || offset.checked_add(payload_len).is_none_or(|end| end > len) {
+        return Err(Error::Corrupted("payload lies outside the segment"));
+    }
+    // SAFETY: `offset + payload_len <= len`, so the payload lies inside the mapping.
+    let payload = unsafe { base.add(offset) };
+    // The payload's start as a `&T`, if it is long and aligned enough for one.
+    let at = |size: usize, align: usize| -> Result<*mut u8> {
+        if payload_len < size || payload as usize % align != 0 {
+            return Err(Error::Corrupted(
+                "payload too short or misaligned for its type",
+            ));
+        }
+        Ok(payload)
+    };
+    let lock = |p: *mut u8| {
+        // SAFETY: `p` starts an aligned, readable `RawMutex` (checked by `at`): atomics, valid
+        // for every bit pattern, of which `peek` only loads.
+        let raw = unsafe { &*p.cast::<RawMutex>() };
+        lock_state(raw.peek(&crate::sync::owner::SysProbe))
+    };
+    let fill = |f: std::result::Result<Fill, &'static str>| {
+        f.map(|f| {
+            Some(ObjectState::Queue {
+                len: f.len,
+                capacity: f.capacity,
+                closed: f.closed,
+            })
+        })
+        .map_err(Error::Corrupted)
+    };
+    let raw_size = (size_of::<RawMutex>(), align_of::<RawMutex>());
+    let shared = summary.type_label.strip_prefix("Shared<");
+    let holds = |path: &str| {
+        shared.is_some_and(|inner| {
+            let path = path.split('<').next().unwrap_or(path);
+            inner
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with(['<', '>']))
+        })
+    };
+    let state = match summary.kind {
+        // `Value<T>` is a `Mutex<T>`; an `Array` starts with a `Mutex<()>`; both start with the
+        // lock word (`#[repr(C)]`), as do `Mutex` and `ReentrantMutex`.
+        Some("Value" | "Array") => Some(ObjectState::Lock(lock(at(raw_size.0, raw_size.1)?))),
+        Some("Shared")
+            if holds(std::any::type_name::<crate::sync::Mutex<()>>())
+                || holds(std::any::type_name::<crate::sync::ReentrantMutex<()>>()) =>
+        {
+            Some(ObjectState::Lock(lock(at(raw_size.0, raw_size.1)?)))
+        }
+        Some("Shared") if holds(std::any::type_name::<RwLock<()>>()) => {
+            let p = at(size_of::<RwLock<()>>(), align_of::<RwLock<()>>())?;
+            // SAFETY: an aligned, readable `RwLock<()>` prefix (checked by `at`); its state
+            // words are atomics, valid for every bit pattern; `peek` only loads.
+            let (readers, write_locked, readers_waiting, writers_waiting) =
+                unsafe { &*p.cast::<RwLock<()>>() }.peek();
+            Some(ObjectState::RwLock {
+                readers,
+                write_locked,
+                readers_waiting,
+                writers_waiting,
+            })
+        }
+        Some("Shared") if holds(std::any::type_name::<Semaphore>()) => {
+            let p = at(size_of::<Semaphore>(), align_of::<Semaphore>())?;
+            // SAFETY: an aligned, readable `Semaphore` (checked by `at`), atomics only;
+            // `value` is a load.
+            let value = unsafe { &*p.cast::<Semaphore>() }.value();
+            Some(ObjectState::Semaphore { value })
+        }
+        Some("Shared") if holds(std::any::type_name::<Event>()) => {
+            let p = at(size_of::<Event>(), align_of::<Event>())?;
+            // SAFETY: an aligned, readable `Event` (checked by `at`), atomics only; `is_set`
+            // is a load.
+            let set = unsafe { &*p.cast::<Event>() }.is_set();
+            Some(ObjectState::Event { set })
+        }
+        Some("Shared") if holds(std::any::type_name::<Barrier>()) => {
+            let p = at(size_of::<Barrier>(), align_of::<Barrier>())?;
+            // SAFETY: an aligned, readable `Barrier` (checked by `at`), atomics only; the three
+            // calls are loads.
+            let b = unsafe { &*p.cast::<Barrier>() };
+            Some(ObjectState::Barrier {
+                parties: b.parties(),
+                waiting: b.n_waiting(),
+                broken: b.is_broken(),
+            })
+        }
+        Some("Queue") => {
+            // SAFETY: the payload is `payload_len` readable bytes, mapped for the call; `peek`
+            // checks alignment and size itself and only loads.
+            fill(unsafe { RawMpmc::peek(payload, payload_len) })?
+        }
+        Some("SpscQueue") => {
+            // SAFETY: as for `Queue`.
+            fill(unsafe { RawSpsc::peek(payload, payload_len) })?
+        }
+        Some("Channel") => {
+            // SAFETY: as for `Queue`.
+            fill(unsafe { RawChannel::peek(payload, payload_len) })?
+        }
+        Some("JoinableQueue") => {
+            // SAFETY: as for the rings; `peek_unfinished` checks size and alignment.
+            let unfinished = unsafe { joinable::peek_unfinished(payload, payload_len) }
+                .ok_or(Error::Corrupted("task counter too short or misaligned"))?;
+            Some(ObjectState::JoinableQueue {
+                unfinished_tasks: unfinished,
+            })
+        }
+        Some("Heap") => {
+            let p = std::ptr::NonNull::new(at(4096, 64)?)
+                .ok_or(Error::Corrupted("null heap payload"))?;
+            // SAFETY: `payload_len` readable bytes, 64-aligned (checked by `at`), mapped for
+            // the call; `peek` only loads.
+            let (lock, stats) = unsafe {
+                crate::heap::peek(p, payload_len as u64, std::time::Duration::from_secs(1))
+            }?;
+            Some(ObjectState::Heap {
+                lock: lock_state(lock),
+                stats,
+            })
+        }
+        _ => None,
+    };
+    Ok(state)
+}
+
+/// Under loom the queues and the heap are not built: no state is read.
+///
+/// # Safety
+/// None needed; it reads nothing.
+#[cfg(multiproc_loom)]
+unsafe fn object_state(_: &HeaderSummary, _: *mut u8, _: usize) -> Result<Option<ObjectState>> {
+    Ok(None)
+}
+
+#[cfg(not(multiproc_loom))]
+fn lock_state(p: crate::sync::raw_mutex::LockPeek) -> LockState {
+    LockState {
+        owner_tid: p.owner.map(|(tid, _)| tid),
+        owner_pid: p
+            .owner
+            .filter(|(_, alive)| *alive)
+            .and_then(|(tid, _)| crate::sys::proc::thread_group(tid)),
+        owner_alive: p.owner.map(|(_, alive)| alive),
+        waiters: p.waiters,
+        consistency: p.state,
+    }
 }
 
 /// The final name inside a temporary one, else the name itself.
@@ -183,5 +468,29 @@ mod tests {
             segment_info(&unique("missing")),
             Err(Error::NotFound { .. })
         ));
+    }
+
+    #[test]
+    #[cfg(not(multiproc_loom))]
+    fn a_held_heap_lock_gives_no_stats_after_the_wait_and_is_left_alone() {
+        let name = unique("heap");
+        let heap = crate::heap::Heap::create(&name, 1 << 16).unwrap();
+        let guard = heap.lock().unwrap();
+        let info = segment_info(&name).unwrap();
+        let Some(ObjectState::Heap { lock, stats }) = info.state else {
+            panic!("{info:?}");
+        };
+        assert_eq!(stats, None);
+        assert_eq!(
+            lock.owner_tid,
+            Some(crate::sys::proc::current_thread_identity().0)
+        );
+        assert_eq!(lock.owner_alive, Some(true));
+        assert_eq!(lock.owner_pid, Some(std::process::id()));
+        drop(guard);
+        let Some(ObjectState::Heap { stats, .. }) = segment_info(&name).unwrap().state else {
+            panic!("no heap state");
+        };
+        assert_eq!(stats, Some(heap.stats().unwrap()));
     }
 }

@@ -18,7 +18,7 @@ mod value;
 pub use crate::safe::ShmSafe;
 pub use array::{Array, ArrayGuard};
 pub use cleanup::{StaleSegment, remove_stale_segments, stale_segments};
-pub use inspect::{SegmentInfo, list_segments, segment_info};
+pub use inspect::{LockState, ObjectState, SegmentInfo, list_segments, segment_info};
 pub use segment::{MAX_NAME_LEN, MAX_SEGMENT_LEN, Segment, ShmOptions};
 pub use shared::Shared;
 pub use value::Value;

@@ -24,6 +24,29 @@ use std::ptr::NonNull;
 /// *num.lock().unwrap() += 1.0;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// Between processes: pass a clone to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{Process, Value};
+///
+/// fn add_one(counter: Value<u64>) {
+///     *counter.lock().unwrap() += 1;
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let counter = Value::new(0u64)?;
+///     let children = (0..3)
+///         .map(|_| Process::spawn(add_one, counter.clone()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     for child in children {
+///         child.join()?;
+///     }
+///     assert_eq!(counter.get().unwrap(), 3);
+///     Ok(())
+/// }
+/// ```
 pub struct Value<T: Pod + Send> {
     object: Object,
     _type: PhantomData<fn() -> T>,

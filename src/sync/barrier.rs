@@ -78,6 +78,34 @@ fn generation(w: u32) -> u32 {
 /// idx.sort();
 /// assert_eq!(idx, [0, 1, 2]); // exactly one leader (index 0)
 /// ```
+///
+/// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
+/// handle to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::Barrier;
+/// use multiproc::{Process, Shared};
+/// use std::time::Duration;
+///
+/// fn party(b: Shared<Barrier>) -> usize {
+///     b.wait_timeout(Duration::from_secs(10)).unwrap()
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let b = Shared::new(Barrier::new(3))?;
+///     let children = (0..2)
+///         .map(|_| Process::spawn(party, b.clone()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     let mut idx = vec![party(b.clone())]; // the parent is the third party
+///     for child in children {
+///         idx.push(child.join()?);
+///     }
+///     idx.sort();
+///     assert_eq!(idx, [0, 1, 2]); // exactly one leader (index 0)
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Barrier {

@@ -44,6 +44,32 @@ use std::time::Duration;
 /// let ready = cv.wait_while(lock.lock().unwrap(), |ready| !*ready).unwrap();
 /// assert!(*ready);
 /// ```
+///
+/// Between processes: the mutex and the condvar each live in shared memory
+/// ([`Shared`](crate::Shared)); the child sets the flag (a `u32`:
+/// shared data is plain bytes) and notifies.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::{Condvar, Mutex};
+/// use multiproc::{Process, Shared};
+///
+/// fn announce((ready, cv): (Shared<Mutex<u32>>, Shared<Condvar>)) {
+///     *ready.lock().unwrap() = 1;
+///     cv.notify_all();
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let ready = Shared::new(Mutex::new(0u32))?;
+///     let cv = Shared::new(Condvar::new())?;
+///     let child = Process::spawn(announce, (ready.clone(), cv.clone()))?;
+///     let guard = cv.wait_while(ready.lock().unwrap(), |ready| *ready == 0).unwrap();
+///     assert_eq!(*guard, 1);
+///     drop(guard);
+///     child.join()?;
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Condvar {

@@ -39,6 +39,28 @@ const GENERATION: u32 = 2;
 /// assert!(child.join().unwrap());
 /// assert!(ev.is_set());
 /// ```
+///
+/// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
+/// handle to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::Event;
+/// use multiproc::{Process, Shared};
+/// use std::time::Duration;
+///
+/// fn wait_for_go(go: Shared<Event>) -> bool {
+///     go.wait_timeout(Duration::from_secs(10))
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let go = Shared::new(Event::new())?;
+///     let child = Process::spawn(wait_for_go, go.clone())?;
+///     go.set(); // the child returns from its wait (or never starts waiting)
+///     assert!(child.join()?);
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Event {

@@ -22,7 +22,7 @@ mod condvar;
 mod event;
 mod mutex;
 pub(crate) mod owner;
-mod raw_mutex;
+pub(crate) mod raw_mutex;
 mod reentrant;
 mod rwlock;
 mod semaphore;

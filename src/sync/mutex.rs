@@ -48,6 +48,33 @@ use std::time::Duration;
 /// }
 /// assert_eq!(*m.lock().unwrap(), 4000);
 /// ```
+///
+/// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
+/// handle to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::Mutex;
+/// use multiproc::{Process, Shared};
+///
+/// fn add(counter: Shared<Mutex<u64>>) {
+///     for _ in 0..1000 {
+///         *counter.lock().unwrap() += 1;
+///     }
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let counter = Shared::new(Mutex::new(0u64))?;
+///     let children = (0..4)
+///         .map(|_| Process::spawn(add, counter.clone()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     for child in children {
+///         child.join()?;
+///     }
+///     assert_eq!(*counter.lock().unwrap(), 4000);
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 pub struct Mutex<T: ?Sized> {
     raw: RawMutex,

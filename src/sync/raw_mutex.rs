@@ -111,6 +111,17 @@ pub(crate) enum Failed {
     WouldBlock,
 }
 
+/// A snapshot of a lock for inspection tools (see [`RawMutex::peek`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LockPeek {
+    /// The owner's TID, and whether it may be alive (`false`: it is definitely gone).
+    pub(crate) owner: Option<(u32, bool)>,
+    /// Some locker may be asleep on it.
+    pub(crate) waiters: bool,
+    /// Whether the data is consistent.
+    pub(crate) state: &'static str,
+}
+
 /// A robust, process-shared lock without data. See the module docs.
 #[repr(C)]
 pub(crate) struct RawMutex {
@@ -327,6 +338,26 @@ impl RawMutex {
         }
         // A live thread with this TID is the owner unless its start tag differs (reused TID).
         probe.liveness(tid_of(w)).proves_gone(tag_of(w), start_tag)
+    }
+
+    /// What the lock looks like now, for inspection tools: loads only, so it works on a
+    /// read-only mapping and never disturbs the lock's users.
+    #[cfg_attr(multiproc_loom, allow(dead_code))]
+    pub(crate) fn peek<P: OwnerProbe>(&self, probe: &P) -> LockPeek {
+        let w = self.word.load(Ordering::Relaxed);
+        let tid = tid_of(w);
+        LockPeek {
+            owner: (tid != 0).then(|| {
+                let gone = probe.liveness(tid).proves_gone(tag_of(w), start_tag);
+                (tid, !gone)
+            }),
+            waiters: w & WAITERS != 0,
+            state: match self.state.load(Ordering::Relaxed) {
+                CONSISTENT => "consistent",
+                INCONSISTENT => "owner died, not yet made consistent",
+                _ => "not recoverable",
+            },
+        }
     }
 
     /// Test and model hook: the lock word.

@@ -32,6 +32,36 @@ use std::time::Duration;
 /// drop(outer);
 /// assert_eq!(m.lock().unwrap().load(Ordering::Relaxed), 1);
 /// ```
+///
+/// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
+/// handle to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::ReentrantMutex;
+/// use multiproc::{Process, Shared};
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// fn add_twice(m: Shared<ReentrantMutex<AtomicU32>>) {
+///     let outer = m.lock().unwrap();
+///     let inner = m.lock().unwrap(); // the same thread again: no deadlock
+///     // Nobody else holds the lock, so the two steps cannot interleave with another child's.
+///     let n = inner.load(Ordering::Relaxed);
+///     outer.store(n + 2, Ordering::Relaxed);
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let m = Shared::new(ReentrantMutex::new(AtomicU32::new(0)))?;
+///     let children = (0..3)
+///         .map(|_| Process::spawn(add_twice, m.clone()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     for child in children {
+///         child.join()?;
+///     }
+///     assert_eq!(m.lock().unwrap().load(Ordering::Relaxed), 6);
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 pub struct ReentrantMutex<T: ?Sized> {
     raw: RawMutex,

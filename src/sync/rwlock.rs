@@ -81,6 +81,31 @@ fn is_read_lockable(state: u32) -> bool {
 /// *lock.write().unwrap() += 1;
 /// assert_eq!(*lock.read().unwrap(), 6);
 /// ```
+///
+/// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
+/// handle to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::RwLock;
+/// use multiproc::{Process, Shared};
+///
+/// fn reader(config: Shared<RwLock<[u32; 4]>>) -> u32 {
+///     config.read().unwrap().iter().sum() // many readers at once
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let config = Shared::new(RwLock::new([0u32; 4]))?;
+///     *config.write().unwrap() = [1, 2, 3, 4];
+///     let readers = (0..3)
+///         .map(|_| Process::spawn(reader, config.clone()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     for r in readers {
+///         assert_eq!(r.join()?, 10);
+///     }
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 pub struct RwLock<T: ?Sized> {
     state: AtomicU32,
@@ -112,6 +137,20 @@ impl<T> RwLock<T> {
 }
 
 impl<T: ?Sized> RwLock<T> {
+    /// The state word decoded, for inspection tools: one load, so it works on a read-only
+    /// mapping. Returns (readers, write-locked, readers waiting, writers waiting).
+    #[cfg(not(multiproc_loom))]
+    pub(crate) fn peek(&self) -> (u32, bool, bool, bool) {
+        let s = self.state.load(Ordering::Relaxed);
+        let readers = if is_write_locked(s) { 0 } else { s & MASK };
+        (
+            readers,
+            is_write_locked(s),
+            has_readers_waiting(s),
+            has_writers_waiting(s),
+        )
+    }
+
     /// Locks for reading, waiting as long as it takes.
     ///
     /// # Errors

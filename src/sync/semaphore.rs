@@ -37,6 +37,34 @@ use std::time::Duration;
 /// assert!(seats.release().is_err()); // over-release of a bounded semaphore
 /// assert_eq!(seats.value(), 2);
 /// ```
+///
+/// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
+/// handle to each child.
+///
+/// ```rust,standalone_crate
+/// use multiproc::sync::Semaphore;
+/// use multiproc::{Process, Shared};
+///
+/// fn diner(seats: Shared<Semaphore>) -> u32 {
+///     seats.acquire(); // at most two children hold a seat at once
+///     let free_while_seated = seats.value();
+///     seats.release().unwrap();
+///     free_while_seated
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let seats = Shared::new(Semaphore::bounded(2))?;
+///     let children = (0..3)
+///         .map(|_| Process::spawn(diner, seats.clone()))
+///         .collect::<Result<Vec<_>, _>>()?;
+///     for child in children {
+///         assert!(child.join()? <= 1);
+///     }
+///     assert_eq!(seats.value(), 2);
+///     Ok(())
+/// }
+/// ```
 #[repr(C)]
 #[derive(Debug)]
 pub struct Semaphore {

@@ -120,6 +120,15 @@ pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
     }
 }
 
+/// The process (thread group) that thread `tid` belongs to, from `/proc/<tid>/status`, or
+/// `None` if it is gone or unreadable.
+pub(crate) fn thread_group(tid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Number of CPUs this process may run on.
 pub(crate) fn cpu_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
