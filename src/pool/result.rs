@@ -48,7 +48,7 @@ impl<T, E> AsyncResult<T, E> {
         }
     }
 
-    fn wait_until<U>(
+    fn wait_deadline<U>(
         &self,
         deadline: Option<Instant>,
         then: impl Fn(&[(u64, Batch)]) -> U,
@@ -69,7 +69,7 @@ impl<T, E> AsyncResult<T, E> {
     pub fn get(&self) -> Result<T, E> {
         loop {
             // A wait without a deadline only returns with the result.
-            if let Some(r) = self.wait_until(None, self.finish) {
+            if let Some(r) = self.wait_deadline(None, self.finish) {
                 return r;
             }
         }
@@ -78,28 +78,28 @@ impl<T, E> AsyncResult<T, E> {
     /// Like [`get`](Self::get), but `None` if the result is not ready within `timeout` (the
     /// tasks keep running; ask again). Python's `get(timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
-        self.wait_until(Some(Instant::now() + timeout), self.finish)
+        self.wait_deadline(Some(Instant::now() + timeout), self.finish)
     }
 
     /// Whether the result is there.
     pub fn ready(&self) -> bool {
-        self.wait_until(Some(Instant::now()), |_| ()).is_some()
+        self.wait_deadline(Some(Instant::now()), |_| ()).is_some()
     }
 
     /// Waits until the result is there.
     pub fn wait(&self) {
-        let _ = self.wait_until(None, |_| ());
+        let _ = self.wait_deadline(None, |_| ());
     }
 
     /// Waits until the result is there or `timeout` passes; whether it is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Some(Instant::now() + timeout), |_| ())
+        self.wait_deadline(Some(Instant::now() + timeout), |_| ())
             .is_some()
     }
 
     /// Whether every task returned (`None` while not ready). Python's `successful()`.
     pub fn successful(&self) -> Option<bool> {
-        self.wait_until(Some(Instant::now()), |done| {
+        self.wait_deadline(Some(Instant::now()), |done| {
             done.iter().all(|(_, batch)| batch.all_returned())
         })
     }
@@ -183,7 +183,7 @@ where
 
     /// The next result, waiting at most until `deadline`: `Err(Error::Timeout)` if none is
     /// ready by then (iteration can go on), `Ok(None)` at the end.
-    fn next_until(
+    fn next_deadline(
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Result<R, TaskError>>, crate::Error> {
@@ -227,7 +227,7 @@ where
         &mut self,
         timeout: Duration,
     ) -> Result<Option<Result<R, TaskError>>, crate::Error> {
-        self.next_until(Some(Instant::now() + timeout))
+        self.next_deadline(Some(Instant::now() + timeout))
     }
 }
 
@@ -240,6 +240,6 @@ where
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.next_until(None).unwrap_or(None)
+        self.next_deadline(None).unwrap_or(None)
     }
 }

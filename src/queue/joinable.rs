@@ -270,7 +270,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
 
     /// Waits until every pushed value has been marked done.
     pub fn join(&self) {
-        self.join_until(None);
+        self.join_deadline(None);
     }
 
     /// Like [`join`](Self::join), giving up after `timeout`.
@@ -278,14 +278,14 @@ impl<T: Pod + Send> JoinableQueue<T> {
     /// # Errors
     /// [`Error::Timeout`] if tasks were still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.join_until(Some(Deadline::after(timeout))) {
+        if self.join_deadline(Some(Deadline::after(timeout))) {
             Ok(())
         } else {
             Err(Error::Timeout)
         }
     }
 
-    fn join_until(&self, deadline: Option<Deadline>) -> bool {
+    fn join_deadline(&self, deadline: Option<Deadline>) -> bool {
         let c = self.count();
         // Acquire: pairs with `task_done`'s Release.
         if c.unfinished.load(Ordering::Acquire) == 0 {

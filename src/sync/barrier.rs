@@ -159,7 +159,7 @@ impl Barrier {
     ///
     /// [`BarrierError::Broken`] if the barrier is or becomes broken or reset while waiting.
     pub fn wait(&self) -> Result<usize, BarrierError> {
-        self.wait_until(None)
+        self.wait_deadline(None)
     }
 
     /// Like [`Barrier::wait`], waiting at most `timeout`.
@@ -170,10 +170,10 @@ impl Barrier {
     /// (the barrier is then broken for them), or while it waited for a reset to finish (nothing
     /// is broken then); otherwise as [`Barrier::wait`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
-        self.wait_until(Some(Deadline::after(timeout)))
+        self.wait_deadline(Some(Deadline::after(timeout)))
     }
 
-    fn wait_until(&self, deadline: Option<Deadline>) -> Result<usize, BarrierError> {
+    fn wait_deadline(&self, deadline: Option<Deadline>) -> Result<usize, BarrierError> {
         let n = self.parties();
         // Arrive. Acquire/Release on every transition: the last arrival publishes the
         // generation's writes to everyone it releases and sees theirs.

@@ -114,7 +114,7 @@ impl Condvar {
     ///
     /// Those of [`Mutex::lock`](super::Mutex::lock) on the reacquisition.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
-        self.wait_until(guard, None).0
+        self.wait_deadline(guard, None).0
     }
 
     /// Like [`Condvar::wait`], but sleeps at most `timeout` (the reacquisition is not timed).
@@ -128,7 +128,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let (r, timed_out) = self.wait_until(guard, Some(Deadline::after(timeout)));
+        let (r, timed_out) = self.wait_deadline(guard, Some(Deadline::after(timeout)));
         let res = WaitTimeoutResult(timed_out);
         match r {
             Ok(g) => Ok((g, res)),
@@ -171,12 +171,12 @@ impl Condvar {
             if deadline.has_passed() {
                 return Ok((guard, WaitTimeoutResult(true)));
             }
-            let (r, _) = self.wait_until(guard, Some(deadline));
+            let (r, _) = self.wait_deadline(guard, Some(deadline));
             guard = r.map_err(|e| e.map(|g| (g, WaitTimeoutResult(false))))?;
         }
     }
 
-    fn wait_until<'a, T: ?Sized>(
+    fn wait_deadline<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
         deadline: Option<Deadline>,

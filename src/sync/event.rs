@@ -124,13 +124,13 @@ impl Event {
 
     /// Waits until the flag is set.
     pub fn wait(&self) {
-        self.wait_until(None);
+        self.wait_deadline(None);
     }
 
     /// Waits at most `timeout` for the flag; returns whether it was set (Python's semantics:
     /// `true` also when it was set and cleared again while this thread waited).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Some(Deadline::after(timeout)))
+        self.wait_deadline(Some(Deadline::after(timeout)))
     }
 
     /// Threads counted as waiting (for models).
@@ -139,7 +139,7 @@ impl Event {
         self.waiters.count()
     }
 
-    fn wait_until(&self, deadline: Option<Deadline>) -> bool {
+    fn wait_deadline(&self, deadline: Option<Deadline>) -> bool {
         // Acquire: pairs with `set`, so a caller that sees the flag sees what the setter wrote.
         let w = self.word.load(Ordering::Acquire);
         if w & SET != 0 {

@@ -157,7 +157,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// None today (the `Result` leaves room for robustness later).
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        self.read_until(None)
+        self.read_deadline(None)
     }
 
     /// Locks for reading if possible now.
@@ -180,7 +180,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// [`LockError::Timeout`].
     pub fn read_timeout(&self, timeout: Duration) -> LockResult<RwLockReadGuard<'_, T>> {
-        self.read_until(Some(Deadline::after(timeout)))
+        self.read_deadline(Some(Deadline::after(timeout)))
     }
 
     /// Locks for writing, waiting as long as it takes.
@@ -189,7 +189,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// None today.
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        self.write_until(None)
+        self.write_deadline(None)
     }
 
     /// Locks for writing if the lock is free now.
@@ -212,10 +212,10 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// [`LockError::Timeout`].
     pub fn write_timeout(&self, timeout: Duration) -> LockResult<RwLockWriteGuard<'_, T>> {
-        self.write_until(Some(Deadline::after(timeout)))
+        self.write_deadline(Some(Deadline::after(timeout)))
     }
 
-    fn read_until(&self, deadline: Option<Deadline>) -> LockResult<RwLockReadGuard<'_, T>> {
+    fn read_deadline(&self, deadline: Option<Deadline>) -> LockResult<RwLockReadGuard<'_, T>> {
         let s = self.state.load(Ordering::Relaxed);
         if is_read_lockable(s)
             && self
@@ -278,7 +278,7 @@ impl<T: ?Sized> RwLock<T> {
         }
     }
 
-    fn write_until(&self, deadline: Option<Deadline>) -> LockResult<RwLockWriteGuard<'_, T>> {
+    fn write_deadline(&self, deadline: Option<Deadline>) -> LockResult<RwLockWriteGuard<'_, T>> {
         if self
             .state
             .compare_exchange_weak(0, WRITE_LOCKED, Ordering::Acquire, Ordering::Relaxed)

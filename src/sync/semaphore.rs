@@ -102,7 +102,7 @@ impl Semaphore {
     /// Takes a permit, waiting as long as it takes.
     pub fn acquire(&self) {
         // Without a deadline the only failure is a timeout, which cannot happen.
-        let _ = self.acquire_until(None);
+        let _ = self.acquire_deadline(None);
     }
 
     /// Takes a permit if one is available now.
@@ -134,10 +134,10 @@ impl Semaphore {
     ///
     /// [`SemaphoreError::Timeout`] if none became available in time.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
-        self.acquire_until(Some(Deadline::after(timeout)))
+        self.acquire_deadline(Some(Deadline::after(timeout)))
     }
 
-    fn acquire_until(&self, deadline: Option<Deadline>) -> Result<(), SemaphoreError> {
+    fn acquire_deadline(&self, deadline: Option<Deadline>) -> Result<(), SemaphoreError> {
         const POINTS: Points = Points {
             registered: "semaphore.acquire.after_count",
             woke: "semaphore.acquire.after_wait",
