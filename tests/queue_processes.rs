@@ -6,7 +6,7 @@ mod common;
 
 use common::watchdog;
 use multiproc::crash::{CrashAction, arm};
-use multiproc::queue::{PopError, RecvError};
+use multiproc::queue::{PopError, RecvError, SendError};
 use multiproc::{
     Channel, Connection, Error, JoinableQueue, Pipe, Process, Queue, Shared, ShmSafe, SpscQueue,
 };
@@ -369,6 +369,71 @@ fn pipe_echoes_64b_4k_and_1m_messages_through_a_child() {
         }
         here.close();
         assert_eq!(child.join().unwrap(), n);
+    });
+}
+
+/// Sends one message, then blocks receiving on its end until it is killed.
+fn send_then_block(conn: Connection<u32>) {
+    conn.send(1).unwrap();
+    let _ = conn.recv();
+}
+
+#[test]
+fn recv_fails_closed_once_the_child_holding_the_other_end_is_killed() {
+    watchdog(60, || {
+        let (here, there) = Pipe::new::<u32>(1024).unwrap();
+        let child = Process::spawn(send_then_block, there).unwrap();
+        assert_eq!(here.recv(), Ok(1));
+        let started = Instant::now();
+        let killed_at = std::thread::scope(|s| {
+            let killer = s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(200));
+                let at = Instant::now();
+                child.kill().unwrap();
+                at
+            });
+            // Blocked here, with no timeout, when the child dies.
+            assert_eq!(here.recv(), Err(RecvError::Closed));
+            killer.join().unwrap()
+        });
+        assert!(
+            started.elapsed() >= Duration::from_millis(200),
+            "EOF before the kill"
+        );
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(5),
+            "EOF long after the kill"
+        );
+        assert!(matches!(
+            child.join(),
+            Err(Error::ChildSignaled { signal: 9 })
+        ));
+        assert!(matches!(here.send(2), Ok(()) | Err(SendError::Closed(_))));
+    });
+}
+
+/// Sends one message, drops its end, and stays alive a while.
+fn send_then_drop(conn: Connection<u32>) {
+    conn.send(5).unwrap();
+    drop(conn);
+    std::thread::sleep(Duration::from_secs(3));
+}
+
+#[test]
+fn recv_fails_closed_once_the_child_drops_its_end() {
+    watchdog(60, || {
+        let (here, there) = Pipe::new::<u32>(1024).unwrap();
+        let child = Process::spawn(send_then_drop, there).unwrap();
+        let started = Instant::now();
+        assert_eq!(here.recv(), Ok(5));
+        assert_eq!(here.recv(), Err(RecvError::Closed));
+        // Well before the child exits (3 s): the drop, not the exit, ended the pipe.
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{:?}",
+            started.elapsed()
+        );
+        child.join().unwrap();
     });
 }
 
