@@ -1,105 +1,15 @@
-//! Crash soak for `Queue` (MPMC): random-time SIGKILL of a producer or consumer child.
+//! Crash soak for `Queue` (MPMC): random-time SIGKILL of a producer or consumer child; the shape is
+//! `common::ring`'s, shared by every ring.
 
 mod common;
 
-use common::crash::*;
-use common::soak::*;
-use multiproc::queue::PopError;
-use multiproc::{Process, Queue, Shared};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use common::ring::ring_soak;
+use common::soak::Msg;
+use multiproc::Queue;
 
 multiproc::test_support!();
 
-fn mpmc_victim((q, s, produce): (Queue<Msg>, Shared<QSoak>, bool)) {
-    s.started.store(1, Ordering::SeqCst);
-    let end = Instant::now() + VICTIM_LIFE;
-    let mut seq = 0;
-    while Instant::now() < end {
-        if produce {
-            if q.push_timeout(msg(seq), Duration::from_secs(1)).is_ok() {
-                seq += 1;
-                s.done.store(seq, Ordering::SeqCst);
-            }
-        } else if let Ok(m) = q.pop_timeout(Duration::from_millis(100)) {
-            let v = m[0];
-            assert_eq!(m[1], !v.rotate_left(17));
-            assert_eq!(v, seq);
-            seq += 1;
-            s.done.store(seq, Ordering::SeqCst);
-            s.last.store(v + 1, Ordering::SeqCst);
-        }
-    }
-}
-
 #[test]
 fn mpmc_queue_soak_random_kills() {
-    soak_watchdog(|| {
-        let mut lost = 0;
-        soak("mpmc", 7, |rng, ctx| {
-            let q = Queue::<Msg>::new(8).unwrap();
-            let s = new_qsoak();
-            let victim_produces = rng.below(2) == 0;
-            let mut victim =
-                Process::spawn(mpmc_victim, (q.clone(), s.clone(), victim_produces)).unwrap();
-            let dead = Arc::new(AtomicBool::new(false));
-            // The survivor runs on a thread here during and after the victim's life.
-            let survivor = {
-                let (q, dead, ctx) = (q.clone(), dead.clone(), ctx.to_owned());
-                std::thread::spawn(move || {
-                    let mut got = Vec::new();
-                    if victim_produces {
-                        loop {
-                            match q.pop_timeout(Duration::from_millis(20)) {
-                                Ok(m) => got.push(check(m, &ctx)),
-                                Err(PopError::Timeout) if dead.load(Ordering::SeqCst) => {
-                                    return got;
-                                }
-                                Err(PopError::Timeout) => {}
-                                Err(e) => panic!("{ctx}: pop: {e:?}"),
-                            }
-                        }
-                    }
-                    for v in 0..STREAM {
-                        let t0 = Instant::now();
-                        if let Err(e) = q.push_timeout(msg(v), SURVIVE) {
-                            panic!("{ctx}: push {v}: {e:?} after {:?}", t0.elapsed());
-                        }
-                    }
-                    got
-                })
-            };
-            kill_after_random_delay(rng, &mut victim, &s.started, ctx);
-            dead.store(true, Ordering::SeqCst);
-            let t0 = Instant::now();
-            let mut got = Vec::new();
-            if !victim_produces {
-                // Drain while the survivor thread pushes the rest of the stream.
-                loop {
-                    match q.pop_timeout(SHORT) {
-                        Ok(m) => got.push(check(m, ctx)),
-                        Err(PopError::Timeout) if survivor.is_finished() => break,
-                        Err(PopError::Timeout) => {}
-                        Err(e) => panic!("{ctx}: pop: {e:?}"),
-                    }
-                }
-            }
-            got.extend(survivor.join().unwrap());
-            assert!(
-                t0.elapsed() < SURVIVE + SURVIVE,
-                "{ctx}: took {:?}",
-                t0.elapsed()
-            );
-            lost += u64::from(check_stream(&got, &s, victim_produces, ctx));
-            // Still a working queue.
-            q.push_timeout(msg(7), SURVIVE).unwrap();
-            assert_eq!(
-                q.pop_timeout(SURVIVE).map(|m| check(m, ctx)),
-                Ok(7),
-                "{ctx}"
-            );
-        });
-        println!("mpmc: {lost} runs: the dead consumer had popped a value it had not yet recorded");
-    });
+    ring_soak::<Queue<Msg>>();
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod ring;
 pub mod soak;
 
 use std::time::{Duration, Instant};
