@@ -49,19 +49,15 @@
 
 use super::CachePadded;
 use super::error::{RecvError, SendError};
-use super::ring::{Fill, Place};
+use super::ring::{self, Common, Extent, Fill, KIND_CHANNEL, Place, RingHeader};
 use crate::loom::futex::Deadline;
-use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::wait::Signal;
 use crate::sync::{LockError, Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
 
-/// Identifies an initialised channel ("mpCHANq1").
-const MAGIC: u64 = u64::from_le_bytes(*b"mpCHANq1");
-/// Layout version of the region.
-const VERSION: u64 = 1;
 /// Records start at multiples of this; the record word is this long.
 const ALIGN: u64 = 8;
 /// Bytes before a record's payload.
@@ -87,17 +83,6 @@ fn record_len(n: usize) -> Option<u64> {
     Some(WORD + u64::from(n).next_multiple_of(ALIGN))
 }
 
-/// Written once at init, read once at attach.
-#[repr(C)]
-struct Meta {
-    magic: AtomicU64,
-    version: AtomicU64,
-    capacity: AtomicU64,
-    data_offset: AtomicU64,
-    /// 0 open, 1 closed.
-    closed: AtomicU32,
-}
-
 /// One end of the ring: its lock, the position only the lock holder writes, and a count.
 #[repr(C)]
 struct Side {
@@ -108,14 +93,23 @@ struct Side {
     count: AtomicU64,
 }
 
-/// The channel's shared state; the data bytes follow at `data_offset`.
+/// The channel's shared state; the data bytes follow at the common header's data offset.
 #[repr(C)]
 pub(crate) struct ChannelHeader {
-    meta: CachePadded<Meta>,
+    common: CachePadded<Common>,
     send: CachePadded<Side>,
     recv: CachePadded<Side>,
     not_empty: CachePadded<Signal>,
     not_full: CachePadded<Signal>,
+}
+
+// SAFETY: `#[repr(C)]`, atomics and mutexes made of atomics: valid for any bit pattern.
+unsafe impl RingHeader for ChannelHeader {
+    const KIND: u64 = KIND_CHANNEL;
+    const NOT_ONE: &'static str = "not an initialised channel";
+    fn common(&self) -> &Common {
+        &self.common
+    }
 }
 
 /// Why one attempt stopped.
@@ -218,24 +212,16 @@ impl RawChannel {
             pos: AtomicU64::new(0),
             count: AtomicU64::new(0),
         };
+        let hdr = ChannelHeader {
+            common: CachePadded(Common::new(KIND_CHANNEL, cap, 1, 1, Self::data_offset())),
+            send: CachePadded(side()),
+            recv: CachePadded(side()),
+            not_empty: CachePadded(Signal::new()),
+            not_full: CachePadded(Signal::new()),
+        };
         // SAFETY: the caller gives us `bytes_for(cap)` writable bytes at `ptr`, aligned for the
-        // header, and exclusive access; the data bytes are zeroed so every byte is initialised.
-        unsafe {
-            ptr.write_bytes(0, Self::data_offset() + cap);
-            ptr.cast::<ChannelHeader>().write(ChannelHeader {
-                meta: CachePadded(Meta {
-                    magic: AtomicU64::new(MAGIC),
-                    version: AtomicU64::new(VERSION),
-                    capacity: AtomicU64::new(cap as u64),
-                    data_offset: AtomicU64::new(Self::data_offset() as u64),
-                    closed: AtomicU32::new(0),
-                }),
-                send: CachePadded(side()),
-                recv: CachePadded(side()),
-                not_empty: CachePadded(Signal::new()),
-                not_full: CachePadded(Signal::new()),
-            });
-        }
+        // header, and exclusive access.
+        unsafe { ring::init(ptr, Self::data_offset() + cap, hdr) };
         Ok(())
     }
 
@@ -248,28 +234,18 @@ impl RawChannel {
         ptr: *mut u8,
         len: usize,
     ) -> std::result::Result<ChannelRef<'a>, &'static str> {
-        if len < Self::data_offset() {
-            return Err("region too small for a channel header");
-        }
-        // SAFETY: the caller's contract; the header is atomics and mutexes of atomics, valid
-        // for any bit pattern.
-        let hdr: &'a ChannelHeader = unsafe { super::ring::header_at(ptr, len, Self::align()) }?;
-        let m = &hdr.meta;
-        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
-        {
-            return Err("not an initialised channel");
-        }
-        let cap = usize::try_from(m.capacity.load(Ordering::Relaxed))
-            .map_err(|_| "bad channel capacity")?;
-        if Self::ring_capacity(cap) != Some(cap) {
-            return Err("bad channel capacity");
-        }
-        if m.data_offset.load(Ordering::Relaxed) != Self::data_offset() as u64 {
-            return Err("channel header is corrupted");
-        }
-        if Self::bytes_for(cap).is_none_or(|total| total > len) {
-            return Err("region shorter than the channel");
-        }
+        // A ring of `cap` bytes exists only for the capacities `init` takes.
+        let extent = |cap| {
+            let total = Self::bytes_for(cap)?;
+            (Self::ring_capacity(cap) == Some(cap)).then_some(Extent {
+                data_offset: Self::data_offset(),
+                total,
+            })
+        };
+        // SAFETY: the caller's contract.
+        let (hdr, cap) = unsafe {
+            ring::attach::<ChannelHeader>(ptr, len, Self::align(), (1, 1), MAX_CAPACITY, extent)
+        }?;
         Ok(ChannelRef {
             hdr,
             // SAFETY: `data_offset + cap <= len`, checked above.
@@ -410,14 +386,14 @@ impl<'a> ChannelRef<'a> {
 
     /// Closes the channel and wakes every waiter.
     pub(crate) fn close(&self) {
-        self.hdr.meta.closed.store(1, Ordering::SeqCst);
+        self.hdr.common.close();
         self.hdr.not_empty.wake_everyone();
         self.hdr.not_full.wake_everyone();
     }
 
     /// Whether the channel was closed.
     pub(crate) fn is_closed(&self) -> bool {
-        self.hdr.meta.closed.load(Ordering::Acquire) != 0
+        self.hdr.common.is_closed()
     }
 
     /// Messages in the channel (approximate).

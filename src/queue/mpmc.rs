@@ -58,21 +58,15 @@ use super::error::{PopError, PushError};
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
-use super::ring::Fill;
-#[cfg(not(multiproc_loom))]
-use super::ring::header_at;
-use super::ring::{Halt, Place, pop_error, push_error};
+use super::ring::{self, Extent, Fill};
+use super::ring::{Common, Halt, KIND_MPMC, Place, RingHeader, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
-use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::wait::{Asymmetric, Backoff, Signal};
 use bytemuck::Pod;
 use std::time::Duration;
 
-/// Identifies an initialised MPMC ring ("mpMPMCq1").
-const MAGIC: u64 = u64::from_le_bytes(*b"mpMPMCq1");
-/// Layout version of the region.
-const VERSION: u64 = 1;
 /// Largest capacity: keeps at least `2^12` laps inside the 40-bit position space.
 pub(crate) const MAX_CAPACITY: usize = 1 << 28;
 
@@ -110,24 +104,10 @@ const fn phase_of(s: u64) -> u64 {
     s & 0b11
 }
 
-/// Written once at init, read once at attach.
-#[repr(C)]
-struct Meta {
-    magic: AtomicU64,
-    version: AtomicU64,
-    capacity: AtomicU64,
-    one_lap: AtomicU64,
-    elem_size: AtomicU64,
-    elem_align: AtomicU64,
-    slots_offset: AtomicU64,
-    /// 0 open, 1 closed.
-    closed: AtomicU32,
-}
-
-/// The ring's header; the slots follow it at `slots_offset`.
+/// The ring's header; the slots follow it at the common header's data offset.
 #[repr(C)]
 pub(crate) struct Header {
-    meta: CachePadded<Meta>,
+    common: CachePadded<Common>,
     /// Next position to pop (`lap | index`).
     head: CachePadded<AtomicU64>,
     /// Next position to push (`lap | index`).
@@ -144,23 +124,28 @@ impl Header {
         slots_offset: usize,
         start: u64,
     ) -> Self {
-        let one_lap = capacity.next_power_of_two() as u64;
         Self {
-            meta: CachePadded(Meta {
-                magic: AtomicU64::new(MAGIC),
-                version: AtomicU64::new(VERSION),
-                capacity: AtomicU64::new(capacity as u64),
-                one_lap: AtomicU64::new(one_lap),
-                elem_size: AtomicU64::new(elem_size as u64),
-                elem_align: AtomicU64::new(elem_align as u64),
-                slots_offset: AtomicU64::new(slots_offset as u64),
-                closed: AtomicU32::new(0),
-            }),
+            common: CachePadded(Common::new(
+                KIND_MPMC,
+                capacity,
+                elem_size,
+                elem_align,
+                slots_offset,
+            )),
             head: CachePadded(AtomicU64::new(start)),
             tail: CachePadded(AtomicU64::new(start)),
             not_empty: CachePadded(Signal::new()),
             not_full: CachePadded(Signal::new()),
         }
+    }
+}
+
+// SAFETY: `#[repr(C)]`, atomics only: valid for any bit pattern.
+unsafe impl RingHeader for Header {
+    const KIND: u64 = KIND_MPMC;
+    const NOT_ONE: &'static str = "not an initialised MPMC ring";
+    fn common(&self) -> &Common {
+        &self.common
     }
 }
 
@@ -288,18 +273,12 @@ impl RawMpmc {
             return Err("start position is not lap-aligned");
         }
         debug_assert!(ptr as usize % l.align == 0);
+        let hdr = Header::new(capacity, elem_size, elem_align, l.slots_offset, start);
         // SAFETY: the caller gives us `l.total` writable bytes at `ptr`, aligned for `Header`
-        // and for the slots (`l.align`), and exclusive access. Zeroing first leaves every value
-        // byte initialised; the header and each stamp are then written in place.
+        // and for the slots (`l.align`), and exclusive access. Each stamp is then written in
+        // place, within the slots.
         unsafe {
-            ptr.write_bytes(0, l.total);
-            ptr.cast::<Header>().write(Header::new(
-                capacity,
-                elem_size,
-                elem_align,
-                l.slots_offset,
-                start,
-            ));
+            ring::init(ptr, l.total, hdr);
             for i in 0..capacity {
                 let at = ptr
                     .add(l.slots_offset + i * l.slot_size)
@@ -319,25 +298,14 @@ impl RawMpmc {
     /// # Errors
     /// A misaligned or short region, or a header that is not an MPMC ring's.
     pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> Result<Fill, &'static str> {
-        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
-        let hdr: &Header = unsafe { header_at(ptr, len, std::mem::align_of::<Header>()) }?;
-        let m = &hdr.meta;
-        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
-        {
-            return Err("not an initialised MPMC ring");
-        }
-        let cap = m.capacity.load(Ordering::Relaxed);
-        if cap == 0 || cap > MAX_CAPACITY as u64 {
-            return Err("bad capacity");
-        }
-        let one_lap = cap.next_power_of_two();
-        if m.one_lap.load(Ordering::Relaxed) != one_lap {
-            return Err("ring header is corrupted");
-        }
+        // SAFETY: the caller's contract.
+        let (hdr, cap) =
+            unsafe { ring::peek_header::<Header>(ptr, len, align_of::<Header>(), MAX_CAPACITY) }?;
+        let cap = cap as u64;
         Ok(Fill {
-            len: fill(hdr, cap, one_lap),
+            len: fill(hdr, cap, cap.next_power_of_two()),
             capacity: cap,
-            closed: m.closed.load(Ordering::Acquire) != 0,
+            closed: hdr.common.is_closed(),
         })
     }
 
@@ -355,33 +323,27 @@ impl RawMpmc {
         ptr: *mut u8,
         len: usize,
     ) -> Result<MpmcRef<'a, T>, &'static str> {
-        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
-        let hdr: &'a Header =
-            unsafe { header_at(ptr, len, Self::align_for(std::mem::align_of::<T>())) }?;
-        let m = &hdr.meta;
-        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
-        {
-            return Err("not an initialised MPMC ring");
-        }
-        if m.elem_size.load(Ordering::Relaxed) != std::mem::size_of::<T>() as u64
-            || m.elem_align.load(Ordering::Relaxed) != std::mem::align_of::<T>() as u64
-        {
-            return Err("ring made for another element type");
-        }
-        let cap =
-            usize::try_from(m.capacity.load(Ordering::Relaxed)).map_err(|_| "bad capacity")?;
-        let l = layout(cap, std::mem::size_of::<T>(), std::mem::align_of::<T>())
-            .ok_or("bad capacity")?;
-        if l.slot_size != std::mem::size_of::<Slot<T>>() {
+        let (size, align) = (size_of::<T>(), align_of::<T>());
+        let extent = |cap| {
+            layout(cap, size, align).map(|l| Extent {
+                data_offset: l.slots_offset,
+                total: l.total,
+            })
+        };
+        // SAFETY: the caller's contract.
+        let (hdr, cap) = unsafe {
+            ring::attach::<Header>(
+                ptr,
+                len,
+                Self::align_for(align),
+                (size, align),
+                MAX_CAPACITY,
+                extent,
+            )
+        }?;
+        let l = layout(cap, size, align).ok_or("bad capacity")?;
+        if l.slot_size != size_of::<Slot<T>>() {
             return Err("slot layout mismatch");
-        }
-        if m.one_lap.load(Ordering::Relaxed) != cap.next_power_of_two() as u64
-            || m.slots_offset.load(Ordering::Relaxed) != l.slots_offset as u64
-        {
-            return Err("ring header is corrupted");
-        }
-        if l.total > len {
-            return Err("region shorter than the ring");
         }
         // SAFETY: `slots_offset + cap * size_of::<Slot<T>>() <= len`, the offset is a multiple
         // of `align_of::<Slot<T>>()`, and a slot (an atomic and a `Pod` in a cell) is valid for
@@ -963,7 +925,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
     /// with `Closed`, and every blocked caller wakes.
     pub(crate) fn close(&self) {
-        self.hdr.meta.closed.store(1, Ordering::Release);
+        self.hdr.common.close();
         // Unconditional: the bump orders after the flag (Release), so a waiter that sees the
         // new `seq` sees the flag, and one that saw the old `seq` is woken.
         self.hdr.not_empty.wake_everyone();
@@ -972,7 +934,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
 
     /// Whether [`close`](Self::close) was called.
     pub(crate) fn is_closed(&self) -> bool {
-        self.hdr.meta.closed.load(Ordering::Acquire) != 0
+        self.hdr.common.is_closed()
     }
 
     /// The number of slots.

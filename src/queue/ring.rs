@@ -1,8 +1,179 @@
-//! What the rings share: the outcome of one attempt ([`Halt`]) and its mapping to the public
-//! errors (MPMC and SPSC), and the checks on a region before its header is read (every ring,
-//! the byte channel too), so that these hostile-input checks exist once.
+//! What the rings share, written once: the header fields every ring starts with ([`Common`]:
+//! tag, kind, capacity, element type, data offset, close flag), their initialisation
+//! ([`init`]) and the hostile-input checks of attaching ([`attach`], [`peek_header`]), where a
+//! ring lies in its region ([`Place`]), and the outcome of one attempt ([`Halt`]) with its
+//! mapping to the public errors (MPMC and SPSC; the channel's outcomes carry more).
 
 use super::{PopError, PushError};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Identifies an initialised ring of any kind ("mpRING02", layout 2: one common header); the
+/// kind word says which ring.
+const TAG: u64 = u64::from_le_bytes(*b"mpRING02");
+
+/// The kind word of an MPMC ring.
+pub(crate) const KIND_MPMC: u64 = 1;
+/// The kind word of an SPSC ring.
+pub(crate) const KIND_SPSC: u64 = 2;
+/// The kind word of a byte channel.
+pub(crate) const KIND_CHANNEL: u64 = 3;
+
+/// The header fields every ring starts with. Written once at init and read once at attach,
+/// except the close flag. A peer may rewrite any of them: attach checks them all, and a handle
+/// keeps what it checked ([`Place`]) rather than re-reading them.
+#[repr(C)]
+pub(crate) struct Common {
+    /// [`TAG`].
+    tag: AtomicU64,
+    /// `KIND_*`.
+    kind: AtomicU64,
+    /// Slots (data bytes, for the channel).
+    capacity: AtomicU64,
+    /// The element type's size and alignment (1 and 1 for the channel's bytes).
+    elem_size: AtomicU64,
+    elem_align: AtomicU64,
+    /// Where the slots (data bytes) start, from the region's start.
+    data_offset: AtomicU64,
+    /// 0 open, 1 closed.
+    closed: AtomicU32,
+}
+
+impl Common {
+    /// The common header of an open ring of `kind`.
+    pub(crate) fn new(
+        kind: u64,
+        capacity: usize,
+        elem_size: usize,
+        elem_align: usize,
+        data_offset: usize,
+    ) -> Self {
+        Self {
+            tag: AtomicU64::new(TAG),
+            kind: AtomicU64::new(kind),
+            capacity: AtomicU64::new(capacity as u64),
+            elem_size: AtomicU64::new(elem_size as u64),
+            elem_align: AtomicU64::new(elem_align as u64),
+            data_offset: AtomicU64::new(data_offset as u64),
+            closed: AtomicU32::new(0),
+        }
+    }
+
+    /// Sets the close flag. `SeqCst`: at least the `Release` a waiter's `Acquire` load pairs
+    /// with; each ring then wakes its waiters (the wake orders after the flag).
+    #[inline]
+    pub(crate) fn close(&self) {
+        self.closed.store(1, Ordering::SeqCst);
+    }
+
+    /// Whether the ring was closed.
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) != 0
+    }
+}
+
+/// A ring's header: it starts with a [`Common`] (in its first cache line).
+///
+/// # Safety
+/// Implementors are `#[repr(C)]` and valid for any bit pattern (atomics, and locks made of
+/// atomics), as they are read from shared memory that peers may scribble on.
+pub(crate) unsafe trait RingHeader {
+    /// The kind word (`KIND_*`).
+    const KIND: u64;
+    /// What attach says of a region that does not hold this ring.
+    const NOT_ONE: &'static str;
+    fn common(&self) -> &Common;
+}
+
+/// Writes the header `hdr` at the start of a zeroed region of `total` bytes at `ptr`.
+///
+/// # Safety
+/// `ptr` is valid for writes of `total >= size_of::<H>()` bytes, aligned for `H`, and nobody
+/// else accesses the region during the call (the segment layer publishes it after).
+#[cfg(not(multiproc_loom))]
+pub(crate) unsafe fn init<H: RingHeader>(ptr: *mut u8, total: usize, hdr: H) {
+    debug_assert!(total >= size_of::<H>() && ptr as usize % align_of::<H>() == 0);
+    // SAFETY: the caller's contract. Zeroing first leaves every data byte initialised.
+    unsafe {
+        ptr.write_bytes(0, total);
+        ptr.cast::<H>().write(hdr);
+    }
+}
+
+/// The header `H` of the ring at `ptr` (a region of `len` bytes, aligned to `align`) and its
+/// capacity, once the tag and kind match and the capacity is in `1..=max_cap` (inspection: no
+/// element type is known).
+///
+/// # Safety
+/// As [`header_at`].
+///
+/// # Errors
+/// A misaligned or short region, a header that is not an `H` ring's, or a bad capacity.
+#[cfg(not(multiproc_loom))]
+pub(crate) unsafe fn peek_header<'a, H: RingHeader>(
+    ptr: *mut u8,
+    len: usize,
+    align: usize,
+    max_cap: usize,
+) -> Result<(&'a H, usize), &'static str> {
+    // SAFETY: the caller's contract; `H` is valid for any bit pattern (`RingHeader`).
+    let hdr: &'a H = unsafe { header_at(ptr, len, align) }?;
+    let c = hdr.common();
+    if c.tag.load(Ordering::Acquire) != TAG || c.kind.load(Ordering::Relaxed) != H::KIND {
+        return Err(H::NOT_ONE);
+    }
+    let cap = usize::try_from(c.capacity.load(Ordering::Relaxed)).map_err(|_| "bad capacity")?;
+    if cap == 0 || cap > max_cap {
+        return Err("bad capacity");
+    }
+    Ok((hdr, cap))
+}
+
+/// What a ring region must look like, by its capacity: where its data starts and how long it is.
+#[cfg(not(multiproc_loom))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Extent {
+    pub(crate) data_offset: usize,
+    pub(crate) total: usize,
+}
+
+/// Attaches to the ring `H` at `ptr` (a region of `len` bytes, aligned to `align`) made for
+/// elements of `elem = (size, align)`: every check on the common header, once. `extent` says
+/// what a ring of a given capacity needs (`None`: no such ring). Returns the header and the
+/// capacity, for which `extent` holds and fits in `len`.
+///
+/// # Safety
+/// As [`header_at`].
+///
+/// # Errors
+/// A misaligned or short region, a header that is not an `H` ring's, a ring made for another
+/// element type, or a header whose capacity or data offset does not hold.
+#[cfg(not(multiproc_loom))]
+pub(crate) unsafe fn attach<'a, H: RingHeader>(
+    ptr: *mut u8,
+    len: usize,
+    align: usize,
+    elem: (usize, usize),
+    max_cap: usize,
+    extent: impl FnOnce(usize) -> Option<Extent>,
+) -> Result<(&'a H, usize), &'static str> {
+    // SAFETY: the caller's contract.
+    let (hdr, cap) = unsafe { peek_header::<H>(ptr, len, align, max_cap) }?;
+    let c = hdr.common();
+    if c.elem_size.load(Ordering::Relaxed) != elem.0 as u64
+        || c.elem_align.load(Ordering::Relaxed) != elem.1 as u64
+    {
+        return Err("ring made for another element type");
+    }
+    let e = extent(cap).ok_or("bad capacity")?;
+    if c.data_offset.load(Ordering::Relaxed) != e.data_offset as u64 {
+        return Err("ring header is corrupted");
+    }
+    if e.total > len {
+        return Err("region shorter than the ring");
+    }
+    Ok((hdr, cap))
+}
 
 /// Where an attached ring lies in its region: the offset of its slots (or data bytes) from the
 /// region's start and its capacity, both validated once by `attach`. Enough to rebuild the
@@ -103,11 +274,7 @@ pub(crate) fn pop_error(h: Halt, blocked: PopError) -> PopError {
 ///
 /// # Errors
 /// A misaligned or short region.
-pub(crate) unsafe fn header_at<'a, H>(
-    ptr: *mut u8,
-    len: usize,
-    align: usize,
-) -> Result<&'a H, &'static str> {
+unsafe fn header_at<'a, H>(ptr: *mut u8, len: usize, align: usize) -> Result<&'a H, &'static str> {
     debug_assert!(align >= align_of::<H>());
     if ptr.is_null() || ptr as usize % align != 0 {
         return Err("misaligned ring region");

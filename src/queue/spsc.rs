@@ -30,39 +30,20 @@ use super::error::{BatchError, PopError, PushError, RoleError};
 use super::peer::Step;
 use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
-use super::ring::Fill;
-#[cfg(not(multiproc_loom))]
-use super::ring::header_at;
-use super::ring::{Halt, Place, pop_error, push_error};
+use super::ring::{self, Extent, Fill};
+use super::ring::{Common, Halt, KIND_SPSC, Place, RingHeader, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
-use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::wait::{Asymmetric, Signal};
 use bytemuck::Pod;
 use std::time::Duration;
 
-/// Identifies an initialised SPSC ring ("mpSPSCq1").
-const MAGIC: u64 = u64::from_le_bytes(*b"mpSPSCq1");
-/// Layout version of the region.
-const VERSION: u64 = 1;
 /// Largest capacity (indices run to twice this).
 pub(crate) const MAX_CAPACITY: usize = 1 << 40;
 
 /// A free role word.
 const NO_HOLDER: u64 = 0;
-
-/// Written once at init, read once at attach.
-#[repr(C)]
-struct Meta {
-    magic: AtomicU64,
-    version: AtomicU64,
-    capacity: AtomicU64,
-    elem_size: AtomicU64,
-    elem_align: AtomicU64,
-    slots_offset: AtomicU64,
-    /// 0 open, 1 closed.
-    closed: AtomicU32,
-}
 
 /// Who holds each end: [`NO_HOLDER`] or a process identity (see `Env::process_identity`).
 #[repr(C)]
@@ -71,10 +52,10 @@ struct Roles {
     consumer: AtomicU64,
 }
 
-/// The ring's header; the slots follow it at `slots_offset`.
+/// The ring's header; the slots follow it at the common header's data offset.
 #[repr(C)]
 pub(crate) struct Header {
-    meta: CachePadded<Meta>,
+    common: CachePadded<Common>,
     roles: CachePadded<Roles>,
     /// Next index to write, in `[0, 2 * capacity)`; written by the producer only.
     tail: CachePadded<AtomicU64>,
@@ -89,15 +70,13 @@ pub(crate) struct Header {
 impl Header {
     fn new(capacity: usize, elem_size: usize, elem_align: usize, slots_offset: usize) -> Self {
         Self {
-            meta: CachePadded(Meta {
-                magic: AtomicU64::new(MAGIC),
-                version: AtomicU64::new(VERSION),
-                capacity: AtomicU64::new(capacity as u64),
-                elem_size: AtomicU64::new(elem_size as u64),
-                elem_align: AtomicU64::new(elem_align as u64),
-                slots_offset: AtomicU64::new(slots_offset as u64),
-                closed: AtomicU32::new(0),
-            }),
+            common: CachePadded(Common::new(
+                KIND_SPSC,
+                capacity,
+                elem_size,
+                elem_align,
+                slots_offset,
+            )),
             roles: CachePadded(Roles {
                 producer: AtomicU64::new(NO_HOLDER),
                 consumer: AtomicU64::new(NO_HOLDER),
@@ -107,6 +86,15 @@ impl Header {
             not_empty: CachePadded(Signal::new()),
             not_full: CachePadded(Signal::new()),
         }
+    }
+}
+
+// SAFETY: `#[repr(C)]`, atomics only: valid for any bit pattern.
+unsafe impl RingHeader for Header {
+    const KIND: u64 = KIND_SPSC;
+    const NOT_ONE: &'static str = "not an initialised SPSC ring";
+    fn common(&self) -> &Common {
+        &self.common
     }
 }
 
@@ -173,17 +161,10 @@ impl RawSpsc {
     ) -> Result<(), &'static str> {
         let l = layout(capacity, elem_size, elem_align).ok_or("invalid ring parameters")?;
         debug_assert!(ptr as usize % l.align == 0);
+        let hdr = Header::new(capacity, elem_size, elem_align, l.slots_offset);
         // SAFETY: the caller gives us `l.total` writable, suitably aligned bytes at `ptr` and
-        // exclusive access; zeroing initialises every value byte, then the header is written.
-        unsafe {
-            ptr.write_bytes(0, l.total);
-            ptr.cast::<Header>().write(Header::new(
-                capacity,
-                elem_size,
-                elem_align,
-                l.slots_offset,
-            ));
-        }
+        // exclusive access.
+        unsafe { ring::init(ptr, l.total, hdr) };
         Ok(())
     }
 
@@ -196,21 +177,13 @@ impl RawSpsc {
     /// # Errors
     /// A misaligned or short region, or a header that is not an SPSC ring's.
     pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> Result<Fill, &'static str> {
-        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
-        let hdr: &Header = unsafe { header_at(ptr, len, std::mem::align_of::<Header>()) }?;
-        let m = &hdr.meta;
-        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
-        {
-            return Err("not an initialised SPSC ring");
-        }
-        let cap = m.capacity.load(Ordering::Relaxed);
-        if cap == 0 || cap > MAX_CAPACITY as u64 {
-            return Err("bad capacity");
-        }
+        // SAFETY: the caller's contract.
+        let (hdr, cap) =
+            unsafe { ring::peek_header::<Header>(ptr, len, align_of::<Header>(), MAX_CAPACITY) }?;
         Ok(Fill {
-            len: fill(hdr, cap),
-            capacity: cap,
-            closed: m.closed.load(Ordering::Acquire) != 0,
+            len: fill(hdr, cap as u64),
+            capacity: cap as u64,
+            closed: hdr.common.is_closed(),
         })
     }
 
@@ -227,29 +200,25 @@ impl RawSpsc {
         ptr: *mut u8,
         len: usize,
     ) -> Result<SpscRef<'a, T>, &'static str> {
-        // SAFETY: the caller's contract; a header is atomics only, valid for any bit pattern.
-        let hdr: &'a Header =
-            unsafe { header_at(ptr, len, Self::align_for(std::mem::align_of::<T>())) }?;
-        let m = &hdr.meta;
-        if m.magic.load(Ordering::Acquire) != MAGIC || m.version.load(Ordering::Relaxed) != VERSION
-        {
-            return Err("not an initialised SPSC ring");
-        }
-        if m.elem_size.load(Ordering::Relaxed) != std::mem::size_of::<T>() as u64
-            || m.elem_align.load(Ordering::Relaxed) != std::mem::align_of::<T>() as u64
-        {
-            return Err("ring made for another element type");
-        }
-        let cap =
-            usize::try_from(m.capacity.load(Ordering::Relaxed)).map_err(|_| "bad capacity")?;
-        let l = layout(cap, std::mem::size_of::<T>(), std::mem::align_of::<T>())
-            .ok_or("bad capacity")?;
-        if m.slots_offset.load(Ordering::Relaxed) != l.slots_offset as u64 {
-            return Err("ring header is corrupted");
-        }
-        if l.total > len {
-            return Err("region shorter than the ring");
-        }
+        let (size, align) = (size_of::<T>(), align_of::<T>());
+        let extent = |cap| {
+            layout(cap, size, align).map(|l| Extent {
+                data_offset: l.slots_offset,
+                total: l.total,
+            })
+        };
+        // SAFETY: the caller's contract.
+        let (hdr, cap) = unsafe {
+            ring::attach::<Header>(
+                ptr,
+                len,
+                Self::align_for(align),
+                (size, align),
+                MAX_CAPACITY,
+                extent,
+            )
+        }?;
+        let l = layout(cap, size, align).ok_or("bad capacity")?;
         // SAFETY: `slots_offset + cap * size_of::<T>() <= len`, the offset is aligned for `T`,
         // and a `Pod` in a cell is valid for any bytes; values are only accessed through the
         // cells, by the holder of the matching role.
@@ -455,14 +424,14 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
     /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
     /// with `Closed`, and every blocked caller wakes.
     pub(crate) fn close(&self) {
-        self.hdr.meta.closed.store(1, Ordering::Release);
+        self.hdr.common.close();
         self.hdr.not_empty.wake_everyone();
         self.hdr.not_full.wake_everyone();
     }
 
     /// Whether [`close`](Self::close) was called.
     pub(crate) fn is_closed(&self) -> bool {
-        self.hdr.meta.closed.load(Ordering::Acquire) != 0
+        self.hdr.common.is_closed()
     }
 
     /// The number of slots.
