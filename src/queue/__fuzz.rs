@@ -3,8 +3,11 @@
 //! Not part of the crate's API.
 
 use super::mpmc::HeapMpmc;
+use super::peer::OsEnv;
+use super::ring::Wait;
 use super::spsc::{End, EndState, HeapSpsc, SpscConsumer, SpscProducer, release_end, with_end};
 pub use super::{BatchError, PopError, PushError, RoleError};
+use crate::loom::futex::Deadline;
 use std::time::Duration;
 
 /// An MPMC ring of `u64` on the heap.
@@ -22,19 +25,21 @@ impl Mpmc {
     }
     /// `try_push`.
     pub fn try_push(&self, v: u64) -> Result<(), PushError<u64>> {
-        self.q.ring().try_push(v)
+        self.q.ring().push_in(&OsEnv, v, Wait::No)
     }
     /// `try_pop`.
     pub fn try_pop(&self) -> Result<u64, PopError> {
-        self.q.ring().try_pop()
+        self.q.ring().pop_in(&OsEnv, Wait::No)
     }
     /// `push_timeout`.
     pub fn push_timeout(&self, v: u64, t: Duration) -> Result<(), PushError<u64>> {
-        self.q.ring().push_timeout(v, t)
+        let wait = Wait::Until(Some(Deadline::after(t)));
+        self.q.ring().push_in(&OsEnv, v, wait)
     }
     /// `pop_timeout`.
     pub fn pop_timeout(&self, t: Duration) -> Result<u64, PopError> {
-        self.q.ring().pop_timeout(t)
+        let wait = Wait::Until(Some(Deadline::after(t)));
+        self.q.ring().pop_in(&OsEnv, wait)
     }
     /// `len`.
     pub fn len(&self) -> usize {

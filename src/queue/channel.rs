@@ -49,7 +49,7 @@
 
 use super::CachePadded;
 use super::error::{RecvError, SendError};
-use super::ring::{self, Common, Extent, Fill, KIND_CHANNEL, Place, RingHeader};
+use super::ring::{self, Common, Extent, Fill, KIND_CHANNEL, Place, RingHeader, Wait};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::wait::Signal;
@@ -131,24 +131,6 @@ pub(crate) enum Halt {
     /// A record did not decode (it was consumed).
     Deserialize(String),
     Corrupted(&'static str),
-}
-
-/// How long an operation may wait.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    /// Not for room or messages (only for the lock, briefly held).
-    No,
-    /// Until the deadline, or forever.
-    Until(Option<Deadline>),
-}
-
-impl Wait {
-    fn deadline(self) -> Option<Deadline> {
-        match self {
-            Wait::No => None,
-            Wait::Until(d) => d,
-        }
-    }
 }
 
 /// Region sizing and setup.

@@ -1,10 +1,11 @@
 //! The owning handles: [`Queue`], [`SpscQueue`] and [`Channel`], each a ring in its own
 //! segment.
 
-use super::channel::{ChannelHeader, ChannelRef, RawChannel, Wait, recv_error, send_error};
+use super::channel::{ChannelHeader, ChannelRef, RawChannel, recv_error, send_error};
 use super::error::{RecvError, SendError};
 use super::mpmc::{MpmcRef, RawMpmc};
-use super::ring::Place;
+use super::peer::OsEnv;
+use super::ring::{Place, Wait};
 use super::spsc::{self, End, EndState, RawSpsc, SpscRef};
 use super::{BatchError, PopError, PushError, RoleError};
 use crate::error::{Error, Result};
@@ -352,12 +353,12 @@ ring_handle!(Queue);
 impl<T: Pod + Send> Queue<T> {
     /// Appends `value`, waiting while the queue is full.
     pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring().push(value)
+        self.inner.ring().push_in(&OsEnv, value, Wait::Until(None))
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
     pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring().try_push(value)
+        self.inner.ring().push_in(&OsEnv, value, Wait::No)
     }
 
     /// Like [`push`](Queue::push), giving up with `Timeout(value)` after `timeout`.
@@ -366,22 +367,24 @@ impl<T: Pod + Send> Queue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring().push_timeout(value, timeout)
+        let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.inner.ring().push_in(&OsEnv, value, wait)
     }
 
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&self) -> std::result::Result<T, PopError> {
-        self.inner.ring().pop()
+        self.inner.ring().pop_in(&OsEnv, Wait::Until(None))
     }
 
     /// Removes the oldest value if there is one now, else `Empty`.
     pub fn try_pop(&self) -> std::result::Result<T, PopError> {
-        self.inner.ring().try_pop()
+        self.inner.ring().pop_in(&OsEnv, Wait::No)
     }
 
     /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.inner.ring().pop_timeout(timeout)
+        let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.inner.ring().pop_in(&OsEnv, wait)
     }
 }
 

@@ -9,6 +9,7 @@
 
 use super::mpmc::HeapMpmc;
 use super::peer::{Env, Step};
+use super::ring::Wait;
 use super::spsc::HeapSpsc;
 use super::{PopError, PushError};
 use loom::sync::Arc;
@@ -82,12 +83,12 @@ fn two_producers_one_consumer(cap: usize) {
         let ps: Vec<_> = (1..=2u64)
             .map(|v| {
                 let (q, env) = (q.clone(), Model::new(v as u32, &dead));
-                thread::spawn(move || q.ring().push_in(&env, v, None).unwrap())
+                thread::spawn(move || q.ring().push_in(&env, v, Wait::Until(None)).unwrap())
             })
             .collect();
         let env = Model::new(3, &dead);
-        let a = q.ring().pop_in(&env, None).unwrap();
-        let b = q.ring().pop_in(&env, None).unwrap();
+        let a = q.ring().pop_in(&env, Wait::Until(None)).unwrap();
+        let b = q.ring().pop_in(&env, Wait::Until(None)).unwrap();
         assert!((a, b) == (1, 2) || (a, b) == (2, 1), "{a} {b}");
         for p in ps {
             p.join().unwrap();
@@ -114,12 +115,12 @@ fn mpmc_two_consumers_cap2() {
         let cs: Vec<_> = (1..=2u32)
             .map(|id| {
                 let (q, env) = (q.clone(), Model::new(id, &dead));
-                thread::spawn(move || q.ring().pop_in(&env, None).unwrap())
+                thread::spawn(move || q.ring().pop_in(&env, Wait::Until(None)).unwrap())
             })
             .collect();
         let env = Model::new(3, &dead);
-        q.ring().push_in(&env, 10, None).unwrap();
-        q.ring().push_in(&env, 20, None).unwrap();
+        q.ring().push_in(&env, 10, Wait::Until(None)).unwrap();
+        q.ring().push_in(&env, 20, Wait::Until(None)).unwrap();
         let mut got: Vec<u64> = cs.into_iter().map(|c| c.join().unwrap()).collect();
         got.sort();
         assert_eq!(got, [10, 20]);
@@ -133,11 +134,11 @@ fn mpmc_close_wakes_blocked() {
         let q = Arc::new(HeapMpmc::<u64>::new(1));
         let dead = Model::table();
         let (q1, e1) = (q.clone(), Model::new(1, &dead));
-        let popper = thread::spawn(move || q1.ring().pop_in(&e1, None));
+        let popper = thread::spawn(move || q1.ring().pop_in(&e1, Wait::Until(None)));
         let (q2, e2) = (q.clone(), Model::new(2, &dead));
         let pusher = thread::spawn(move || {
-            let a = q2.ring().push_in(&e2, 5, None);
-            let b = q2.ring().push_in(&e2, 6, None);
+            let a = q2.ring().push_in(&e2, 5, Wait::Until(None));
+            let b = q2.ring().push_in(&e2, 6, Wait::Until(None));
             (a, b)
         });
         q.ring().close();
@@ -146,7 +147,7 @@ fn mpmc_close_wakes_blocked() {
         // Whatever got in before the close is either popped or still there; nothing is
         // duplicated, and every call returned.
         let mut left = Vec::new();
-        while let Ok(v) = q.ring().try_pop_in(&Model::new(3, &dead)) {
+        while let Ok(v) = q.ring().pop_in(&Model::new(3, &dead), Wait::No) {
             left.push(v);
         }
         assert!(a.is_ok() || a == Err(PushError::Closed(5)));
@@ -189,8 +190,8 @@ fn producer_stops_at(cap: usize, step: Step) {
             res
         });
         let env = Model::survivor(2, &dead);
-        q.ring().push_in(&env, 7, None).unwrap();
-        let v = q.ring().pop_in(&env, None).unwrap();
+        q.ring().push_in(&env, 7, Wait::Until(None)).unwrap();
+        let v = q.ring().pop_in(&env, Wait::Until(None)).unwrap();
         let a_res = a.join().unwrap();
         // A never returned from its push (it stopped after claiming a slot): its value must
         // never appear. With capacity 1 it may also have found the ring full and not claimed.
@@ -199,13 +200,13 @@ fn producer_stops_at(cap: usize, step: Step) {
             "{a_res:?}"
         );
         assert_eq!(v, 7);
-        assert_eq!(q.ring().try_pop_in(&env), Err(PopError::Empty));
+        assert_eq!(q.ring().pop_in(&env, Wait::No), Err(PopError::Empty));
         // Not wedged: a full lap more goes through.
         for i in 0..cap as u64 {
-            q.ring().push_in(&env, 100 + i, None).unwrap();
+            q.ring().push_in(&env, 100 + i, Wait::Until(None)).unwrap();
         }
         for i in 0..cap as u64 {
-            assert_eq!(q.ring().pop_in(&env, None), Ok(100 + i));
+            assert_eq!(q.ring().pop_in(&env, Wait::Until(None)), Ok(100 + i));
         }
     });
 }
@@ -229,20 +230,20 @@ fn mpmc_producer_stops_after_publishing_cap2() {
             res
         });
         let env = Model::survivor(2, &dead);
-        q.ring().push_in(&env, 7, None).unwrap();
+        q.ring().push_in(&env, 7, Wait::Until(None)).unwrap();
         assert_eq!(a.join().unwrap(), Err(None));
         let mut got = [
-            q.ring().pop_in(&env, None).unwrap(),
-            q.ring().pop_in(&env, None).unwrap(),
+            q.ring().pop_in(&env, Wait::Until(None)).unwrap(),
+            q.ring().pop_in(&env, Wait::Until(None)).unwrap(),
         ];
         got.sort();
         assert_eq!(got, [7, 66]);
-        assert_eq!(q.ring().try_pop_in(&env), Err(PopError::Empty));
+        assert_eq!(q.ring().pop_in(&env, Wait::No), Err(PopError::Empty));
         for i in 0..2 {
-            q.ring().push_in(&env, 100 + i, None).unwrap();
+            q.ring().push_in(&env, 100 + i, Wait::Until(None)).unwrap();
         }
         for i in 0..2 {
-            assert_eq!(q.ring().pop_in(&env, None), Ok(100 + i));
+            assert_eq!(q.ring().pop_in(&env, Wait::Until(None)), Ok(100 + i));
         }
     });
 }
@@ -266,7 +267,7 @@ fn consumer_stops_at(step: Step) {
         let q = Arc::new(HeapMpmc::<u64>::new(1));
         let dead = Model::table();
         let env = Model::survivor(2, &dead);
-        q.ring().push_in(&env, 1, None).unwrap();
+        q.ring().push_in(&env, 1, Wait::Until(None)).unwrap();
         let (q1, mut e1) = (q.clone(), Model::new(1, &dead));
         let c1 = thread::spawn(move || {
             e1.stop = Some(step);
@@ -274,9 +275,9 @@ fn consumer_stops_at(step: Step) {
             e1.die();
             r
         });
-        q.ring().push_in(&env, 2, None).unwrap();
+        q.ring().push_in(&env, 2, Wait::Until(None)).unwrap();
         let mut got = Vec::new();
-        while let Ok(v) = q.ring().try_pop_in(&env) {
+        while let Ok(v) = q.ring().pop_in(&env, Wait::No) {
             got.push(v);
         }
         match c1.join().unwrap() {

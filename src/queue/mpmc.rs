@@ -54,12 +54,12 @@
 
 use super::CachePadded;
 use super::error::{PopError, PushError};
+use super::peer::Env;
 #[cfg(test)]
 use super::peer::Step;
-use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
 use super::ring::{self, Extent, Fill};
-use super::ring::{Common, Halt, KIND_MPMC, Place, RingHeader, pop_error, push_error};
+use super::ring::{Common, Halt, KIND_MPMC, Place, RingHeader, Wait, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
@@ -790,37 +790,41 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
 
     // ----- operations (generic over the environment for models) -----
 
-    pub(crate) fn try_push_in<E: Env>(&self, env: &E, value: T) -> Result<(), PushError<T>> {
-        self.nonblocking(env, || self.push_attempt(env, &value))
-            .map_err(|h| push_error(h, value, PushError::Full))
-    }
-
+    /// Pushes `value`, waiting per `wait` while the ring is full.
+    ///
+    /// # Errors
+    /// `Full(value)` (not waiting), `Timeout(value)`, `Closed(value)` or `Corrupted`.
     pub(crate) fn push_in<E: Env>(
         &self,
         env: &E,
         value: T,
-        deadline: Option<Deadline>,
+        wait: Wait,
     ) -> Result<(), PushError<T>> {
-        self.blocking(env, &self.hdr.not_full, deadline, || {
-            self.push_attempt(env, &value)
-        })
-        .map_err(|h| push_error(h, value, PushError::Timeout))
+        let attempt = || self.push_attempt(env, &value);
+        match wait {
+            Wait::No => self
+                .nonblocking(env, attempt)
+                .map_err(|h| push_error(h, value, PushError::Full)),
+            Wait::Until(deadline) => self
+                .blocking(env, &self.hdr.not_full, deadline, attempt)
+                .map_err(|h| push_error(h, value, PushError::Timeout)),
+        }
     }
 
-    pub(crate) fn try_pop_in<E: Env>(&self, env: &E) -> Result<T, PopError> {
-        self.nonblocking(env, || self.pop_or_closed(env))
-            .map_err(|h| pop_error(h, PopError::Empty))
-    }
-
-    pub(crate) fn pop_in<E: Env>(
-        &self,
-        env: &E,
-        deadline: Option<Deadline>,
-    ) -> Result<T, PopError> {
-        self.blocking(env, &self.hdr.not_empty, deadline, || {
-            self.pop_or_closed(env)
-        })
-        .map_err(|h| pop_error(h, PopError::Timeout))
+    /// Pops, waiting per `wait` while the ring is empty.
+    ///
+    /// # Errors
+    /// `Empty` (not waiting), `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    pub(crate) fn pop_in<E: Env>(&self, env: &E, wait: Wait) -> Result<T, PopError> {
+        let attempt = || self.pop_or_closed(env);
+        match wait {
+            Wait::No => self
+                .nonblocking(env, attempt)
+                .map_err(|h| pop_error(h, PopError::Empty)),
+            Wait::Until(deadline) => self
+                .blocking(env, &self.hdr.not_empty, deadline, attempt)
+                .map_err(|h| pop_error(h, PopError::Timeout)),
+        }
     }
 
     /// One push attempt for models and fault-injection tests: `Err(None)` if the test
@@ -848,79 +852,7 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         }
     }
 
-    // ----- public-facing operations -----
-
-    /// Pushes without blocking.
-    ///
-    /// # Errors
-    /// `Full(value)`, `Closed(value)`, or `Corrupted`.
-    pub(crate) fn try_push(&self, value: T) -> Result<(), PushError<T>> {
-        self.try_push_in(&OsEnv, value)
-    }
-
-    /// Pushes, sleeping while the ring is full.
-    ///
-    /// # Errors
-    /// `Closed(value)` or `Corrupted`.
-    pub(crate) fn push(&self, value: T) -> Result<(), PushError<T>> {
-        self.push_in(&OsEnv, value, None)
-    }
-
-    /// Pushes, sleeping while the ring is full, for at most `timeout`.
-    ///
-    /// # Errors
-    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
-    pub(crate) fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_in(&OsEnv, value, Some(Deadline::after(timeout)))
-    }
-
-    /// Pushes, sleeping while the ring is full, until `deadline` (`None`: no limit).
-    ///
-    /// # Errors
-    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
-    // Used by the loom models (`loom_tests.rs`).
-    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
-    pub(crate) fn push_deadline(
-        &self,
-        value: T,
-        deadline: Option<Deadline>,
-    ) -> Result<(), PushError<T>> {
-        self.push_in(&OsEnv, value, deadline)
-    }
-
-    /// Pops without blocking.
-    ///
-    /// # Errors
-    /// `Empty`, `Closed` (closed and drained), or `Corrupted`.
-    pub(crate) fn try_pop(&self) -> Result<T, PopError> {
-        self.try_pop_in(&OsEnv)
-    }
-
-    /// Pops, sleeping while the ring is empty.
-    ///
-    /// # Errors
-    /// `Closed` (closed and drained) or `Corrupted`.
-    pub(crate) fn pop(&self) -> Result<T, PopError> {
-        self.pop_in(&OsEnv, None)
-    }
-
-    /// Pops, sleeping while the ring is empty, for at most `timeout`.
-    ///
-    /// # Errors
-    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
-    pub(crate) fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_in(&OsEnv, Some(Deadline::after(timeout)))
-    }
-
-    /// Pops, sleeping while the ring is empty, until `deadline` (`None`: no limit).
-    ///
-    /// # Errors
-    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
-    // Used by the loom models (`loom_tests.rs`).
-    #[cfg_attr(not(multiproc_loom), allow(dead_code))]
-    pub(crate) fn pop_deadline(&self, deadline: Option<Deadline>) -> Result<T, PopError> {
-        self.pop_in(&OsEnv, deadline)
-    }
+    // ----- state -----
 
     /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
     /// with `Closed`, and every blocked caller wakes.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::queue::test_util::StopAt;
+use crate::queue::test_util::{MpmcOps, StopAt};
 use crate::testing::{Rng, watchdog};
 use std::collections::VecDeque;
 use std::sync::Arc;

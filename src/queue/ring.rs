@@ -5,6 +5,7 @@
 //! mapping to the public errors (MPMC and SPSC; the channel's outcomes carry more).
 
 use super::{PopError, PushError};
+use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Identifies an initialised ring of any kind ("mpRING02", layout 2: one common header); the
@@ -219,6 +220,25 @@ pub(crate) struct Fill {
     /// Slots (or data bytes, for the channel).
     pub(crate) capacity: u64,
     pub(crate) closed: bool,
+}
+
+/// How long an operation may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not for room or values (the channel still waits for its lock, briefly held).
+    No,
+    /// Until the deadline, or forever.
+    Until(Option<Deadline>),
+}
+
+impl Wait {
+    /// The deadline, if any (`No`: none).
+    pub(crate) fn deadline(self) -> Option<Deadline> {
+        match self {
+            Wait::No => None,
+            Wait::Until(d) => d,
+        }
+    }
 }
 
 /// Why one attempt at a ring operation stopped.
