@@ -794,37 +794,60 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
     ///
     /// # Errors
     /// `Full(value)` (not waiting), `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    #[inline]
     pub(crate) fn push_in<E: Env>(
         &self,
         env: &E,
         value: T,
         wait: Wait,
     ) -> Result<(), PushError<T>> {
-        let attempt = || self.push_attempt(env, &value);
+        // Two functions, not one: a caller's constant `wait` then inlines just its own path,
+        // and the non-blocking one stays as small as it was.
         match wait {
-            Wait::No => self
-                .nonblocking(env, attempt)
-                .map_err(|h| push_error(h, value, PushError::Full)),
-            Wait::Until(deadline) => self
-                .blocking(env, &self.hdr.not_full, deadline, attempt)
-                .map_err(|h| push_error(h, value, PushError::Timeout)),
+            Wait::No => self.try_push_in(env, value),
+            Wait::Until(deadline) => self.push_until_in(env, value, deadline),
         }
+    }
+
+    fn try_push_in<E: Env>(&self, env: &E, value: T) -> Result<(), PushError<T>> {
+        self.nonblocking(env, || self.push_attempt(env, &value))
+            .map_err(|h| push_error(h, value, PushError::Full))
+    }
+
+    fn push_until_in<E: Env>(
+        &self,
+        env: &E,
+        value: T,
+        deadline: Option<Deadline>,
+    ) -> Result<(), PushError<T>> {
+        self.blocking(env, &self.hdr.not_full, deadline, || {
+            self.push_attempt(env, &value)
+        })
+        .map_err(|h| push_error(h, value, PushError::Timeout))
     }
 
     /// Pops, waiting per `wait` while the ring is empty.
     ///
     /// # Errors
     /// `Empty` (not waiting), `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    #[inline]
     pub(crate) fn pop_in<E: Env>(&self, env: &E, wait: Wait) -> Result<T, PopError> {
-        let attempt = || self.pop_or_closed(env);
         match wait {
-            Wait::No => self
-                .nonblocking(env, attempt)
-                .map_err(|h| pop_error(h, PopError::Empty)),
-            Wait::Until(deadline) => self
-                .blocking(env, &self.hdr.not_empty, deadline, attempt)
-                .map_err(|h| pop_error(h, PopError::Timeout)),
+            Wait::No => self.try_pop_in(env),
+            Wait::Until(deadline) => self.pop_until_in(env, deadline),
         }
+    }
+
+    fn try_pop_in<E: Env>(&self, env: &E) -> Result<T, PopError> {
+        self.nonblocking(env, || self.pop_or_closed(env))
+            .map_err(|h| pop_error(h, PopError::Empty))
+    }
+
+    fn pop_until_in<E: Env>(&self, env: &E, deadline: Option<Deadline>) -> Result<T, PopError> {
+        self.blocking(env, &self.hdr.not_empty, deadline, || {
+            self.pop_or_closed(env)
+        })
+        .map_err(|h| pop_error(h, PopError::Timeout))
     }
 
     /// One push attempt for models and fault-injection tests: `Err(None)` if the test
