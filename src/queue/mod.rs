@@ -11,7 +11,9 @@
 //! Both are `#[repr(C)]` and position independent, hold `bytemuck::Pod` values copied in and
 //! out (never a reference into a slot), and treat every word of shared state as hostile: an
 //! impossible state is a `Corrupted` error, never undefined behaviour, a panic or an
-//! out-of-bounds access. Capacity and element size are stored at init and checked on attach.
+//! out-of-bounds access. Capacity and element type are stored at init in the header every ring
+//! starts with (`ring::Common`, the byte channel's too) and checked on attach, once, by
+//! `ring::attach`.
 //!
 //! On top of them: [`Queue`] and [`SpscQueue`] (the owning handles of the two rings),
 //! [`JoinableQueue`] (a `Queue` with Python's `task_done`/`join`), [`Channel`] (arbitrary
@@ -20,8 +22,9 @@
 //!
 //! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
 //! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
-//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref. A handle
-//! keeps where its ring lies (`ring::Place`) and rebuilds the ref from its mapping per use.
+//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref (for the
+//! MPMC ring, `push_in`/`pop_in` with a `ring::Wait`). A handle keeps where its ring lies
+//! (`ring::Place`) and rebuilds the ref from its mapping per use.
 
 // Loom models drive the rings on the heap; the handles, regions and OS env are idle there.
 #![cfg_attr(multiproc_loom, allow(dead_code))]
