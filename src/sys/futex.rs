@@ -6,6 +6,9 @@
 //! (`FUTEX_WAIT_BITSET`), so retrying after `EINTR` never extends the wait.
 
 use super::time::Deadline;
+use rustix::io::Errno;
+use rustix::thread::futex::{self, Flags};
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Blocks while `*word == expected`, until woken, or until `deadline` passes.
@@ -13,20 +16,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// Returns `false` only when the deadline passed; `true` when woken, when the value was already
 /// different, or spuriously. Callers re-check their condition in a loop, as with any futex.
 pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
-    // SAFETY: `word` is a live, aligned 32-bit atomic for the whole call.
-    unsafe {
-        wait_on(
-            word.as_ptr(),
-            || word.load(Ordering::Relaxed),
-            expected,
-            deadline,
-        )
-    }
+    wait_on(word, || word.load(Ordering::Relaxed), expected, deadline)
 }
 
 /// Wakes up to `count` waiters blocked on `word`; returns how many were woken.
 pub(crate) fn wake(word: &AtomicU32, count: u32) -> u32 {
-    wake_on(word.as_ptr(), count)
+    wake_on(word, count)
 }
 
 /// Like [`wait`], on the low 32 bits of a 64-bit word (so a lock can keep its owner's full
@@ -39,16 +34,12 @@ pub(crate) fn wait_low(word: &AtomicU64, expected: u32, deadline: Option<Deadlin
         std::thread::yield_now();
         return deadline.is_none_or(|d| !d.has_passed());
     }
-    // SAFETY: `low_half(word)` is the aligned low half of a live 64-bit atomic for the whole call;
-    // the kernel reads it as 32 bits, which an aligned 64-bit CAS on the same memory cannot tear.
-    unsafe {
-        wait_on(
-            low_half(word),
-            || word.load(Ordering::Relaxed) as u32,
-            expected,
-            deadline,
-        )
-    }
+    wait_on(
+        low_half(word),
+        || word.load(Ordering::Relaxed) as u32,
+        expected,
+        deadline,
+    )
 }
 
 /// Like [`wake`], for waiters in [`wait_low`] on `word`.
@@ -59,69 +50,55 @@ pub(crate) fn wake_low(word: &AtomicU64, count: u32) -> u32 {
     wake_on(low_half(word), count)
 }
 
-/// The address of the low 32 bits of a 64-bit word: the futex that [`wait_low`] and [`wake_low`]
-/// use. Only the kernel reads it as 32 bits; Rust code only ever accesses the whole `AtomicU64`.
-fn low_half(word: &AtomicU64) -> *mut u32 {
+/// The low 32 bits of a 64-bit word, as the futex that [`wait_low`] and [`wake_low`] use. The
+/// returned reference is only ever handed to the kernel as an address: Rust code never loads or
+/// stores through it, and only ever accesses the whole `AtomicU64`.
+fn low_half(word: &AtomicU64) -> &AtomicU32 {
     let base = word.as_ptr() as *mut u32;
-    if cfg!(target_endian = "little") {
+    let low = if cfg!(target_endian = "little") {
         base
     } else {
         base.wrapping_add(1)
-    }
+    };
+    // SAFETY: `low` is 4-byte aligned (an `AtomicU64` is 8-byte aligned) and lies inside `word`,
+    // which stays valid for the returned lifetime. No Rust access of 4 bytes ever happens through
+    // the reference (see above), so there is no mixed-size atomic access in the Rust memory model;
+    // the kernel reads the 32 bits, which an aligned 64-bit RMW on the same memory cannot tear.
+    unsafe { AtomicU32::from_ptr(low) }
 }
 
 /// The wait loop shared by [`wait`] and [`wait_low`]: re-checks `current()` and retries after
 /// `EINTR`, so the absolute deadline bounds the whole wait.
-///
-/// # Safety
-/// - `addr` is a valid, 4-byte aligned address of memory that stays mapped for the whole call
-///   (the kernel reads 32 bits there).
-unsafe fn wait_on(
-    addr: *mut u32,
+fn wait_on(
+    word: &AtomicU32,
     current: impl Fn() -> u32,
     expected: u32,
     deadline: Option<Deadline>,
 ) -> bool {
     let ts = deadline.map(Deadline::as_timespec);
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     loop {
         if current() != expected {
             return true;
         }
-        // SAFETY: `addr` is valid and aligned for the call (caller); `ts_ptr` is null or points at
-        // a timespec that outlives the call. FUTEX_WAIT_BITSET with MATCH_ANY takes an absolute
-        // CLOCK_MONOTONIC timeout; without FUTEX_PRIVATE_FLAG the futex is keyed by the page, so
-        // other processes mapping it share it.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                addr,
-                libc::FUTEX_WAIT_BITSET,
-                expected,
-                ts_ptr,
-                std::ptr::null::<u32>(),
-                !0u32,
-            )
-        };
-        if r == 0 {
-            return true;
-        }
-        match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ETIMEDOUT) => return false,
+        // FUTEX_WAIT_BITSET with MATCH_ANY takes an absolute CLOCK_MONOTONIC timeout; without
+        // FUTEX_PRIVATE_FLAG the futex is keyed by the page, so other processes mapping it share
+        // it.
+        match futex::wait_bitset(word, Flags::empty(), expected, ts.as_ref(), MATCH_ANY) {
+            Ok(()) => return true,
+            Err(Errno::INTR) => continue,
+            Err(Errno::TIMEDOUT) => return false,
             // EAGAIN: the value changed before we slept.
-            _ => return true,
+            Err(_) => return true,
         }
     }
 }
 
-/// Wakes up to `count` waiters on the futex at `addr`; returns how many were woken.
-fn wake_on(addr: *mut u32, count: u32) -> u32 {
-    let count = count.min(i32::MAX as u32) as libc::c_int;
-    // SAFETY: FUTEX_WAKE only uses the address as a key; it never dereferences it beyond
-    // validating the mapping, which the caller's live reference keeps in place.
-    let r = unsafe { libc::syscall(libc::SYS_futex, addr, libc::FUTEX_WAKE, count) };
-    r.max(0) as u32
+/// `FUTEX_BITSET_MATCH_ANY`.
+const MATCH_ANY: NonZeroU32 = NonZeroU32::MAX;
+
+/// Wakes up to `count` waiters on the futex `word`; returns how many were woken.
+fn wake_on(word: &AtomicU32, count: u32) -> u32 {
+    // The kernel reads the count as an `int`.
+    let count = count.min(i32::MAX as u32);
+    futex::wake(word, Flags::empty(), count).map_or(0, |n| n as u32)
 }

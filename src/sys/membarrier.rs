@@ -12,10 +12,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-// From <linux/membarrier.h>.
-const CMD_QUERY: libc::c_int = 0;
-const CMD_GLOBAL_EXPEDITED: libc::c_int = 1 << 1;
-const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_int = 1 << 2;
+use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
 
 const UNKNOWN: u8 = 0; // not asked yet
 const REGISTERED: u8 = 1; // this process receives global expedited barriers
@@ -24,15 +21,6 @@ const PENDING: u8 = 3; // a registration is under way (or was, in the parent of 
 
 /// This process's registration, decided once.
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
-
-fn membarrier(cmd: libc::c_int) -> libc::c_long {
-    if cfg!(miri) {
-        return -1; // Miri has no membarrier: everyone fences for real
-    }
-    // SAFETY: membarrier takes two integers (command, flags) and a CPU id that only
-    // `MEMBARRIER_CMD_FLAG_CPU` reads; it touches no memory of ours.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0, 0) }
-}
 
 /// Whether this process receives the barriers of [`barrier_everywhere`]. Once `true`, always
 /// `true` for this process. Never registers (see [`register`]).
@@ -71,10 +59,10 @@ fn claim() -> bool {
 }
 
 fn finish_registration() {
-    let offered = membarrier(CMD_QUERY);
-    let ok = offered >= 0
-        && offered & libc::c_long::from(CMD_GLOBAL_EXPEDITED) != 0
-        && membarrier(CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+    // Miri has no membarrier: everyone fences for real. A failed query reports no commands.
+    let ok = !cfg!(miri)
+        && membarrier_query().contains_command(MembarrierCommand::GlobalExpedited)
+        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok();
     // Relaxed: a thread that sees REGISTERED was registered by the kernel before the store (the
     // registration is process-wide and complete when the syscall returns).
     STATE.store(if ok { REGISTERED } else { UNAVAILABLE }, Ordering::Relaxed);
@@ -84,7 +72,7 @@ fn finish_registration() {
 /// in the caller before and after. `false` if the kernel refused (then nothing was done
 /// beyond the caller's own fence, which the caller must issue itself).
 pub(crate) fn barrier_everywhere() -> bool {
-    membarrier(CMD_GLOBAL_EXPEDITED) == 0
+    !cfg!(miri) && membarrier(MembarrierCommand::GlobalExpedited).is_ok()
 }
 
 // ----- The handshake -----

@@ -49,8 +49,7 @@ pub(crate) fn current_thread_identity() -> (u32, u64) {
             unsafe { libc::pthread_atfork(None, None, Some(bump_fork_generation)) };
         });
         let generation = FORK_GENERATION.load(Ordering::Relaxed);
-        // SAFETY: gettid has no preconditions and cannot fail.
-        let tid = unsafe { libc::gettid() } as u32;
+        let tid = rustix::thread::gettid().as_raw_pid() as u32;
         let start = match thread_state(tid) {
             Ok(ThreadState::Running { start_time }) => start_time,
             _ => 0,
@@ -74,14 +73,13 @@ pub(crate) fn current_process_identity() -> (u32, u64) {
 
 /// The calling process's id.
 pub(crate) fn getpid() -> u32 {
-    // SAFETY: getpid has no preconditions and cannot fail.
-    unsafe { libc::getpid() as u32 }
+    rustix::process::getpid().as_raw_pid() as u32
 }
 
 /// The parent process's id.
 pub(crate) fn getppid() -> u32 {
-    // SAFETY: getppid has no preconditions and cannot fail.
-    unsafe { libc::getppid() as u32 }
+    // `None`: no parent in this PID namespace (ppid 0).
+    rustix::process::getppid().map_or(0, |p| p.as_raw_pid() as u32)
 }
 
 /// Reads `/proc/<tid>/stat` and reports whether that thread lives and when it started.

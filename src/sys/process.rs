@@ -3,8 +3,11 @@
 //! A child is named by a pidfd rather than a PID: a pidfd keeps naming the same process after it
 //! was reaped (signals then fail with `ESRCH`), so no call here can hit a recycled PID.
 
+use super::cvt;
 use super::time::Deadline;
-use super::{cvt, cvt_retry};
+use rustix::fs::MemfdFlags;
+use rustix::io::{Errno, retry_on_intr};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
@@ -19,10 +22,9 @@ pub(crate) enum Ended {
 
 /// A new memfd (`O_CLOEXEC`, no seals) named `name`, used to carry a bootstrap and result record.
 pub(crate) fn memfd(name: &std::ffi::CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `name` is a valid NUL-terminated string and the flags are a valid combination.
-    let fd = cvt_retry(|| unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })?;
-    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    above_stdio(unsafe { OwnedFd::from_raw_fd(fd) })
+    above_stdio(retry_on_intr(|| {
+        rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)
+    })?)
 }
 
 /// `fd`, moved to a number above 2 if it landed on 0, 1 or 2 (in a process that closed its
@@ -32,34 +34,48 @@ pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
-    // SAFETY: F_DUPFD_CLOEXEC on an open fd is sound; `fd` is closed when it drops below.
-    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
-    // SAFETY: `new` was just returned by fcntl and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
-/// Lends `fd` to std's `File` for one call, without taking ownership (no dup, no close).
-fn with_file<R>(fd: BorrowedFd<'_>, f: impl FnOnce(&std::fs::File) -> R) -> R {
-    use std::os::fd::FromRawFd;
-    // SAFETY: `fd` is open for the whole call; `ManuallyDrop` keeps the `File` from closing it,
-    // so ownership stays with the caller.
-    let file = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd.as_raw_fd()) });
-    f(&file)
+    // `fd` is closed when it drops here.
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
 }
 
 /// Writes all of `buf` at `offset` (`pwrite`, so the shared file offset is never used).
-pub(crate) fn write_all_at(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    with_file(fd, |file| file.write_all_at(buf, offset))
+/// `WriteZero` if the file takes no more; `EINTR` is retried.
+pub(crate) fn write_all_at(fd: BorrowedFd<'_>, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(fd, buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Reads into all of `buf` from `offset` (`pread`); `UnexpectedEof` if the file is shorter.
 ///
 /// `pread` fails with `ESPIPE` on pipes and sockets, so this never blocks on an fd that turns
 /// out not to be a file.
-pub(crate) fn read_exact_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    with_file(fd, |file| file.read_exact_at(buf, offset))
+pub(crate) fn read_exact_at(
+    fd: BorrowedFd<'_>,
+    mut buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match rustix::io::pread(fd, &mut *buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the fd number `fd` is an open regular file (a memfd is one); false for closed fds,
@@ -84,8 +100,7 @@ fn file_type(fd: RawFd) -> Option<libc::mode_t> {
 
 /// Sets `FD_CLOEXEC` on `fd`.
 pub(crate) fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: `fd` is open for the duration of the call.
-    cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) }).map(drop)
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?)
 }
 
 /// A new fd (`O_CLOEXEC`, numbered above 2, see [`above_stdio`]) for the open file behind the
@@ -109,11 +124,7 @@ pub(crate) unsafe fn own_inherited(fd: RawFd) -> OwnedFd {
 
 /// A pipe, both ends `O_CLOEXEC` and numbered above 2 (see [`above_stdio`]): (read end, write end).
 pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
-    // SAFETY: pipe2 succeeded, so both are new fds owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((above_stdio(read)?, above_stdio(write)?))
 }
 
@@ -121,13 +132,10 @@ pub(crate) fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 pub(crate) fn read_until_eof(fd: BorrowedFd<'_>) {
     let mut buf = [0u8; 64];
     loop {
-        // SAFETY: `buf` is valid for writes of its length and `fd` is open for the call.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n == 0 {
-            return;
-        }
-        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-            return;
+        match rustix::io::read(fd, &mut buf) {
+            Ok(0) => return,
+            Ok(_) | Err(Errno::INTR) => {}
+            Err(_) => return,
         }
     }
 }
@@ -137,17 +145,12 @@ pub(crate) fn random_u64() -> io::Result<u64> {
     let mut buf = [0u8; 8];
     let mut filled = 0;
     while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        let flags = rustix::rand::GetRandomFlags::empty();
+        match rustix::rand::getrandom(&mut buf[filled..], flags) {
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        filled += n as usize;
     }
     Ok(u64::from_ne_bytes(buf))
 }
@@ -156,69 +159,51 @@ pub(crate) fn random_u64() -> io::Result<u64> {
 ///
 /// Race-free for a child that has not been reaped yet: the PID cannot be reused before that.
 pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Ok(rustix::process::pidfd_open(
+        pid_of(pid)?,
+        PidfdFlags::empty(),
+    )?)
 }
 
-/// Sends `signal` to the process behind `pidfd`. `ESRCH` once it has been reaped.
+/// `pid` as rustix's `Pid`: `EINVAL` for 0 and for numbers no process can have.
+fn pid_of(pid: u32) -> io::Result<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Sends `signal` (a named signal: `SIGTERM`, `SIGKILL`, ...) to the process behind `pidfd`.
+/// `ESRCH` once it has been reaped; `EINVAL` for a number that names no signal.
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
-    // SAFETY: a null siginfo asks the kernel to fill it in as for kill(2); flags must be 0.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0 as libc::c_uint,
-        )
-    };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    let signal =
+        Signal::from_named_raw(signal).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, signal)?)
 }
 
 /// Waits until `fd` is readable (a pidfd: its process exited) or `deadline` passes; `Ok(false)`
 /// on timeout. `None` waits forever; a deadline already past just checks.
 pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Deadline>) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
     loop {
-        let mut pfd = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
         let timeout = deadline.map(|d| {
             let left = d.remaining();
-            libc::timespec {
-                tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
+            Timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
             }
         });
-        let tp = timeout
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: `pfd` is one valid pollfd, `tp` is null or points to a live timespec, and a
-        // null signal mask leaves the mask unchanged.
-        let r = unsafe { libc::ppoll(&mut pfd, 1, tp, std::ptr::null()) };
-        match r {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-            0 => {
+        // `ppoll` with a relative timeout (recomputed from the deadline after each EINTR).
+        match poll(&mut fds, timeout.as_ref()) {
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+            Ok(0) => {
                 if deadline.is_some_and(Deadline::has_passed) {
                     return Ok(false);
                 }
             }
-            _ => return Ok(true),
+            Ok(_) => return Ok(true),
         }
     }
 }
@@ -226,28 +211,21 @@ pub(crate) fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Deadline>) -> i
 /// Reaps the child behind `pidfd` if it has ended (`waitid(P_PIDFD, WEXITED | WNOHANG)`);
 /// `Ok(None)` while it runs.
 pub(crate) fn try_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<Ended>> {
-    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let options = libc::WEXITED | libc::WNOHANG;
-    // SAFETY: `info` is a valid siginfo_t buffer and the pidfd is open for the call.
-    cvt_retry(|| unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            options,
-        )
-    })?;
-    // SAFETY: waitid filled `info` for a child event, or left it zeroed (si_pid 0) under WNOHANG;
-    // both make the SIGCHLD fields readable.
-    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
-    if pid == 0 {
-        return Ok(None);
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
+    // rustix reports `None` when WNOHANG found the child still running (`si_pid` 0).
+    let status = retry_on_intr(|| rustix::process::waitid(WaitId::PidFd(pidfd), options))?;
+    Ok(status.as_ref().map(ended))
+}
+
+/// How a child ended, from a `waitid(WEXITED)` report (which is only ever an exit, a kill or a
+/// dump).
+fn ended(status: &WaitIdStatus) -> Ended {
+    match (status.exit_status(), status.terminating_signal()) {
+        (Some(code), _) => Ended::Exited(code),
+        (None, Some(signal)) => Ended::Signaled(signal),
+        // Not reachable with WEXITED alone; the raw status is the signal field, as before.
+        (None, None) => Ended::Signaled(status.raw_signo()),
     }
-    Ok(Some(match info.si_code {
-        libc::CLD_EXITED => Ended::Exited(status),
-        _ => Ended::Signaled(status),
-    }))
 }
 
 /// `fork()`. In the child, only async-signal-safe work is sound unless the parent was single
@@ -386,51 +364,30 @@ pub(crate) fn spawn_with_fds(
 /// Kills and reaps our child `pid`, which must not have been reaped yet (so the PID still
 /// names it). Used only when a just-started child cannot be given a pidfd.
 pub(crate) fn kill_and_reap(pid: u32) {
-    // SAFETY: signalling and reaping our own unreaped child have no memory preconditions.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-        let mut status = 0;
-        while libc::waitpid(pid as libc::pid_t, &mut status, 0) == -1
-            && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
-        {}
-    }
+    let Ok(pid) = pid_of(pid) else { return };
+    // Signalling and reaping our own unreaped child cannot hit another process.
+    let _ = rustix::process::kill_process(pid, Signal::KILL);
+    let _ = retry_on_intr(|| {
+        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+    });
 }
 
 /// Waits for the child behind `pidfd` to end and reaps it (`waitid(P_PIDFD, WEXITED)`, one
 /// blocking call). `ECHILD` if it was already reaped.
 pub(crate) fn reap_blocking(pidfd: BorrowedFd<'_>) -> io::Result<Ended> {
-    // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `info` is a valid siginfo_t buffer and the pidfd is open for the call.
-    cvt_retry(|| unsafe {
-        libc::waitid(
-            libc::P_PIDFD,
-            pidfd.as_raw_fd() as libc::id_t,
-            &mut info,
-            libc::WEXITED,
-        )
-    })?;
-    // SAFETY: without WNOHANG a successful waitid filled `info` for a child event.
-    let status = unsafe { info.si_status() };
-    Ok(match info.si_code {
-        libc::CLD_EXITED => Ended::Exited(status),
-        _ => Ended::Signaled(status),
-    })
+    let options = WaitIdOptions::EXITED;
+    match retry_on_intr(|| rustix::process::waitid(WaitId::PidFd(pidfd), options))? {
+        Some(status) => Ok(ended(&status)),
+        // Without WNOHANG a successful waitid always reports a child.
+        None => Err(io::Error::from_raw_os_error(libc::ECHILD)),
+    }
 }
 
 /// One `pread` into `buf` at `offset`: the number of bytes read (short at end of file).
 pub(crate) fn read_at(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let off =
-        libc::off_t::try_from(offset).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    loop {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes and `fd` is open for the call.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+    // The kernel takes a signed offset.
+    if i64::try_from(offset).is_err() {
+        return Err(io::ErrorKind::InvalidInput.into());
     }
+    Ok(retry_on_intr(|| rustix::io::pread(fd, &mut *buf, offset))?)
 }

@@ -7,17 +7,23 @@
 //! shrinking and growing, so no process holding the fd can truncate the mapping under another
 //! (which would turn accesses into `SIGBUS`).
 
-use super::cvt_retry;
+use rustix::fs::{self as rfs, AtFlags, FallocateFlags, MemfdFlags, Mode, OFlags, SealFlags};
+use rustix::io::retry_on_intr;
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::OnceLock;
 
 /// Where named segments live.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
 
 /// The seals every anonymous segment carries.
-pub(crate) const REQUIRED_SEALS: libc::c_int =
-    libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+const SEALS: SealFlags = SealFlags::SHRINK
+    .union(SealFlags::GROW)
+    .union(SealFlags::SEAL);
+
+/// [`SEALS`] as the bit mask that [`seals`] reports.
+pub(crate) const REQUIRED_SEALS: u32 = SEALS.bits();
 
 /// Room for a file name of up to `NAME_MAX` (255) bytes and its NUL.
 const NAME_CAP: usize = 255 + 1;
@@ -25,11 +31,18 @@ const NAME_CAP: usize = 255 + 1;
 /// A name in `/dev/shm` as a NUL-terminated C string on the stack: building it allocates nothing.
 struct ShmName {
     buf: [u8; NAME_CAP],
+    /// Bytes of the name, before its NUL.
+    len: usize,
 }
 
 impl ShmName {
-    fn as_ptr(&self) -> *const libc::c_char {
-        self.buf.as_ptr().cast()
+    fn as_c_str(&self) -> &CStr {
+        // Not `CStr::from_bytes_until_nul`: scanning for the NUL again made every named create,
+        // open, unlink and rename cost more instructions than libc's wrappers did (callgrind).
+        // SAFETY: `shm_name` copied a name without NUL bytes into `buf[..len]` and left
+        // `buf[len]` zero (`len < NAME_CAP`), so `buf[..=len]` is NUL-terminated with no interior
+        // NUL.
+        unsafe { CStr::from_bytes_with_nul_unchecked(&self.buf[..=self.len]) }
     }
 }
 
@@ -44,7 +57,10 @@ fn shm_name(name: &str) -> io::Result<ShmName> {
     if name.len() >= NAME_CAP {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
     }
-    let mut c = ShmName { buf: [0; NAME_CAP] };
+    let mut c = ShmName {
+        buf: [0; NAME_CAP],
+        len: name.len(),
+    };
     c.buf[..name.len()].copy_from_slice(name);
     Ok(c)
 }
@@ -57,40 +73,22 @@ fn shm_dir() -> io::Result<BorrowedFd<'static>> {
     if let Some(dir) = DIR.get() {
         return Ok(dir.as_fd());
     }
-    let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC;
-    // SAFETY: the path is a valid NUL-terminated string; open returns a new fd or -1.
-    let fd = cvt_retry(|| unsafe { libc::open(c"/dev/shm".as_ptr(), flags) })?;
-    // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let fd = retry_on_intr(|| rfs::open(c"/dev/shm", flags, Mode::empty()))?;
     // Should another thread have won the race, our fd is closed here.
     Ok(DIR.get_or_init(|| fd).as_fd())
 }
 
-/// `fstat(2)` as the kernel's own call: glibc's `fstat` is `newfstatat(fd, "", AT_EMPTY_PATH)`,
-/// which makes the kernel check an empty path first.
-///
-/// # Safety
-/// - `st` must be valid for writes (any fd number is acceptable: a bad one gives `EBADF`).
-unsafe fn fstat(fd: std::os::fd::RawFd, st: *mut libc::stat) -> libc::c_int {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: on x86-64 glibc's `struct stat` is the kernel's; the caller guarantees `st`.
-        unsafe { libc::syscall(libc::SYS_fstat, fd, st) as libc::c_int }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // SAFETY: the caller guarantees `st`.
-        unsafe { libc::fstat(fd, st) }
-    }
+/// `fstat(2)`, retried after `EINTR`. rustix issues the kernel's own `fstat` on 64-bit targets
+/// (glibc's is `newfstatat(fd, "", AT_EMPTY_PATH)`, which makes the kernel check an empty path).
+fn fstat(fd: BorrowedFd<'_>) -> io::Result<rfs::Stat> {
+    Ok(retry_on_intr(|| rfs::fstat(fd))?)
 }
 
 /// The device and inode of an open file.
 pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    cvt_retry(|| unsafe { fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok((st.st_dev, st.st_ino))
+    let st = fstat(fd)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Creates `/dev/shm/<name>` exclusively with mode 0600 (less what the umask clears) and sets its
@@ -100,19 +98,9 @@ pub(crate) fn file_identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
 /// through the segment header's init state, not through the name.
 pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
     let (dir, name_c) = (shm_dir()?, shm_name(name)?);
-    let flags = libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `dir` is an open directory fd and `name_c` a valid NUL-terminated string; openat
-    // returns a new fd or -1.
-    let fd = cvt_retry(|| unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name_c.as_ptr(),
-            flags,
-            0o600 as libc::c_uint,
-        )
-    })?;
-    // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mode = Mode::RUSR | Mode::WUSR;
+    let fd = retry_on_intr(|| rfs::openat(dir, name_c.as_c_str(), flags, mode))?;
     // The umask can only clear bits of 0600, never add group or other access.
     if let Err(e) = set_len(fd.as_fd(), len) {
         let _ = unlink_named(name);
@@ -125,64 +113,58 @@ pub(crate) fn create_named(name: &str, len: u64) -> io::Result<OwnedFd> {
 pub(crate) fn open_named(name: &str, writable: bool) -> io::Result<OwnedFd> {
     let (dir, name_c) = (shm_dir()?, shm_name(name)?);
     let access = if writable {
-        libc::O_RDWR
+        OFlags::RDWR
     } else {
-        libc::O_RDONLY
+        OFlags::RDONLY
     };
-    let flags = access | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: `dir` is an open directory fd and `name_c` a valid NUL-terminated string; openat
-    // returns a new fd or -1.
-    let fd = cvt_retry(|| unsafe { libc::openat(dir.as_raw_fd(), name_c.as_ptr(), flags) })?;
-    // SAFETY: `fd` was just returned by open and is owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = access | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let name = name_c.as_c_str();
+    Ok(retry_on_intr(|| {
+        rfs::openat(dir, name, flags, Mode::empty())
+    })?)
 }
 
 /// Removes `/dev/shm/<name>`. Mappings and fds already open stay valid.
 pub(crate) fn unlink_named(name: &str) -> io::Result<()> {
     let (dir, name_c) = (shm_dir()?, shm_name(name)?);
-    // SAFETY: `dir` is an open directory fd and `name_c` a valid NUL-terminated string.
-    cvt_retry(|| unsafe { libc::unlinkat(dir.as_raw_fd(), name_c.as_ptr(), 0) }).map(drop)
+    let name = name_c.as_c_str();
+    Ok(retry_on_intr(|| {
+        rfs::unlinkat(dir, name, AtFlags::empty())
+    })?)
 }
 
 /// Creates an anonymous memfd of `len` bytes, sealed against shrinking, growing and re-sealing.
 pub(crate) fn create_anonymous(len: u64) -> io::Result<OwnedFd> {
-    let name = c"multiproc";
-    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
-    // SAFETY: `name` is a valid NUL-terminated string.
-    let fd = cvt_retry(|| unsafe { libc::memfd_create(name.as_ptr(), flags) })?;
-    // SAFETY: `fd` was just returned by memfd_create and is owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let fd = retry_on_intr(|| rfs::memfd_create(c"multiproc", flags))?;
     set_len(fd.as_fd(), len)?;
-    // SAFETY: `fd` is a valid memfd created with MFD_ALLOW_SEALING.
-    cvt_retry(|| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, REQUIRED_SEALS) })?;
+    retry_on_intr(|| rfs::fcntl_add_seals(&fd, SEALS))?;
     Ok(fd)
 }
 
 /// The seals on `fd` (`F_GET_SEALS`); `EINVAL` for files that cannot carry seals.
-pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
-    // SAFETY: `fd` is a valid open fd for the duration of the call.
-    cvt_retry(|| unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) })
+pub(crate) fn seals(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    Ok(retry_on_intr(|| rfs::fcntl_get_seals(fd))?.bits())
 }
 
 fn set_len(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
-    let len =
-        libc::off_t::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `fd` is a valid open fd for the duration of the call.
-    cvt_retry(|| unsafe { libc::ftruncate(fd.as_raw_fd(), len) }).map(drop)
+    // The kernel takes a signed length.
+    if i64::try_from(len).is_err() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    Ok(retry_on_intr(|| rfs::ftruncate(fd, len))?)
 }
 
 /// Returns the pages of `len` bytes at `offset` of the file to the OS (`fallocate` with
 /// `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE`): they read as zeroes afterwards and take no memory
 /// until written again. The file keeps its length, so mappings stay valid.
 pub(crate) fn punch_hole(fd: BorrowedFd<'_>, offset: u64, len: u64) -> io::Result<()> {
-    let (offset, len) = match (libc::off_t::try_from(offset), libc::off_t::try_from(len)) {
-        (Ok(o), Ok(l)) => (o, l),
-        _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
-    };
-    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
-    // SAFETY: `fd` is a valid open fd for the duration of the call; fallocate touches no memory
-    // of ours.
-    cvt_retry(|| unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) }).map(drop)
+    // The kernel takes signed offsets.
+    if i64::try_from(offset).is_err() || i64::try_from(len).is_err() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mode = FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE;
+    Ok(retry_on_intr(|| rfs::fallocate(fd, mode, offset, len))?)
 }
 
 /// What `fstat` says about a segment file.
@@ -197,22 +179,18 @@ pub(crate) struct FileInfo {
 
 /// `fstat` of an open segment.
 pub(crate) fn file_info(fd: BorrowedFd<'_>) -> io::Result<FileInfo> {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    cvt_retry(|| unsafe { fstat(fd.as_raw_fd(), &mut st) })?;
+    let st = fstat(fd)?;
     Ok(FileInfo {
         len: st.st_size as u64,
         uid: st.st_uid,
-        mode: st.st_mode,
-        mtime: st.st_mtime,
+        mode: st.st_mode as u32,
+        mtime: st.st_mtime as i64,
     })
 }
 
 /// The effective user id of this process.
 pub(crate) fn geteuid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// A shared mapping of a segment file.
@@ -256,28 +234,18 @@ impl AsRawFd for FdRef<'_> {
 /// segments are never renamed after creation, so a linked file is linked under its own name (a
 /// same-user peer that renames files can do worse than this anyway; see SAFETY.md).
 pub(crate) fn is_still_linked(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is valid and `st` is a writable stat buffer.
-    cvt_retry(|| unsafe { fstat(fd.as_raw_fd(), &mut st) }).is_ok() && st.st_nlink > 0
+    fstat(fd).is_ok_and(|st| st.st_nlink > 0)
 }
 
 /// Renames `/dev/shm/<from>` to `/dev/shm/<to>` unless `to` exists (`EEXIST` then): the atomic
 /// step that publishes a fully initialised named object under its name.
 pub(crate) fn rename_noreplace(from: &str, to: &str) -> io::Result<()> {
     let (dir, from, to) = (shm_dir()?, shm_name(from)?, shm_name(to)?);
-    // SAFETY: `dir` is an open directory fd and both names are valid NUL-terminated strings;
-    // renameat2 only reads them.
-    cvt_retry(|| unsafe {
-        libc::renameat2(
-            dir.as_raw_fd(),
-            from.as_ptr(),
-            dir.as_raw_fd(),
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    })
-    .map(drop)
+    let (from, to) = (from.as_c_str(), to.as_c_str());
+    let flags = rfs::RenameFlags::NOREPLACE;
+    Ok(retry_on_intr(|| {
+        rfs::renameat_with(dir, from, dir, to, flags)
+    })?)
 }
 
 /// The names of the entries in `/dev/shm`.

@@ -44,11 +44,11 @@ impl Deadline {
         Self::now() >= self
     }
 
-    /// The deadline as an absolute `timespec`, for `FUTEX_WAIT_BITSET` and `ppoll`.
-    pub(crate) fn as_timespec(self) -> libc::timespec {
-        libc::timespec {
-            tv_sec: (self.nanos / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: (self.nanos % 1_000_000_000) as libc::c_long,
+    /// The deadline as an absolute `timespec`, for `FUTEX_WAIT_BITSET`.
+    pub(crate) fn as_timespec(self) -> rustix::thread::futex::Timespec {
+        rustix::thread::futex::Timespec {
+            tv_sec: (self.nanos / 1_000_000_000) as i64,
+            tv_nsec: (self.nanos % 1_000_000_000) as i64,
         }
     }
 }
