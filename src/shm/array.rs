@@ -12,7 +12,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A fixed-length array of `T` in shared memory, guarded by one robust process-shared lock.
 ///
@@ -221,6 +221,11 @@ impl<T: Pod + Send> Array<T> {
     /// Like [`lock`](Array::lock), but gives up with [`LockError::Timeout`] after `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ArrayGuard<'_, T>> {
         self.wrap(self.mutex().lock_timeout(timeout))
+    }
+
+    /// Like [`lock`](Array::lock), but gives up with [`LockError::Timeout`] at `deadline`.
+    pub fn lock_until(&self, deadline: Instant) -> LockResult<ArrayGuard<'_, T>> {
+        self.wrap(self.mutex().lock_until(deadline))
     }
 
     fn wrap<'a>(&'a self, res: LockResult<MutexGuard<'a, ()>>) -> LockResult<ArrayGuard<'a, T>> {

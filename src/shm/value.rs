@@ -142,6 +142,11 @@ impl<T: Pod + Send> Value<T> {
         self.mutex().lock_timeout(timeout)
     }
 
+    /// Like [`lock`](Value::lock), but gives up with [`LockError::Timeout`] at `deadline`.
+    pub fn lock_until(&self, deadline: std::time::Instant) -> LockResult<MutexGuard<'_, T>> {
+        self.mutex().lock_until(deadline)
+    }
+
     /// A copy of the value, read under the lock.
     ///
     /// # Errors
