@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sizes, initialises and attaches one ring type; lets both handles share one implementation.
 trait Ring<T: Pod + Send> {
@@ -369,6 +369,14 @@ impl<T: Pod + Send> Queue<T> {
         self.inner.ring().push_timeout(value, timeout)
     }
 
+    /// Like [`push`](Queue::push), giving up with `Timeout(value)` at `deadline` (a past one:
+    /// no waiting).
+    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
+        self.inner
+            .ring()
+            .push_deadline(value, Some(Deadline::at(deadline)))
+    }
+
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&self) -> std::result::Result<T, PopError> {
         self.inner.ring().pop()
@@ -382,6 +390,25 @@ impl<T: Pod + Send> Queue<T> {
     /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
         self.inner.ring().pop_timeout(timeout)
+    }
+
+    /// Like [`pop`](Queue::pop), giving up with `Timeout` at `deadline` (a past one: no
+    /// waiting).
+    ///
+    /// ```
+    /// use multiproc::queue::PopError;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = multiproc::Queue::<u64>::new(4)?;
+    /// let deadline = Instant::now() + Duration::from_millis(20);
+    /// assert_eq!(q.pop_until(deadline), Err(PopError::Timeout));
+    /// assert!(Instant::now() >= deadline);
+    /// q.push(7).unwrap();
+    /// assert_eq!(q.pop_until(deadline), Ok(7));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
+        self.inner.ring().pop_deadline(Some(Deadline::at(deadline)))
     }
 }
 
@@ -470,6 +497,16 @@ impl<T: Pod + Send> SpscProducer<T> {
         self.with(|end| end.push_timeout(value, timeout))
     }
 
+    /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` at `deadline`.
+    pub fn push_until(
+        &mut self,
+        value: T,
+        deadline: Instant,
+    ) -> std::result::Result<(), PushError<T>> {
+        let deadline = Deadline::at(deadline);
+        self.with(|end| end.push_deadline(value, Some(deadline)))
+    }
+
     /// Appends as many values from `src` as fit now (without waiting); returns how many.
     pub fn push_slice(&mut self, src: &[T]) -> std::result::Result<usize, BatchError> {
         self.with(|end| end.push_slice(src))
@@ -512,6 +549,12 @@ impl<T: Pod + Send> SpscConsumer<T> {
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
         self.with(|end| end.pop_timeout(timeout))
+    }
+
+    /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` at `deadline`.
+    pub fn pop_until(&mut self, deadline: Instant) -> std::result::Result<T, PopError> {
+        let deadline = Deadline::at(deadline);
+        self.with(|end| end.pop_deadline(Some(deadline)))
     }
 
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
@@ -693,6 +736,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             .map_err(|h| send_error(h, msg, SendError::Timeout))
     }
 
+    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` at `deadline`.
+    pub fn send_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
+        self.ring()
+            .send_with(&msg, Wait::Until(Some(Deadline::at(deadline))))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
     /// Receives the oldest message, waiting while there is none.
     ///
     /// # Errors
@@ -714,6 +764,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
         self.ring()
             .recv_with(Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
+    /// Like [`recv`](Channel::recv), giving up with `Timeout` at `deadline`.
+    pub fn recv_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
+        self.ring()
+            .recv_with(Wait::Until(Some(Deadline::at(deadline))))
             .map_err(|h| recv_error(h, RecvError::Timeout))
     }
 
