@@ -25,7 +25,7 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The shared counter.
 #[repr(C)]
@@ -235,6 +235,11 @@ impl<T: Pod + Send> JoinableQueue<T> {
         self.counted(value, |v| self.queue.push_timeout(v, timeout))
     }
 
+    /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
+    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
+        self.counted(value, |v| self.queue.push_until(v, deadline))
+    }
+
     /// Removes the oldest value, waiting while the queue is empty. Call
     /// [`task_done`](Self::task_done) when it is processed.
     pub fn pop(&self) -> std::result::Result<T, PopError> {
@@ -249,6 +254,11 @@ impl<T: Pod + Send> JoinableQueue<T> {
     /// Like [`pop`](Self::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
         self.queue.pop_timeout(timeout)
+    }
+
+    /// Like [`pop`](Self::pop), giving up with `Timeout` at `deadline`.
+    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
+        self.queue.pop_until(deadline)
     }
 
     /// Marks one popped value as processed; wakes every joiner when none are left.
@@ -279,6 +289,18 @@ impl<T: Pod + Send> JoinableQueue<T> {
     /// [`Error::Timeout`] if tasks were still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
         if self.join_deadline(Some(Deadline::after(timeout))) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// Like [`join`](Self::join), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if tasks were still unfinished.
+    pub fn join_until(&self, deadline: Instant) -> Result<()> {
+        if self.join_deadline(Some(Deadline::at(deadline))) {
             Ok(())
         } else {
             Err(Error::Timeout)

@@ -7,7 +7,7 @@ use crate::error::Result;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Makes pipes: [`Pipe::new`] returns the two ends of a duplex connection.
 ///
@@ -97,6 +97,17 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         self.tx.try_send(msg)
     }
 
+    /// Like [`send`](Connection::send), giving up with `Timeout(msg)` after `timeout` (a
+    /// full buffer the other end does not drain).
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
+        self.tx.send_timeout(msg, timeout)
+    }
+
+    /// Like [`send`](Connection::send), giving up with `Timeout(msg)` at `deadline`.
+    pub fn send_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
+        self.tx.send_until(msg, deadline)
+    }
+
     /// Receives the next message from the other end, waiting while there is none.
     ///
     /// # Errors
@@ -109,6 +120,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Like [`recv`](Connection::recv), giving up with `Timeout` after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
         self.rx.recv_timeout(timeout)
+    }
+
+    /// Like [`recv`](Connection::recv), giving up with `Timeout` at `deadline`.
+    pub fn recv_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
+        self.rx.recv_until(deadline)
     }
 
     /// Receives a message if one is ready now, else `Empty`.
