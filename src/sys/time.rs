@@ -40,10 +40,9 @@ impl Deadline {
     pub(crate) fn at(at: Instant) -> Self {
         let (now, instant_now) = (Self::now(), Instant::now());
         let nanos = match at.checked_duration_since(instant_now) {
-            Some(ahead) => {
-                now.nanos
-                    .saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX))
-            }
+            Some(ahead) => now
+                .nanos
+                .saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX)),
             None => {
                 let behind = instant_now.duration_since(at);
                 now.nanos
