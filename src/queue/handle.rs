@@ -153,7 +153,12 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
         })
     }
 
-    fn create(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+    fn create(
+        name: Option<&str>,
+        capacity: usize,
+        open_existing: bool,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
         let spec = Self::spec();
         let len = Self::payload_len(capacity)?;
         let mut failed = None;
@@ -164,10 +169,9 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
                 failed = Some(e);
             }
         };
-        let opts = ShmOptions::default();
         let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
-            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
+            (name, _) => Object::create(name, &spec, len, opts, init)?,
         };
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
@@ -176,8 +180,8 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
         Self::attach(object)
     }
 
-    fn open(name: &str) -> Result<Self> {
-        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    fn open(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), opts)?)
     }
 
     fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -197,7 +201,16 @@ macro_rules! ring_handle {
             /// # Errors
             /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
             pub fn new(capacity: usize) -> Result<Self> {
-                RingObject::create(None, capacity, false).map(|inner| Self { inner })
+                Self::new_with(capacity, &ShmOptions::default())
+            }
+
+            /// A new anonymous queue, with options (e.g. [`ShmOptions::populate`] to fault in
+            /// a big ring up front).
+            ///
+            /// # Errors
+            /// As `new`.
+            pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
+                RingObject::create(None, capacity, false, opts).map(|inner| Self { inner })
             }
 
             /// A new queue under `name`.
@@ -205,7 +218,15 @@ macro_rules! ring_handle {
             /// # Errors
             /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`].
             pub fn create(name: &str, capacity: usize) -> Result<Self> {
-                RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
+                Self::create_with(name, capacity, &ShmOptions::default())
+            }
+
+            /// A new queue under `name`, with options.
+            ///
+            /// # Errors
+            /// As `create`.
+            pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
+                RingObject::create(Some(name), capacity, false, opts).map(|inner| Self { inner })
             }
 
             /// Opens the queue another process created under `name`.
@@ -213,13 +234,31 @@ macro_rules! ring_handle {
             /// # Errors
             /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
             pub fn open(name: &str) -> Result<Self> {
-                RingObject::open(name).map(|inner| Self { inner })
+                Self::open_with(name, &ShmOptions::default())
+            }
+
+            /// Opens the queue another process created under `name`, with options (e.g.
+            /// [`ShmOptions::allow_foreign`]).
+            ///
+            /// # Errors
+            /// As `open`.
+            pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+                RingObject::open(name, opts).map(|inner| Self { inner })
             }
 
             /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue keeps
             /// its own capacity.
             pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-                RingObject::create(Some(name), capacity, true).map(|inner| Self { inner })
+                Self::open_or_create_with(name, capacity, &ShmOptions::default())
+            }
+
+            /// `open_or_create` with options (used for both the open and the create).
+            pub fn open_or_create_with(
+                name: &str,
+                capacity: usize,
+                opts: &ShmOptions,
+            ) -> Result<Self> {
+                RingObject::create(Some(name), capacity, true, opts).map(|inner| Self { inner })
             }
 
             /// Closes the queue for everyone and wakes every blocked caller; what is queued can
@@ -652,7 +691,12 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         })
     }
 
-    fn create_with(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+    fn make(
+        name: Option<&str>,
+        capacity: usize,
+        open_existing: bool,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
         let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
             reason: "channel capacity too large",
         })?;
@@ -667,11 +711,10 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                 failed = Some(e);
             }
         };
-        let opts = ShmOptions::default();
         let spec = Self::spec();
         let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
-            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
+            (name, _) => Object::create(name, &spec, len, opts, init)?,
         };
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
@@ -686,7 +729,23 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// # Errors
     /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
     pub fn new(capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(None, capacity_bytes, false)
+        Self::new_with(capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`Channel::new`] with options.
+    ///
+    /// ```
+    /// use multiproc::{Channel, shm::ShmOptions};
+    /// let ch = Channel::<String>::new_with(1 << 20, &ShmOptions::new().populate(true))?;
+    /// ch.send("pre-faulted".to_string()).unwrap();
+    /// assert_eq!(ch.recv().unwrap(), "pre-faulted");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Channel::new`].
+    pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::make(None, capacity_bytes, false, opts)
     }
 
     /// A new channel under `name`.
@@ -694,7 +753,15 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
     pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(Some(name), capacity_bytes, false)
+        Self::create_with(name, capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`Channel::create`] with options.
+    ///
+    /// # Errors
+    /// As [`Channel::create`].
+    pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::make(Some(name), capacity_bytes, false, opts)
     }
 
     /// Opens the channel another process created under `name`.
@@ -703,13 +770,30 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
     /// another object), [`Error::Corrupted`].
     pub fn open(name: &str) -> Result<Self> {
-        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`Channel::open`] with options.
+    ///
+    /// # Errors
+    /// As [`Channel::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), opts)?)
     }
 
     /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
     /// keeps its own capacity.
     pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(Some(name), capacity_bytes, true)
+        Self::open_or_create_with(name, capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`Channel::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(
+        name: &str,
+        capacity_bytes: usize,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
+        Self::make(Some(name), capacity_bytes, true, opts)
     }
 
     /// Sends `msg`, waiting while there is no room.
