@@ -135,22 +135,17 @@ impl<T: Pod + Send> JoinableQueue<T> {
         unsafe { self.tasks.payload().cast::<TaskCount>().as_ref() }
     }
 
-    fn counter(name: Option<&str>, open_existing: bool) -> Result<Object> {
-        let opts = ShmOptions::default();
+    fn counter(name: Option<&str>, open_existing: bool, opts: &ShmOptions) -> Result<Object> {
         let len = size_of::<TaskCount>();
         match (name, open_existing) {
-            (Some(n), true) => Object::open_or_create(
-                &Self::counter_name(n),
-                &Self::spec(),
-                len,
-                &opts,
-                Self::init,
-            ),
+            (Some(n), true) => {
+                Object::open_or_create(&Self::counter_name(n), &Self::spec(), len, opts, Self::init)
+            }
             (n, _) => Object::create(
                 n.map(Self::counter_name).as_deref(),
                 &Self::spec(),
                 len,
-                &opts,
+                opts,
                 Self::init,
             ),
         }
@@ -161,32 +156,54 @@ impl<T: Pod + Send> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::new`].
     pub fn new(capacity: usize) -> Result<Self> {
-        Self::from_parts(Queue::new(capacity)?, Self::counter(None, false)?)
+        Self::new_with(capacity, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::new`] with options (for both its segments).
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::from_parts(
+            Queue::new_with(capacity, opts)?,
+            Self::counter(None, false, opts)?,
+        )
     }
 
     /// A new queue under `name` (its counter lives under `name-tasks`).
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        Self::create_with(name, capacity, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::create`] with options (for both its segments).
+    pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
-            Queue::create(name, capacity)?,
-            Self::counter(Some(name), false)?,
+            Queue::create_with(name, capacity, opts)?,
+            Self::counter(Some(name), false, opts)?,
         )
     }
 
     /// Opens the queue another process created under `name`.
     pub fn open(name: &str) -> Result<Self> {
-        let tasks = Object::open(
-            &Self::counter_name(name),
-            &Self::spec(),
-            &ShmOptions::default(),
-        )?;
-        Self::from_parts(Queue::open(name)?, tasks)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::open`] with options (for both its segments).
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), opts)?;
+        Self::from_parts(Queue::open_with(name, opts)?, tasks)
     }
 
     /// Opens `name`, or creates it with `capacity` (race-safe).
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+        Self::open_or_create_with(name, capacity, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
-            Queue::open_or_create(name, capacity)?,
-            Self::counter(Some(name), true)?,
+            Queue::open_or_create_with(name, capacity, opts)?,
+            Self::counter(Some(name), true, opts)?,
         )
     }
 
