@@ -671,6 +671,162 @@ impl<T> Channel<T> {
     }
 }
 
+/// Raw bytes, Python's `Connection.send_bytes`/`recv_bytes`/`recv_bytes_into`: a record
+/// holds the bytes as they are, without encoding. They share the ring with typed messages: a
+/// message sent with [`send`](Channel::send) is received by [`recv_bytes`](Channel::recv_bytes)
+/// as its postcard encoding, and bytes that are a valid encoding are received by
+/// [`recv`](Channel::recv) as the message (anything else fails with `Deserialize`).
+///
+/// ```
+/// let ch = multiproc::Channel::<String>::new(4096)?;
+/// ch.send_bytes(b"raw frame").unwrap();
+/// assert_eq!(ch.recv_bytes().unwrap(), b"raw frame");
+///
+/// ch.send_bytes(&[3, b'a', b'b', b'c']).unwrap(); // postcard: length, then UTF-8
+/// assert_eq!(ch.recv().unwrap(), "abc");
+///
+/// ch.send_bytes(&[1, 2, 3, 4, 5]).unwrap();
+/// let mut buf = [0u8; 4];
+/// assert_eq!(
+///     ch.recv_bytes_into(&mut buf),
+///     Err(multiproc::queue::RecvError::BufferTooShort { needed: 5 })
+/// );
+/// let mut buf = [0u8; 16];
+/// assert_eq!(ch.recv_bytes_into(&mut buf).unwrap(), 5);
+/// assert_eq!(&buf[..5], &[1, 2, 3, 4, 5]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl<T> Channel<T> {
+    /// Sends `bytes` as one message, waiting while there is no room.
+    ///
+    /// # Errors
+    /// `Closed(())`, `TooLarge` (longer than [`max_message_len`](Channel::max_message_len)),
+    /// `Corrupted`.
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        self.bytes_out(bytes, Wait::Until(None), SendError::Timeout)
+    }
+
+    /// Sends `bytes` if there is room now, else `Full(())`.
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        self.bytes_out(bytes, Wait::No, SendError::Full)
+    }
+
+    /// Like [`send_bytes`](Channel::send_bytes), giving up with `Timeout(())` after `timeout`.
+    pub fn send_bytes_timeout(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<()>> {
+        let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.bytes_out(bytes, wait, SendError::Timeout)
+    }
+
+    /// Like [`send_bytes`](Channel::send_bytes), giving up with `Timeout(())` at `deadline`.
+    pub fn send_bytes_until(
+        &self,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> std::result::Result<(), SendError<()>> {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.bytes_out(bytes, wait, SendError::Timeout)
+    }
+
+    fn bytes_out(
+        &self,
+        bytes: &[u8],
+        wait: Wait,
+        blocked: fn(()) -> SendError<()>,
+    ) -> std::result::Result<(), SendError<()>> {
+        self.ring()
+            .send_bytes_with(bytes, wait)
+            .map_err(|h| send_error(h, (), blocked))
+    }
+
+    /// Receives the next message's bytes as they are, waiting while there is none.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained), `Corrupted`.
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(Wait::Until(None), RecvError::Timeout)
+    }
+
+    /// Receives the next message's bytes if there is one now, else `Empty`.
+    pub fn try_recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(Wait::No, RecvError::Empty)
+    }
+
+    /// Like [`recv_bytes`](Channel::recv_bytes), giving up with `Timeout` after `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(
+            Wait::Until(Some(Deadline::after(timeout))),
+            RecvError::Timeout,
+        )
+    }
+
+    /// Like [`recv_bytes`](Channel::recv_bytes), giving up with `Timeout` at `deadline`.
+    pub fn recv_bytes_until(&self, deadline: Instant) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(
+            Wait::Until(Some(Deadline::at(deadline))),
+            RecvError::Timeout,
+        )
+    }
+
+    fn bytes_in(&self, wait: Wait, blocked: RecvError) -> std::result::Result<Vec<u8>, RecvError> {
+        self.ring()
+            .recv_bytes_with(wait)
+            .map_err(|h| recv_error(h, blocked))
+    }
+
+    /// Copies the next message's bytes into the front of `buf`, waiting while there is none;
+    /// returns their length. No allocation.
+    ///
+    /// # Errors
+    /// `BufferTooShort { needed }` if the message is longer than `buf` (it stays in the
+    /// channel); `Closed`, `Corrupted`.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.bytes_into(buf, Wait::Until(None), RecvError::Timeout)
+    }
+
+    /// Like [`recv_bytes_into`](Channel::recv_bytes_into) if a message is ready now, else
+    /// `Empty`.
+    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.bytes_into(buf, Wait::No, RecvError::Empty)
+    }
+
+    /// Like [`recv_bytes_into`](Channel::recv_bytes_into), giving up with `Timeout` after
+    /// `timeout`.
+    pub fn recv_bytes_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> std::result::Result<usize, RecvError> {
+        let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.bytes_into(buf, wait, RecvError::Timeout)
+    }
+
+    /// Like [`recv_bytes_into`](Channel::recv_bytes_into), giving up with `Timeout` at
+    /// `deadline`.
+    pub fn recv_bytes_into_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> std::result::Result<usize, RecvError> {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.bytes_into(buf, wait, RecvError::Timeout)
+    }
+
+    fn bytes_into(
+        &self,
+        buf: &mut [u8],
+        wait: Wait,
+        blocked: RecvError,
+    ) -> std::result::Result<usize, RecvError> {
+        self.ring()
+            .recv_bytes_into_with(buf, wait)
+            .map_err(|h| recv_error(h, blocked))
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Channel<T> {
     fn spec() -> Spec {
         Spec::new::<T, ChannelHeader>(Kind::Channel)
