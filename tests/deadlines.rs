@@ -11,8 +11,8 @@ use multiproc::sync::{
     SemaphoreError,
 };
 use multiproc::{
-    Array, Channel, Error, JoinableQueue, Pipe, Pool, Process, Queue, Shared, ShmSafe, SpscQueue,
-    Value,
+    Array, Channel, Error, JoinableChannel, JoinableQueue, Pipe, Pool, Process, Queue, Shared,
+    ShmSafe, SpscQueue, Value,
 };
 use std::time::{Duration, Instant};
 
@@ -210,6 +210,42 @@ fn queues_channels_and_pipes() {
         jq.task_done().unwrap();
         jq.join_until(Instant::now() - Duration::from_millis(50))
             .unwrap();
+
+        let jc = JoinableChannel::<Vec<u8>>::new(64).unwrap();
+        check("JoinableChannel::get_until", |d| {
+            jc.get_until(d) == Err(RecvError::Timeout)
+        });
+        jc.put(vec![1; 40]).unwrap();
+        check("JoinableChannel::put_until", |d| {
+            matches!(jc.put_until(vec![2; 40], d), Err(SendError::Timeout(_)))
+        });
+        assert_eq!(
+            jc.unfinished_tasks(),
+            1,
+            "a put that timed out is not a task"
+        );
+        check("JoinableChannel::join_until", |d| {
+            matches!(jc.join_until(d), Err(Error::Timeout))
+        });
+        jc.get().unwrap();
+        jc.task_done().unwrap();
+        jc.join_until(Instant::now() - Duration::from_millis(50))
+            .unwrap();
+
+        let ch = Channel::<Vec<u8>>::new(64).unwrap();
+        check("Channel::recv_bytes_until", |d| {
+            ch.recv_bytes_until(d) == Err(RecvError::Timeout)
+        });
+        check("Channel::recv_bytes_into_until", |d| {
+            ch.recv_bytes_into_until(&mut [0; 64], d) == Err(RecvError::Timeout)
+        });
+        ch.send_bytes(&[1; 40]).unwrap();
+        check("Channel::send_bytes_until", |d| {
+            matches!(
+                ch.send_bytes_until(&[2; 40], d),
+                Err(SendError::Timeout(()))
+            )
+        });
 
         let (a, b) = Pipe::new::<Vec<u8>>(64).unwrap();
         check("Connection::recv_until", |d| {

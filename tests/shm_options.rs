@@ -10,7 +10,8 @@ use common::{unique, watchdog};
 use multiproc::heap::{Cell, Dict, Heap, List};
 use multiproc::shm::ShmOptions;
 use multiproc::{
-    Array, Channel, Error, JoinableQueue, Process, Queue, Segment, Shared, SpscQueue, Value,
+    Array, Channel, Error, JoinableChannel, JoinableQueue, Process, Queue, Segment, Shared,
+    SpscQueue, Value,
 };
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::AtomicU64;
@@ -21,7 +22,7 @@ multiproc::test_support!();
 /// The segments a named object of each kind keeps in `/dev/shm`.
 fn files(name: &str, kind: &str) -> Vec<String> {
     match kind {
-        "JoinableQueue" => vec![name.to_owned(), format!("{name}-tasks")],
+        "JoinableQueue" | "JoinableChannel" => vec![name.to_owned(), format!("{name}-tasks")],
         _ => vec![name.to_owned()],
     }
 }
@@ -80,6 +81,9 @@ fn kinds() -> Vec<Kind> {
         kind!("JoinableQueue", JoinableQueue<u64>,
             create: |n, o| JoinableQueue::create_with(n, 8, o),
             open_or_create: |n, o| JoinableQueue::open_or_create_with(n, 8, o)),
+        kind!("JoinableChannel", JoinableChannel<String>,
+            create: |n, o| JoinableChannel::create_with(n, 256, o),
+            open_or_create: |n, o| JoinableChannel::open_or_create_with(n, 256, o)),
         kind!("Heap", Heap,
             create: |n, o| Heap::create_with(n, 1 << 20, o),
             open_or_create: |n, o| Heap::open_or_create_with(n, 1 << 20, o)),
