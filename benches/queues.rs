@@ -816,7 +816,10 @@ fn ours_send_bytes(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
         })
     });
     ch.send_bytes(&[0]).expect("send stop");
-    assert!(child.finish(GRACE), "ours_send_bytes: Channel consumer failed");
+    assert!(
+        child.finish(GRACE),
+        "ours_send_bytes: Channel consumer failed"
+    );
 }
 
 /// A pipe: the parent announces the byte count, writes the messages, and waits for the child's

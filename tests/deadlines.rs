@@ -251,6 +251,7 @@ fn queues_channels_and_pipes() {
         check("Connection::recv_until", |d| {
             a.recv_until(d) == Err(RecvError::Timeout)
         });
+        check("Connection::poll_until", |d| !a.poll_until(d));
         a.send(vec![1; 40]).unwrap();
         check("Connection::send_until", |d| {
             matches!(a.send_until(vec![2; 40], d), Err(SendError::Timeout(_)))

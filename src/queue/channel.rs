@@ -505,10 +505,12 @@ impl<'a> ChannelRef<'a> {
             let free = cap - used;
             let avail = free.min(to_end);
             if size.is_none() && avail > WORD {
-                // Optimistic: encode straight into the contiguous free bytes.
-                // SAFETY: `at + avail <= cap`; the `free` bytes after `tail` belong to the
-                // holder of the send lock (receivers stop at `tail`).
-                let buf = unsafe { self.bytes(at + WORD, avail - WORD) };
+                // Optimistic: encode straight into the contiguous free bytes, at most the
+                // longest record a word can describe (a larger message fails `record_len`).
+                let room = (avail - WORD).min(u64::from(u32::MAX));
+                // SAFETY: `at + WORD + room <= at + avail <= cap`; the `free` bytes after
+                // `tail` belong to the holder of the send lock (receivers stop at `tail`).
+                let buf = unsafe { self.bytes(at + WORD, room) };
                 match msg.encode_into(buf) {
                     Ok(len) => {
                         self.commit(tail, at, len);

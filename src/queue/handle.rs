@@ -1025,6 +1025,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         self.ring().ready(wait).unwrap_or(true)
     }
 
+    /// Waits until `deadline` at the latest until a receive would not block; returns whether
+    /// it would not.
+    pub fn poll_until(&self, deadline: Instant) -> bool {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.ring().ready(wait).unwrap_or(true)
+    }
+
     /// Closes the channel for everyone and wakes every blocked caller.
     pub fn close(&self) {
         self.ring().close()

@@ -138,6 +138,12 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         self.rx.poll(timeout)
     }
 
+    /// Waits until `deadline` at the latest until [`recv`](Connection::recv) would not block;
+    /// returns whether it would not.
+    pub fn poll_until(&self, deadline: Instant) -> bool {
+        self.rx.poll_until(deadline)
+    }
+
     /// Closes both directions: the other end's receives drain and then fail with `Closed`, and
     /// sends from either end fail with `Closed`.
     pub fn close(&self) {
