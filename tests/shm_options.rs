@@ -32,12 +32,15 @@ fn chmod(name: &str, mode: u32) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// A created object, kept alive while the test looks at it.
+type Kept = Result<Box<dyn std::any::Any>, Error>;
+
 /// One row per kind: creates it under a name with `create_with`, then opens it with `open`
 /// (default options) and with `open_with`/`open_or_create_with` under `opts`.
 struct Kind {
     name: &'static str,
     /// Creates the object (kept alive by the returned box) under the name.
-    create: fn(&str, &ShmOptions) -> Result<Box<dyn std::any::Any>, Error>,
+    create: fn(&str, &ShmOptions) -> Kept,
     /// Opens it with the defaults.
     open: fn(&str) -> Result<(), Error>,
     /// Opens it with `opts`.
@@ -88,11 +91,11 @@ fn kinds() -> Vec<Kind> {
             create: |n, o| Heap::create_with(n, 1 << 20, o),
             open_or_create: |n, o| Heap::open_or_create_with(n, 1 << 20, o)),
         kind!("Dict", Dict<String, u64>,
-            create: |n, o| Dict::create_with(n, o),
-            open_or_create: |n, o| Dict::open_or_create_with(n, o)),
+            create: Dict::create_with,
+            open_or_create: Dict::open_or_create_with),
         kind!("List", List<u64>,
-            create: |n, o| List::create_with(n, o),
-            open_or_create: |n, o| List::open_or_create_with(n, o)),
+            create: List::create_with,
+            open_or_create: List::open_or_create_with),
         kind!("Cell", Cell<String>,
             create: |n, o| Cell::create_with(n, "seven".to_string(), o),
             open_or_create: |n, o| Cell::open_or_create_with(n, "eight".to_string(), o)),
