@@ -37,8 +37,12 @@ impl Deadline {
     /// The point on `CLOCK_MONOTONIC` that `at` names. `Instant` is measured on the same
     /// clock on Linux, but its representation is private, so the distance from now is carried
     /// over: a past instant gives a deadline that has passed, a far one saturates.
+    ///
+    /// The `Instant` is read first: the deadline is then never earlier than `at` (by the time
+    /// between the two reads at most later), so a wait until it never ends before `at`.
     pub(crate) fn at(at: Instant) -> Self {
-        let (now, instant_now) = (Self::now(), Instant::now());
+        let instant_now = Instant::now();
+        let now = Self::now();
         let nanos = match at.checked_duration_since(instant_now) {
             Some(ahead) => now
                 .nanos
