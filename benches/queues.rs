@@ -15,7 +15,7 @@
 //! - `message_bytes/<size>`: `memcpy`, `raw_copy_ring` (the cross-process copy limit), `pipe`,
 //!   `ipc_channel`; ours: `ours_channel`
 //!   (`Channel<Bytes>`, a byte-string newtype), `ours_channel_vec` (`Channel<Vec<u8>>`, which
-//!   serde encodes byte by byte).
+//!   serde encodes byte by byte), `ours_send_bytes` (`send_bytes`/`recv_bytes_into`: no encoding).
 //! - `mpmc_scaling/<producers>`: `crossbeam_array_queue` with N producer and N consumer threads;
 //!   ours: `ours_queue` (`Queue<u64>` with N producer and N consumer processes).
 
@@ -612,6 +612,7 @@ fn message_bytes(c: &mut Criterion) {
         raw_copy_ring(&mut g, size);
         ours_channel::<Bytes>(&mut g, "ours_channel", size);
         ours_channel::<Vec<u8>>(&mut g, "ours_channel_vec", size);
+        ours_send_bytes(&mut g, size);
         pipe_bytes(&mut g, size);
         ipc_channel_bytes(&mut g, size);
     }
@@ -780,6 +781,45 @@ fn ours_channel<M: Message>(g: &mut BenchmarkGroup<'_, WallTime>, id: &str, size
     });
     ch.send(M::from_bytes(vec![0])).expect("send stop");
     assert!(child.finish(GRACE), "{id}: Channel consumer failed");
+}
+
+/// `Channel::send_bytes` parent -> child, `recv_bytes_into` a reused buffer in the child (no
+/// encoding, no allocation per message: Python's `send_bytes`/`recv_bytes_into`); otherwise as
+/// [`ours_channel`].
+fn ours_send_bytes(g: &mut BenchmarkGroup<'_, WallTime>, size: usize) {
+    let ch = Channel::<()>::new(CHANNEL_CAP).expect("Channel::new");
+    let taken = Shared::new(AtomicU64::new(0)).expect("Shared::new");
+    let child = Child::fork(|| {
+        let mut buf = vec![0u8; size.max(1)];
+        let mut count = 0u64;
+        loop {
+            match ch.recv_bytes_into(&mut buf).expect("recv_bytes_into") {
+                1 => break,
+                n => assert_eq!(n, size, "send_bytes: wrong message length"),
+            }
+            std::hint::black_box(&mut buf);
+            count += 1;
+            taken.store(count, Ordering::Release);
+        }
+    });
+    let msg = vec![0x5au8; size];
+    let mut sent = 0u64;
+    g.bench_with_input(BenchmarkId::new("ours_send_bytes", size), &size, |b, _| {
+        b.iter_custom(|iters| {
+            timed(iters, |n| {
+                for _ in 0..n {
+                    ch.send_bytes(&msg).expect("send_bytes");
+                }
+                sent += n;
+                spin_until(|| taken.load(Ordering::Acquire) == sent);
+            })
+        })
+    });
+    ch.send_bytes(&[0]).expect("send stop");
+    assert!(
+        child.finish(GRACE),
+        "ours_send_bytes: Channel consumer failed"
+    );
 }
 
 /// A pipe: the parent announces the byte count, writes the messages, and waits for the child's

@@ -187,6 +187,12 @@ for size, label in ((64, "64 B"), (4096, "4 KiB"), (1 << 20, "1 MiB")):
                             "pipe": f"message_bytes/pipe/{size}",
                             "ipc_channel": f"message_bytes/ipc_channel/{size}"},
                      target=("limit", ">=", 0.8) if size == 1 << 20 else None))
+    ROWS.append(dict(op=f"Channel send_bytes/recv_bytes_into {label} messages", kind="bytes",
+                     size=size, ours=f"message_bytes/ours_send_bytes/{size}",
+                     limit=f"message_bytes/memcpy/{size}",
+                     peers={"raw copy ring (copy in + out limit)": f"message_bytes/raw_copy_ring/{size}",
+                            "Channel<Bytes> send/recv": f"message_bytes/ours_channel/{size}",
+                            "pipe": f"message_bytes/pipe/{size}"}))
 
 
 def scaling_rows(results):

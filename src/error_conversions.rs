@@ -182,6 +182,9 @@ impl From<RecvError> for Error {
             RecvError::Closed => Error::Closed,
             RecvError::Timeout => Error::Timeout,
             RecvError::Deserialize(why) => Error::Serialization(why),
+            RecvError::BufferTooShort { .. } => Error::InvalidSize {
+                reason: "receive buffer too short for the message",
+            },
             RecvError::Corrupted(what) => Error::Corrupted(what),
         }
     }

@@ -10,8 +10,9 @@
 //!   [`ReentrantMutex`](sync::ReentrantMutex), [`Condvar`](sync::Condvar),
 //!   [`Semaphore`](sync::Semaphore), [`Barrier`](sync::Barrier), [`Event`](sync::Event),
 //!   [`RwLock`](sync::RwLock): in-place `#[repr(C)]` types, shared with `Shared::new(..)`.
-//! - [`Queue`] (lock-free MPMC) and [`SpscQueue`] for `Pod` values; [`Channel`], [`Pipe`] and
-//!   [`JoinableQueue`] for serde messages and task tracking ([`queue`]).
+//! - [`Queue`] (lock-free MPMC), [`SpscQueue`] and [`JoinableQueue`] for `Pod` values;
+//!   [`Channel`], [`Pipe`] and [`JoinableChannel`] for serde messages (and raw bytes), with
+//!   task tracking in the joinable ones ([`queue`]).
 //! - [`heap`]: a shared [`Heap`](heap::Heap) (an allocator in one sparse, crash-consistent
 //!   segment) with zero-copy shareable handles and named objects, and Python's Manager types on
 //!   it without a server process: [`Dict`](heap::Dict), [`List`](heap::List), [`Cell`](heap::Cell).
@@ -90,5 +91,5 @@ pub use process::{
 #[cfg(feature = "derive")]
 pub use multiproc_derive::ShmSafe;
 #[cfg(not(multiproc_loom))]
-pub use queue::{Channel, Connection, JoinableQueue, Pipe, Queue, SpscQueue};
+pub use queue::{Channel, Connection, JoinableChannel, JoinableQueue, Pipe, Queue, SpscQueue};
 pub use shm::{Array, Segment, Shared, ShmSafe, Value};

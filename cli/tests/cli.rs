@@ -3,7 +3,9 @@
 
 use multiproc::heap::Heap;
 use multiproc::sync::{Barrier, Event, LockError, Mutex, ReentrantMutex, RwLock, Semaphore};
-use multiproc::{Channel, JoinableQueue, Process, Queue, Segment, Shared, SpscQueue, Value};
+use multiproc::{
+    Channel, JoinableChannel, JoinableQueue, Process, Queue, Segment, Shared, SpscQueue, Value,
+};
 use std::process::{Command, Output};
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -211,6 +213,11 @@ fn info_shows_queues_sync_primitives_and_heaps() {
         info_json(&n("joinable-tasks"))["state"]["unfinished_tasks"],
         2
     );
+    let jc = JoinableChannel::<String>::create(&n("jchannel"), 256).unwrap();
+    jc.put("one".to_string()).unwrap();
+    let j = info_json(&n("jchannel-tasks"));
+    assert_eq!(j["state"]["unfinished_tasks"], 1, "{j}");
+    assert_eq!(info_json(&n("jchannel"))["state"]["len"], 1);
 
     let sem = Shared::create(&n("sem"), Semaphore::new(3)).unwrap();
     sem.acquire();

@@ -5,6 +5,7 @@
 use super::Heap;
 use super::alloc::{self, BLOCK_HEADER, State};
 use crate::error::{Error, Result};
+use crate::shm::ShmOptions;
 use crate::sync::{LockError, Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -117,10 +118,10 @@ pub(crate) fn lock<'a>(
 pub(crate) const ROOT: &str = "root";
 
 /// The heap a container with no heap given lives in.
-pub(crate) fn own_heap(name: Option<&str>) -> Result<Heap> {
+pub(crate) fn own_heap(name: Option<&str>, opts: &ShmOptions) -> Result<Heap> {
     match name {
-        None => Heap::new(super::DEFAULT_MAX),
-        Some(n) => Heap::create(n, super::DEFAULT_MAX),
+        None => Heap::new_with(super::DEFAULT_MAX, opts),
+        Some(n) => Heap::create_with(n, super::DEFAULT_MAX, opts),
     }
 }
 

@@ -11,7 +11,7 @@ use super::alloc::{self, BLOCK_HEADER, State};
 use super::entry::{self, ROOT};
 use super::{Heap, Named};
 use crate::error::{Error, Result};
-use crate::shm::ShmSafe;
+use crate::shm::{ShmOptions, ShmSafe};
 use crate::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -67,12 +67,22 @@ impl Array<'_> {
 impl<T: Serialize + DeserializeOwned> List<T> {
     /// A new empty anonymous list (in a heap of its own), shared with the children it is passed to.
     pub fn new() -> Result<Self> {
-        Self::in_heap(&entry::own_heap(None)?, ROOT)
+        Self::new_with(&ShmOptions::default())
+    }
+
+    /// [`List::new`] with options, applied to its heap's segment.
+    pub fn new_with(opts: &ShmOptions) -> Result<Self> {
+        Self::in_heap(&entry::own_heap(None, opts)?, ROOT)
     }
 
     /// A new empty list under `name` (a heap of its own in `/dev/shm`).
     pub fn create(name: &str) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(Some(name))?, ROOT)
+        Self::create_with(name, &ShmOptions::default())
+    }
+
+    /// [`List::create`] with options, applied to its heap's segment.
+    pub fn create_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::in_heap(&entry::own_heap(Some(name), opts)?, ROOT)
     }
 
     /// Opens the list another process created under `name`.
@@ -80,7 +90,15 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another element type.
     pub fn open(name: &str) -> Result<Self> {
-        let heap = Heap::open(name)?;
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`List::open`] with options, applied to its heap's segment.
+    ///
+    /// # Errors
+    /// As [`List::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        let heap = Heap::open_with(name, opts)?;
         Ok(List {
             root: heap.find(ROOT)?,
             name: ROOT.to_owned(),
@@ -89,7 +107,15 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 
     /// Opens `name`, or creates it empty (race-safe).
     pub fn open_or_create(name: &str) -> Result<Self> {
-        Self::in_heap(&Heap::open_or_create(name, super::DEFAULT_MAX)?, ROOT)
+        Self::open_or_create_with(name, &ShmOptions::default())
+    }
+
+    /// [`List::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::in_heap(
+            &Heap::open_or_create_with(name, super::DEFAULT_MAX, opts)?,
+            ROOT,
+        )
     }
 
     /// The list named `name` in `heap`, created empty if it does not exist.

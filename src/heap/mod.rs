@@ -151,7 +151,13 @@ impl Heap {
     /// # Errors
     /// [`Error::InvalidSize`] for a size under 8 KiB or too large to map, [`Error::Os`].
     pub fn new(max_bytes: usize) -> Result<Heap> {
-        Self::make(None, max_bytes)
+        Self::new_with(max_bytes, &ShmOptions::default())
+    }
+
+    /// [`Heap::new`] with options. [`ShmOptions::populate`] faults in all of `max_bytes`:
+    /// the heap is no longer sparse.
+    pub fn new_with(max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
+        Self::make(None, max_bytes, opts)
     }
 
     /// A new heap under `name` (in `/dev/shm`), removed when this handle and its clones drop
@@ -160,7 +166,15 @@ impl Heap {
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::InvalidName`], and as [`Heap::new`].
     pub fn create(name: &str, max_bytes: usize) -> Result<Heap> {
-        Self::make(Some(name), max_bytes)
+        Self::create_with(name, max_bytes, &ShmOptions::default())
+    }
+
+    /// [`Heap::create`] with options.
+    ///
+    /// # Errors
+    /// As [`Heap::create`].
+    pub fn create_with(name: &str, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
+        Self::make(Some(name), max_bytes, opts)
     }
 
     /// Opens the heap another process created under `name`.
@@ -169,19 +183,32 @@ impl Heap {
     /// [`Error::NotFound`], [`Error::TypeMismatch`] if the segment is not a heap,
     /// [`Error::Corrupted`], [`Error::PermissionDenied`].
     pub fn open(name: &str) -> Result<Heap> {
-        Self::from_object(Object::open(name, &spec(), &ShmOptions::default())?)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`Heap::open`] with options.
+    ///
+    /// # Errors
+    /// As [`Heap::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Heap> {
+        Self::from_object(Object::open(name, &spec(), opts)?)
     }
 
     /// Opens `name`, or creates it with `max_bytes` if it does not exist (race-safe).
     pub fn open_or_create(name: &str, max_bytes: usize) -> Result<Heap> {
+        Self::open_or_create_with(name, max_bytes, &ShmOptions::default())
+    }
+
+    /// [`Heap::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
         Self::formatted(max_bytes, |len, init| {
-            Object::open_or_create(name, &spec(), len, &ShmOptions::default(), init)
+            Object::open_or_create(name, &spec(), len, opts, init)
         })
     }
 
-    fn make(name: Option<&str>, max_bytes: usize) -> Result<Heap> {
+    fn make(name: Option<&str>, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
         Self::formatted(max_bytes, |len, init| {
-            Object::create(name, &spec(), len, &ShmOptions::default(), init)
+            Object::create(name, &spec(), len, opts, init)
         })
     }
 

@@ -81,6 +81,12 @@ impl<T, E> AsyncResult<T, E> {
         self.wait_deadline(Some(Instant::now() + timeout), self.finish)
     }
 
+    /// Like [`get_timeout`](Self::get_timeout), but `None` if the result is not ready at
+    /// `deadline`.
+    pub fn get_until(&self, deadline: Instant) -> Option<Result<T, E>> {
+        self.wait_deadline(Some(deadline), self.finish)
+    }
+
     /// Whether the result is there.
     pub fn ready(&self) -> bool {
         self.wait_deadline(Some(Instant::now()), |_| ()).is_some()
@@ -95,6 +101,11 @@ impl<T, E> AsyncResult<T, E> {
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(Some(Instant::now() + timeout), |_| ())
             .is_some()
+    }
+
+    /// Waits until the result is there or `deadline` passes; whether it is there.
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        self.wait_deadline(Some(deadline), |_| ()).is_some()
     }
 
     /// Whether every task returned (`None` while not ready). Python's `successful()`.
@@ -228,6 +239,18 @@ where
         timeout: Duration,
     ) -> Result<Option<Result<R, TaskError>>, crate::Error> {
         self.next_deadline(Some(Instant::now() + timeout))
+    }
+
+    /// Like `next()`, but gives up at `deadline`: `Err(Error::Timeout)` if no result is ready
+    /// by then (the tasks keep running; call again), `Ok(None)` at the end.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`](crate::Error::Timeout) as above.
+    pub fn next_until(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Result<R, TaskError>>, crate::Error> {
+        self.next_deadline(Some(deadline))
     }
 }
 

@@ -61,7 +61,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// First line of `main`. In a child started by [`Process::spawn`] it decodes the arguments, runs
 /// the entry, reports its outcome and exits (it never returns); in any other process it returns
@@ -202,6 +202,19 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// returns its outcome again (the result is decoded anew each time).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R> {
         let status = self.wait(Some(Deadline::after(timeout)))?;
+        registry::unregister(&self.child);
+        self.log_ended(status);
+        self.outcome(status)
+    }
+
+    /// Like [`join_timeout`](Process::join_timeout), but gives up at `deadline` (a past one:
+    /// no waiting, the outcome if the child already ended).
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if the child is still running at `deadline`; otherwise as
+    /// [`join`](Process::join).
+    pub fn join_until(&mut self, deadline: Instant) -> Result<R> {
+        let status = self.wait(Some(Deadline::at(deadline)))?;
         registry::unregister(&self.child);
         self.log_ended(status);
         self.outcome(status)

@@ -130,7 +130,52 @@ pub(crate) enum Halt {
     Serialize(String),
     /// A record did not decode (it was consumed).
     Deserialize(String),
+    /// The caller's buffer is shorter than the next record's `needed` bytes (it was left in
+    /// place).
+    BufferTooShort {
+        needed: usize,
+    },
     Corrupted(&'static str),
+}
+
+/// What a record carries: a message encoded with postcard, or bytes as they are.
+pub(crate) trait Payload {
+    /// Encodes into `buf`: `Ok(n)` bytes written; `Err(None)` if `buf` is too short,
+    /// `Err(Some(reason))` if the message cannot be encoded at all.
+    fn encode_into(&self, buf: &mut [u8]) -> std::result::Result<usize, Option<String>>;
+    /// The encoded length.
+    fn encoded_len(&self) -> std::result::Result<usize, String>;
+}
+
+/// A serde message, encoded with postcard.
+pub(crate) struct Postcard<'m, T: ?Sized>(pub(crate) &'m T);
+
+impl<T: Serialize + ?Sized> Payload for Postcard<'_, T> {
+    fn encode_into(&self, buf: &mut [u8]) -> std::result::Result<usize, Option<String>> {
+        match postcard::to_slice(self.0, buf) {
+            Ok(out) => Ok(out.len()),
+            Err(postcard::Error::SerializeBufferFull) => Err(None),
+            Err(e) => Err(Some(e.to_string())),
+        }
+    }
+    fn encoded_len(&self) -> std::result::Result<usize, String> {
+        postcard::serialize_with_flavor(self.0, postcard::ser_flavors::Size::default())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Bytes sent as they are (`send_bytes`): the record is exactly these bytes.
+pub(crate) struct Raw<'m>(pub(crate) &'m [u8]);
+
+impl Payload for Raw<'_> {
+    fn encode_into(&self, buf: &mut [u8]) -> std::result::Result<usize, Option<String>> {
+        let dst = buf.get_mut(..self.0.len()).ok_or(None)?;
+        dst.copy_from_slice(self.0);
+        Ok(self.0.len())
+    }
+    fn encoded_len(&self) -> std::result::Result<usize, String> {
+        Ok(self.0.len())
+    }
 }
 
 /// Region sizing and setup.
@@ -404,9 +449,9 @@ impl<'a> ChannelRef<'a> {
 
     /// One attempt to write `msg`, holding the send lock. `size` caches the encoded length
     /// once it had to be measured.
-    fn write_attempt<T: Serialize + ?Sized>(
+    fn write_attempt<P: Payload + ?Sized>(
         &self,
-        msg: &T,
+        msg: &P,
         size: &mut Option<usize>,
     ) -> std::result::Result<(), Halt> {
         let cap = self.cap;
@@ -418,27 +463,25 @@ impl<'a> ChannelRef<'a> {
             let free = cap - used;
             let avail = free.min(to_end);
             if size.is_none() && avail > WORD {
-                // Optimistic: encode straight into the contiguous free bytes.
-                // SAFETY: `at + avail <= cap`; the `free` bytes after `tail` belong to the
-                // holder of the send lock (receivers stop at `tail`).
-                let buf = unsafe { self.bytes(at + WORD, avail - WORD) };
-                match postcard::to_slice(msg, buf) {
-                    Ok(out) => {
-                        self.commit(tail, at, out.len());
+                // Optimistic: encode straight into the contiguous free bytes, at most the
+                // longest record a word can describe (a larger message fails `record_len`).
+                let room = (avail - WORD).min(u64::from(u32::MAX));
+                // SAFETY: `at + WORD + room <= at + avail <= cap`; the `free` bytes after
+                // `tail` belong to the holder of the send lock (receivers stop at `tail`).
+                let buf = unsafe { self.bytes(at + WORD, room) };
+                match msg.encode_into(buf) {
+                    Ok(len) => {
+                        self.commit(tail, at, len);
                         return Ok(());
                     }
-                    Err(postcard::Error::SerializeBufferFull) => {}
-                    Err(e) => return Err(Halt::Serialize(e.to_string())),
+                    Err(None) => {}
+                    Err(Some(e)) => return Err(Halt::Serialize(e)),
                 }
             }
             let n = match *size {
                 Some(n) => n,
                 None => {
-                    let n = postcard::serialize_with_flavor(
-                        msg,
-                        postcard::ser_flavors::Size::default(),
-                    )
-                    .map_err(|e| Halt::Serialize(e.to_string()))?;
+                    let n = msg.encoded_len().map_err(Halt::Serialize)?;
                     *size = Some(n);
                     n
                 }
@@ -457,13 +500,14 @@ impl<'a> ChannelRef<'a> {
             if r <= avail {
                 // SAFETY: as above; `at + WORD + n <= at + r <= at + avail <= cap`.
                 let buf = unsafe { self.bytes(at + WORD, n as u64) };
-                return match postcard::to_slice(msg, buf) {
-                    Ok(out) => {
-                        self.commit(tail, at, out.len());
+                return match msg.encode_into(buf) {
+                    Ok(len) => {
+                        self.commit(tail, at, len);
                         Ok(())
                     }
                     Err(e) => Err(Halt::Serialize(format!(
-                        "the message encoded to another size on a second pass: {e}"
+                        "the message encoded to another size on a second pass: {}",
+                        e.unwrap_or_default()
                     ))),
                 };
             }
@@ -515,6 +559,23 @@ impl<'a> ChannelRef<'a> {
     pub(crate) fn send_with<T: Serialize + ?Sized>(
         &self,
         msg: &T,
+        wait: Wait,
+    ) -> std::result::Result<(), Halt> {
+        self.send_payload(&Postcard(msg), wait)
+    }
+
+    /// Sends `bytes` as one record, as they are (Python's `send_bytes`).
+    pub(crate) fn send_bytes_with(
+        &self,
+        bytes: &[u8],
+        wait: Wait,
+    ) -> std::result::Result<(), Halt> {
+        self.send_payload(&Raw(bytes), wait)
+    }
+
+    fn send_payload<P: Payload + ?Sized>(
+        &self,
+        msg: &P,
         wait: Wait,
     ) -> std::result::Result<(), Halt> {
         let mut size = None;
@@ -613,19 +674,33 @@ impl<'a> ChannelRef<'a> {
 
     /// One attempt to take a message, holding the receive lock.
     fn read_attempt<T: DeserializeOwned>(&self) -> std::result::Result<T, Halt> {
+        self.take_attempt(|bytes| {
+            Some(match postcard::take_from_bytes::<T>(bytes) {
+                Ok((v, [])) => Ok(v),
+                Ok((_, rest)) => Err(Halt::Deserialize(format!(
+                    "{} bytes left over after the message",
+                    rest.len()
+                ))),
+                Err(e) => Err(Halt::Deserialize(e.to_string())),
+            })
+        })
+    }
+
+    /// One attempt to take a record, holding the receive lock: `take` reads its bytes and
+    /// says what the receive returns; the record is consumed unless `take` returns `None`
+    /// (then the attempt fails with `BufferTooShort`).
+    fn take_attempt<R>(
+        &self,
+        take: impl FnOnce(&[u8]) -> Option<std::result::Result<R, Halt>>,
+    ) -> std::result::Result<R, Halt> {
         let Some((head, at, n)) = self.next_record()? else {
             return Err(Halt::Blocked);
         };
         // SAFETY: `at + WORD + n <= at + r <= cap` (checked in `next_record`); the bytes are
         // between head and tail, ours under the receive lock.
         let bytes = unsafe { self.bytes(at + WORD, n) };
-        let decoded = match postcard::take_from_bytes::<T>(bytes) {
-            Ok((v, [])) => Ok(v),
-            Ok((_, rest)) => Err(Halt::Deserialize(format!(
-                "{} bytes left over after the message",
-                rest.len()
-            ))),
-            Err(e) => Err(Halt::Deserialize(e.to_string())),
+        let Some(decoded) = take(bytes) else {
+            return Err(Halt::BufferTooShort { needed: n as usize });
         };
         crate::crash::point("channel.recv.decoded");
         let r = record_len(n as usize).unwrap_or(self.cap);
@@ -646,9 +721,18 @@ impl<'a> ChannelRef<'a> {
 
     /// A read attempt that reports `Closed` once the channel is closed and drained.
     fn read_or_closed<T: DeserializeOwned>(&self) -> std::result::Result<T, Halt> {
-        match self.read_attempt() {
+        self.or_closed(|| self.read_attempt())
+    }
+
+    /// Runs `attempt`, and once more if it found nothing and the channel is closed: `Closed`
+    /// if that finds nothing either.
+    fn or_closed<R>(
+        &self,
+        mut attempt: impl FnMut() -> std::result::Result<R, Halt>,
+    ) -> std::result::Result<R, Halt> {
+        match attempt() {
             // Closed counts only once an attempt started after we saw the flag finds nothing.
-            Err(Halt::Blocked) if self.is_closed() => match self.read_attempt() {
+            Err(Halt::Blocked) if self.is_closed() => match attempt() {
                 Err(Halt::Blocked) => Err(Halt::Closed),
                 other => other,
             },
@@ -662,6 +746,32 @@ impl<'a> ChannelRef<'a> {
     ) -> std::result::Result<T, Halt> {
         self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
             self.read_or_closed()
+        })
+    }
+
+    /// Takes the next record's bytes as they are (Python's `recv_bytes`): a message sent with
+    /// `send` comes out as its postcard encoding.
+    pub(crate) fn recv_bytes_with(&self, wait: Wait) -> std::result::Result<Vec<u8>, Halt> {
+        self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
+            self.or_closed(|| self.take_attempt(|bytes| Some(Ok(bytes.to_vec()))))
+        })
+    }
+
+    /// Copies the next record's bytes into the front of `buf` and returns their length
+    /// (Python's `recv_bytes_into`); `BufferTooShort` leaves a longer record in place.
+    pub(crate) fn recv_bytes_into_with(
+        &self,
+        buf: &mut [u8],
+        wait: Wait,
+    ) -> std::result::Result<usize, Halt> {
+        self.locked(&self.hdr.recv, &self.hdr.not_empty, wait, || {
+            self.or_closed(|| {
+                self.take_attempt(|bytes| {
+                    let dst = buf.get_mut(..bytes.len())?;
+                    dst.copy_from_slice(bytes);
+                    Some(Ok(bytes.len()))
+                })
+            })
         })
     }
 
@@ -689,7 +799,9 @@ pub(crate) fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -
         Halt::Closed => SendError::Closed(value),
         Halt::TooLarge { size, max } => SendError::TooLarge { value, size, max },
         Halt::Serialize(reason) => SendError::Serialize { value, reason },
-        Halt::Deserialize(_) => SendError::Corrupted("unexpected decode error while sending"),
+        Halt::Deserialize(_) | Halt::BufferTooShort { .. } => {
+            SendError::Corrupted("unexpected decode error while sending")
+        }
         Halt::Corrupted(what) => SendError::Corrupted(what),
     }
 }
@@ -700,6 +812,7 @@ pub(crate) fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
         Halt::Timeout => RecvError::Timeout,
         Halt::Closed => RecvError::Closed,
         Halt::Deserialize(why) => RecvError::Deserialize(why),
+        Halt::BufferTooShort { needed } => RecvError::BufferTooShort { needed },
         Halt::Corrupted(what) => RecvError::Corrupted(what),
         Halt::TooLarge { .. } | Halt::Serialize(_) => {
             RecvError::Corrupted("unexpected encode error while receiving")

@@ -219,6 +219,13 @@ pub enum RecvError {
     /// A well-framed record did not decode as the channel's type (a peer wrote garbage into
     /// it). The record is consumed; the next receive goes on with the next message.
     Deserialize(String),
+    /// The buffer given to `recv_bytes_into` is shorter than the next message's `needed`
+    /// bytes (Python's `BufferTooShort`). The message stays in the channel: receive it again
+    /// with a buffer that large.
+    BufferTooShort {
+        /// The message's length in bytes.
+        needed: usize,
+    },
     /// The channel's shared state is impossible (a peer wrote garbage into it).
     Corrupted(&'static str),
 }
@@ -230,6 +237,9 @@ impl fmt::Display for RecvError {
             RecvError::Closed => f.write_str("channel is closed and drained"),
             RecvError::Timeout => f.write_str("timed out waiting for a message"),
             RecvError::Deserialize(why) => write!(f, "cannot decode a message: {why}"),
+            RecvError::BufferTooShort { needed } => {
+                write!(f, "buffer too short for a message of {needed} bytes")
+            }
             RecvError::Corrupted(what) => write!(f, "channel is corrupted: {what}"),
         }
     }

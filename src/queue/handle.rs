@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Sizes, initialises and attaches one ring type; lets both handles share one implementation.
 trait Ring<T: Pod + Send> {
@@ -154,7 +154,12 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
         })
     }
 
-    fn create(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+    fn create(
+        name: Option<&str>,
+        capacity: usize,
+        open_existing: bool,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
         let spec = Self::spec();
         let len = Self::payload_len(capacity)?;
         let mut failed = None;
@@ -165,10 +170,9 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
                 failed = Some(e);
             }
         };
-        let opts = ShmOptions::default();
         let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
-            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
+            (name, _) => Object::create(name, &spec, len, opts, init)?,
         };
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
@@ -177,8 +181,8 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
         Self::attach(object)
     }
 
-    fn open(name: &str) -> Result<Self> {
-        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+    fn open(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), opts)?)
     }
 
     fn deserialize<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
@@ -198,7 +202,16 @@ macro_rules! ring_handle {
             /// # Errors
             /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
             pub fn new(capacity: usize) -> Result<Self> {
-                RingObject::create(None, capacity, false).map(|inner| Self { inner })
+                Self::new_with(capacity, &ShmOptions::default())
+            }
+
+            /// A new anonymous queue, with options (e.g. [`ShmOptions::populate`] to fault in
+            /// a big ring up front).
+            ///
+            /// # Errors
+            /// As `new`.
+            pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
+                RingObject::create(None, capacity, false, opts).map(|inner| Self { inner })
             }
 
             /// A new queue under `name`.
@@ -206,7 +219,15 @@ macro_rules! ring_handle {
             /// # Errors
             /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`].
             pub fn create(name: &str, capacity: usize) -> Result<Self> {
-                RingObject::create(Some(name), capacity, false).map(|inner| Self { inner })
+                Self::create_with(name, capacity, &ShmOptions::default())
+            }
+
+            /// A new queue under `name`, with options.
+            ///
+            /// # Errors
+            /// As `create`.
+            pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
+                RingObject::create(Some(name), capacity, false, opts).map(|inner| Self { inner })
             }
 
             /// Opens the queue another process created under `name`.
@@ -214,13 +235,31 @@ macro_rules! ring_handle {
             /// # Errors
             /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
             pub fn open(name: &str) -> Result<Self> {
-                RingObject::open(name).map(|inner| Self { inner })
+                Self::open_with(name, &ShmOptions::default())
+            }
+
+            /// Opens the queue another process created under `name`, with options (e.g.
+            /// [`ShmOptions::allow_foreign`]).
+            ///
+            /// # Errors
+            /// As `open`.
+            pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+                RingObject::open(name, opts).map(|inner| Self { inner })
             }
 
             /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue keeps
             /// its own capacity.
             pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-                RingObject::create(Some(name), capacity, true).map(|inner| Self { inner })
+                Self::open_or_create_with(name, capacity, &ShmOptions::default())
+            }
+
+            /// `open_or_create` with options (used for both the open and the create).
+            pub fn open_or_create_with(
+                name: &str,
+                capacity: usize,
+                opts: &ShmOptions,
+            ) -> Result<Self> {
+                RingObject::create(Some(name), capacity, true, opts).map(|inner| Self { inner })
             }
 
             /// Closes the queue for everyone and wakes every blocked caller; what is queued can
@@ -371,6 +410,13 @@ impl<T: Pod + Send> Queue<T> {
         self.inner.ring().push_in(&OsEnv, value, wait)
     }
 
+    /// Like [`push`](Queue::push), giving up with `Timeout(value)` at `deadline` (a past one:
+    /// no waiting).
+    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.inner.ring().push_in(&OsEnv, value, wait)
+    }
+
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&self) -> std::result::Result<T, PopError> {
         self.inner.ring().pop_in(&OsEnv, Wait::Until(None))
@@ -384,6 +430,26 @@ impl<T: Pod + Send> Queue<T> {
     /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
         let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.inner.ring().pop_in(&OsEnv, wait)
+    }
+
+    /// Like [`pop`](Queue::pop), giving up with `Timeout` at `deadline` (a past one: no
+    /// waiting).
+    ///
+    /// ```
+    /// use multiproc::queue::PopError;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let q = multiproc::Queue::<u64>::new(4)?;
+    /// let deadline = Instant::now() + Duration::from_millis(20);
+    /// assert_eq!(q.pop_until(deadline), Err(PopError::Timeout));
+    /// assert!(Instant::now() >= deadline);
+    /// q.push(7).unwrap();
+    /// assert_eq!(q.pop_until(deadline), Ok(7));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
         self.inner.ring().pop_in(&OsEnv, wait)
     }
 }
@@ -473,6 +539,16 @@ impl<T: Pod + Send> SpscProducer<T> {
         self.with(|end| end.push_timeout(value, timeout))
     }
 
+    /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` at `deadline`.
+    pub fn push_until(
+        &mut self,
+        value: T,
+        deadline: Instant,
+    ) -> std::result::Result<(), PushError<T>> {
+        let deadline = Deadline::at(deadline);
+        self.with(|end| end.push_deadline(value, Some(deadline)))
+    }
+
     /// Appends as many values from `src` as fit now (without waiting); returns how many.
     pub fn push_slice(&mut self, src: &[T]) -> std::result::Result<usize, BatchError> {
         self.with(|end| end.push_slice(src))
@@ -515,6 +591,12 @@ impl<T: Pod + Send> SpscConsumer<T> {
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
         self.with(|end| end.pop_timeout(timeout))
+    }
+
+    /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` at `deadline`.
+    pub fn pop_until(&mut self, deadline: Instant) -> std::result::Result<T, PopError> {
+        let deadline = Deadline::at(deadline);
+        self.with(|end| end.pop_deadline(Some(deadline)))
     }
 
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
@@ -592,6 +674,162 @@ impl<T> Channel<T> {
     }
 }
 
+/// Raw bytes, Python's `Connection.send_bytes`/`recv_bytes`/`recv_bytes_into`: a record
+/// holds the bytes as they are, without encoding. They share the ring with typed messages: a
+/// message sent with [`send`](Channel::send) is received by [`recv_bytes`](Channel::recv_bytes)
+/// as its postcard encoding, and bytes that are a valid encoding are received by
+/// [`recv`](Channel::recv) as the message (anything else fails with `Deserialize`).
+///
+/// ```
+/// let ch = multiproc::Channel::<String>::new(4096)?;
+/// ch.send_bytes(b"raw frame").unwrap();
+/// assert_eq!(ch.recv_bytes().unwrap(), b"raw frame");
+///
+/// ch.send_bytes(&[3, b'a', b'b', b'c']).unwrap(); // postcard: length, then UTF-8
+/// assert_eq!(ch.recv().unwrap(), "abc");
+///
+/// ch.send_bytes(&[1, 2, 3, 4, 5]).unwrap();
+/// let mut buf = [0u8; 4];
+/// assert_eq!(
+///     ch.recv_bytes_into(&mut buf),
+///     Err(multiproc::queue::RecvError::BufferTooShort { needed: 5 })
+/// );
+/// let mut buf = [0u8; 16];
+/// assert_eq!(ch.recv_bytes_into(&mut buf).unwrap(), 5);
+/// assert_eq!(&buf[..5], &[1, 2, 3, 4, 5]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl<T> Channel<T> {
+    /// Sends `bytes` as one message, waiting while there is no room.
+    ///
+    /// # Errors
+    /// `Closed(())`, `TooLarge` (longer than [`max_message_len`](Channel::max_message_len)),
+    /// `Corrupted`.
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        self.bytes_out(bytes, Wait::Until(None), SendError::Timeout)
+    }
+
+    /// Sends `bytes` if there is room now, else `Full(())`.
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        self.bytes_out(bytes, Wait::No, SendError::Full)
+    }
+
+    /// Like [`send_bytes`](Channel::send_bytes), giving up with `Timeout(())` after `timeout`.
+    pub fn send_bytes_timeout(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<()>> {
+        let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.bytes_out(bytes, wait, SendError::Timeout)
+    }
+
+    /// Like [`send_bytes`](Channel::send_bytes), giving up with `Timeout(())` at `deadline`.
+    pub fn send_bytes_until(
+        &self,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> std::result::Result<(), SendError<()>> {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.bytes_out(bytes, wait, SendError::Timeout)
+    }
+
+    fn bytes_out(
+        &self,
+        bytes: &[u8],
+        wait: Wait,
+        blocked: fn(()) -> SendError<()>,
+    ) -> std::result::Result<(), SendError<()>> {
+        self.ring()
+            .send_bytes_with(bytes, wait)
+            .map_err(|h| send_error(h, (), blocked))
+    }
+
+    /// Receives the next message's bytes as they are, waiting while there is none.
+    ///
+    /// # Errors
+    /// `Closed` (closed and drained), `Corrupted`.
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(Wait::Until(None), RecvError::Timeout)
+    }
+
+    /// Receives the next message's bytes if there is one now, else `Empty`.
+    pub fn try_recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(Wait::No, RecvError::Empty)
+    }
+
+    /// Like [`recv_bytes`](Channel::recv_bytes), giving up with `Timeout` after `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(
+            Wait::Until(Some(Deadline::after(timeout))),
+            RecvError::Timeout,
+        )
+    }
+
+    /// Like [`recv_bytes`](Channel::recv_bytes), giving up with `Timeout` at `deadline`.
+    pub fn recv_bytes_until(&self, deadline: Instant) -> std::result::Result<Vec<u8>, RecvError> {
+        self.bytes_in(
+            Wait::Until(Some(Deadline::at(deadline))),
+            RecvError::Timeout,
+        )
+    }
+
+    fn bytes_in(&self, wait: Wait, blocked: RecvError) -> std::result::Result<Vec<u8>, RecvError> {
+        self.ring()
+            .recv_bytes_with(wait)
+            .map_err(|h| recv_error(h, blocked))
+    }
+
+    /// Copies the next message's bytes into the front of `buf`, waiting while there is none;
+    /// returns their length. No allocation.
+    ///
+    /// # Errors
+    /// `BufferTooShort { needed }` if the message is longer than `buf` (it stays in the
+    /// channel); `Closed`, `Corrupted`.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.bytes_into(buf, Wait::Until(None), RecvError::Timeout)
+    }
+
+    /// Like [`recv_bytes_into`](Channel::recv_bytes_into) if a message is ready now, else
+    /// `Empty`.
+    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.bytes_into(buf, Wait::No, RecvError::Empty)
+    }
+
+    /// Like [`recv_bytes_into`](Channel::recv_bytes_into), giving up with `Timeout` after
+    /// `timeout`.
+    pub fn recv_bytes_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> std::result::Result<usize, RecvError> {
+        let wait = Wait::Until(Some(Deadline::after(timeout)));
+        self.bytes_into(buf, wait, RecvError::Timeout)
+    }
+
+    /// Like [`recv_bytes_into`](Channel::recv_bytes_into), giving up with `Timeout` at
+    /// `deadline`.
+    pub fn recv_bytes_into_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> std::result::Result<usize, RecvError> {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.bytes_into(buf, wait, RecvError::Timeout)
+    }
+
+    fn bytes_into(
+        &self,
+        buf: &mut [u8],
+        wait: Wait,
+        blocked: RecvError,
+    ) -> std::result::Result<usize, RecvError> {
+        self.ring()
+            .recv_bytes_into_with(buf, wait)
+            .map_err(|h| recv_error(h, blocked))
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> Channel<T> {
     fn spec() -> Spec {
         Spec::new::<T, ChannelHeader>(Kind::Channel)
@@ -612,7 +850,12 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         })
     }
 
-    fn create_with(name: Option<&str>, capacity: usize, open_existing: bool) -> Result<Self> {
+    fn make(
+        name: Option<&str>,
+        capacity: usize,
+        open_existing: bool,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
         let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
             reason: "channel capacity too large",
         })?;
@@ -627,11 +870,10 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
                 failed = Some(e);
             }
         };
-        let opts = ShmOptions::default();
         let spec = Self::spec();
         let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, &opts, init)?,
-            (name, _) => Object::create(name, &spec, len, &opts, init)?,
+            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
+            (name, _) => Object::create(name, &spec, len, opts, init)?,
         };
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
@@ -646,7 +888,23 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// # Errors
     /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
     pub fn new(capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(None, capacity_bytes, false)
+        Self::new_with(capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`Channel::new`] with options.
+    ///
+    /// ```
+    /// use multiproc::{Channel, shm::ShmOptions};
+    /// let ch = Channel::<String>::new_with(1 << 20, &ShmOptions::new().populate(true))?;
+    /// ch.send("pre-faulted".to_string()).unwrap();
+    /// assert_eq!(ch.recv().unwrap(), "pre-faulted");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Channel::new`].
+    pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::make(None, capacity_bytes, false, opts)
     }
 
     /// A new channel under `name`.
@@ -654,7 +912,15 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
     pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(Some(name), capacity_bytes, false)
+        Self::create_with(name, capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`Channel::create`] with options.
+    ///
+    /// # Errors
+    /// As [`Channel::create`].
+    pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::make(Some(name), capacity_bytes, false, opts)
     }
 
     /// Opens the channel another process created under `name`.
@@ -663,13 +929,30 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
     /// another object), [`Error::Corrupted`].
     pub fn open(name: &str) -> Result<Self> {
-        Self::attach(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`Channel::open`] with options.
+    ///
+    /// # Errors
+    /// As [`Channel::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::attach(Object::open(name, &Self::spec(), opts)?)
     }
 
     /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
     /// keeps its own capacity.
     pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(Some(name), capacity_bytes, true)
+        Self::open_or_create_with(name, capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`Channel::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(
+        name: &str,
+        capacity_bytes: usize,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
+        Self::make(Some(name), capacity_bytes, true, opts)
     }
 
     /// Sends `msg`, waiting while there is no room.
@@ -693,6 +976,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
         self.ring()
             .send_with(&msg, Wait::Until(Some(Deadline::after(timeout))))
+            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    }
+
+    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` at `deadline`.
+    pub fn send_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
+        self.ring()
+            .send_with(&msg, Wait::Until(Some(Deadline::at(deadline))))
             .map_err(|h| send_error(h, msg, SendError::Timeout))
     }
 
@@ -720,6 +1010,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             .map_err(|h| recv_error(h, RecvError::Timeout))
     }
 
+    /// Like [`recv`](Channel::recv), giving up with `Timeout` at `deadline`.
+    pub fn recv_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
+        self.ring()
+            .recv_with(Wait::Until(Some(Deadline::at(deadline))))
+            .map_err(|h| recv_error(h, RecvError::Timeout))
+    }
+
     /// Waits at most `timeout` until a receive would not block (a message is ready, or the
     /// channel is closed and drained, or corrupted); returns whether it would not.
     pub fn poll(&self, timeout: Duration) -> bool {
@@ -728,6 +1025,13 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         } else {
             Wait::Until(Some(Deadline::after(timeout)))
         };
+        self.ring().ready(wait).unwrap_or(true)
+    }
+
+    /// Waits until `deadline` at the latest until a receive would not block; returns whether
+    /// it would not.
+    pub fn poll_until(&self, deadline: Instant) -> bool {
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
         self.ring().ready(wait).unwrap_or(true)
     }
 

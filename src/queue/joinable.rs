@@ -25,15 +25,91 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// The shared counter.
+/// The shared counter (of a [`JoinableQueue`] or a
+/// [`JoinableChannel`](super::JoinableChannel)).
 #[repr(C)]
-struct TaskCount {
+pub(crate) struct TaskCount {
     /// Values pushed and not yet marked done; the futex word joiners sleep on.
     unfinished: AtomicU32,
     /// Threads inside `join`; `task_done` reaching 0 wakes only if non-zero.
     waiters: Waiters,
+}
+
+impl TaskCount {
+    /// Writes a zero count into a new counter object's payload.
+    pub(crate) fn init(p: std::ptr::NonNull<u8>) {
+        // SAFETY: `Object` hands us zeroed, writable bytes aligned and sized for `TaskCount`
+        // (the spec's unit), not yet visible to anyone else.
+        unsafe {
+            p.cast::<TaskCount>().write(TaskCount {
+                unfinished: AtomicU32::new(0),
+                waiters: Waiters::new(),
+            })
+        }
+    }
+
+    /// Refuses a counter object whose payload is not one `TaskCount`.
+    pub(crate) fn check(tasks: &Object) -> Result<()> {
+        if tasks.payload_len() != size_of::<TaskCount>() {
+            return Err(Error::Corrupted("task counter has the wrong length"));
+        }
+        Ok(())
+    }
+
+    /// The counter in `tasks`, which passed [`check`](TaskCount::check).
+    pub(crate) fn of(tasks: &Object) -> &TaskCount {
+        // SAFETY: the payload is aligned for `TaskCount` (the spec's unit) and exactly its size
+        // (checked in `check` when the handle was built); two atomics are valid for any bits
+        // and made for concurrent access; the mapping lives as long as `tasks`.
+        unsafe { tasks.payload().cast::<TaskCount>().as_ref() }
+    }
+
+    /// Counts one more unfinished task; `false` if the counter is at its maximum.
+    pub(crate) fn add(&self) -> bool {
+        self.unfinished
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
+            .is_ok()
+    }
+
+    /// Marks one task done; wakes every joiner when none are left.
+    pub(crate) fn done(&self) -> std::result::Result<(), TaskDoneError> {
+        // Release: what the worker did before is visible to a joiner that sees the new count.
+        let before = self
+            .unfinished
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
+            .map_err(|_| TaskDoneError)?;
+        if before == 1 {
+            self.waiters.notify(&self.unfinished, true);
+        }
+        Ok(())
+    }
+
+    /// Waits until the count is zero or `deadline` passes; whether it is zero.
+    pub(crate) fn join(&self, deadline: Option<Deadline>) -> bool {
+        // Acquire: pairs with `done`'s Release.
+        if self.unfinished.load(Ordering::Acquire) == 0 {
+            return true;
+        }
+        block_on(
+            &self.waiters,
+            &self.unfinished,
+            deadline,
+            false,
+            Points::NONE,
+            || match self.unfinished.load(Ordering::Acquire) {
+                0 => Poll::Ready(()),
+                n => Poll::Sleep(n),
+            },
+        )
+        .is_some()
+    }
+
+    /// Tasks not yet marked done.
+    pub(crate) fn unfinished(&self) -> u32 {
+        self.unfinished.load(Ordering::Relaxed)
+    }
 }
 
 /// The unfinished-task count of the counter segment whose payload is the `len` bytes at `ptr`
@@ -107,20 +183,11 @@ impl<T: Pod + Send> JoinableQueue<T> {
     }
 
     fn init(p: std::ptr::NonNull<u8>) {
-        // SAFETY: `Object` hands us zeroed, writable bytes aligned and sized for `TaskCount`,
-        // not yet visible to anyone else.
-        unsafe {
-            p.cast::<TaskCount>().write(TaskCount {
-                unfinished: AtomicU32::new(0),
-                waiters: Waiters::new(),
-            })
-        }
+        TaskCount::init(p)
     }
 
     fn from_parts(queue: Queue<T>, tasks: Object) -> Result<Self> {
-        if tasks.payload_len() != size_of::<TaskCount>() {
-            return Err(Error::Corrupted("task counter has the wrong length"));
-        }
+        TaskCount::check(&tasks)?;
         Ok(Self {
             queue,
             tasks,
@@ -129,28 +196,20 @@ impl<T: Pod + Send> JoinableQueue<T> {
     }
 
     fn count(&self) -> &TaskCount {
-        // SAFETY: the payload is aligned for `TaskCount` (the spec's unit) and exactly its size
-        // (checked in `from_parts`); two atomics are valid for any bits and made for
-        // concurrent access; the mapping lives as long as `self`.
-        unsafe { self.tasks.payload().cast::<TaskCount>().as_ref() }
+        TaskCount::of(&self.tasks)
     }
 
-    fn counter(name: Option<&str>, open_existing: bool) -> Result<Object> {
-        let opts = ShmOptions::default();
+    fn counter(name: Option<&str>, open_existing: bool, opts: &ShmOptions) -> Result<Object> {
         let len = size_of::<TaskCount>();
         match (name, open_existing) {
-            (Some(n), true) => Object::open_or_create(
-                &Self::counter_name(n),
-                &Self::spec(),
-                len,
-                &opts,
-                Self::init,
-            ),
+            (Some(n), true) => {
+                Object::open_or_create(&Self::counter_name(n), &Self::spec(), len, opts, Self::init)
+            }
             (n, _) => Object::create(
                 n.map(Self::counter_name).as_deref(),
                 &Self::spec(),
                 len,
-                &opts,
+                opts,
                 Self::init,
             ),
         }
@@ -161,41 +220,60 @@ impl<T: Pod + Send> JoinableQueue<T> {
     /// # Errors
     /// As [`Queue::new`].
     pub fn new(capacity: usize) -> Result<Self> {
-        Self::from_parts(Queue::new(capacity)?, Self::counter(None, false)?)
+        Self::new_with(capacity, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::new`] with options (for both its segments).
+    ///
+    /// # Errors
+    /// As [`Queue::new`].
+    pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::from_parts(
+            Queue::new_with(capacity, opts)?,
+            Self::counter(None, false, opts)?,
+        )
     }
 
     /// A new queue under `name` (its counter lives under `name-tasks`).
     pub fn create(name: &str, capacity: usize) -> Result<Self> {
+        Self::create_with(name, capacity, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::create`] with options (for both its segments).
+    pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
-            Queue::create(name, capacity)?,
-            Self::counter(Some(name), false)?,
+            Queue::create_with(name, capacity, opts)?,
+            Self::counter(Some(name), false, opts)?,
         )
     }
 
     /// Opens the queue another process created under `name`.
     pub fn open(name: &str) -> Result<Self> {
-        let tasks = Object::open(
-            &Self::counter_name(name),
-            &Self::spec(),
-            &ShmOptions::default(),
-        )?;
-        Self::from_parts(Queue::open(name)?, tasks)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::open`] with options (for both its segments).
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), opts)?;
+        Self::from_parts(Queue::open_with(name, opts)?, tasks)
     }
 
     /// Opens `name`, or creates it with `capacity` (race-safe).
     pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
+        Self::open_or_create_with(name, capacity, &ShmOptions::default())
+    }
+
+    /// [`JoinableQueue::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
-            Queue::open_or_create(name, capacity)?,
-            Self::counter(Some(name), true)?,
+            Queue::open_or_create_with(name, capacity, opts)?,
+            Self::counter(Some(name), true, opts)?,
         )
     }
 
     /// Counts one more unfinished task; `false` if the counter is at its maximum.
     fn add_task(&self) -> bool {
-        self.count()
-            .unfinished
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1))
-            .is_ok()
+        self.count().add()
     }
 
     /// Pushes through `push`, counting the value as an unfinished task first. With `u32::MAX`
@@ -235,6 +313,11 @@ impl<T: Pod + Send> JoinableQueue<T> {
         self.counted(value, |v| self.queue.push_timeout(v, timeout))
     }
 
+    /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
+    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
+        self.counted(value, |v| self.queue.push_until(v, deadline))
+    }
+
     /// Removes the oldest value, waiting while the queue is empty. Call
     /// [`task_done`](Self::task_done) when it is processed.
     pub fn pop(&self) -> std::result::Result<T, PopError> {
@@ -251,21 +334,17 @@ impl<T: Pod + Send> JoinableQueue<T> {
         self.queue.pop_timeout(timeout)
     }
 
+    /// Like [`pop`](Self::pop), giving up with `Timeout` at `deadline`.
+    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
+        self.queue.pop_until(deadline)
+    }
+
     /// Marks one popped value as processed; wakes every joiner when none are left.
     ///
     /// # Errors
     /// [`TaskDoneError`] if called more times than values were pushed.
     pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        let c = self.count();
-        // Release: what the worker did before is visible to a joiner that sees the new count.
-        let before = c
-            .unfinished
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
-            .map_err(|_| TaskDoneError)?;
-        if before == 1 {
-            c.waiters.notify(&c.unfinished, true);
-        }
-        Ok(())
+        self.count().done()
     }
 
     /// Waits until every pushed value has been marked done.
@@ -285,29 +364,25 @@ impl<T: Pod + Send> JoinableQueue<T> {
         }
     }
 
-    fn join_deadline(&self, deadline: Option<Deadline>) -> bool {
-        let c = self.count();
-        // Acquire: pairs with `task_done`'s Release.
-        if c.unfinished.load(Ordering::Acquire) == 0 {
-            return true;
+    /// Like [`join`](Self::join), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if tasks were still unfinished.
+    pub fn join_until(&self, deadline: Instant) -> Result<()> {
+        if self.join_deadline(Some(Deadline::at(deadline))) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
         }
-        block_on(
-            &c.waiters,
-            &c.unfinished,
-            deadline,
-            false,
-            Points::NONE,
-            || match c.unfinished.load(Ordering::Acquire) {
-                0 => Poll::Ready(()),
-                n => Poll::Sleep(n),
-            },
-        )
-        .is_some()
+    }
+
+    fn join_deadline(&self, deadline: Option<Deadline>) -> bool {
+        self.count().join(deadline)
     }
 
     /// Values pushed and not yet marked done.
     pub fn unfinished_tasks(&self) -> u32 {
-        self.count().unfinished.load(Ordering::Relaxed)
+        self.count().unfinished()
     }
 
     /// The queue underneath (pushing through it directly does not count tasks).

@@ -17,8 +17,9 @@
 //!
 //! On top of them: [`Queue`] and [`SpscQueue`] (the owning handles of the two rings),
 //! [`JoinableQueue`] (a `Queue` with Python's `task_done`/`join`), [`Channel`] (arbitrary
-//! serialisable messages as length-prefixed records in a byte ring) and [`Pipe`] (two
-//! channels as a duplex pair of [`Connection`]s).
+//! serialisable messages as length-prefixed records in a byte ring), [`JoinableChannel`] (a
+//! `Channel` with `task_done`/`join`) and [`Pipe`] (two channels as a duplex pair of
+//! [`Connection`]s).
 //!
 //! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
 //! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
@@ -38,6 +39,8 @@ mod handle;
 mod iter;
 #[cfg(not(multiproc_loom))]
 pub(crate) mod joinable;
+#[cfg(not(multiproc_loom))]
+mod joinable_channel;
 pub(crate) mod mpmc;
 pub(crate) mod peer;
 #[cfg(not(multiproc_loom))]
@@ -59,6 +62,8 @@ pub use handle::{Queue, SpscConsumer, SpscProducer, SpscQueue};
 pub use iter::{QueueIter, RecvIter};
 #[cfg(not(multiproc_loom))]
 pub use joinable::JoinableQueue;
+#[cfg(not(multiproc_loom))]
+pub use joinable_channel::JoinableChannel;
 #[cfg(not(multiproc_loom))]
 pub use pipe::{Connection, Pipe};
 

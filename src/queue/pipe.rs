@@ -129,6 +129,17 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         self.tx.try_send(msg)
     }
 
+    /// Like [`send`](Connection::send), giving up with `Timeout(msg)` after `timeout` (a
+    /// full buffer the other end does not drain).
+    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
+        self.tx.send_timeout(msg, timeout)
+    }
+
+    /// Like [`send`](Connection::send), giving up with `Timeout(msg)` at `deadline`.
+    pub fn send_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
+        self.tx.send_until(msg, deadline)
+    }
+
     /// Receives the next message from the other end, waiting while there is none.
     ///
     /// # Errors
@@ -173,6 +184,11 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
             .is_ok_and(|r| r.first().is_some_and(|r| r.readable || r.hangup))
     }
 
+    /// Like [`recv`](Connection::recv), giving up with `Timeout` at `deadline`.
+    pub fn recv_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
+        self.rx.recv_until(deadline)
+    }
+
     /// Receives a message if one is ready now, else `Empty`.
     pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
         self.rx.try_recv()
@@ -194,6 +210,12 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         }
     }
 
+    /// Waits until `deadline` at the latest until [`recv`](Connection::recv) would not block;
+    /// returns whether it would not.
+    pub fn poll_until(&self, deadline: Instant) -> bool {
+        self.rx.poll_until(deadline)
+    }
+
     /// Closes both directions: the other end's receives drain and then fail with `Closed`, and
     /// sends from either end fail with `Closed`.
     pub fn close(&self) {
@@ -204,6 +226,101 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     /// Whether the pipe was closed (by either end).
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed() || self.rx.is_closed()
+    }
+}
+
+/// Raw bytes, as Python's `Connection.send_bytes`/`recv_bytes`/`recv_bytes_into`; they share
+/// the pipe with typed messages (see [`Channel`'s bytes methods](Channel::send_bytes)).
+///
+/// ```
+/// let (a, b) = multiproc::Pipe::new::<u32>(4096)?;
+/// a.send_bytes(b"frame").unwrap();
+/// assert_eq!(b.recv_bytes().unwrap(), b"frame");
+/// b.send(300).unwrap();
+/// let mut buf = [0u8; 8];
+/// let n = a.recv_bytes_into(&mut buf).unwrap();
+/// assert_eq!(&buf[..n], &[0xac, 0x02]); // 300 as a postcard varint
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+impl<T> Connection<T> {
+    /// Sends `bytes` to the other end as one message, as they are (Python's `send_bytes`), waiting
+    /// while its buffer is full. See [`Channel::send_bytes`].
+    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        self.tx.send_bytes(bytes)
+    }
+
+    /// Sends `bytes` if there is room now, else `Full(())`.
+    pub fn try_send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
+        self.tx.try_send_bytes(bytes)
+    }
+
+    /// Like [`send_bytes`](Connection::send_bytes), giving up with `Timeout(())` after `timeout`.
+    pub fn send_bytes_timeout(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError<()>> {
+        self.tx.send_bytes_timeout(bytes, timeout)
+    }
+
+    /// Like [`send_bytes`](Connection::send_bytes), giving up with `Timeout(())` at `deadline`.
+    pub fn send_bytes_until(
+        &self,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> std::result::Result<(), SendError<()>> {
+        self.tx.send_bytes_until(bytes, deadline)
+    }
+
+    /// Receives the next message's bytes as they are (Python's `recv_bytes`): a message the other end
+    /// sent with [`send`](Connection::send) comes as its postcard encoding.
+    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.rx.recv_bytes()
+    }
+
+    /// Receives the next message's bytes if one is ready now, else `Empty`.
+    pub fn try_recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.rx.try_recv_bytes()
+    }
+
+    /// Like [`recv_bytes`](Connection::recv_bytes), giving up with `Timeout` after `timeout`.
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
+        self.rx.recv_bytes_timeout(timeout)
+    }
+
+    /// Like [`recv_bytes`](Connection::recv_bytes), giving up with `Timeout` at `deadline`.
+    pub fn recv_bytes_until(&self, deadline: Instant) -> std::result::Result<Vec<u8>, RecvError> {
+        self.rx.recv_bytes_until(deadline)
+    }
+
+    /// Copies the next message's bytes into the front of `buf` and returns their length (Python's
+    /// `recv_bytes_into`); `BufferTooShort { needed }` leaves a longer message in place.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.rx.recv_bytes_into(buf)
+    }
+
+    /// Like [`recv_bytes_into`](Connection::recv_bytes_into) if a message is ready now, else `Empty`.
+    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.rx.try_recv_bytes_into(buf)
+    }
+
+    /// Like [`recv_bytes_into`](Connection::recv_bytes_into), giving up with `Timeout` after
+    /// `timeout`.
+    pub fn recv_bytes_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> std::result::Result<usize, RecvError> {
+        self.rx.recv_bytes_into_timeout(buf, timeout)
+    }
+
+    /// Like [`recv_bytes_into`](Connection::recv_bytes_into), giving up with `Timeout` at `deadline`.
+    pub fn recv_bytes_into_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> std::result::Result<usize, RecvError> {
+        self.rx.recv_bytes_into_until(buf, deadline)
     }
 }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A fixed-length array of `T` in shared memory, guarded by one robust process-shared lock.
 ///
@@ -136,17 +136,25 @@ impl<T: Pod + Send> Array<T> {
         Self::make(None, values.len(), Some(values), &ShmOptions::default())
     }
 
+    /// [`Array::from_slice`] with options.
+    pub fn from_slice_with(values: &[T], opts: &ShmOptions) -> Result<Self> {
+        Self::make(None, values.len(), Some(values), opts)
+    }
+
     /// A new named array holding a copy of `values`.
     ///
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`] for an empty slice.
     pub fn create(name: &str, values: &[T]) -> Result<Self> {
-        Self::make(
-            Some(name),
-            values.len(),
-            Some(values),
-            &ShmOptions::default(),
-        )
+        Self::create_with(name, values, &ShmOptions::default())
+    }
+
+    /// [`Array::create`] with options.
+    ///
+    /// # Errors
+    /// As [`Array::create`].
+    pub fn create_with(name: &str, values: &[T], opts: &ShmOptions) -> Result<Self> {
+        Self::make(Some(name), values.len(), Some(values), opts)
     }
 
     /// A new named array of `len` zeroed elements, with options.
@@ -160,21 +168,29 @@ impl<T: Pod + Send> Array<T> {
     /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
     /// [`Error::PermissionDenied`].
     pub fn open(name: &str) -> Result<Self> {
-        Self::from_object(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`Array::open`] with options.
+    ///
+    /// # Errors
+    /// As [`Array::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::from_object(Object::open(name, &Self::spec(), opts)?)
     }
 
     /// Opens `name`, or creates it holding a copy of `values` (race-safe). An existing array keeps
     /// its own length and contents.
     pub fn open_or_create(name: &str, values: &[T]) -> Result<Self> {
+        Self::open_or_create_with(name, values, &ShmOptions::default())
+    }
+
+    /// [`Array::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, values: &[T], opts: &ShmOptions) -> Result<Self> {
         let payload_len = Self::payload_len(values.len())?;
         let spec = Self::spec();
-        let object = Object::open_or_create(
-            name,
-            &spec,
-            payload_len,
-            &ShmOptions::default(),
-            Self::init(Some(values)),
-        )?;
+        let object =
+            Object::open_or_create(name, &spec, payload_len, opts, Self::init(Some(values)))?;
         Self::from_object(object)
     }
 
@@ -221,6 +237,11 @@ impl<T: Pod + Send> Array<T> {
     /// Like [`lock`](Array::lock), but gives up with [`LockError::Timeout`] after `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ArrayGuard<'_, T>> {
         self.wrap(self.mutex().lock_timeout(timeout))
+    }
+
+    /// Like [`lock`](Array::lock), but gives up with [`LockError::Timeout`] at `deadline`.
+    pub fn lock_until(&self, deadline: Instant) -> LockResult<ArrayGuard<'_, T>> {
+        self.wrap(self.mutex().lock_until(deadline))
     }
 
     fn wrap<'a>(&'a self, res: LockResult<MutexGuard<'a, ()>>) -> LockResult<ArrayGuard<'a, T>> {

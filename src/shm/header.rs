@@ -44,6 +44,9 @@ pub(crate) enum Kind {
     JoinableQueue = 7,
     /// A [`Heap`](crate::heap::Heap): an allocator and the objects in it.
     Heap = 8,
+    /// The unfinished-task counter of a `JoinableChannel` (its messages are in a `Channel`
+    /// segment).
+    JoinableChannel = 9,
 }
 
 /// A published header's fields (see [`Header::summary`]).
@@ -71,6 +74,7 @@ impl Kind {
             Kind::Channel,
             Kind::JoinableQueue,
             Kind::Heap,
+            Kind::JoinableChannel,
         ]
         .into_iter()
         .find(|k| *k as u32 == raw)
@@ -86,6 +90,7 @@ impl Kind {
             Kind::Channel => "Channel",
             Kind::JoinableQueue => "JoinableQueue",
             Kind::Heap => "Heap",
+            Kind::JoinableChannel => "JoinableChannel",
         }
     }
 }

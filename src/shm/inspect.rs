@@ -94,7 +94,8 @@ pub enum ObjectState {
         /// Whether `close()` was called.
         closed: bool,
     },
-    /// The task counter of a `JoinableQueue` (its values are in a `Queue` segment of their own).
+    /// The task counter of a `JoinableQueue` or `JoinableChannel` (its values are in a `Queue`
+    /// or `Channel` segment of their own).
     JoinableQueue {
         /// Values pushed and not yet marked done.
         unfinished_tasks: u32,
@@ -356,7 +357,7 @@ unsafe fn object_state(
             // SAFETY: as for `Queue`.
             fill(unsafe { RawChannel::peek(payload, payload_len) })?
         }
-        Some("JoinableQueue") => {
+        Some("JoinableQueue" | "JoinableChannel") => {
             // SAFETY: as for the rings; `peek_unfinished` checks size and alignment.
             let unfinished = unsafe { joinable::peek_unfinished(payload, payload_len) }
                 .ok_or(Error::Corrupted("task counter too short or misaligned"))?;

@@ -59,11 +59,23 @@ impl<T: ShmSafe> Shared<T> {
 
     /// Moves `value` into a new anonymous segment.
     pub fn new(value: T) -> Result<Self> {
+        Self::new_with(value, &ShmOptions::default())
+    }
+
+    /// [`Shared::new`] with options.
+    ///
+    /// ```
+    /// use multiproc::{Shared, shm::ShmOptions, sync::Semaphore};
+    /// let permits = Shared::new_with(Semaphore::new(2), &ShmOptions::new().populate(true))?;
+    /// assert!(permits.try_acquire().is_ok());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
         let object = Object::create(
             None,
             &Self::spec(),
             Self::payload_len()?,
-            &ShmOptions::default(),
+            opts,
             Self::init(value),
         )?;
         Self::from_object(object)
@@ -74,11 +86,19 @@ impl<T: ShmSafe> Shared<T> {
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
     pub fn create(name: &str, value: T) -> Result<Self> {
+        Self::create_with(name, value, &ShmOptions::default())
+    }
+
+    /// [`Shared::create`] with options.
+    ///
+    /// # Errors
+    /// As [`Shared::create`].
+    pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
         let object = Object::create(
             Some(name),
             &Self::spec(),
             Self::payload_len()?,
-            &ShmOptions::default(),
+            opts,
             Self::init(value),
         )?;
         Self::from_object(object)
@@ -90,17 +110,30 @@ impl<T: ShmSafe> Shared<T> {
     /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
     /// [`Error::PermissionDenied`].
     pub fn open(name: &str) -> Result<Self> {
-        Self::from_object(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`Shared::open`] with options.
+    ///
+    /// # Errors
+    /// As [`Shared::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::from_object(Object::open(name, &Self::spec(), opts)?)
     }
 
     /// Opens `name`, or creates it holding `value` (race-safe). When it already existed, `value`
     /// is dropped.
     pub fn open_or_create(name: &str, value: T) -> Result<Self> {
+        Self::open_or_create_with(name, value, &ShmOptions::default())
+    }
+
+    /// [`Shared::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
         let object = Object::open_or_create(
             name,
             &Self::spec(),
             Self::payload_len()?,
-            &ShmOptions::default(),
+            opts,
             Self::init(value),
         )?;
         Self::from_object(object)

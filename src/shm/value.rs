@@ -75,11 +75,16 @@ impl<T: Pod + Send> Value<T> {
 
     /// A new anonymous value, shared with the children it is passed to.
     pub fn new(value: T) -> Result<Self> {
+        Self::new_with(value, &ShmOptions::default())
+    }
+
+    /// [`Value::new`] with options.
+    pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
         Self::from_object(Object::create(
             None,
             &Self::spec(),
             size_of::<Mutex<T>>(),
-            &ShmOptions::default(),
+            opts,
             Self::init(value),
         )?)
     }
@@ -90,11 +95,19 @@ impl<T: Pod + Send> Value<T> {
     /// # Errors
     /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
     pub fn create(name: &str, value: T) -> Result<Self> {
+        Self::create_with(name, value, &ShmOptions::default())
+    }
+
+    /// [`Value::create`] with options.
+    ///
+    /// # Errors
+    /// As [`Value::create`].
+    pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
         Self::from_object(Object::create(
             Some(name),
             &Self::spec(),
             size_of::<Mutex<T>>(),
-            &ShmOptions::default(),
+            opts,
             Self::init(value),
         )?)
     }
@@ -105,16 +118,40 @@ impl<T: Pod + Send> Value<T> {
     /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another type,
     /// [`Error::Corrupted`] if the segment is truncated or garbage, [`Error::PermissionDenied`].
     pub fn open(name: &str) -> Result<Self> {
-        Self::from_object(Object::open(name, &Self::spec(), &ShmOptions::default())?)
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`Value::open`] with options, e.g. [`ShmOptions::allow_foreign`] for a value another
+    /// user created.
+    ///
+    /// ```
+    /// use multiproc::{Value, shm::ShmOptions};
+    /// # let name = format!("mp-doc-value-open-with-{}", std::process::id());
+    /// let created = Value::create(&name, 7u64)?;
+    /// let opts = ShmOptions::new().init_timeout(std::time::Duration::from_secs(5));
+    /// let opened = Value::<u64>::open_with(&name, &opts)?;
+    /// assert_eq!(opened.get().unwrap(), 7);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Value::open`].
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        Self::from_object(Object::open(name, &Self::spec(), opts)?)
     }
 
     /// Opens `name`, or creates it holding `value` if it does not exist (race-safe).
     pub fn open_or_create(name: &str, value: T) -> Result<Self> {
+        Self::open_or_create_with(name, value, &ShmOptions::default())
+    }
+
+    /// [`Value::open_or_create`] with options (used for both the open and the create).
+    pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
         Self::from_object(Object::open_or_create(
             name,
             &Self::spec(),
             size_of::<Mutex<T>>(),
-            &ShmOptions::default(),
+            opts,
             Self::init(value),
         )?)
     }
@@ -140,6 +177,11 @@ impl<T: Pod + Send> Value<T> {
     /// Like [`lock`](Value::lock), but gives up with [`LockError::Timeout`] after `timeout`.
     pub fn lock_timeout(&self, timeout: std::time::Duration) -> LockResult<MutexGuard<'_, T>> {
         self.mutex().lock_timeout(timeout)
+    }
+
+    /// Like [`lock`](Value::lock), but gives up with [`LockError::Timeout`] at `deadline`.
+    pub fn lock_until(&self, deadline: std::time::Instant) -> LockResult<MutexGuard<'_, T>> {
+        self.mutex().lock_until(deadline)
     }
 
     /// A copy of the value, read under the lock.

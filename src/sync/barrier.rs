@@ -24,7 +24,7 @@ use super::BarrierError;
 use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const COUNT_MASK: u32 = 0xFFFF;
 const BROKEN: u32 = 1 << 16;
@@ -171,6 +171,15 @@ impl Barrier {
     /// is broken then); otherwise as [`Barrier::wait`].
     pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
         self.wait_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Like [`Barrier::wait`], waiting until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::wait_timeout`].
+    pub fn wait_until(&self, deadline: Instant) -> Result<usize, BarrierError> {
+        self.wait_deadline(Some(Deadline::at(deadline)))
     }
 
     fn wait_deadline(&self, deadline: Option<Deadline>) -> Result<usize, BarrierError> {

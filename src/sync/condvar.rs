@@ -17,7 +17,7 @@ use super::wait::{Waiters, sleep};
 use crate::crash;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A condition variable that works across processes with [`Mutex`](super::Mutex).
 ///
@@ -136,6 +136,25 @@ impl Condvar {
         }
     }
 
+    /// Like [`Condvar::wait`], but sleeps until `deadline` at the latest (the reacquisition
+    /// is not timed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Condvar::wait_timeout`].
+    pub fn wait_until<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Instant,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let (r, timed_out) = self.wait_deadline(guard, Some(Deadline::at(deadline)));
+        let res = WaitTimeoutResult(timed_out);
+        match r {
+            Ok(g) => Ok((g, res)),
+            Err(e) => Err(e.map(|g| (g, res))),
+        }
+    }
+
     /// Waits while `condition` holds (checked under the lock), then returns the guard.
     ///
     /// # Errors
@@ -164,6 +183,30 @@ impl Condvar {
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
         let deadline = Deadline::after(timeout);
+        loop {
+            if !condition(&mut *guard) {
+                return Ok((guard, WaitTimeoutResult(false)));
+            }
+            if deadline.has_passed() {
+                return Ok((guard, WaitTimeoutResult(true)));
+            }
+            let (r, _) = self.wait_deadline(guard, Some(deadline));
+            guard = r.map_err(|e| e.map(|g| (g, WaitTimeoutResult(false))))?;
+        }
+    }
+
+    /// Waits while `condition` holds, until `deadline` at the latest.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Mutex::lock`](super::Mutex::lock) on a reacquisition.
+    pub fn wait_until_while<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Instant,
+        mut condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let deadline = Deadline::at(deadline);
         loop {
             if !condition(&mut *guard) {
                 return Ok((guard, WaitTimeoutResult(false)));

@@ -13,7 +13,7 @@ use super::wait::{Points, Poll, Waiters, block_on};
 use crate::crash;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The flag bit of the word.
 const SET: u32 = 1;
@@ -131,6 +131,12 @@ impl Event {
     /// `true` also when it was set and cleared again while this thread waited).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Waits until `deadline` at the latest for the flag; returns whether it was set (as
+    /// [`wait_timeout`](Event::wait_timeout)).
+    pub fn wait_until(&self, deadline: Instant) -> bool {
+        self.wait_deadline(Some(Deadline::at(deadline)))
     }
 
     /// Threads counted as waiting (for models).

@@ -8,7 +8,7 @@ use crate::loom::futex::Deadline;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A mutual-exclusion lock that works across processes and survives a holder that dies.
 ///
@@ -130,6 +130,28 @@ impl<T: ?Sized> Mutex<T> {
     /// [`LockError::Timeout`] if the time ran out; otherwise as [`Mutex::lock`].
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<MutexGuard<'_, T>> {
         self.lock_deadline(Deadline::after(timeout))
+    }
+
+    /// Acquires the lock, waiting until `deadline` at the latest (a past one: no waiting).
+    ///
+    /// ```
+    /// use multiproc::sync::{LockError, Mutex};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let m = Mutex::new(0u32);
+    /// let held = m.lock().unwrap();
+    /// let deadline = Instant::now() + Duration::from_millis(20);
+    /// assert!(matches!(m.lock_until(deadline), Err(LockError::Timeout)));
+    /// assert!(Instant::now() >= deadline);
+    /// drop(held);
+    /// assert!(m.lock_until(deadline).is_ok());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`] if the deadline passed; otherwise as [`Mutex::lock`].
+    pub fn lock_until(&self, deadline: Instant) -> LockResult<MutexGuard<'_, T>> {
+        self.lock_deadline(Deadline::at(deadline))
     }
 
     /// Acquires the lock, waiting until the absolute `deadline`.

@@ -8,7 +8,7 @@ use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A lock the holding thread may take again; each guard releases one level, and the lock is free
 /// when the last guard of its owner is dropped. Only the owner can release it (guards are not
@@ -117,6 +117,17 @@ impl<T: ?Sized> ReentrantMutex<T> {
     /// [`LockError::Timeout`]; otherwise as [`ReentrantMutex::lock`].
     pub fn lock_timeout(&self, timeout: Duration) -> LockResult<ReentrantMutexGuard<'_, T>> {
         let deadline = Deadline::after(timeout);
+        self.acquire(|raw, p| raw.lock(p, Some(deadline)))
+    }
+
+    /// Acquires the lock, waiting until `deadline` at the latest (a past one: no waiting; a
+    /// thread that already holds it gets it again at once).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`]; otherwise as [`ReentrantMutex::lock`].
+    pub fn lock_until(&self, deadline: Instant) -> LockResult<ReentrantMutexGuard<'_, T>> {
+        let deadline = Deadline::at(deadline);
         self.acquire(|raw, p| raw.lock(p, Some(deadline)))
     }
 

@@ -21,7 +21,7 @@ use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const READ_LOCKED: u32 = 1;
 const MASK: u32 = (1 << 30) - 1;
@@ -183,6 +183,15 @@ impl<T: ?Sized> RwLock<T> {
         self.read_deadline(Some(Deadline::after(timeout)))
     }
 
+    /// Locks for reading, waiting until `deadline` at the latest (a past one: no waiting).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`].
+    pub fn read_until(&self, deadline: Instant) -> LockResult<RwLockReadGuard<'_, T>> {
+        self.read_deadline(Some(Deadline::at(deadline)))
+    }
+
     /// Locks for writing, waiting as long as it takes.
     ///
     /// # Errors
@@ -213,6 +222,15 @@ impl<T: ?Sized> RwLock<T> {
     /// [`LockError::Timeout`].
     pub fn write_timeout(&self, timeout: Duration) -> LockResult<RwLockWriteGuard<'_, T>> {
         self.write_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Locks for writing, waiting until `deadline` at the latest (a past one: no waiting).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`].
+    pub fn write_until(&self, deadline: Instant) -> LockResult<RwLockWriteGuard<'_, T>> {
+        self.write_deadline(Some(Deadline::at(deadline)))
     }
 
     fn read_deadline(&self, deadline: Option<Deadline>) -> LockResult<RwLockReadGuard<'_, T>> {

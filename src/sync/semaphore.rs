@@ -13,7 +13,7 @@ use super::wait::{Points, Poll, Waiters, block_on};
 use crate::crash;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A counting semaphore that works across processes.
 ///
@@ -135,6 +135,15 @@ impl Semaphore {
     /// [`SemaphoreError::Timeout`] if none became available in time.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), SemaphoreError> {
         self.acquire_deadline(Some(Deadline::after(timeout)))
+    }
+
+    /// Takes a permit, waiting until `deadline` at the latest (a past one: no waiting).
+    ///
+    /// # Errors
+    ///
+    /// [`SemaphoreError::Timeout`] if none became available in time.
+    pub fn acquire_until(&self, deadline: Instant) -> Result<(), SemaphoreError> {
+        self.acquire_deadline(Some(Deadline::at(deadline)))
     }
 
     fn acquire_deadline(&self, deadline: Option<Deadline>) -> Result<(), SemaphoreError> {

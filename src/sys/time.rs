@@ -1,6 +1,6 @@
 //! Absolute deadlines on `CLOCK_MONOTONIC`, the clock every timed wait in the crate is measured on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A point in time on `CLOCK_MONOTONIC`, the same clock in every process of the machine.
 ///
@@ -34,6 +34,28 @@ impl Deadline {
         }
     }
 
+    /// The point on `CLOCK_MONOTONIC` that `at` names. `Instant` is measured on the same
+    /// clock on Linux, but its representation is private, so the distance from now is carried
+    /// over: a past instant gives a deadline that has passed, a far one saturates.
+    ///
+    /// The `Instant` is read first: the deadline is then never earlier than `at` (by the time
+    /// between the two reads at most later), so a wait until it never ends before `at`.
+    pub(crate) fn at(at: Instant) -> Self {
+        let instant_now = Instant::now();
+        let now = Self::now();
+        let nanos = match at.checked_duration_since(instant_now) {
+            Some(ahead) => now
+                .nanos
+                .saturating_add(u64::try_from(ahead.as_nanos()).unwrap_or(u64::MAX)),
+            None => {
+                let behind = instant_now.duration_since(at);
+                now.nanos
+                    .saturating_sub(u64::try_from(behind.as_nanos()).unwrap_or(u64::MAX))
+            }
+        };
+        Self { nanos }
+    }
+
     /// Time left until the deadline, zero when it has passed.
     pub(crate) fn remaining(self) -> Duration {
         Duration::from_nanos(self.nanos.saturating_sub(Self::now().nanos))
@@ -50,5 +72,22 @@ impl Deadline {
             tv_sec: (self.nanos / 1_000_000_000) as i64,
             tv_nsec: (self.nanos % 1_000_000_000) as i64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_carries_an_instant_over() {
+        let past = Deadline::at(Instant::now() - Duration::from_millis(5));
+        assert!(past.has_passed());
+        let future = Deadline::at(Instant::now() + Duration::from_secs(10));
+        assert!(!future.has_passed());
+        let left = future.remaining();
+        assert!(left > Duration::from_secs(9) && left <= Duration::from_secs(10));
+        let far = Deadline::at(Instant::now() + Duration::from_secs(1 << 40));
+        assert!(far > future);
     }
 }

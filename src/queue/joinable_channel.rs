@@ -1,0 +1,394 @@
+//! `JoinableChannel<T>`: a [`Channel`] of any serde message plus a count of unfinished tasks,
+//! Python's `multiprocessing.JoinableQueue` of arbitrary objects ([`JoinableQueue`] is its
+//! `Pod`-only, copy-in copy-out sibling).
+//!
+//! The count is the same [`TaskCount`] as a `JoinableQueue`'s, in a segment of its own, with
+//! the same protocol (see `joinable.rs`): a put counts the task before it sends (and uncounts
+//! it if the send fails), so a `join` never sees zero while a message is queued.
+//!
+//! [`JoinableQueue`]: super::JoinableQueue
+
+use super::error::{RecvError, SendError, TaskDoneError};
+use super::handle::Channel;
+use super::joinable::TaskCount;
+use crate::error::{Error, Result};
+use crate::loom::futex::Deadline;
+use crate::shm::ShmOptions;
+use crate::shm::header::{Kind, Spec};
+use crate::shm::object::Object;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+/// A [`Channel`] whose consumers report each message done with
+/// [`task_done`](Self::task_done), so that a producer can [`join`](Self::join) until all of
+/// them are: Python's `JoinableQueue` for any `Serialize + DeserializeOwned` message.
+///
+/// ```
+/// let q = multiproc::JoinableChannel::<String>::new(4096)?;
+/// q.put("job".to_string()).unwrap();
+/// assert_eq!(q.get().unwrap(), "job");
+/// assert_eq!(q.unfinished_tasks(), 1);
+/// q.task_done().unwrap();
+/// q.join(); // returns at once: every message put is done
+/// assert!(q.task_done().is_err(), "one too many");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// Between processes: the parent waits until a child has finished every job.
+///
+/// ```rust,standalone_crate
+/// use multiproc::{JoinableChannel, Process};
+///
+/// fn worker(q: JoinableChannel<Vec<u32>>) {
+///     while let Ok(job) = q.get() {
+///         let _sum: u32 = job.iter().sum();
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// fn main() -> Result<(), multiproc::Error> {
+///     multiproc::init(); // first line of main: a spawned child runs its entry here
+///     let q = JoinableChannel::<Vec<u32>>::new(4096)?;
+///     let w = Process::spawn(worker, q.clone())?;
+///     for n in 0..20 {
+///         q.put((0..n).collect()).unwrap();
+///     }
+///     q.join(); // every job was taken and marked done by the worker
+///     q.close(); // ends the worker's loop
+///     w.join()?;
+///     Ok(())
+/// }
+/// ```
+///
+/// A worker killed between `get` and `task_done` leaves the count above zero for good, as in
+/// Python: use [`join_timeout`](Self::join_timeout) where that can happen.
+pub struct JoinableChannel<T> {
+    channel: Channel<T>,
+    tasks: Object,
+    _type: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
+    fn spec() -> Spec {
+        Spec::new::<T, TaskCount>(Kind::JoinableChannel)
+    }
+
+    fn counter_name(name: &str) -> String {
+        format!("{name}-tasks")
+    }
+
+    fn from_parts(channel: Channel<T>, tasks: Object) -> Result<Self> {
+        TaskCount::check(&tasks)?;
+        Ok(Self {
+            channel,
+            tasks,
+            _type: PhantomData,
+        })
+    }
+
+    fn count(&self) -> &TaskCount {
+        TaskCount::of(&self.tasks)
+    }
+
+    fn counter(name: Option<&str>, open_existing: bool, opts: &ShmOptions) -> Result<Object> {
+        let (spec, len) = (Self::spec(), size_of::<TaskCount>());
+        let name = name.map(Self::counter_name);
+        match (name, open_existing) {
+            (Some(n), true) => Object::open_or_create(&n, &spec, len, opts, TaskCount::init),
+            (n, _) => Object::create(n.as_deref(), &spec, len, opts, TaskCount::init),
+        }
+    }
+
+    /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
+    ///
+    /// # Errors
+    /// As [`Channel::new`].
+    pub fn new(capacity_bytes: usize) -> Result<Self> {
+        Self::new_with(capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`JoinableChannel::new`] with options (for both its segments).
+    ///
+    /// # Errors
+    /// As [`Channel::new`].
+    pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::from_parts(
+            Channel::new_with(capacity_bytes, opts)?,
+            Self::counter(None, false, opts)?,
+        )
+    }
+
+    /// A new channel under `name` (its counter lives under `name-tasks`).
+    ///
+    /// # Errors
+    /// As [`Channel::create`].
+    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::create_with(name, capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`JoinableChannel::create`] with options (for both its segments).
+    ///
+    /// # Errors
+    /// As [`Channel::create`].
+    pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
+        Self::from_parts(
+            Channel::create_with(name, capacity_bytes, opts)?,
+            Self::counter(Some(name), false, opts)?,
+        )
+    }
+
+    /// Opens the channel another process created under `name`.
+    ///
+    /// # Errors
+    /// As [`Channel::open`], for either segment.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &ShmOptions::default())
+    }
+
+    /// [`JoinableChannel::open`] with options (for both its segments).
+    ///
+    /// # Errors
+    /// As [`Channel::open`], for either segment.
+    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
+        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), opts)?;
+        Self::from_parts(Channel::open_with(name, opts)?, tasks)
+    }
+
+    /// Opens `name`, or creates it with `capacity_bytes` (race-safe).
+    ///
+    /// # Errors
+    /// As [`Channel::open_or_create`].
+    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
+        Self::open_or_create_with(name, capacity_bytes, &ShmOptions::default())
+    }
+
+    /// [`JoinableChannel::open_or_create`] with options (used for both the open and the
+    /// create).
+    ///
+    /// # Errors
+    /// As [`Channel::open_or_create`].
+    pub fn open_or_create_with(
+        name: &str,
+        capacity_bytes: usize,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
+        Self::from_parts(
+            Channel::open_or_create_with(name, capacity_bytes, opts)?,
+            Self::counter(Some(name), true, opts)?,
+        )
+    }
+
+    /// Sends through `send`, counting the message as an unfinished task first. With
+    /// `u32::MAX` tasks unfinished there is no room for another: `Full(msg)`.
+    fn counted(
+        &self,
+        msg: T,
+        send: impl FnOnce(T) -> std::result::Result<(), SendError<T>>,
+    ) -> std::result::Result<(), SendError<T>> {
+        if !self.count().add() {
+            return Err(SendError::Full(msg));
+        }
+        send(msg).inspect_err(|_| {
+            // Not sent: not a task. Cannot underflow: we counted it.
+            let _ = self.count().done();
+        })
+    }
+
+    /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
+    ///
+    /// # Errors
+    /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
+    pub fn put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.counted(msg, |m| self.channel.send(m))
+    }
+
+    /// Sends `msg` if there is room now, else `Full(msg)`.
+    pub fn try_put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+        self.counted(msg, |m| self.channel.try_send(m))
+    }
+
+    /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
+    pub fn put_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
+        self.counted(msg, |m| self.channel.send_timeout(m, timeout))
+    }
+
+    /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
+    pub fn put_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
+        self.counted(msg, |m| self.channel.send_until(m, deadline))
+    }
+
+    /// Receives the oldest message, waiting while there is none. Call
+    /// [`task_done`](Self::task_done) when it is processed.
+    ///
+    /// # Errors
+    /// As [`Channel::recv`]. A message that fails to decode (`Deserialize`) was still a task:
+    /// call `task_done` for it too.
+    pub fn get(&self) -> std::result::Result<T, RecvError> {
+        self.channel.recv()
+    }
+
+    /// Receives the oldest message if there is one now, else `Empty`.
+    pub fn try_get(&self) -> std::result::Result<T, RecvError> {
+        self.channel.try_recv()
+    }
+
+    /// Like [`get`](Self::get), giving up with `Timeout` after `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
+        self.channel.recv_timeout(timeout)
+    }
+
+    /// Like [`get`](Self::get), giving up with `Timeout` at `deadline`.
+    pub fn get_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
+        self.channel.recv_until(deadline)
+    }
+
+    /// Marks one received message as processed; wakes every joiner when none are left.
+    ///
+    /// # Errors
+    /// [`TaskDoneError`] if called more times than messages were put.
+    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
+        self.count().done()
+    }
+
+    /// Waits until every message put has been marked done.
+    pub fn join(&self) {
+        self.count().join(None);
+    }
+
+    /// Like [`join`](Self::join), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if tasks were still unfinished.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        self.join_deadline(Deadline::after(timeout))
+    }
+
+    /// Like [`join`](Self::join), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if tasks were still unfinished.
+    pub fn join_until(&self, deadline: Instant) -> Result<()> {
+        self.join_deadline(Deadline::at(deadline))
+    }
+
+    fn join_deadline(&self, deadline: Deadline) -> Result<()> {
+        match self.count().join(Some(deadline)) {
+            true => Ok(()),
+            false => Err(Error::Timeout),
+        }
+    }
+
+    /// Messages put and not yet marked done.
+    pub fn unfinished_tasks(&self) -> u32 {
+        self.count().unfinished()
+    }
+
+    /// The channel underneath (sending through it directly does not count tasks).
+    pub fn channel(&self) -> &Channel<T> {
+        &self.channel
+    }
+
+    /// Closes the channel (see [`Channel::close`]); joiners are not woken by it.
+    pub fn close(&self) {
+        self.channel.close()
+    }
+
+    /// Whether the channel was closed.
+    pub fn is_closed(&self) -> bool {
+        self.channel.is_closed()
+    }
+
+    /// Number of queued messages (approximate).
+    pub fn len(&self) -> usize {
+        self.channel.len()
+    }
+
+    /// Whether the channel looks empty.
+    pub fn is_empty(&self) -> bool {
+        self.channel.is_empty()
+    }
+
+    /// The channel's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.channel.capacity()
+    }
+
+    /// The name, or `None` for an anonymous channel.
+    pub fn name(&self) -> Option<&str> {
+        self.channel.name()
+    }
+
+    /// Keeps the names after the creator's handles drop.
+    pub fn persist(&self) {
+        self.channel.persist();
+        self.tasks.persist();
+    }
+}
+
+impl<T> Clone for JoinableChannel<T> {
+    fn clone(&self) -> Self {
+        Self {
+            channel: self.channel.clone(),
+            tasks: self.tasks.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinableChannel<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableChannel")
+            .field("channel", &self.channel)
+            .field("unfinished", &TaskCount::of(&self.tasks).unfinished())
+            .finish()
+    }
+}
+
+impl<T> Serialize for JoinableChannel<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.channel, self.tasks.segment()).serialize(s)
+    }
+}
+
+impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableChannel<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (channel, segment) = <(Channel<T>, crate::Segment)>::deserialize(d)?;
+        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+            .and_then(|tasks| Self::from_parts(channel, tasks))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_tasks_and_undoes_failed_puts() {
+        let q = JoinableChannel::<Vec<u8>>::new(64).unwrap();
+        q.put(vec![1; 20]).unwrap();
+        assert_eq!(q.unfinished_tasks(), 1);
+        // Too large for the channel: not sent, not counted.
+        assert!(matches!(
+            q.put(vec![0; 100]),
+            Err(SendError::TooLarge { .. })
+        ));
+        assert_eq!(q.unfinished_tasks(), 1);
+        q.put(vec![2; 20]).unwrap();
+        assert!(matches!(q.try_put(vec![3; 20]), Err(SendError::Full(_))));
+        assert_eq!(q.unfinished_tasks(), 2);
+        assert!(matches!(
+            q.join_timeout(Duration::from_millis(10)),
+            Err(Error::Timeout)
+        ));
+        assert_eq!(q.get().unwrap(), vec![1; 20]);
+        q.task_done().unwrap();
+        assert_eq!(q.get().unwrap(), vec![2; 20]);
+        q.task_done().unwrap();
+        assert_eq!(q.task_done(), Err(TaskDoneError));
+        q.join_timeout(Duration::ZERO).unwrap();
+    }
+}
