@@ -367,8 +367,9 @@ impl<T: Pod + Send> Queue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        let wait = Wait::Until(Some(Deadline::after(timeout)));
-        self.inner.ring().push_in(&OsEnv, value, wait)
+        self.inner
+            .ring()
+            .push_in(&OsEnv, value, Wait::after(timeout))
     }
 
     /// Removes the oldest value, waiting while the queue is empty.
@@ -383,8 +384,7 @@ impl<T: Pod + Send> Queue<T> {
 
     /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        let wait = Wait::Until(Some(Deadline::after(timeout)));
-        self.inner.ring().pop_in(&OsEnv, wait)
+        self.inner.ring().pop_in(&OsEnv, Wait::after(timeout))
     }
 }
 
@@ -455,13 +455,13 @@ impl<T: Pod + Send> Drop for SpscProducer<T> {
 impl<T: Pod + Send> SpscProducer<T> {
     /// Appends `value`, waiting while the queue is full.
     pub fn push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push(value))
+        self.with(|end| end.push_in(value, Wait::Until(None)))
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
     #[inline]
     pub fn try_push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.try_push(value))
+        self.with(|end| end.push_in(value, Wait::No))
     }
 
     /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` after `timeout`.
@@ -470,7 +470,7 @@ impl<T: Pod + Send> SpscProducer<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push_timeout(value, timeout))
+        self.with(|end| end.push_in(value, Wait::after(timeout)))
     }
 
     /// Appends as many values from `src` as fit now (without waiting); returns how many.
@@ -503,18 +503,18 @@ impl<T: Pod + Send> Drop for SpscConsumer<T> {
 impl<T: Pod + Send> SpscConsumer<T> {
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&mut self) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop())
+        self.with(|end| end.pop_in(Wait::Until(None)))
     }
 
     /// Removes the oldest value if there is one now, else `Empty`.
     #[inline]
     pub fn try_pop(&mut self) -> std::result::Result<T, PopError> {
-        self.with(|end| end.try_pop())
+        self.with(|end| end.pop_in(Wait::No))
     }
 
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop_timeout(timeout))
+        self.with(|end| end.pop_in(Wait::after(timeout)))
     }
 
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
