@@ -7,7 +7,6 @@ use super::peer::OsEnv;
 use super::ring::Wait;
 use super::spsc::{End, EndState, HeapSpsc, SpscConsumer, SpscProducer, release_end, with_end};
 pub use super::{BatchError, PopError, PushError, RoleError};
-use crate::loom::futex::Deadline;
 use std::time::Duration;
 
 /// An MPMC ring of `u64` on the heap.
@@ -33,13 +32,11 @@ impl Mpmc {
     }
     /// `push_timeout`.
     pub fn push_timeout(&self, v: u64, t: Duration) -> Result<(), PushError<u64>> {
-        let wait = Wait::Until(Some(Deadline::after(t)));
-        self.q.ring().push_in(&OsEnv, v, wait)
+        self.q.ring().push_in(&OsEnv, v, Wait::after(t))
     }
     /// `pop_timeout`.
     pub fn pop_timeout(&self, t: Duration) -> Result<u64, PopError> {
-        let wait = Wait::Until(Some(Deadline::after(t)));
-        self.q.ring().pop_in(&OsEnv, wait)
+        self.q.ring().pop_in(&OsEnv, Wait::after(t))
     }
     /// `len`.
     pub fn len(&self) -> usize {
@@ -110,7 +107,7 @@ impl Spsc {
     }
     /// `try_push`.
     pub fn try_push(&mut self, v: u64) -> Result<(), PushError<u64>> {
-        self.produce(|p| p.try_push(v))
+        self.produce(|p| p.push_in(v, Wait::No))
     }
     /// `push_slice`.
     pub fn push_slice(&mut self, src: &[u64]) -> Result<usize, BatchError> {
@@ -118,11 +115,11 @@ impl Spsc {
     }
     /// `push_timeout`.
     pub fn push_timeout(&mut self, v: u64, t: Duration) -> Result<(), PushError<u64>> {
-        self.produce(|p| p.push_timeout(v, t))
+        self.produce(|p| p.push_in(v, Wait::after(t)))
     }
     /// `try_pop`.
     pub fn try_pop(&mut self) -> Result<u64, PopError> {
-        self.consume(|c| c.try_pop())
+        self.consume(|c| c.pop_in(Wait::No))
     }
     /// `pop_into`.
     pub fn pop_into(&mut self, dst: &mut [u64]) -> Result<usize, BatchError> {
@@ -130,7 +127,7 @@ impl Spsc {
     }
     /// `pop_timeout`.
     pub fn pop_timeout(&mut self, t: Duration) -> Result<u64, PopError> {
-        self.consume(|c| c.pop_timeout(t))
+        self.consume(|c| c.pop_in(Wait::after(t)))
     }
     /// Drops and re-claims both endpoints (they resume from the shared indices).
     pub fn reclaim(&mut self) -> Result<(), RoleError> {

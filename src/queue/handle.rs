@@ -406,8 +406,9 @@ impl<T: Pod + Send> Queue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        let wait = Wait::Until(Some(Deadline::after(timeout)));
-        self.inner.ring().push_in(&OsEnv, value, wait)
+        self.inner
+            .ring()
+            .push_in(&OsEnv, value, Wait::after(timeout))
     }
 
     /// Like [`push`](Queue::push), giving up with `Timeout(value)` at `deadline` (a past one:
@@ -429,8 +430,7 @@ impl<T: Pod + Send> Queue<T> {
 
     /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        let wait = Wait::Until(Some(Deadline::after(timeout)));
-        self.inner.ring().pop_in(&OsEnv, wait)
+        self.inner.ring().pop_in(&OsEnv, Wait::after(timeout))
     }
 
     /// Like [`pop`](Queue::pop), giving up with `Timeout` at `deadline` (a past one: no
@@ -521,13 +521,13 @@ impl<T: Pod + Send> Drop for SpscProducer<T> {
 impl<T: Pod + Send> SpscProducer<T> {
     /// Appends `value`, waiting while the queue is full.
     pub fn push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push(value))
+        self.with(|end| end.push_in(value, Wait::Until(None)))
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
     #[inline]
     pub fn try_push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.try_push(value))
+        self.with(|end| end.push_in(value, Wait::No))
     }
 
     /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` after `timeout`.
@@ -536,7 +536,7 @@ impl<T: Pod + Send> SpscProducer<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push_timeout(value, timeout))
+        self.with(|end| end.push_in(value, Wait::after(timeout)))
     }
 
     /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` at `deadline`.
@@ -579,18 +579,18 @@ impl<T: Pod + Send> Drop for SpscConsumer<T> {
 impl<T: Pod + Send> SpscConsumer<T> {
     /// Removes the oldest value, waiting while the queue is empty.
     pub fn pop(&mut self) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop())
+        self.with(|end| end.pop_in(Wait::Until(None)))
     }
 
     /// Removes the oldest value if there is one now, else `Empty`.
     #[inline]
     pub fn try_pop(&mut self) -> std::result::Result<T, PopError> {
-        self.with(|end| end.try_pop())
+        self.with(|end| end.pop_in(Wait::No))
     }
 
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
     pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop_timeout(timeout))
+        self.with(|end| end.pop_in(Wait::after(timeout)))
     }
 
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` at `deadline`.

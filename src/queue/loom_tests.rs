@@ -309,7 +309,7 @@ fn spsc_batches_and_blocking() {
             let mut p = r.producer_in(&e1).unwrap();
             let n = p.push_slice_in(&e1, &[1, 2, 3]).unwrap();
             for v in (n as u64 + 1)..=3 {
-                p.push_deadline(v, None).unwrap();
+                p.push_in(v, Wait::Until(None)).unwrap();
             }
             r.close();
         });
@@ -319,7 +319,7 @@ fn spsc_batches_and_blocking() {
         let mut got = Vec::new();
         let mut buf = [0; 2];
         loop {
-            match c.pop_deadline(None) {
+            match c.pop_in(Wait::Until(None)) {
                 Ok(v) => got.push(v),
                 Err(PopError::Closed) => break,
                 Err(e) => panic!("{e}"),

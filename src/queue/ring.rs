@@ -232,6 +232,11 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
+    /// At most `timeout` from now.
+    pub(crate) fn after(timeout: std::time::Duration) -> Wait {
+        Wait::Until(Some(Deadline::after(timeout)))
+    }
+
     /// The deadline, if any (`No`: none).
     pub(crate) fn deadline(self) -> Option<Deadline> {
         match self {

@@ -31,13 +31,12 @@ use super::peer::Step;
 use super::peer::{Env, OsEnv};
 #[cfg(not(multiproc_loom))]
 use super::ring::{self, Extent, Fill};
-use super::ring::{Common, Halt, KIND_SPSC, Place, RingHeader, pop_error, push_error};
+use super::ring::{Common, Halt, KIND_SPSC, Place, RingHeader, Wait, pop_error, push_error};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::wait::{Asymmetric, Signal};
 use bytemuck::Pod;
-use std::time::Duration;
 
 /// Largest capacity (indices run to twice this).
 pub(crate) const MAX_CAPACITY: usize = 1 << 40;
@@ -567,7 +566,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
     /// # Errors
     /// `Full(value)`, `Closed(value)` or `Corrupted`.
     #[inline]
-    pub(crate) fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
+    fn try_push(&mut self, value: T) -> Result<(), PushError<T>> {
         self.push_attempt(&value)
             .map_err(|h| push_error(h, value, PushError::Full))
     }
@@ -576,11 +575,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
     ///
     /// # Errors
     /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
-    pub(crate) fn push_deadline(
-        &mut self,
-        value: T,
-        deadline: Option<Deadline>,
-    ) -> Result<(), PushError<T>> {
+    fn push_deadline(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
         let signal = &self.ring.hdr.not_full;
         signal
             .block_on(
@@ -592,20 +587,16 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
             .map_err(|h| push_error(h.unwrap_or(Halt::Blocked), value, PushError::Timeout))
     }
 
-    /// Pushes, sleeping while the ring is full.
+    /// Pushes `value`, waiting per `wait` while the ring is full.
     ///
     /// # Errors
-    /// `Closed(value)` or `Corrupted`.
-    pub(crate) fn push(&mut self, value: T) -> Result<(), PushError<T>> {
-        self.push_deadline(value, None)
-    }
-
-    /// Pushes, sleeping while the ring is full, for at most `timeout`.
-    ///
-    /// # Errors
-    /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
-    pub(crate) fn push_timeout(&mut self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_deadline(value, Some(Deadline::after(timeout)))
+    /// `Full(value)` (not waiting), `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    #[inline]
+    pub(crate) fn push_in(&mut self, value: T, wait: Wait) -> Result<(), PushError<T>> {
+        match wait {
+            Wait::No => self.try_push(value),
+            Wait::Until(deadline) => self.push_deadline(value, deadline),
+        }
     }
 
     /// Copies as many values from the front of `src` as fit, publishing them together; returns
@@ -744,7 +735,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     /// # Errors
     /// `Empty`, `Closed` (closed and drained) or `Corrupted`.
     #[inline]
-    pub(crate) fn try_pop(&mut self) -> Result<T, PopError> {
+    fn try_pop(&mut self) -> Result<T, PopError> {
         self.pop_attempt()
             .map_err(|h| pop_error(h, PopError::Empty))
     }
@@ -753,7 +744,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     ///
     /// # Errors
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
-    pub(crate) fn pop_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
+    fn pop_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
         let signal = &self.ring.hdr.not_empty;
         signal
             .block_on(
@@ -765,20 +756,16 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
             .map_err(|h| pop_error(h.unwrap_or(Halt::Blocked), PopError::Timeout))
     }
 
-    /// Pops, sleeping while the ring is empty.
+    /// Pops, waiting per `wait` while the ring is empty.
     ///
     /// # Errors
-    /// `Closed` (closed and drained) or `Corrupted`.
-    pub(crate) fn pop(&mut self) -> Result<T, PopError> {
-        self.pop_deadline(None)
-    }
-
-    /// Pops, sleeping while the ring is empty, for at most `timeout`.
-    ///
-    /// # Errors
-    /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
-    pub(crate) fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_deadline(Some(Deadline::after(timeout)))
+    /// `Empty` (not waiting), `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    #[inline]
+    pub(crate) fn pop_in(&mut self, wait: Wait) -> Result<T, PopError> {
+        match wait {
+            Wait::No => self.try_pop(),
+            Wait::Until(deadline) => self.pop_deadline(deadline),
+        }
     }
 
     /// Moves as many values as are ready (up to `dst.len()`) into the front of `dst`, releasing

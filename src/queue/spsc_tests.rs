@@ -3,7 +3,7 @@ use crate::queue::test_util::StopAt;
 use crate::testing::{Rng, watchdog};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const CAPS: [usize; 5] = [1, 2, 3, 8, 100];
 
@@ -101,14 +101,14 @@ fn stream_between_threads_in_order() {
                 let mut i = 0;
                 while i < N {
                     if i % 3 == 0 {
-                        p.push(i).unwrap();
+                        p.push_in(i, Wait::Until(None)).unwrap();
                         i += 1;
                     } else {
                         let src: Vec<u64> = (i..(i + 7).min(N)).collect();
                         let n = p.push_slice(&src).unwrap();
                         if n == 0 {
                             // Full: block for one value instead of spinning.
-                            p.push(i).unwrap();
+                            p.push_in(i, Wait::Until(None)).unwrap();
                             i += 1;
                         }
                         i += n as u64;
@@ -122,7 +122,7 @@ fn stream_between_threads_in_order() {
             let mut buf = [0u64; 5];
             loop {
                 if want % 2 == 0 {
-                    match c.pop() {
+                    match c.pop_in(Wait::Until(None)) {
                         Ok(v) => {
                             assert_eq!(v, want);
                             want += 1;
@@ -154,7 +154,8 @@ fn close_wakes_and_timeouts_hold() {
     watchdog(10, || {
         let q = Arc::new(HeapSpsc::<u64>::new(1));
         let q2 = q.clone();
-        let popper = std::thread::spawn(move || q2.ring().consumer().unwrap().pop());
+        let popper =
+            std::thread::spawn(move || q2.ring().consumer().unwrap().pop_in(Wait::Until(None)));
         std::thread::sleep(Duration::from_millis(30));
         q.ring().close();
         assert_eq!(popper.join().unwrap(), Err(PopError::Closed));
@@ -164,7 +165,7 @@ fn close_wakes_and_timeouts_hold() {
         let mut c = r.consumer().unwrap();
         let t = Instant::now();
         assert_eq!(
-            c.pop_timeout(Duration::from_millis(20)),
+            c.pop_in(Wait::after(Duration::from_millis(20))),
             Err(PopError::Timeout)
         );
         assert!(
@@ -174,21 +175,21 @@ fn close_wakes_and_timeouts_hold() {
         let q2 = q.clone();
         let pusher = std::thread::spawn(move || {
             let mut p = q2.ring().producer().unwrap();
-            p.push(1).unwrap();
+            p.push_in(1, Wait::Until(None)).unwrap();
             let t = Instant::now();
             assert_eq!(
-                p.push_timeout(2, Duration::from_millis(20)),
+                p.push_in(2, Wait::after(Duration::from_millis(20))),
                 Err(PushError::Timeout(2))
             );
             assert!(t.elapsed() >= Duration::from_millis(20));
-            p.push(3)
+            p.push_in(3, Wait::Until(None))
         });
         std::thread::sleep(Duration::from_millis(60));
         r.close();
         assert_eq!(pusher.join().unwrap(), Err(PushError::Closed(3)));
         let mut c = r.consumer().unwrap();
-        assert_eq!(c.pop(), Ok(1));
-        assert_eq!(c.pop(), Err(PopError::Closed));
+        assert_eq!(c.pop_in(Wait::Until(None)), Ok(1));
+        assert_eq!(c.pop_in(Wait::Until(None)), Err(PopError::Closed));
         assert_eq!(c.pop_into(&mut [0; 2]), Err(BatchError::Closed));
     });
 }
@@ -217,7 +218,7 @@ fn killed_endpoints_lose_only_unpublished_work() {
         .producer
         .store(dead_identity(), Ordering::SeqCst);
     let mut p = r.producer().unwrap();
-    p.push(4).unwrap();
+    p.push_in(4, Wait::Until(None)).unwrap();
     let mut got = [0; 8];
     assert_eq!(c.pop_into(&mut got), Ok(4));
     assert_eq!(&got[..4], [1, 2, 3, 4]);
@@ -262,8 +263,8 @@ fn corrupted_state_gives_errors_not_panics() {
                         let _ = c.pop_into(&mut [0; 4]);
                     }
                     5 => {
-                        let _ = c.pop_timeout(Duration::from_micros(20));
-                        let _ = p.push_timeout(2, Duration::from_micros(20));
+                        let _ = c.pop_in(Wait::after(Duration::from_micros(20)));
+                        let _ = p.push_in(2, Wait::after(Duration::from_micros(20)));
                     }
                     _ => {
                         let _ = (r.len(), r.producer().is_ok(), r.consumer().is_ok());

@@ -5,7 +5,6 @@ use super::PushError;
 use super::mpmc::MpmcRef;
 use super::peer::{Env, OsEnv, Step};
 use super::ring::Wait;
-use crate::loom::futex::Deadline;
 use bytemuck::Pod;
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ impl<T: Pod + Send> MpmcOps<T> for MpmcRef<'_, T> {
         self.push_in(&OsEnv, value, Wait::Until(None))
     }
     fn push_timeout(&self, value: T, timeout: Duration) -> Result<(), PushError<T>> {
-        self.push_in(&OsEnv, value, Wait::Until(Some(Deadline::after(timeout))))
+        self.push_in(&OsEnv, value, Wait::after(timeout))
     }
     fn try_pop(&self) -> Result<T, PopError> {
         self.pop_in(&OsEnv, Wait::No)
@@ -57,6 +56,6 @@ impl<T: Pod + Send> MpmcOps<T> for MpmcRef<'_, T> {
         self.pop_in(&OsEnv, Wait::Until(None))
     }
     fn pop_timeout(&self, timeout: Duration) -> Result<T, PopError> {
-        self.pop_in(&OsEnv, Wait::Until(Some(Deadline::after(timeout))))
+        self.pop_in(&OsEnv, Wait::after(timeout))
     }
 }
