@@ -545,8 +545,8 @@ impl<T: Pod + Send> SpscProducer<T> {
         value: T,
         deadline: Instant,
     ) -> std::result::Result<(), PushError<T>> {
-        let deadline = Deadline::at(deadline);
-        self.with(|end| end.push_deadline(value, Some(deadline)))
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.with(|end| end.push_in(value, wait))
     }
 
     /// Appends as many values from `src` as fit now (without waiting); returns how many.
@@ -595,8 +595,8 @@ impl<T: Pod + Send> SpscConsumer<T> {
 
     /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` at `deadline`.
     pub fn pop_until(&mut self, deadline: Instant) -> std::result::Result<T, PopError> {
-        let deadline = Deadline::at(deadline);
-        self.with(|end| end.pop_deadline(Some(deadline)))
+        let wait = Wait::Until(Some(Deadline::at(deadline)));
+        self.with(|end| end.pop_in(wait))
     }
 
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
