@@ -62,11 +62,15 @@ fn spsc_queue_soak_random_kills() {
                     if victim_produces {
                         let mut rx = q.consumer().unwrap();
                         loop {
+                            // Read the flag *before* the pop: a pop that times out after the
+                            // victim was seen dead proves the ring drained. Read after it (as
+                            // this soak once did), the victim could push one more value between
+                            // the timeout and its death, and that value was left behind (the
+                            // takeover then popped it instead of its own: one failure in ~180).
+                            let was_dead = dead.load(Ordering::SeqCst);
                             match rx.pop_timeout(Duration::from_millis(20)) {
                                 Ok(m) => got.push(check(m, &ctx)),
-                                Err(PopError::Timeout) if dead.load(Ordering::SeqCst) => {
-                                    return got;
-                                }
+                                Err(PopError::Timeout) if was_dead => return got,
                                 Err(PopError::Timeout) => {}
                                 Err(e) => panic!("{ctx}: pop: {e:?}"),
                             }
@@ -96,9 +100,11 @@ fn spsc_queue_soak_random_kills() {
             } else {
                 let mut rx = q.consumer().expect("the dead consumer's role");
                 loop {
+                    // As above: whether the producer finished is read before the pop.
+                    let finished = survivor.is_finished();
                     match rx.pop_timeout(SHORT) {
                         Ok(m) => got.push(check(m, ctx)),
-                        Err(PopError::Timeout) if survivor.is_finished() => break,
+                        Err(PopError::Timeout) if finished => break,
                         Err(PopError::Timeout) => {}
                         Err(e) => panic!("{ctx}: pop: {e:?}"),
                     }
