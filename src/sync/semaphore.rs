@@ -59,7 +59,7 @@ fn count(s: u64) -> u32 {
 
 /// The HELD bit of owner slot `i`.
 #[inline]
-fn held_bit(i: usize) -> u64 {
+pub(crate) fn held_bit(i: usize) -> u64 {
     1 << (HELD_SHIFT + i as u32)
 }
 
@@ -333,7 +333,7 @@ impl Semaphore {
         Ok(())
     }
 
-    fn wake_one(&self) {
+    pub(crate) fn wake_one(&self) {
         if self.waiters.notify_low(&self.state, false) {
             crash::point("semaphore.release.after_wake");
         }
@@ -352,7 +352,7 @@ impl Semaphore {
 
     /// Takes a free permit, setting the HELD bits `held` in the same CAS.
     #[inline]
-    fn try_take(&self, held: u64) -> bool {
+    pub(crate) fn try_take(&self, held: u64) -> bool {
         let mut s = self.state.load(Ordering::Relaxed);
         while count(s) > 0 {
             // Acquire: pairs with the releaser's increment, so we see what it published.
@@ -400,7 +400,7 @@ impl Semaphore {
     }
 
     /// Claims a free owner slot for `me`.
-    fn claim_slot(&self, me: u64) -> Option<usize> {
+    pub(crate) fn claim_slot(&self, me: u64) -> Option<usize> {
         self.owners.iter().position(|slot| {
             // Acquire: pairs with the Release store of 0 by the slot's last holder (after it
             // cleared its HELD bit) or reclaimer.
@@ -413,8 +413,17 @@ impl Semaphore {
 
     /// Releases the robust permit held in `slot` by `me` (the guard's drop).
     fn release_robust(&self, slot: usize, me: u64) {
-        let bit = held_bit(slot);
         crash::point("semaphore.robust_release.before_cas");
+        self.return_held(slot);
+        crash::point("semaphore.robust_release.after_cas");
+        self.free_slot(slot, me);
+        crash::point("semaphore.robust_release.after_free");
+        self.wake_one();
+    }
+
+    /// Release step 1: adds the permit held in `slot` and clears its HELD bit, in one CAS.
+    pub(crate) fn return_held(&self, slot: usize) {
+        let bit = held_bit(slot);
         let mut s = self.state.load(Ordering::Relaxed);
         // If the bit is clear, a waiter judged us dead (it cannot happen to a live thread
         // unless a peer scribbled): the permit is back already, so do not count it twice.
@@ -430,12 +439,21 @@ impl Semaphore {
                 Err(now) => s = now,
             }
         }
-        crash::point("semaphore.robust_release.after_cas");
-        // Only if the slot is still ours (as above). Release: the next claimer's Acquire sees
-        // the cleared bit.
+    }
+
+    /// Release step 2: frees `slot` if it still names `me` (as above). Release: the next
+    /// claimer's Acquire sees the cleared bit.
+    pub(crate) fn free_slot(&self, slot: usize, me: u64) {
         let _ = self.owners[slot].compare_exchange(me, 0, Ordering::Release, Ordering::Relaxed);
-        crash::point("semaphore.robust_release.after_free");
-        self.wake_one();
+    }
+
+    /// How many owner slots are claimed (for models and tests).
+    #[cfg(test)]
+    pub(crate) fn occupied_slots(&self) -> usize {
+        self.owners
+            .iter()
+            .filter(|slot| slot.load(Ordering::Relaxed) != 0)
+            .count()
     }
 
     /// Returns the permits of dead owners and frees their slots; how many permits came back.
