@@ -130,6 +130,138 @@ fn battery_semaphore() {
     });
 }
 
+// ---- Semaphore, robust permits -------------------------------------------------------------
+
+/// Robust points; in every one no permit may be lost or doubled, whatever the victim held.
+const ROBUST_POINTS: &[&str] = &[
+    "semaphore.robust.after_claim",
+    "semaphore.robust.after_take",
+    "semaphore.acquire.after_count",
+    "semaphore.acquire.after_wait",
+    "semaphore.robust_release.before_cas",
+    "semaphore.robust_release.after_cas",
+    "semaphore.robust_release.after_free",
+    "semaphore.reclaim.after_mark",
+    "semaphore.reclaim.after_return",
+];
+
+/// Takes `n` robust permits and exits holding them (a holder that died before the scene).
+fn robust_ghost((s, n): (Shared<SemScene>, u32)) {
+    for _ in 0..n {
+        std::mem::forget(s.sem.acquire_robust().unwrap());
+    }
+}
+
+fn robust_victim((s, point, kill): (Shared<SemScene>, String, bool)) {
+    crash::arm(&point, 1, action_of(kill));
+    s.v_started.store(1, Ordering::SeqCst);
+    let p = s.sem.acquire_robust().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    drop(p);
+}
+
+fn robust_waiter((s, robust): (Shared<SemScene>, bool)) -> Outcome {
+    wait_for("the victim", || s.v_started.load(Ordering::SeqCst) != 0);
+    std::thread::sleep(Duration::from_millis(2));
+    let got = if robust {
+        s.sem
+            .acquire_robust_timeout(Duration::from_secs(3))
+            .map(|p| {
+                std::thread::sleep(Duration::from_millis(5));
+                drop(p);
+            })
+    } else {
+        s.sem.acquire_timeout(Duration::from_secs(3)).map(|()| {
+            std::thread::sleep(Duration::from_millis(5));
+            s.sem.release().unwrap();
+        })
+    };
+    match got {
+        Ok(()) => Outcome::Ok,
+        Err(_) => Outcome::Timeout,
+    }
+}
+
+fn robust_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
+    let s = Shared::new(SemScene {
+        sem: Semaphore::bounded(PERMITS),
+        v_started: AtomicU32::new(0),
+    })
+    .unwrap();
+    // Reclaim points need a dead holder first: a ghost takes every permit and exits holding
+    // them, so the victim reclaims one (and dies there).
+    if point.contains("reclaim") {
+        let ghost = Process::spawn(robust_ghost, (s.clone(), PERMITS)).unwrap();
+        ghost.join().unwrap();
+        assert_eq!(s.sem.value(), 0);
+    }
+    // Acquire points need a victim that waits: the parent holds every permit for a while.
+    let parent_holds = point.contains("acquire.after");
+    if parent_holds {
+        for _ in 0..PERMITS {
+            s.sem.try_acquire().unwrap();
+        }
+    }
+    let kill = action == CrashAction::Kill;
+    let v = Process::spawn(robust_victim, (s.clone(), point.to_owned(), kill)).unwrap();
+    let ws: Vec<_> = (0..waiters)
+        .map(|i| Process::spawn(robust_waiter, (s.clone(), i % 2 == 0)).unwrap())
+        .collect();
+    if parent_holds {
+        wait_for("the victim", || s.v_started.load(Ordering::SeqCst) != 0);
+        std::thread::sleep(Duration::from_millis(20));
+        for _ in 0..PERMITS {
+            s.sem.release().unwrap();
+        }
+    }
+    // Release points need waiters asleep when the victim releases: hold the other permits
+    // while the victim holds its own.
+    let mut held_by_parent = 0;
+    if point.contains("release") && waiters > 0 {
+        wait_for("the victim's permit", || s.sem.value() < PERMITS);
+        while s.sem.try_acquire().is_ok() {
+            held_by_parent += 1;
+        }
+    }
+    let died = victim_died(v, action, point);
+    for _ in 0..held_by_parent {
+        s.sem.release().unwrap();
+    }
+    let ctx = format!("{point} ({waiters} waiters, {action:?}, died {died})");
+    let codes = join_survivors(ws, Instant::now(), &ctx);
+    assert!(codes.iter().all(|&c| c == Outcome::Ok), "{ctx}: {codes:?}");
+    // Whatever the dead held comes back: every permit, and every owner slot.
+    s.sem.reclaim();
+    assert_eq!(s.sem.value(), PERMITS, "{ctx}: a permit was lost or doubled");
+    let ps: Vec<_> = (0..PERMITS)
+        .map(|_| s.sem.try_acquire_robust().unwrap())
+        .collect();
+    let t = Instant::now();
+    assert_eq!(
+        s.sem.acquire_timeout(Duration::from_millis(20)),
+        Err(SemaphoreError::Timeout),
+        "{ctx}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "{ctx}: {:?}",
+        t.elapsed()
+    );
+    drop(ps);
+    assert_eq!(s.sem.reclaim(), 0, "{ctx}");
+    assert_eq!(s.sem.value(), PERMITS, "{ctx}");
+    died
+}
+
+#[test]
+fn battery_semaphore_robust() {
+    watchdog(120, || {
+        for &point in ROBUST_POINTS {
+            run_point(point, robust_scene);
+        }
+    });
+}
+
 // =============================================================================================
 // Random-time SIGKILL soak (shared parts in tests/common/soak.rs).
 
