@@ -372,4 +372,122 @@ mod soak {
             println!("semaphore: {lost} runs lost the victim's permit");
         });
     }
+
+    // ---------------------------------------------------------------------------------------------
+    // Semaphore, robust permits: a permit held by the dead child comes back to a blocked
+    // acquirer (reclaim latency measured from the SIGKILL); none is ever lost or doubled.
+
+    fn robust_victim((s, seed): (Shared<SemSoak>, u64)) {
+        let mut rng = Rng(seed | 1);
+        let end = Instant::now() + VICTIM_LIFE;
+        s.started.store(1, Ordering::SeqCst);
+        while Instant::now() < end {
+            s.phase.store(TAKING, Ordering::SeqCst);
+            let Ok(p) = s.sem.acquire_robust_timeout(Duration::from_secs(1)) else {
+                continue;
+            };
+            s.phase.store(HOLDING, Ordering::SeqCst);
+            spin_us(rng.below(1_000));
+            s.phase.store(RETURNING, Ordering::SeqCst);
+            drop(p);
+            s.phase.store(RETURNED, Ordering::SeqCst);
+            spin_us(rng.below(100));
+        }
+    }
+
+    #[test]
+    fn semaphore_robust_soak_random_kills() {
+        soak_watchdog(|| {
+            let mut latencies = Vec::new();
+            // Baseline in the same runs: the victim held nothing when it died.
+            let mut free_at_death = Vec::new();
+            soak("semaphore_robust", 9, |rng, ctx| {
+                let s = Shared::new(SemSoak {
+                    sem: Semaphore::bounded(1),
+                    started: AtomicU32::new(0),
+                    phase: AtomicU32::new(IDLE),
+                })
+                .unwrap();
+                let mut victim = Process::spawn(robust_victim, (s.clone(), rng.next())).unwrap();
+                // A contender thread here, blocked in robust acquires when the victim dies; it
+                // notes when it gets each permit.
+                let stop = Arc::new(AtomicBool::new(false));
+                let got = Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+                let contender = {
+                    let (s, stop, got) = (s.clone(), stop.clone(), got.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::SeqCst) {
+                            if let Ok(p) = s.sem.acquire_robust_timeout(Duration::from_millis(20)) {
+                                got.lock().unwrap().push(Instant::now());
+                                spin_us(50);
+                                drop(p);
+                            }
+                        }
+                    })
+                };
+                wait_for("the victim to start", || {
+                    s.started.load(Ordering::SeqCst) != 0 || !victim.is_alive()
+                });
+                spin_us(rng.below(3_000));
+                let killed_at = Instant::now();
+                let _ = victim.kill();
+                match victim.join_timeout(Duration::from_secs(5)) {
+                    Err(multiproc::Error::ChildSignaled { signal: 9 }) => {}
+                    other => panic!("{ctx}: victim: unexpected outcome {other:?}"),
+                }
+                let phase = s.phase.load(Ordering::SeqCst);
+                // The contender gets a permit after the death, whatever the victim held.
+                let after_kill = || {
+                    got.lock()
+                        .unwrap()
+                        .iter()
+                        .find(|&&t| t >= killed_at)
+                        .map(|&t| t - killed_at)
+                };
+                wait_for("the contender's permit after the kill", || {
+                    after_kill().is_some()
+                });
+                let latency = after_kill().unwrap();
+                assert!(latency < SURVIVE, "{ctx}: {latency:?}");
+                if phase == HOLDING {
+                    latencies.push(latency);
+                } else if phase == RETURNED || phase == IDLE {
+                    free_at_death.push(latency);
+                }
+                stop.store(true, Ordering::SeqCst);
+                contender.join().unwrap();
+                // Exactly one permit, whatever step the victim died at.
+                s.sem.reclaim();
+                assert_eq!(s.sem.value(), 1, "{ctx}: phase {phase}");
+                let p = s.sem.try_acquire_robust().unwrap();
+                let t0 = Instant::now();
+                assert_eq!(
+                    s.sem.acquire_timeout(SHORT),
+                    Err(SemaphoreError::Timeout),
+                    "{ctx}"
+                );
+                assert_timed_out(t0.elapsed(), SHORT, ctx);
+                drop(p);
+                assert_eq!(s.sem.value(), 1, "{ctx}");
+            });
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            for (what, v) in [
+                ("died holding: reclaim", &mut latencies),
+                ("held nothing (baseline): next permit", &mut free_at_death),
+            ] {
+                v.sort();
+                let n = v.len();
+                if n > 0 {
+                    println!(
+                        "semaphore_robust: {n} runs {what} latency from the SIGKILL: \
+                         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                        ms(v[n / 2]),
+                        ms(v[(n * 99 / 100).min(n - 1)]),
+                        ms(v[n - 1]),
+                    );
+                }
+            }
+        });
+    }
 }
+
