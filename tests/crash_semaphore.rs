@@ -111,7 +111,7 @@ fn sem_scene(point: &str, lost: bool, waiters: usize, action: CrashAction) -> bo
         Err(SemaphoreError::Timeout)
     );
     assert!(
-        t.elapsed() < Duration::from_millis(500),
+        t.elapsed() < Duration::from_secs(5),
         "{ctx}: {:?}",
         t.elapsed()
     );

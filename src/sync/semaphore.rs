@@ -774,8 +774,10 @@ mod tests {
             std::thread::spawn(move || std::mem::forget(s3.acquire_robust().unwrap()))
                 .join()
                 .unwrap();
+            assert_eq!(s.occupied_slots(), 1);
             assert_eq!(s.reclaim(), 1);
             assert_eq!(s.value(), 1);
+            assert_eq!(s.occupied_slots(), 0);
         });
     }
 
