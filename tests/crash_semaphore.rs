@@ -232,7 +232,11 @@ fn robust_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
     assert!(codes.iter().all(|&c| c == Outcome::Ok), "{ctx}: {codes:?}");
     // Whatever the dead held comes back: every permit, and every owner slot.
     s.sem.reclaim();
-    assert_eq!(s.sem.value(), PERMITS, "{ctx}: a permit was lost or doubled");
+    assert_eq!(
+        s.sem.value(),
+        PERMITS,
+        "{ctx}: a permit was lost or doubled"
+    );
     let ps: Vec<_> = (0..PERMITS)
         .map(|_| s.sem.try_acquire_robust().unwrap())
         .collect();
@@ -490,4 +494,3 @@ mod soak {
         });
     }
 }
-

@@ -329,7 +329,11 @@ fn huge_timeouts_wait_instead_of_panicking() {
         let r = pool.apply_async(sleep_ms, 50);
         let t = Instant::now();
         assert!(r.wait_timeout(Duration::MAX));
-        assert!(t.elapsed() >= Duration::from_millis(40), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
         assert_eq!(r.get_timeout(Duration::MAX), Some(Ok(50)));
         let r = pool.apply_async(sleep_ms, 30);
         assert_eq!(r.get_timeout(Duration::MAX), Some(Ok(30)));

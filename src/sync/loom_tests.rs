@@ -703,4 +703,3 @@ fn semaphore_robust_release_no_lost_wakeup() {
         assert_eq!(s.value(), 0);
     });
 }
-

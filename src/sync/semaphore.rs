@@ -712,6 +712,9 @@ mod tests {
             );
         }
         assert_eq!(s.value(), 2);
+        // A timeout past what a deadline can hold saturates: it waits, it does not panic.
+        drop(s.acquire_guard_timeout(Duration::MAX).unwrap());
+        drop(s.acquire_robust_timeout(Duration::MAX).unwrap());
         s.acquire_guard().forget();
         assert_eq!(s.value(), 1);
         s.release().unwrap();
@@ -730,7 +733,10 @@ mod tests {
         assert_eq!(slots.len(), Semaphore::OWNER_SLOTS);
         assert_eq!(s.value(), 4);
         // Every slot is held by a live thread: no robust permit is left, plain ones are.
-        assert_eq!(s.try_acquire_robust().err(), Some(SemaphoreError::OwnersFull));
+        assert_eq!(
+            s.try_acquire_robust().err(),
+            Some(SemaphoreError::OwnersFull)
+        );
         assert_eq!(s.acquire_robust().err(), Some(SemaphoreError::OwnersFull));
         assert_eq!(
             crate::Error::from(SemaphoreError::OwnersFull).to_string(),
