@@ -405,6 +405,7 @@ mod soak {
             let mut latencies = Vec::new();
             // Baseline in the same runs: the victim held nothing when it died.
             let mut free_at_death = Vec::new();
+            let mut from_reap = Vec::new();
             soak("semaphore_robust", 9, |rng, ctx| {
                 let s = Shared::new(SemSoak {
                     sem: Semaphore::bounded(1),
@@ -439,6 +440,7 @@ mod soak {
                     Err(multiproc::Error::ChildSignaled { signal: 9 }) => {}
                     other => panic!("{ctx}: victim: unexpected outcome {other:?}"),
                 }
+                let reaped_at = Instant::now();
                 let phase = s.phase.load(Ordering::SeqCst);
                 // The contender gets a permit after the death, whatever the victim held.
                 let after_kill = || {
@@ -455,6 +457,8 @@ mod soak {
                 assert!(latency < SURVIVE, "{ctx}: {latency:?}");
                 if phase == HOLDING {
                     latencies.push(latency);
+                    // The part after the victim was reaped (its teardown under load excluded).
+                    from_reap.push((killed_at + latency).saturating_duration_since(reaped_at));
                 } else if phase == RETURNED || phase == IDLE {
                     free_at_death.push(latency);
                 }
@@ -477,13 +481,17 @@ mod soak {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             for (what, v) in [
                 ("died holding: reclaim", &mut latencies),
+                (
+                    "died holding: reclaim, from the reap (not the SIGKILL),",
+                    &mut from_reap,
+                ),
                 ("held nothing (baseline): next permit", &mut free_at_death),
             ] {
                 v.sort();
                 let n = v.len();
                 if n > 0 {
                     println!(
-                        "semaphore_robust: {n} runs {what} latency from the SIGKILL: \
+                        "semaphore_robust: {n} runs {what}: \
                          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                         ms(v[n / 2]),
                         ms(v[(n * 99 / 100).min(n - 1)]),
