@@ -480,12 +480,18 @@ mod soak {
             });
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             for (what, v) in [
-                ("died holding: reclaim", &mut latencies),
                 (
-                    "died holding: reclaim, from the reap (not the SIGKILL),",
+                    "died holding, reclaim latency from the SIGKILL",
+                    &mut latencies,
+                ),
+                (
+                    "died holding, reclaim latency from the reap",
                     &mut from_reap,
                 ),
-                ("held nothing (baseline): next permit", &mut free_at_death),
+                (
+                    "held nothing (baseline), next-permit latency from the SIGKILL",
+                    &mut free_at_death,
+                ),
             ] {
                 v.sort();
                 let n = v.len();
