@@ -67,6 +67,7 @@ impl From<SemaphoreError> for Error {
             SemaphoreError::Timeout => Error::Timeout,
             SemaphoreError::WouldBlock => Error::WouldBlock,
             SemaphoreError::Overflow => Error::Overflow("semaphore released too many times"),
+            SemaphoreError::OwnersFull => Error::Full,
         }
     }
 }

@@ -81,7 +81,7 @@ fn event_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
     s.ev.clear();
     let t = Instant::now();
     assert!(!s.ev.wait_timeout(Duration::from_millis(20)));
-    assert!(t.elapsed() < Duration::from_millis(500), "{ctx}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{ctx}");
     s.ev.set();
     assert!(s.ev.wait_timeout(Duration::ZERO));
     died
@@ -177,7 +177,7 @@ mod soak {
                 s.ev.set();
                 let t0 = Instant::now();
                 assert!(s.ev.wait_timeout(SURVIVE), "{ctx}");
-                assert!(t0.elapsed() < Duration::from_millis(100), "{ctx}");
+                assert!(t0.elapsed() < SLACK, "{ctx}");
                 s.stop.store(1, Ordering::SeqCst);
                 let t0 = Instant::now();
                 waiter.join_timeout(SURVIVE).unwrap();

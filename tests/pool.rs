@@ -315,6 +315,38 @@ fn close_join_terminate_and_drop_leave_no_worker() {
     });
 }
 
+/// `Duration::MAX` (or any timeout past what `Instant` can hold) waits as long as it takes
+/// instead of panicking on `Instant + Duration` overflow, in every timed wait of the pool and
+/// as a task timeout.
+#[test]
+fn huge_timeouts_wait_instead_of_panicking() {
+    watchdog(60, || {
+        let pool = Pool::builder()
+            .processes(1)
+            .task_timeout(Duration::MAX)
+            .build()
+            .unwrap();
+        let r = pool.apply_async(sleep_ms, 50);
+        let t = Instant::now();
+        assert!(r.wait_timeout(Duration::MAX));
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(r.get_timeout(Duration::MAX), Some(Ok(50)));
+        let r = pool.apply_async(sleep_ms, 30);
+        assert_eq!(r.get_timeout(Duration::MAX), Some(Ok(30)));
+        let mut it = pool.imap(double, 0..3u64);
+        assert_eq!(it.next_timeout(Duration::MAX).unwrap(), Some(Ok(0)));
+        assert_eq!(it.next_timeout(Duration::MAX).unwrap(), Some(Ok(2)));
+        assert_eq!(it.next_timeout(Duration::MAX).unwrap(), Some(Ok(4)));
+        assert_eq!(it.next_timeout(Duration::MAX).unwrap(), None);
+        // The supervisor survived the huge task timeout: the pool still serves.
+        assert_eq!(pool.apply(double, 21), Ok(42));
+    });
+}
+
 #[test]
 fn zero_sizes_are_errors() {
     assert!(Pool::new(0).is_err());

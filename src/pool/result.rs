@@ -13,6 +13,12 @@ pub(super) fn decode<R: DeserializeOwned>(item: Result<&[u8], TaskError>) -> Res
     postcard::from_bytes(item?).map_err(|e| TaskError::BadResult(e.to_string()))
 }
 
+/// `timeout` from now; `None` (no deadline: wait as long as it takes) when that instant is
+/// beyond what `Instant` can represent (`Duration::MAX`), instead of panicking on overflow.
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
 /// Turns every chunk of an `AsyncResult` (sorted by sequence number) into its value.
 pub(super) type Finish<T, E> = fn(&[(u64, Batch)]) -> Result<T, E>;
 
@@ -78,7 +84,7 @@ impl<T, E> AsyncResult<T, E> {
     /// Like [`get`](Self::get), but `None` if the result is not ready within `timeout` (the
     /// tasks keep running; ask again). Python's `get(timeout)`.
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
-        self.wait_deadline(Some(Instant::now() + timeout), self.finish)
+        self.wait_deadline(deadline_after(timeout), self.finish)
     }
 
     /// Like [`get_timeout`](Self::get_timeout), but `None` if the result is not ready at
@@ -99,7 +105,7 @@ impl<T, E> AsyncResult<T, E> {
 
     /// Waits until the result is there or `timeout` passes; whether it is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_deadline(Some(Instant::now() + timeout), |_| ())
+        self.wait_deadline(deadline_after(timeout), |_| ())
             .is_some()
     }
 
@@ -238,7 +244,7 @@ where
         &mut self,
         timeout: Duration,
     ) -> Result<Option<Result<R, TaskError>>, crate::Error> {
-        self.next_deadline(Some(Instant::now() + timeout))
+        self.next_deadline(deadline_after(timeout))
     }
 
     /// Like `next()`, but gives up at `deadline`: `Err(Error::Timeout)` if no result is ready

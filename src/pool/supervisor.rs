@@ -778,8 +778,12 @@ impl State {
         }
         if let Some(limit) = config.task_timeout {
             for w in self.workers.iter().filter(|w| !w.timed_out) {
-                if let Some(c) = w.inflight.front() {
-                    let at = w.front_since + limit.saturating_mul(c.count);
+                // A limit beyond what `Instant` can represent never expires.
+                if let Some(at) = w
+                    .inflight
+                    .front()
+                    .and_then(|c| w.front_since.checked_add(limit.saturating_mul(c.count)))
+                {
                     next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
@@ -817,7 +821,11 @@ impl State {
         let now = Instant::now();
         for w in self.workers.iter_mut().filter(|w| !w.timed_out) {
             if let Some(c) = w.inflight.front() {
-                if c.sink.is_some() && now >= w.front_since + limit.saturating_mul(c.count) {
+                let expired = w
+                    .front_since
+                    .checked_add(limit.saturating_mul(c.count))
+                    .is_some_and(|at| now >= at);
+                if c.sink.is_some() && expired {
                     w.timed_out = true;
                     let _ = w.process.kill();
                 }

@@ -169,7 +169,9 @@ fn close_wakes_and_timeouts_hold() {
             Err(PopError::Timeout)
         );
         assert!(
-            t.elapsed() >= Duration::from_millis(20) && t.elapsed() < Duration::from_millis(35)
+            t.elapsed() >= Duration::from_millis(20) && t.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            t.elapsed()
         );
         drop(c);
         let q2 = q.clone();

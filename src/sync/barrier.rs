@@ -369,7 +369,8 @@ mod tests {
             );
             let e = t.elapsed();
             assert!(
-                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                // Tight below; generous above (tests run in parallel on 2 cores).
+                e >= Duration::from_millis(30) && e < Duration::from_secs(5),
                 "{e:?}"
             );
             assert_eq!(other.join().unwrap(), Err(BarrierError::Broken));

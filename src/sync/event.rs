@@ -184,7 +184,8 @@ mod tests {
             assert!(!ev.wait_timeout(Duration::from_millis(30)));
             let e = t.elapsed();
             assert!(
-                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                // Tight below; generous above (tests run in parallel on 2 cores).
+                e >= Duration::from_millis(30) && e < Duration::from_secs(5),
                 "{e:?}"
             );
             let hs: Vec<_> = (0..3)

@@ -578,3 +578,128 @@ fn rwlock_two_writers_one_reader() {
         assert_eq!(*l.read().unwrap(), 2);
     });
 }
+
+/// A robust holder's thread takes a permit of a bounded(1) semaphore and dies holding it (its
+/// guard forgotten); a plain acquirer, blocked or not yet, gets the permit back without any
+/// wake-up, and afterwards the semaphore holds exactly one permit.
+#[test]
+fn semaphore_robust_holder_dies_holding() {
+    model(|| {
+        let s = Arc::new(Semaphore::bounded(1));
+        let s1 = Arc::clone(&s);
+        let holder = thread::spawn(move || {
+            std::mem::forget(s1.acquire_robust().unwrap());
+            model::die();
+        });
+        s.acquire();
+        s.release().unwrap();
+        holder.join().unwrap();
+        s.reclaim();
+        assert_eq!(s.value(), 1);
+        assert_eq!(s.occupied_slots(), 0);
+    });
+}
+
+/// A robust holder runs acquire and release as separate steps and dies for good after step
+/// `stop` (0 = before claiming a slot, 1 = slot claimed, 2 = holding, 3 = permit returned but
+/// slot not freed, 4 = slot freed but no wake). A plain acquirer must get a permit (reclaimed
+/// from a dead holder, or returned), never hang; in the end exactly one permit exists and every
+/// slot is free: none lost, none doubled.
+fn semaphore_robust_stops_at(stop: u32) {
+    model(move || {
+        let s = Arc::new(Semaphore::bounded(1));
+        let s1 = Arc::clone(&s);
+        let holder = thread::spawn(move || {
+            let (tid, start) = super::owner::OwnerProbe::identity(&ModelProbe::default());
+            let me = owner_word(tid, start);
+            let steps = || {
+                if stop == 0 {
+                    return;
+                }
+                let Some(slot) = s1.claim_slot(me) else {
+                    panic!("16 free slots");
+                };
+                if stop == 1 {
+                    return;
+                }
+                if !s1.try_take(super::semaphore::held_bit(slot)) {
+                    // The acquirer holds it: give the slot back and stop.
+                    s1.free_slot(slot, me);
+                    return;
+                }
+                if stop == 2 {
+                    return;
+                }
+                s1.return_held(slot);
+                if stop == 3 {
+                    return;
+                }
+                s1.free_slot(slot, me);
+                if stop == 4 {
+                    return;
+                }
+                s1.wake_one();
+            };
+            steps();
+            model::die();
+        });
+        s.acquire();
+        s.release().unwrap();
+        holder.join().unwrap();
+        s.reclaim();
+        assert_eq!(s.value(), 1);
+        assert_eq!(s.occupied_slots(), 0);
+    });
+}
+
+#[test]
+fn semaphore_robust_holder_stops_at_any_step() {
+    for stop in 0..=4 {
+        semaphore_robust_stops_at(stop);
+    }
+}
+
+/// A holder dies holding the only robust permit; two robust acquirers race to reclaim it and
+/// then hold it one at a time (loom reports a race on the cell if both hold at once, e.g. if a
+/// stale reclaimer cleared the HELD bit of the slot's next holder).
+#[test]
+fn semaphore_robust_two_reclaimers_exclusion() {
+    model(|| {
+        let s = Arc::new((Semaphore::bounded(1), UnsafeCell::new(0u32)));
+        let s1 = Arc::clone(&s);
+        thread::spawn(move || {
+            std::mem::forget(s1.0.acquire_robust().unwrap());
+            model::die();
+        })
+        .join()
+        .unwrap();
+        let take = |s: &(Semaphore, UnsafeCell<u32>)| {
+            let p = s.0.acquire_robust().unwrap();
+            // SAFETY: the permit (of one) gives exclusive access; the model checks that.
+            s.1.with_mut(|c| unsafe { *c += 1 });
+            drop(p);
+        };
+        let s2 = Arc::clone(&s);
+        let other = thread::spawn(move || take(&s2));
+        take(&s);
+        other.join().unwrap();
+        assert_eq!(s.0.value(), 1);
+        // SAFETY: both takers were joined; nobody else touches the cell.
+        s.1.with(|c| assert_eq!(unsafe { *c }, 2));
+    });
+}
+
+/// No death: a plain acquirer blocked on a robust holder's permit is woken by the guard's drop
+/// (a lost wake-up is a loom deadlock: no modelled time passes).
+#[test]
+fn semaphore_robust_release_no_lost_wakeup() {
+    model(|| {
+        let s = Arc::new(Semaphore::new(1));
+        let p = s.acquire_robust().unwrap();
+        let s1 = Arc::clone(&s);
+        let waiter = thread::spawn(move || s1.acquire());
+        drop(p);
+        waiter.join().unwrap();
+        assert_eq!(s.value(), 0);
+    });
+}

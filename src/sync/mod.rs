@@ -37,7 +37,7 @@ pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
 pub use reentrant::{ReentrantMutex, ReentrantMutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-pub use semaphore::Semaphore;
+pub use semaphore::{RobustPermit, Semaphore, SemaphorePermit};
 
 /// Why a lock was not acquired cleanly.
 pub enum LockError<G> {
@@ -137,6 +137,10 @@ pub enum SemaphoreError {
     WouldBlock,
     /// `release` on a bounded semaphore that is already at its maximum.
     Overflow,
+    /// Every owner slot of the semaphore is taken by a robust permit (held or being acquired),
+    /// so no further `acquire_robust` can record its holder
+    /// ([`Semaphore::OWNER_SLOTS`](crate::sync::Semaphore::OWNER_SLOTS) at once).
+    OwnersFull,
 }
 
 impl fmt::Display for SemaphoreError {
@@ -145,6 +149,7 @@ impl fmt::Display for SemaphoreError {
             SemaphoreError::Timeout => "timed out waiting for a permit",
             SemaphoreError::WouldBlock => "no permit available",
             SemaphoreError::Overflow => "semaphore released too many times",
+            SemaphoreError::OwnersFull => "every owner slot of the semaphore is taken",
         })
     }
 }

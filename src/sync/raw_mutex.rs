@@ -60,12 +60,12 @@ const FIRST_SLICE: Duration = Duration::from_millis(1);
 const MAX_SLICE: Duration = Duration::from_millis(4);
 
 #[inline]
-fn tid_of(w: u64) -> u32 {
+pub(crate) fn tid_of(w: u64) -> u32 {
     (w & TID_MASK) as u32
 }
 
 #[inline]
-fn tag_of(w: u64) -> u32 {
+pub(crate) fn tag_of(w: u64) -> u32 {
     (w >> TAG_SHIFT) as u32
 }
 
@@ -77,7 +77,7 @@ fn low(w: u64) -> u32 {
 
 /// The start tag recorded for a thread start time (0 = unknown).
 #[inline]
-fn start_tag(start: u64) -> u32 {
+pub(crate) fn start_tag(start: u64) -> u32 {
     if start == UNKNOWN_START {
         0
     } else {

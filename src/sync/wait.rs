@@ -30,7 +30,7 @@
 //! primitives and the channel.
 
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering, fence};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use crate::sys::membarrier as handshake;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -148,6 +148,18 @@ impl<F: Fences> Waiters<F> {
             return false;
         }
         wake(word, all);
+        true
+    }
+
+    /// [`notify`](Self::notify) for a futex word that is the low half of a 64-bit word (the
+    /// semaphore's state).
+    #[inline]
+    pub(crate) fn notify_low(&self, word: &AtomicU64, all: bool) -> bool {
+        F::notify_fence();
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        futex::wake_low(word, if all { u32::MAX } else { 1 });
         true
     }
 

@@ -156,7 +156,8 @@ fn victim<R: SoakRing>((ring, s, produce): (R, Shared<QSoak>, bool)) {
     }
 }
 
-/// Pops from `rx` until a timeout once `stop()` holds; returns the values, checked.
+/// Pops from `rx` until a pop times out that began after `stop()` held; returns the values,
+/// checked.
 fn drain<R: SoakRing>(
     rx: &mut R::Rx,
     slice: Duration,
@@ -165,9 +166,14 @@ fn drain<R: SoakRing>(
 ) -> Vec<u64> {
     let mut got = Vec::new();
     loop {
+        // Read the flag *before* the pop: a pop that times out after the victim was seen dead
+        // proves the ring drained. Read after it, the victim could push one more value between
+        // the timeout and its death, and that value was left behind (the SPSC soak's one
+        // failure in ~180 runs).
+        let stopped = stop();
         match R::pop(rx, slice) {
             Got::Value(m) => got.push(check(m, ctx)),
-            Got::Timeout if stop() => return got,
+            Got::Timeout if stopped => return got,
             Got::Timeout => {}
             Got::Failed(e) => panic!("{ctx}: pop: {e}"),
         }

@@ -30,8 +30,10 @@ pub const SHORT: Duration = Duration::from_millis(50);
 /// How long a victim loops at most (it is always killed long before).
 pub const VICTIM_LIFE: Duration = Duration::from_secs(10);
 
-/// Slack allowed past a timeout before it counts as "did not fire".
-pub const SLACK: Duration = Duration::from_millis(500);
+/// Slack allowed past a timeout before it counts as "did not fire": generous, since the soaks
+/// run beside other tests on a 2-core machine (lower bounds stay tight; latency is measured and
+/// printed, not asserted).
+pub const SLACK: Duration = Duration::from_secs(5);
 
 pub fn soak_runs() -> u64 {
     std::env::var("MULTIPROC_SOAK_RUNS")
