@@ -436,7 +436,6 @@ impl<T: ?Sized> RwLock<T> {
                 Err(LockError::OwnerDied(RwLockReadGuard::new(self, EXCLUSIVE)))
             }
             Ok(Locked::Clean) => {
-                crash::point("rwlock.read.writer_locked");
                 // No writer is in (we hold the writer lock): take a slot, open the gate.
                 let slot = match self.claim_slot(me, first, probe, deadline) {
                     Ok(slot) => slot,
