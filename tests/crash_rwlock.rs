@@ -55,24 +55,99 @@ enum Setup {
 /// Every rwlock crash point: the victim's role, the setup, and whether the victim holds the
 /// writer lock when it dies there (then exactly one survivor is told `OwnerDied`).
 const RW_POINTS: &[(&str, Role, Setup, bool)] = &[
-    ("rwlock.read.slot_claimed", Role::Read, Setup::Nothing, false),
+    (
+        "rwlock.read.slot_claimed",
+        Role::Read,
+        Setup::Nothing,
+        false,
+    ),
     ("rwlock.read.acquired", Role::Read, Setup::Nothing, false),
-    ("rwlock.read.slot_returned", Role::Read, Setup::ParentWrites, false),
-    ("rwlock.read.before_wait", Role::Read, Setup::ParentWrites, false),
-    ("rwlock.read.after_wait", Role::Read, Setup::ParentWrites, false),
+    (
+        "rwlock.read.slot_returned",
+        Role::Read,
+        Setup::ParentWrites,
+        false,
+    ),
+    (
+        "rwlock.read.before_wait",
+        Role::Read,
+        Setup::ParentWrites,
+        false,
+    ),
+    (
+        "rwlock.read.after_wait",
+        Role::Read,
+        Setup::ParentWrites,
+        false,
+    ),
     ("rwlock.read.took_over", Role::Read, Setup::DeadWriter, true),
-    ("rwlock.read_unlock.before_free", Role::Read, Setup::Nothing, false),
-    ("rwlock.read_unlock.after_free", Role::Read, Setup::Nothing, false),
-    ("rwlock.write.writer_locked", Role::Write, Setup::Nothing, true),
-    ("rwlock.write.gate_closed", Role::Write, Setup::Nothing, true),
-    ("rwlock.write.before_wait", Role::Write, Setup::ParentReads, true),
-    ("rwlock.write.after_wait", Role::Write, Setup::ParentReads, true),
-    ("rwlock.write.reclaimed", Role::Write, Setup::DeadReader, true),
-    ("rwlock.write.gave_up", Role::WriteTimeout, Setup::ParentReads, true),
+    (
+        "rwlock.read_unlock.before_free",
+        Role::Read,
+        Setup::Nothing,
+        false,
+    ),
+    (
+        "rwlock.read_unlock.after_free",
+        Role::Read,
+        Setup::Nothing,
+        false,
+    ),
+    (
+        "rwlock.write.writer_locked",
+        Role::Write,
+        Setup::Nothing,
+        true,
+    ),
+    (
+        "rwlock.write.gate_closed",
+        Role::Write,
+        Setup::Nothing,
+        true,
+    ),
+    (
+        "rwlock.write.before_wait",
+        Role::Write,
+        Setup::ParentReads,
+        true,
+    ),
+    (
+        "rwlock.write.after_wait",
+        Role::Write,
+        Setup::ParentReads,
+        true,
+    ),
+    (
+        "rwlock.write.reclaimed",
+        Role::Write,
+        Setup::DeadReader,
+        true,
+    ),
+    (
+        "rwlock.write.gave_up",
+        Role::WriteTimeout,
+        Setup::ParentReads,
+        true,
+    ),
     ("rwlock.write.acquired", Role::Write, Setup::Nothing, true),
-    ("rwlock.write_unlock.before_open", Role::Write, Setup::Nothing, true),
-    ("rwlock.write_unlock.after_open", Role::Write, Setup::Nothing, true),
-    ("rwlock.write_unlock.not_recoverable", Role::WriteNoRepair, Setup::DeadWriter, false),
+    (
+        "rwlock.write_unlock.before_open",
+        Role::Write,
+        Setup::Nothing,
+        true,
+    ),
+    (
+        "rwlock.write_unlock.after_open",
+        Role::Write,
+        Setup::Nothing,
+        true,
+    ),
+    (
+        "rwlock.write_unlock.not_recoverable",
+        Role::WriteNoRepair,
+        Setup::DeadWriter,
+        false,
+    ),
 ];
 
 /// How long surviving rwlock users wait at most (they should get in within milliseconds).
@@ -211,7 +286,11 @@ fn rw_scene(
     let t0 = Instant::now();
     codes.push(rw_survive(&s.rw, true, RW_TIMEOUT));
     codes.push(rw_survive(&s.rw, false, RW_TIMEOUT));
-    assert!(t0.elapsed() < SURVIVE, "{ctx}: the parent took {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < SURVIVE,
+        "{ctx}: the parent took {:?}",
+        t0.elapsed()
+    );
     let owner_died = codes.iter().filter(|&&c| c == Outcome::OwnerDied).count();
     if died && role == Role::WriteNoRepair {
         // The victim released an unrepaired lock: unusable for everyone.
@@ -475,8 +554,14 @@ mod soak {
                  dead readers (freed by the next writer), {ambiguous} ambiguous (killed between a \
                  phase mark and the operation)"
             );
-            println!("rwlock recovery {}", summary("dead writer", &mut writer_lat));
-            println!("rwlock recovery {}", summary("dead reader", &mut reader_lat));
+            println!(
+                "rwlock recovery {}",
+                summary("dead writer", &mut writer_lat)
+            );
+            println!(
+                "rwlock recovery {}",
+                summary("dead reader", &mut reader_lat)
+            );
         });
     }
 }

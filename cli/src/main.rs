@@ -192,9 +192,7 @@ fn print_state(state: &ObjectState) {
             };
             println!("rwlock:      {held}");
             if *dead_readers > 0 {
-                println!(
-                    "dead readers: {dead_readers} (gone: the next writer frees their holds)"
-                );
+                println!("dead readers: {dead_readers} (gone: the next writer frees their holds)");
             }
             println!(
                 "waiting:     readers {}, gate {}",

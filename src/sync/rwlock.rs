@@ -29,9 +29,7 @@
 //! (the read fast path looks only at the gate).
 
 use super::owner::{DefaultProbe, OwnerProbe};
-use super::raw_mutex::{
-    Failed, Locked, RawMutex, owner_futex, owner_word, word_owner_gone,
-};
+use super::raw_mutex::{Failed, Locked, RawMutex, owner_futex, owner_word, word_owner_gone};
 use super::{LockError, LockResult};
 use crate::crash;
 use crate::loom::UnsafeCell;
@@ -381,8 +379,7 @@ impl<T: ?Sized> RwLock<T> {
         first: usize,
         probe: &P,
         deadline: Option<Deadline>,
-    ) -> Result<Option<LockResult<RwLockReadGuard<'_, T>>>, LockError<RwLockReadGuard<'_, T>>>
-    {
+    ) -> Result<Option<LockResult<RwLockReadGuard<'_, T>>>, LockError<RwLockReadGuard<'_, T>>> {
         let mut g = self.gate.load(Ordering::Relaxed);
         loop {
             if g & GATE == 0 {
