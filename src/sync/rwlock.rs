@@ -21,9 +21,10 @@
 //! gate, then releases the writer lock. A writer that times out while draining reopens the gate
 //! (unless the data is suspect: then it leaves it closed and the writer lock `OwnerDied`).
 //!
-//! The reader's slot CAS and gate load, and the writer's gate close and slot loads, are all
-//! `SeqCst`: a reader and a writer cannot both miss each other (Dekker). A reader that frees its
-//! slot and then sees the gate closed wakes the slot's futex.
+//! A `SeqCst` fence separates the reader's slot CAS from its gate load, and the writer's gate close
+//! from its slot loads: a reader and a writer cannot both miss each other (Dekker; fences rather
+//! than `SeqCst` accesses, which is what loom models). A reader that frees its slot, fences, and
+//! then sees the gate closed wakes the slot's futex.
 //!
 //! Once the writer lock is not recoverable the gate stays closed for good, so readers see it too
 //! (the read fast path looks only at the gate).
@@ -34,7 +35,7 @@ use super::{LockError, LockResult};
 use crate::crash;
 use crate::loom::UnsafeCell;
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -213,7 +214,9 @@ impl<T: ?Sized> RwLock<T> {
         let Some(slot) = self.find_slot(me, tid as usize % SLOTS) else {
             return Err(LockError::WouldBlock);
         };
-        if self.gate.load(Ordering::SeqCst) & GATE == 0 {
+        // See `read_deadline`.
+        fence(Ordering::SeqCst);
+        if self.gate.load(Ordering::Acquire) & GATE == 0 {
             return Ok(RwLockReadGuard::new(self, slot));
         }
         self.free_slot(slot);
@@ -288,9 +291,11 @@ impl<T: ?Sized> RwLock<T> {
         loop {
             let slot = self.claim_slot(me, first, &probe, deadline)?;
             crash::point("rwlock.read.slot_claimed");
-            // SeqCst: after our slot CAS (Dekker with the writer's gate close, then slot loads);
-            // seeing the gate open also acquires the last writer's data.
-            if self.gate.load(Ordering::SeqCst) & GATE == 0 {
+            // The fence orders our slot CAS before the gate load (Dekker with the writer's gate
+            // close, fence, slot loads). Acquire: seeing the gate open acquires the data of the
+            // writer that opened it.
+            fence(Ordering::SeqCst);
+            if self.gate.load(Ordering::Acquire) & GATE == 0 {
                 crash::point("rwlock.read.acquired");
                 return Ok(RwLockReadGuard::new(self, slot));
             }
@@ -307,10 +312,11 @@ impl<T: ?Sized> RwLock<T> {
     #[inline]
     fn find_slot(&self, me: u64, first: usize) -> Option<usize> {
         (0..SLOTS).map(|k| (first + k) % SLOTS).find(|&i| {
-            // SeqCst: see `read_deadline`.
+            // The caller's fence orders the CAS before its gate load. Acquire: the reads of the
+            // slot's previous reader happen before our release of it, which a writer acquires.
             self.slots[i].load(Ordering::Relaxed) == 0
                 && self.slots[i]
-                    .compare_exchange(0, me, Ordering::SeqCst, Ordering::Relaxed)
+                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
         })
     }
@@ -347,18 +353,19 @@ impl<T: ?Sized> RwLock<T> {
     /// Frees the slot `w` names, whose reader is proven gone; false if it changed meanwhile.
     fn reclaim(slot: &AtomicU64, w: u64) -> bool {
         // Only this exact word: a live reader that claimed the slot since has another word.
-        slot.compare_exchange(w, 0, Ordering::SeqCst, Ordering::Relaxed)
+        slot.compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
     }
 
     /// Gives a slot back; wakes a writer that may be draining.
     #[inline]
     fn free_slot(&self, i: usize) {
-        // SeqCst: Dekker with the writer (it closes the gate, then loads the slots): if it saw
-        // our slot busy, we see the gate closed and wake it. Release: our reads happen before
-        // the writer's.
-        self.slots[i].store(0, Ordering::SeqCst);
-        if self.gate.load(Ordering::SeqCst) & GATE != 0 {
+        // Release: our reads happen before the writes of the writer that sees the slot free.
+        // The fence: Dekker with the writer (gate close, fence, slot loads): if it saw our slot
+        // busy, we see the gate closed and wake it.
+        self.slots[i].store(0, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self.gate.load(Ordering::Relaxed) & GATE != 0 {
             futex::wake_low(&self.slots[i], u32::MAX);
         }
     }
@@ -427,7 +434,7 @@ impl<T: ?Sized> RwLock<T> {
         match self.writer.lock(probe, deadline) {
             Ok(Locked::OwnerDied) => {
                 // Keep new readers out until this reader has judged the data.
-                self.gate.fetch_or(GATE, Ordering::SeqCst);
+                self.gate.fetch_or(GATE, Ordering::Relaxed);
                 crash::point("rwlock.read.took_over");
                 log::warn!(target: "multiproc", "an rwlock's writer died holding it: taken over by a reader");
                 Err(LockError::OwnerDied(RwLockReadGuard::new(self, EXCLUSIVE)))
@@ -469,8 +476,10 @@ impl<T: ?Sized> RwLock<T> {
         wait: bool,
     ) -> LockResult<RwLockWriteGuard<'_, T>> {
         crash::point("rwlock.write.writer_locked");
-        // SeqCst: Dekker with readers (see `free_slot`).
-        self.gate.fetch_or(GATE, Ordering::SeqCst);
+        self.gate.fetch_or(GATE, Ordering::Relaxed);
+        // Dekker with readers (see `read_deadline` and `free_slot`): a reader that claimed a
+        // slot before this sees the gate closed, or we see its slot busy.
+        fence(Ordering::SeqCst);
         crash::point("rwlock.write.gate_closed");
         if !self.drain(probe, deadline, wait) {
             if locked == Locked::Clean {
@@ -510,8 +519,8 @@ impl<T: ?Sized> RwLock<T> {
     fn drain<P: OwnerProbe>(&self, probe: &P, deadline: Option<Deadline>, wait: bool) -> bool {
         for slot in &self.slots {
             loop {
-                // SeqCst: Dekker with readers; Acquire: their reads happen before our writes.
-                let w = slot.load(Ordering::SeqCst);
+                // Acquire: the reads of the reader that freed it happen before our writes.
+                let w = slot.load(Ordering::Acquire);
                 if w == 0 {
                     break;
                 }
@@ -532,7 +541,7 @@ impl<T: ?Sized> RwLock<T> {
     /// Reopens the gate (caller holds the writer lock) and wakes the readers waiting at it.
     fn open_gate(&self) {
         // Release: the data written under the writer lock is seen by readers that see it open.
-        let prev = self.gate.swap(0, Ordering::SeqCst);
+        let prev = self.gate.swap(0, Ordering::Release);
         if prev & READERS_WAITING != 0 {
             futex::wake_all(&self.gate);
         }
