@@ -588,7 +588,7 @@ fn rwlock_dead_reader_reclaimed() {
         let l1 = Arc::clone(&l);
         let reader = thread::spawn(move || {
             let g = l1.read().unwrap();
-            assert_eq!(*g, 0);
+            assert!(*g <= 1);
             std::mem::forget(g);
             model::die();
         });
@@ -623,16 +623,22 @@ fn rwlock_dead_writer_owner_died_exactly_once() {
             Err(e) => panic!("{e:?}"),
         }
         writer.join().unwrap();
-        match l.write() {
-            Ok(g) => assert_eq!(told, 1, "{:?}", *g),
+        let mut g = match l.write() {
+            Ok(g) => {
+                // Clean only if the reader above was told.
+                assert_eq!(told, 1);
+                g
+            }
             Err(LockError::OwnerDied(mut g)) => {
-                assert_eq!(*g, (1, 0));
                 told += 1;
-                g.1 = 1;
                 g.make_consistent();
+                g
             }
             Err(e) => panic!("{e:?}"),
-        }
+        };
+        assert_eq!(*g, (1, 0));
+        g.1 = 1;
+        drop(g);
         assert_eq!(told, 1);
         assert_eq!(*l.read().unwrap(), (1, 1));
     });

@@ -218,6 +218,31 @@ impl RawMutex {
         self.release(false);
     }
 
+    /// Takes the lock over at once if its owner is proven gone, for a caller that already slept
+    /// its slice elsewhere (an `RwLock` reader at the gate): `None` if the lock is free, its owner
+    /// may live, or another waiter took over first. Otherwise as [`RawMutex::lock`] after a
+    /// takeover.
+    pub(crate) fn take_over_if_gone<P: OwnerProbe>(
+        &self,
+        probe: &P,
+    ) -> Option<Result<Locked, Failed>> {
+        let w = self.word.load(Ordering::Relaxed);
+        if tid_of(w) == 0 || !word_owner_gone(w, probe) {
+            return None;
+        }
+        let (tid, start) = probe.identity();
+        // One CAS from the observed word, as in `lock_contended`: exactly one waiter wins.
+        self.word
+            .compare_exchange(
+                w,
+                owner_word(tid, start) | WAITERS,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        Some(self.acquired(true))
+    }
+
     /// Whether nobody live holds the lock: it is free, or the word names a thread that `/proc`
     /// (`probe`) proves gone. Loads only; for waiters outside the lock (an `RwLock`'s readers)
     /// deciding whether to contend for it.

@@ -431,7 +431,12 @@ impl<T: ?Sized> RwLock<T> {
         probe: &P,
         deadline: Option<Deadline>,
     ) -> LockResult<RwLockReadGuard<'_, T>> {
-        match self.writer.lock(probe, deadline) {
+        // We slept a slice already: take over from a dead holder at once, else contend.
+        let locked = match self.writer.take_over_if_gone(probe) {
+            Some(r) => r,
+            None => self.writer.lock(probe, deadline),
+        };
+        match locked {
             Ok(Locked::OwnerDied) => {
                 // Keep new readers out until this reader has judged the data.
                 self.gate.fetch_or(GATE, Ordering::Relaxed);
