@@ -21,9 +21,9 @@
 //! gate, then releases the writer lock. A writer that times out while draining reopens the gate
 //! (unless the data is suspect: then it leaves it closed and the writer lock `OwnerDied`).
 //!
-//! A `SeqCst` fence separates the reader's slot CAS from its gate load, and the writer's gate close
-//! from its slot loads: a reader and a writer cannot both miss each other (Dekker; fences rather
-//! than `SeqCst` accesses, which is what loom models). A reader that frees its slot, fences, and
+//! The reader's slot CAS and gate load, and the writer's gate close and slot loads, are `SeqCst`
+//! (with a `SeqCst` fence between them under loom, which does not model `SeqCst` accesses): a
+//! reader and a writer cannot both miss each other (Dekker). A reader that frees its slot and
 //! then sees the gate closed wakes the slot's futex.
 //!
 //! Once the writer lock is not recoverable the gate stays closed for good, so readers see it too
@@ -35,7 +35,7 @@ use super::{LockError, LockResult};
 use crate::crash;
 use crate::loom::UnsafeCell;
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -52,6 +52,21 @@ const READERS_WAITING: u32 = 2;
 const SLICE: Duration = Duration::from_millis(5);
 /// A read guard that holds the writer lock instead of a slot (after `OwnerDied`).
 const EXCLUSIVE: usize = usize::MAX;
+
+/// The ordering of every access in the Dekker pairs between readers and writers (a reader's slot
+/// claim or release then gate load; a writer's gate close then slot loads). `SeqCst` accesses
+/// are enough in the C++ model (all of them are in one total order) and on x86 cost a locked
+/// RMW or `xchg` and plain loads.
+const DEKKER: Ordering = Ordering::SeqCst;
+
+/// Between the two accesses of a Dekker pair. Loom does not model `SeqCst` accesses (it treats
+/// them as acquire/release), only `SeqCst` fences, so under loom a fence stands in; production
+/// needs none (see [`DEKKER`]).
+#[inline(always)]
+fn dekker_fence() {
+    #[cfg(multiproc_loom)]
+    crate::loom::sync::atomic::fence(Ordering::SeqCst);
+}
 
 /// A reader-writer lock that works across processes and survives holders that die.
 ///
@@ -197,6 +212,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// [`LockError::OwnerDied`] (with a guard that holds the lock exclusively) if a writer died
     /// holding it; [`LockError::NotRecoverable`] if it was released without repair after that.
+    #[inline]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         self.read_deadline(None)
     }
@@ -215,8 +231,8 @@ impl<T: ?Sized> RwLock<T> {
             return Err(LockError::WouldBlock);
         };
         // See `read_deadline`.
-        fence(Ordering::SeqCst);
-        if self.gate.load(Ordering::Acquire) & GATE == 0 {
+        dekker_fence();
+        if self.gate.load(DEKKER) & GATE == 0 {
             return Ok(RwLockReadGuard::new(self, slot));
         }
         self.free_slot(slot);
@@ -283,6 +299,7 @@ impl<T: ?Sized> RwLock<T> {
         self.data.with_mut(|p| unsafe { &mut *p })
     }
 
+    #[inline]
     fn read_deadline(&self, deadline: Option<Deadline>) -> LockResult<RwLockReadGuard<'_, T>> {
         let probe = DefaultProbe::default();
         let (tid, start) = probe.identity();
@@ -291,11 +308,11 @@ impl<T: ?Sized> RwLock<T> {
         loop {
             let slot = self.claim_slot(me, first, &probe, deadline)?;
             crash::point("rwlock.read.slot_claimed");
-            // The fence orders our slot CAS before the gate load (Dekker with the writer's gate
-            // close, fence, slot loads). Acquire: seeing the gate open acquires the data of the
-            // writer that opened it.
-            fence(Ordering::SeqCst);
-            if self.gate.load(Ordering::Acquire) & GATE == 0 {
+            // Dekker with the writer's gate close then slot loads: one of us sees the other.
+            // (Acquire, in SeqCst: seeing the gate open acquires the data of the writer that
+            // opened it.)
+            dekker_fence();
+            if self.gate.load(DEKKER) & GATE == 0 {
                 crash::point("rwlock.read.acquired");
                 return Ok(RwLockReadGuard::new(self, slot));
             }
@@ -311,18 +328,39 @@ impl<T: ?Sized> RwLock<T> {
     /// Claims a free slot for `me`, trying `first` first.
     #[inline]
     fn find_slot(&self, me: u64, first: usize) -> Option<usize> {
-        (0..SLOTS).map(|k| (first + k) % SLOTS).find(|&i| {
-            // The caller's fence orders the CAS before its gate load. Acquire: the reads of the
-            // slot's previous reader happen before our release of it, which a writer acquires.
+        if self.slots[first]
+            .compare_exchange(0, me, DEKKER, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(first);
+        }
+        (1..SLOTS).map(|k| (first + k) % SLOTS).find(|&i| {
+            // DEKKER: before the caller's gate load. (Its Acquire orders the reads of the slot's
+            // previous reader before our release of it, which a writer acquires.)
             self.slots[i].load(Ordering::Relaxed) == 0
                 && self.slots[i]
-                    .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange(0, me, DEKKER, Ordering::Relaxed)
                     .is_ok()
         })
     }
 
     /// Claims a slot, waiting (and freeing the slots of dead readers) while all are taken.
+    #[inline]
     fn claim_slot<P: OwnerProbe>(
+        &self,
+        me: u64,
+        first: usize,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> Result<usize, LockError<RwLockReadGuard<'_, T>>> {
+        match self.find_slot(me, first) {
+            Some(i) => Ok(i),
+            None => self.claim_slot_waiting(me, first, probe, deadline),
+        }
+    }
+
+    #[cold]
+    fn claim_slot_waiting<P: OwnerProbe>(
         &self,
         me: u64,
         first: usize,
@@ -360,12 +398,12 @@ impl<T: ?Sized> RwLock<T> {
     /// Gives a slot back; wakes a writer that may be draining.
     #[inline]
     fn free_slot(&self, i: usize) {
-        // Release: our reads happen before the writes of the writer that sees the slot free.
-        // The fence: Dekker with the writer (gate close, fence, slot loads): if it saw our slot
-        // busy, we see the gate closed and wake it.
-        self.slots[i].store(0, Ordering::Release);
-        fence(Ordering::SeqCst);
-        if self.gate.load(Ordering::Relaxed) & GATE != 0 {
+        // Release (in SeqCst): our reads happen before the writes of the writer that sees the
+        // slot free. Dekker with the writer (gate close, slot loads): if it saw our slot busy,
+        // we see the gate closed and wake it.
+        self.slots[i].store(0, DEKKER);
+        dekker_fence();
+        if self.gate.load(DEKKER) & GATE != 0 {
             futex::wake_low(&self.slots[i], u32::MAX);
         }
     }
@@ -481,10 +519,10 @@ impl<T: ?Sized> RwLock<T> {
         wait: bool,
     ) -> LockResult<RwLockWriteGuard<'_, T>> {
         crash::point("rwlock.write.writer_locked");
-        self.gate.fetch_or(GATE, Ordering::Relaxed);
         // Dekker with readers (see `read_deadline` and `free_slot`): a reader that claimed a
-        // slot before this sees the gate closed, or we see its slot busy.
-        fence(Ordering::SeqCst);
+        // slot concurrently sees the gate closed, or we see its slot busy.
+        self.gate.fetch_or(GATE, DEKKER);
+        dekker_fence();
         crash::point("rwlock.write.gate_closed");
         if !self.drain(probe, deadline, wait) {
             if locked == Locked::Clean {
@@ -524,8 +562,9 @@ impl<T: ?Sized> RwLock<T> {
     fn drain<P: OwnerProbe>(&self, probe: &P, deadline: Option<Deadline>, wait: bool) -> bool {
         for slot in &self.slots {
             loop {
-                // Acquire: the reads of the reader that freed it happen before our writes.
-                let w = slot.load(Ordering::Acquire);
+                // DEKKER (see above); its Acquire orders the reads of the reader that freed the
+                // slot before our writes.
+                let w = slot.load(DEKKER);
                 if w == 0 {
                     break;
                 }
@@ -568,6 +607,7 @@ impl<T: ?Sized> RwLock<T> {
         }
     }
 
+    #[inline]
     fn read_unlock(&self, slot: usize) {
         if slot == EXCLUSIVE {
             self.release_exclusive();
@@ -627,6 +667,7 @@ impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
         self.lock.read_unlock(self.slot);
     }
@@ -782,6 +823,14 @@ mod tests {
             assert!(l.read_timeout(Duration::from_millis(10)).is_ok());
             assert!(l.write_timeout(Duration::from_millis(10)).is_ok());
         });
+    }
+
+    #[test]
+    fn layout_is_the_documented_one() {
+        // Shared memory layout (SAFETY.md): 16-byte writer lock, gate word, 32 slots of 8 bytes.
+        assert_eq!(std::mem::size_of::<RwLock<()>>(), 280);
+        assert_eq!(std::mem::size_of::<RwLock<u64>>(), 288);
+        assert_eq!(std::mem::align_of::<RwLock<()>>(), 8);
     }
 
     /// Runs `f` on a thread that exits afterwards (so its id names no thread any more).
