@@ -663,3 +663,36 @@ fn rwlock_polling_writer_never_reclaims_a_live_reader() {
         assert_eq!(*l.read().unwrap(), 1);
     });
 }
+
+#[test]
+fn rwlock_unrepaired_owner_died_is_not_recoverable_for_readers() {
+    // A writer dies holding; the reader told OwnerDied drops its guard without repair: from then
+    // on every reader and writer, blocked or not, gets NotRecoverable (the gate stays closed).
+    model(|| {
+        let l = Arc::new(RwLock::new(0u32));
+        let l1 = Arc::clone(&l);
+        let writer = thread::spawn(move || {
+            std::mem::forget(l1.write().unwrap());
+            model::die();
+        });
+        writer.join().unwrap();
+        let l2 = Arc::clone(&l);
+        let other = thread::spawn(move || match l2.read() {
+            Err(LockError::OwnerDied(g)) => drop(g),
+            Err(LockError::NotRecoverable) => {}
+            Ok(_) => panic!("clean read of an abandoned lock"),
+            Err(e) => panic!("{e:?}"),
+        });
+        match l.read() {
+            Err(LockError::OwnerDied(g)) => drop(g),
+            Err(LockError::NotRecoverable) => {}
+            Ok(_) => panic!("clean read of an abandoned lock"),
+            Err(e) => panic!("{e:?}"),
+        }
+        other.join().unwrap();
+        assert!(l.is_not_recoverable());
+        assert!(matches!(l.read(), Err(LockError::NotRecoverable)));
+        assert!(matches!(l.try_read(), Err(LockError::NotRecoverable)));
+        assert!(matches!(l.write(), Err(LockError::NotRecoverable)));
+    });
+}

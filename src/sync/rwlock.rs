@@ -6,6 +6,7 @@
 //! writer: RawMutex (16 bytes)  the writer lock: owner TID + start tag, consistency state
 //! gate:   AtomicU32 (futex)    bit 0 GATE: closed by the writer-lock holder, new readers wait
 //!                              bit 1 READERS_WAITING: a reader may sleep on `gate`
+//!                              bit 2 POISONED: the writer lock is not recoverable (for good)
 //! slots:  [AtomicU64; 32]      one per read hold: the reader's owner word (TID + start tag), 0 = free
 //! ```
 //!
@@ -48,6 +49,9 @@ pub(crate) const SLOTS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
 const GATE: u32 = 1;
 /// A reader may sleep on the gate: opening it wakes them all.
 const READERS_WAITING: u32 = 2;
+/// Set (with `GATE`, for good) when the writer lock becomes not recoverable: the gate word
+/// changes, so a reader about to sleep on it cannot miss the wake-up that announces it.
+const POISONED: u32 = 4;
 /// How long a sleeper waits before checking on a holder that may have died.
 const SLICE: Duration = Duration::from_millis(5);
 /// A read guard that holds the writer lock instead of a slot (after `OwnerDied`).
@@ -430,7 +434,7 @@ impl<T: ?Sized> RwLock<T> {
             if g & GATE == 0 {
                 return Ok(None);
             }
-            if self.writer.is_not_recoverable() {
+            if g & POISONED != 0 || self.writer.is_not_recoverable() {
                 return Err(LockError::NotRecoverable);
             }
             if g & READERS_WAITING == 0 {
@@ -600,9 +604,11 @@ impl<T: ?Sized> RwLock<T> {
             self.writer.unlock();
         } else {
             // Not repaired: the writer lock becomes not recoverable and the gate stays closed
-            // for good; wake the readers at the gate to learn it.
+            // for good; wake the readers at the gate to learn it (changing the gate word, so
+            // that none is just about to sleep on the old value).
             self.writer.unlock();
             crash::point("rwlock.write_unlock.not_recoverable");
+            self.gate.fetch_or(GATE | POISONED, Ordering::Relaxed);
             futex::wake_all(&self.gate);
         }
     }
