@@ -11,6 +11,9 @@
 //!   reference); ours: `ours` (`Shared<sync::Mutex<u64>>`, the child forked after it).
 //! - `mutex_scaling/<n>`: n = 1, 2, 4 .. cpus processes increment one counter (lock hand-off as
 //!   contention grows): `pthread_robust/<n>`; ours: `ours/<n>`.
+//! - `rwlock_read_uncontended`: read lock + load + unlock: `std_rwlock` (in-process
+//!   `std::sync::RwLock`); ours: `ours` (a `Shared<sync::RwLock<u64>>`: claims a reader owner
+//!   slot, checks the gate, frees the slot).
 
 mod common;
 
@@ -27,6 +30,7 @@ fn main() {
         value_lock,
         mutex_contended_2proc,
         mutex_scaling,
+        rwlock_read_uncontended,
     ]);
 }
 
@@ -78,6 +82,19 @@ fn mutex_uncontended(c: &mut Criterion) {
             // SAFETY: the guard's data pointer is our u64 in the mapping, guarded by the lock.
             unsafe { *(*guard).cast::<u64>() += 1 };
         })
+    });
+    g.finish();
+}
+
+fn rwlock_read_uncontended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("rwlock_read_uncontended");
+    let ours = Shared::new(multiproc::sync::RwLock::new(7u64)).expect("Shared::new(RwLock)");
+    g.bench_function("ours", |b| {
+        b.iter(|| *black_box(&ours).read().expect("read"))
+    });
+    let std_lock = std::sync::RwLock::new(7u64);
+    g.bench_function("std_rwlock", |b| {
+        b.iter(|| *black_box(&std_lock).read().unwrap())
     });
     g.finish();
 }

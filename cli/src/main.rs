@@ -179,21 +179,27 @@ fn print_state(state: &ObjectState) {
         ObjectState::Lock(lock) => print_lock("lock", lock),
         ObjectState::RwLock {
             readers,
-            write_locked,
+            dead_readers,
+            gate_closed,
             readers_waiting,
-            writers_waiting,
+            writer,
         } => {
-            let held = match (write_locked, readers) {
-                (true, _) => "write-locked".to_owned(),
-                (false, 0) => "unlocked".to_owned(),
-                (false, n) => format!("read-locked by {n}"),
+            let held = match (writer.owner_tid, readers) {
+                (Some(_), 0) if *gate_closed => "write-locked".to_owned(),
+                (Some(_), n) if *gate_closed => format!("writer waits for {n} readers"),
+                (_, 0) => "unlocked".to_owned(),
+                (_, n) => format!("read-locked by {n}"),
             };
             println!("rwlock:      {held}");
+            if *dead_readers > 0 {
+                println!("dead readers: {dead_readers} (gone: the next writer frees their holds)");
+            }
             println!(
-                "waiting:     readers {}, writers {}",
+                "waiting:     readers {}, gate {}",
                 yes_no(Some(*readers_waiting)),
-                yes_no(Some(*writers_waiting))
+                if *gate_closed { "closed" } else { "open" }
             );
+            print_lock("writer lock", writer);
         }
         ObjectState::Semaphore { value } => println!("value:       {value}"),
         ObjectState::Event { set } => println!("set:         {}", yes_no(Some(*set))),

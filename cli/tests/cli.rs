@@ -237,6 +237,35 @@ fn info_shows_queues_sync_primitives_and_heaps() {
     let read = rw.read().unwrap();
     assert!(stdout(&multiproc_cmd(&["info", &n("rwlock")])).contains("read-locked by 1"));
     drop(read);
+    // A reader thread that exits holding: its hold is shown as a dead reader's.
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(rw.read().unwrap()))
+            .join()
+            .unwrap()
+    });
+    let j = info_json(&n("rwlock"));
+    assert_eq!(
+        (&j["state"]["readers"], &j["state"]["dead_readers"]),
+        (&1.into(), &1.into()),
+        "{j}"
+    );
+    assert!(stdout(&multiproc_cmd(&["info", &n("rwlock")])).contains("dead readers: 1"));
+    // A writer (freeing that slot) that exits holding: the writer lock's holder is gone.
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(rw.write().unwrap()))
+            .join()
+            .unwrap()
+    });
+    let j = info_json(&n("rwlock"));
+    assert_eq!(
+        (&j["state"]["readers"], &j["state"]["gate_closed"]),
+        (&0.into(), &true.into()),
+        "{j}"
+    );
+    assert_eq!(j["state"]["writer"]["owner_alive"], false, "{j}");
+    assert!(
+        stdout(&multiproc_cmd(&["info", &n("rwlock")])).contains("the next locker gets OwnerDied")
+    );
     let value = Value::create(&n("value"), 1u64).unwrap();
     let guard = value.lock().unwrap();
     let j = info_json(&n("value"));

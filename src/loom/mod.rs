@@ -79,7 +79,9 @@ pub(crate) mod futex {
     }
 
     #[cfg(multiproc_loom)]
-    pub(crate) use super::futex_model::{death, poll_wait_low, wait, wait_low, wake, wake_low};
+    pub(crate) use super::futex_model::{
+        death, poll_wait, poll_wait_low, wait, wait_low, wake, wake_low,
+    };
 
     /// A waiter's bounded sleep on the low half of `word`, after which it checks on a lock's
     /// owner: the futex with a timeout normally. In the model there is no time: the sleep ends
@@ -93,5 +95,17 @@ pub(crate) mod futex {
         wake_by: Deadline,
     ) -> bool {
         wait_low(word, expected, Some(wake_by))
+    }
+
+    /// [`poll_wait_low`] on a 32-bit word: a bounded sleep after which the caller checks on a
+    /// holder (an `RwLock` reader waiting for a writer's gate). Returns `false` on timeout.
+    #[cfg(not(multiproc_loom))]
+    #[inline]
+    pub(crate) fn poll_wait(
+        word: &super::sync::atomic::AtomicU32,
+        expected: u32,
+        wake_by: Deadline,
+    ) -> bool {
+        wait(word, expected, Some(wake_by))
     }
 }

@@ -56,14 +56,18 @@ pub enum ObjectState {
     Lock(LockState),
     /// A `Shared<RwLock<_>>`.
     RwLock {
-        /// Readers holding it.
+        /// Read holds (reader slots in use, of 32).
         readers: u32,
-        /// A writer holds it.
-        write_locked: bool,
-        /// Readers wait for it.
+        /// Of those, holds whose reader is definitely gone (the next writer frees them).
+        dead_readers: u32,
+        /// The gate is closed: a writer holds the lock, or waits for the readers to leave (or
+        /// the lock is not recoverable).
+        gate_closed: bool,
+        /// Readers wait at the gate.
         readers_waiting: bool,
-        /// Writers wait for it.
-        writers_waiting: bool,
+        /// The writer lock: its holder (a writer, or a reader told `OwnerDied`), waiters and
+        /// consistency.
+        writer: LockState,
     },
     /// A `Shared<Semaphore>`.
     Semaphore {
@@ -310,13 +314,13 @@ unsafe fn object_state(
             let p = at(size_of::<RwLock<()>>(), align_of::<RwLock<()>>())?;
             // SAFETY: an aligned, readable `RwLock<()>` prefix (checked by `at`); its state
             // words are atomics, valid for every bit pattern; `peek` only loads.
-            let (readers, write_locked, readers_waiting, writers_waiting) =
-                unsafe { &*p.cast::<RwLock<()>>() }.peek();
+            let peek = unsafe { &*p.cast::<RwLock<()>>() }.peek(&crate::sync::owner::SysProbe);
             Some(ObjectState::RwLock {
-                readers,
-                write_locked,
-                readers_waiting,
-                writers_waiting,
+                readers: peek.readers,
+                dead_readers: peek.dead_readers,
+                gate_closed: peek.gate_closed,
+                readers_waiting: peek.readers_waiting,
+                writer: lock_state(peek.writer),
             })
         }
         Some("Shared") if holds(std::any::type_name::<Semaphore>()) => {

@@ -91,6 +91,18 @@ pub(crate) fn owner_word(tid: u32, start: u64) -> u64 {
     (u64::from(start_tag(start)) << TAG_SHIFT) | (u64::from(tid) & TID_MASK)
 }
 
+/// Whether the owner named by a word built by [`owner_word`] is proven gone by `probe` (dead, or
+/// its TID reused by a thread with another start tag). A zero word names nobody: `false`.
+pub(crate) fn word_owner_gone<P: OwnerProbe>(w: u64, probe: &P) -> bool {
+    tid_of(w) != 0 && probe.liveness(tid_of(w)).proves_gone(tag_of(w), start_tag)
+}
+
+/// The futex half of an owner word (its TID bits), on which a waiter for that word sleeps.
+#[inline]
+pub(crate) fn owner_futex(w: u64) -> u32 {
+    low(w)
+}
+
 /// How a lock was acquired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Locked {
@@ -191,6 +203,52 @@ impl RawMutex {
     /// Whether the lock can never be acquired again.
     pub(crate) fn is_not_recoverable(&self) -> bool {
         self.state.load(Ordering::Relaxed) >= NOT_RECOVERABLE
+    }
+
+    /// Whether the data is consistent (not `OwnerDied`-and-unrepaired, not recoverable). Caller
+    /// holds the lock (only holders write the state).
+    pub(crate) fn is_consistent(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == CONSISTENT
+    }
+
+    /// Releases the lock without judging the data: an `OwnerDied` state stays as it is, so the
+    /// next locker is told `OwnerDied` in turn (for a holder that gives up before it could look at
+    /// the data, e.g. an `RwLock` writer that timed out waiting for readers). Caller holds it.
+    pub(crate) fn abandon(&self) {
+        self.release(false);
+    }
+
+    /// Takes the lock over at once if its owner is proven gone, for a caller that already slept
+    /// its slice elsewhere (an `RwLock` reader at the gate): `None` if the lock is free, its owner
+    /// may live, or another waiter took over first. Otherwise as [`RawMutex::lock`] after a
+    /// takeover.
+    pub(crate) fn take_over_if_gone<P: OwnerProbe>(
+        &self,
+        probe: &P,
+    ) -> Option<Result<Locked, Failed>> {
+        let w = self.word.load(Ordering::Relaxed);
+        if tid_of(w) == 0 || !word_owner_gone(w, probe) {
+            return None;
+        }
+        let (tid, start) = probe.identity();
+        // One CAS from the observed word, as in `lock_contended`: exactly one waiter wins.
+        self.word
+            .compare_exchange(
+                w,
+                owner_word(tid, start) | WAITERS,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .ok()?;
+        Some(self.acquired(true))
+    }
+
+    /// Whether nobody live holds the lock: it is free, or the word names a thread that `/proc`
+    /// (`probe`) proves gone. Loads only; for waiters outside the lock (an `RwLock`'s readers)
+    /// deciding whether to contend for it.
+    pub(crate) fn owner_gone<P: OwnerProbe>(&self, probe: &P) -> bool {
+        let w = self.word.load(Ordering::Relaxed);
+        tid_of(w) == 0 || word_owner_gone(w, probe)
     }
 
     /// Marks the data repaired after an `OwnerDied` acquisition. Caller holds the lock.
@@ -337,7 +395,7 @@ impl RawMutex {
             return false;
         }
         // A live thread with this TID is the owner unless its start tag differs (reused TID).
-        probe.liveness(tid_of(w)).proves_gone(tag_of(w), start_tag)
+        word_owner_gone(w, probe)
     }
 
     /// What the lock looks like now, for inspection tools: loads only, so it works on a

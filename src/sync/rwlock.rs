@@ -1,70 +1,95 @@
-//! A process-shared reader-writer lock, writer-preferring: std's futex `RwLock` algorithm
-//! (`library/std/src/sys/sync/rwlock/futex.rs`) on shared futexes, with deadlines.
+//! A robust, process-shared reader-writer lock: a writer lock with the [`Mutex`](super::Mutex)'s
+//! owner-death semantics, a gate that writers close, and a table of reader owner slots that a
+//! writer drains, reclaiming the slots of readers that died.
 //!
 //! ```text
-//! state: bits 0..=29  READ_LOCKED * readers, or MASK when write-locked
-//!        bit 30       READERS_WAITING
-//!        bit 31       WRITERS_WAITING
-//! writer_notify: bumped to wake one writer; writers sleep on it
+//! writer: RawMutex (16 bytes)  the writer lock: owner TID + start tag, consistency state
+//! gate:   AtomicU32 (futex)    bit 0 GATE: closed by the writer-lock holder, new readers wait
+//!                              bit 1 READERS_WAITING: a reader may sleep on `gate`
+//!                              bit 2 POISONED: the writer lock is not recoverable (for good)
+//! slots:  [AtomicU64; 32]      one per read hold: the reader's owner word (TID + start tag), 0 = free
 //! ```
-//! Readers do not take the lock while writers wait, so a stream of readers cannot starve a
-//! writer; an unlocking writer wakes the next writer before any reader.
 //!
-//! A writer that times out leaves WRITERS_WAITING behind; if it finds the lock free it passes the
-//! wake-up on itself (`wake_writer_or_readers`), otherwise the holder's unlock does.
+//! **Reader**: claims a free slot (CAS 0 -> its owner word), then looks at the gate. Open: it
+//! holds a read lock. Closed: it frees the slot again (waking a draining writer) and sleeps on
+//! the gate in 5 ms slices; when a slice runs out and the writer lock's holder is gone (dead, or
+//! none), the reader contends for the writer lock itself: a clean acquisition lets it reopen the
+//! gate and read; `OwnerDied` hands it the lock exclusively, as a writer would get it.
+//!
+//! **Writer**: takes the writer lock (waiting, and taking over from a dead holder, as the mutex
+//! does), closes the gate, then drains: waits until every slot is free, sleeping on the busy
+//! slot's futex in 5 ms slices and freeing a slot whose reader is proven dead. Unlock reopens the
+//! gate, then releases the writer lock. A writer that times out while draining reopens the gate
+//! (unless the data is suspect: then it leaves it closed and the writer lock `OwnerDied`).
+//!
+//! The reader's slot CAS and gate load, and the writer's gate close and slot loads, are `SeqCst`
+//! (with a `SeqCst` fence between them under loom, which does not model `SeqCst` accesses): a
+//! reader and a writer cannot both miss each other (Dekker). A reader that frees its slot and
+//! then sees the gate closed wakes the slot's futex.
+//!
+//! Once the writer lock is not recoverable the gate stays closed for good, so readers see it too
+//! (the read fast path looks only at the gate).
 
+use super::owner::{DefaultProbe, OwnerProbe};
+use super::raw_mutex::{Failed, Locked, RawMutex, owner_futex, owner_word, word_owner_gone};
 use super::{LockError, LockResult};
 use crate::crash;
 use crate::loom::UnsafeCell;
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-const READ_LOCKED: u32 = 1;
-const MASK: u32 = (1 << 30) - 1;
-const WRITE_LOCKED: u32 = MASK;
-const MAX_READERS: u32 = MASK - 1;
-const READERS_WAITING: u32 = 1 << 30;
-const WRITERS_WAITING: u32 = 1 << 31;
+/// Reader owner slots: at most this many read locks are held at once; one more reader waits for
+/// a free slot. (Two in loom models, which keeps their state space small.)
+pub(crate) const SLOTS: usize = if cfg!(multiproc_loom) { 2 } else { 32 };
+/// Closed by the writer-lock holder: new readers wait.
+const GATE: u32 = 1;
+/// A reader may sleep on the gate: opening it wakes them all.
+const READERS_WAITING: u32 = 2;
+/// Set (with `GATE`, for good) when the writer lock becomes not recoverable: the gate word
+/// changes, so a reader about to sleep on it cannot miss the wake-up that announces it.
+const POISONED: u32 = 4;
+/// How long a sleeper waits before checking on a holder that may have died.
+const SLICE: Duration = Duration::from_millis(5);
+/// A read guard that holds the writer lock instead of a slot (after `OwnerDied`).
+const EXCLUSIVE: usize = usize::MAX;
 
-#[inline]
-fn is_unlocked(state: u32) -> bool {
-    state & MASK == 0
+/// The ordering of every access in the Dekker pairs between readers and writers (a reader's slot
+/// claim or release then gate load; a writer's gate close then slot loads). `SeqCst` accesses
+/// are enough in the C++ model (all of them are in one total order) and on x86 cost a locked
+/// RMW or `xchg` and plain loads.
+const DEKKER: Ordering = Ordering::SeqCst;
+
+/// Between the two accesses of a Dekker pair. Loom does not model `SeqCst` accesses (it treats
+/// them as acquire/release), only `SeqCst` fences, so under loom a fence stands in; production
+/// needs none (see [`DEKKER`]).
+#[inline(always)]
+fn dekker_fence() {
+    #[cfg(multiproc_loom)]
+    crate::loom::sync::atomic::fence(Ordering::SeqCst);
 }
 
-#[inline]
-fn is_write_locked(state: u32) -> bool {
-    state & MASK == WRITE_LOCKED
-}
-
-#[inline]
-fn has_readers_waiting(state: u32) -> bool {
-    state & READERS_WAITING != 0
-}
-
-#[inline]
-fn has_writers_waiting(state: u32) -> bool {
-    state & WRITERS_WAITING != 0
-}
-
-#[inline]
-fn is_read_lockable(state: u32) -> bool {
-    // Not when writers or readers wait: this makes the lock writer-preferring, and readers that
-    // were woken take their turn together.
-    state & MASK < MAX_READERS && !has_readers_waiting(state) && !has_writers_waiting(state)
-}
-
-/// A reader-writer lock that works across processes.
+/// A reader-writer lock that works across processes and survives holders that die.
 ///
-/// `#[repr(C)]`: two atomic words, then the value. Any number of readers or one writer. Writers
-/// are preferred: once a writer waits, new readers queue behind it.
+/// `#[repr(C)]`: a 16-byte writer lock, a gate word, 32 reader slots of 8 bytes (280 bytes in
+/// all), then the value; all zeroes is an unlocked, consistent lock. Any number of readers or one
+/// writer. Once a writer holds the writer lock, new readers wait behind it, so readers cannot
+/// starve writers.
 ///
-/// **Not robust**: if a holder dies, the lock stays held. Every blocking call has a `_timeout`
-/// form; use it where holders may die, and expect [`LockError::Timeout`]. The `lock` forms
-/// without a timeout never return then.
+/// **Robust.** If a writer dies holding the lock, the next writer *or reader* gets
+/// [`LockError::OwnerDied`] with its guard, as with [`Mutex`](super::Mutex): a reader told so
+/// holds the lock exclusively until its guard drops. Call `make_consistent` on that guard once
+/// the data is checked; dropping it without makes the lock [`LockError::NotRecoverable`] for
+/// everyone. If a reader dies holding a read lock, a writer waiting for readers frees its slot
+/// within about 5 ms. A blocked caller notices a dead holder within a few milliseconds without
+/// being woken.
+///
+/// **At most 32 read locks at once**: each read hold takes one of 32 owner slots (a thread that
+/// reads recursively takes one per guard). A 33rd reader waits (checking every 5 ms) until a slot
+/// is free, or its timeout.
 ///
 /// # Examples
 ///
@@ -108,8 +133,9 @@ fn is_read_lockable(state: u32) -> bool {
 /// ```
 #[repr(C)]
 pub struct RwLock<T: ?Sized> {
-    state: AtomicU32,
-    writer_notify: AtomicU32,
+    writer: RawMutex,
+    gate: AtomicU32,
+    slots: [AtomicU64; SLOTS],
     data: UnsafeCell<T>,
 }
 
@@ -119,66 +145,113 @@ unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 // SAFETY: owning the lock is owning a `T`.
 unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 
-// SAFETY: two atomics (any value is a state; garbage can only make callers wait or time out, or
-// admit a reader/writer wrongly, which hands out a wrong but valid `ShmSafe` value) and a
-// `ShmSafe` value; `#[repr(C)]`, no pointers, no Drop.
+// SAFETY: a `RawMutex` and atomics (any value is a state: garbage can only make callers wait,
+// time out, see `OwnerDied`/`NotRecoverable`, or admit a reader/writer wrongly, which hands out a
+// wrong but valid `ShmSafe` value) and a `ShmSafe` value; `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
 unsafe impl<T: crate::safe::ShmSafe + Send> crate::safe::ShmSafe for RwLock<T> {}
+
+/// A snapshot of an [`RwLock`] for inspection tools (see [`RwLock::peek`]).
+#[cfg(not(multiproc_loom))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RwPeek {
+    /// Reader slots in use.
+    pub(crate) readers: u32,
+    /// Of those, slots whose holder is proven gone (the next writer frees them).
+    pub(crate) dead_readers: u32,
+    /// The gate is closed: a writer holds the lock or waits for readers to leave.
+    pub(crate) gate_closed: bool,
+    /// A reader may sleep on the gate.
+    pub(crate) readers_waiting: bool,
+    /// The writer lock.
+    pub(crate) writer: super::raw_mutex::LockPeek,
+}
 
 impl<T> RwLock<T> {
     /// A new unlocked lock around `value`.
     pub fn new(value: T) -> Self {
         RwLock {
-            state: AtomicU32::new(0),
-            writer_notify: AtomicU32::new(0),
+            writer: RawMutex::new(),
+            gate: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
             data: UnsafeCell::new(value),
         }
+    }
+
+    /// The value, consuming the lock.
+    pub fn into_inner(self) -> T
+    where
+        T: Sized,
+    {
+        self.data.into_inner()
     }
 }
 
 impl<T: ?Sized> RwLock<T> {
-    /// The state word decoded, for inspection tools: one load, so it works on a read-only
-    /// mapping. Returns (readers, write-locked, readers waiting, writers waiting).
+    /// The lock decoded, for inspection tools: loads only, so it works on a read-only mapping
+    /// and never disturbs the lock's users.
     #[cfg(not(multiproc_loom))]
-    pub(crate) fn peek(&self) -> (u32, bool, bool, bool) {
-        let s = self.state.load(Ordering::Relaxed);
-        let readers = if is_write_locked(s) { 0 } else { s & MASK };
-        (
+    pub(crate) fn peek<P: OwnerProbe>(&self, probe: &P) -> RwPeek {
+        let (mut readers, mut dead_readers) = (0, 0);
+        for slot in &self.slots {
+            let w = slot.load(Ordering::Relaxed);
+            if w != 0 {
+                readers += 1;
+                dead_readers += u32::from(word_owner_gone(w, probe));
+            }
+        }
+        let g = self.gate.load(Ordering::Relaxed);
+        RwPeek {
             readers,
-            is_write_locked(s),
-            has_readers_waiting(s),
-            has_writers_waiting(s),
-        )
+            dead_readers,
+            gate_closed: g & GATE != 0,
+            readers_waiting: g & READERS_WAITING != 0,
+            writer: self.writer.peek(probe),
+        }
     }
 
     /// Locks for reading, waiting as long as it takes.
     ///
     /// # Errors
     ///
-    /// None today (the `Result` leaves room for robustness later).
+    /// [`LockError::OwnerDied`] (with a guard that holds the lock exclusively) if a writer died
+    /// holding it; [`LockError::NotRecoverable`] if it was released without repair after that.
+    #[inline]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         self.read_deadline(None)
     }
 
-    /// Locks for reading if possible now.
+    /// Locks for reading if possible now (a writer neither holds nor waits for it, and a reader
+    /// slot is free). Does not check on holders.
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] if a writer holds or waits for the lock.
+    /// [`LockError::WouldBlock`]; [`LockError::NotRecoverable`].
     pub fn try_read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        self.state
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
-                is_read_lockable(s).then_some(s + READ_LOCKED)
-            })
-            .map(|_| RwLockReadGuard::new(self))
-            .map_err(|_| LockError::WouldBlock)
+        let probe = DefaultProbe::default();
+        let (tid, start) = probe.identity();
+        let me = owner_word(tid, start);
+        let Some(slot) = self.find_slot(me, tid as usize % SLOTS) else {
+            return Err(LockError::WouldBlock);
+        };
+        // See `read_deadline`.
+        dekker_fence();
+        if self.gate.load(DEKKER) & GATE == 0 {
+            return Ok(RwLockReadGuard::new(self, slot));
+        }
+        self.free_slot(slot);
+        if self.writer.is_not_recoverable() {
+            Err(LockError::NotRecoverable)
+        } else {
+            Err(LockError::WouldBlock)
+        }
     }
 
     /// Locks for reading, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`].
+    /// [`LockError::Timeout`]; otherwise as [`RwLock::read`].
     pub fn read_timeout(&self, timeout: Duration) -> LockResult<RwLockReadGuard<'_, T>> {
         self.read_deadline(Some(Deadline::after(timeout)))
     }
@@ -187,7 +260,7 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`].
+    /// [`LockError::Timeout`]; otherwise as [`RwLock::read`].
     pub fn read_until(&self, deadline: Instant) -> LockResult<RwLockReadGuard<'_, T>> {
         self.read_deadline(Some(Deadline::at(deadline)))
     }
@@ -196,30 +269,32 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// None today.
+    /// [`LockError::OwnerDied`] (with the guard) if the previous writer died holding it (or a
+    /// reader told `OwnerDied` died before repairing); [`LockError::NotRecoverable`] if it was
+    /// released without repair after that.
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         self.write_deadline(None)
     }
 
-    /// Locks for writing if the lock is free now.
+    /// Locks for writing if nobody holds it now. Does not check on holders.
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] if held.
+    /// [`LockError::WouldBlock`] if held; otherwise as [`RwLock::write`].
     pub fn try_write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        self.state
-            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |s| {
-                is_unlocked(s).then_some(s + WRITE_LOCKED)
-            })
-            .map(|_| RwLockWriteGuard::new(self))
-            .map_err(|_| LockError::WouldBlock)
+        let probe = DefaultProbe::default();
+        match self.writer.try_lock(&probe) {
+            Ok(locked) => self.drain_and_finish(locked, &probe, None, false),
+            Err(Failed::NotRecoverable) => Err(LockError::NotRecoverable),
+            Err(_) => Err(LockError::WouldBlock),
+        }
     }
 
     /// Locks for writing, waiting at most `timeout`.
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`].
+    /// [`LockError::Timeout`]; otherwise as [`RwLock::write`].
     pub fn write_timeout(&self, timeout: Duration) -> LockResult<RwLockWriteGuard<'_, T>> {
         self.write_deadline(Some(Deadline::after(timeout)))
     }
@@ -228,240 +303,343 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`].
+    /// [`LockError::Timeout`]; otherwise as [`RwLock::write`].
     pub fn write_until(&self, deadline: Instant) -> LockResult<RwLockWriteGuard<'_, T>> {
         self.write_deadline(Some(Deadline::at(deadline)))
     }
 
+    /// Whether a holder died and the lock was released without repair: it can never be locked
+    /// again.
+    pub fn is_not_recoverable(&self) -> bool {
+        self.writer.is_not_recoverable()
+    }
+
+    /// The value, through exclusive access (no locking needed).
+    pub fn get_mut(&mut self) -> &mut T {
+        // SAFETY: `&mut self` proves no guard and no other reference exists in this process;
+        // sharing the lock with other processes is the caller's (ShmSafe) contract.
+        self.data.with_mut(|p| unsafe { &mut *p })
+    }
+
+    #[inline]
     fn read_deadline(&self, deadline: Option<Deadline>) -> LockResult<RwLockReadGuard<'_, T>> {
-        let s = self.state.load(Ordering::Relaxed);
-        if is_read_lockable(s)
-            && self
-                .state
-                .compare_exchange_weak(s, s + READ_LOCKED, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            crash::point("rwlock.read.acquired");
-            return Ok(RwLockReadGuard::new(self));
+        let probe = DefaultProbe::default();
+        let (tid, start) = probe.identity();
+        let me = owner_word(tid, start);
+        let first = tid as usize % SLOTS;
+        loop {
+            let slot = self.claim_slot(me, first, &probe, deadline)?;
+            crash::point("rwlock.read.slot_claimed");
+            // Dekker with the writer's gate close then slot loads: one of us sees the other.
+            // (Acquire, in SeqCst: seeing the gate open acquires the data of the writer that
+            // opened it.)
+            dekker_fence();
+            if self.gate.load(DEKKER) & GATE == 0 {
+                crash::point("rwlock.read.acquired");
+                return Ok(RwLockReadGuard::new(self, slot));
+            }
+            // A writer holds or is draining: get out of its way.
+            self.free_slot(slot);
+            crash::point("rwlock.read.slot_returned");
+            if let Some(r) = self.wait_gate(me, first, &probe, deadline)? {
+                return r;
+            }
         }
-        if self.read_contended(deadline) {
-            crash::point("rwlock.read.acquired");
-            Ok(RwLockReadGuard::new(self))
-        } else {
-            Err(LockError::Timeout)
+    }
+
+    /// Claims a free slot for `me`, trying `first` first.
+    #[inline]
+    fn find_slot(&self, me: u64, first: usize) -> Option<usize> {
+        if self.slots[first]
+            .compare_exchange(0, me, DEKKER, Ordering::Relaxed)
+            .is_ok()
+        {
+            return Some(first);
+        }
+        (1..SLOTS).map(|k| (first + k) % SLOTS).find(|&i| {
+            // DEKKER: before the caller's gate load. (Its Acquire orders the reads of the slot's
+            // previous reader before our release of it, which a writer acquires.)
+            self.slots[i].load(Ordering::Relaxed) == 0
+                && self.slots[i]
+                    .compare_exchange(0, me, DEKKER, Ordering::Relaxed)
+                    .is_ok()
+        })
+    }
+
+    /// Claims a slot, waiting (and freeing the slots of dead readers) while all are taken.
+    #[inline]
+    fn claim_slot<P: OwnerProbe>(
+        &self,
+        me: u64,
+        first: usize,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> Result<usize, LockError<RwLockReadGuard<'_, T>>> {
+        match self.find_slot(me, first) {
+            Some(i) => Ok(i),
+            None => self.claim_slot_waiting(me, first, probe, deadline),
         }
     }
 
     #[cold]
-    fn read_contended(&self, deadline: Option<Deadline>) -> bool {
-        let mut state = self.spin_read();
+    fn claim_slot_waiting<P: OwnerProbe>(
+        &self,
+        me: u64,
+        first: usize,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> Result<usize, LockError<RwLockReadGuard<'_, T>>> {
         loop {
-            if is_read_lockable(state) {
-                match self.state.compare_exchange_weak(
-                    state,
-                    state + READ_LOCKED,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        crash::point("rwlock.read.after_contended_cas");
-                        return true;
-                    }
-                    Err(s) => {
-                        state = s;
-                        continue;
-                    }
-                }
+            if let Some(i) = self.find_slot(me, first) {
+                return Ok(i);
+            }
+            let mut freed = false;
+            for slot in &self.slots {
+                let w = slot.load(Ordering::Relaxed);
+                freed |= w != 0 && word_owner_gone(w, probe) && Self::reclaim(slot, w);
+            }
+            if freed {
+                continue;
             }
             if deadline.is_some_and(Deadline::has_passed) {
-                // Our READERS_WAITING bit (if set) is cleared by the next unlock.
-                return false;
+                return Err(LockError::Timeout);
             }
-            // Make sure the readers-waiting bit is set before we sleep.
-            if !has_readers_waiting(state) {
-                if let Err(s) = self.state.compare_exchange(
-                    state,
-                    state | READERS_WAITING,
+            // Nobody wakes us when a slot frees: check again after a slice.
+            let g = self.gate.load(Ordering::Relaxed);
+            futex::poll_wait(&self.gate, g, Self::slice_end(deadline));
+        }
+    }
+
+    /// Frees the slot `w` names, whose reader is proven gone; false if it changed meanwhile.
+    fn reclaim(slot: &AtomicU64, w: u64) -> bool {
+        // Only this exact word: a live reader that claimed the slot since has another word.
+        slot.compare_exchange(w, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives a slot back; wakes a writer that may be draining.
+    #[inline]
+    fn free_slot(&self, i: usize) {
+        // Release (in SeqCst): our reads happen before the writes of the writer that sees the
+        // slot free. Dekker with the writer (gate close, slot loads): if it saw our slot busy,
+        // we see the gate closed and wake it.
+        self.slots[i].store(0, DEKKER);
+        dekker_fence();
+        if self.gate.load(DEKKER) & GATE != 0 {
+            futex::wake_low(&self.slots[i], u32::MAX);
+        }
+    }
+
+    /// The end of one sleep slice, or `deadline` if sooner.
+    fn slice_end(deadline: Option<Deadline>) -> Deadline {
+        let end = Deadline::after(SLICE);
+        deadline.map_or(end, |d| d.min(end))
+    }
+
+    /// A reader waits for the gate to open. `Ok(None)`: open, try again. `Ok(Some(r))`: the
+    /// reader contended for the writer lock of a holder that is gone, with result `r`.
+    #[allow(clippy::type_complexity)]
+    #[cold]
+    fn wait_gate<P: OwnerProbe>(
+        &self,
+        me: u64,
+        first: usize,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> Result<Option<LockResult<RwLockReadGuard<'_, T>>>, LockError<RwLockReadGuard<'_, T>>> {
+        let mut g = self.gate.load(Ordering::Relaxed);
+        loop {
+            if g & GATE == 0 {
+                return Ok(None);
+            }
+            if g & POISONED != 0 || self.writer.is_not_recoverable() {
+                return Err(LockError::NotRecoverable);
+            }
+            if g & READERS_WAITING == 0 {
+                if let Err(now) = self.gate.compare_exchange(
+                    g,
+                    g | READERS_WAITING,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 ) {
-                    state = s;
+                    g = now;
                     continue;
                 }
+                g |= READERS_WAITING;
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                return Err(LockError::Timeout);
             }
             crash::point("rwlock.read.before_wait");
-            futex::wait(&self.state, state | READERS_WAITING, deadline);
+            let woken = futex::poll_wait(&self.gate, g, Self::slice_end(deadline));
             crash::point("rwlock.read.after_wait");
-            state = self.spin_read();
+            if !woken && self.writer.owner_gone(probe) {
+                return Ok(Some(self.read_takeover(me, first, probe, deadline)));
+            }
+            g = self.gate.load(Ordering::Relaxed);
+        }
+    }
+
+    /// The gate is closed and the writer lock's holder gone: contend for the writer lock as a
+    /// writer would, to learn `OwnerDied` (then read holding it exclusively) or to reopen a gate
+    /// whose writer is gone.
+    #[cold]
+    fn read_takeover<P: OwnerProbe>(
+        &self,
+        me: u64,
+        first: usize,
+        probe: &P,
+        deadline: Option<Deadline>,
+    ) -> LockResult<RwLockReadGuard<'_, T>> {
+        // We slept a slice already: take over from a dead holder at once, else contend.
+        let locked = match self.writer.take_over_if_gone(probe) {
+            Some(r) => r,
+            None => self.writer.lock(probe, deadline),
+        };
+        match locked {
+            Ok(Locked::OwnerDied) => {
+                // Keep new readers out until this reader has judged the data.
+                self.gate.fetch_or(GATE, Ordering::Relaxed);
+                crash::point("rwlock.read.took_over");
+                log::warn!(target: "multiproc", "an rwlock's writer died holding it: taken over by a reader");
+                Err(LockError::OwnerDied(RwLockReadGuard::new(self, EXCLUSIVE)))
+            }
+            Ok(Locked::Clean) => {
+                // No writer is in (we hold the writer lock): take a slot, open the gate.
+                let slot = match self.claim_slot(me, first, probe, deadline) {
+                    Ok(slot) => slot,
+                    Err(e) => {
+                        self.writer.unlock();
+                        return Err(e);
+                    }
+                };
+                self.open_gate();
+                self.writer.unlock();
+                Ok(RwLockReadGuard::new(self, slot))
+            }
+            Err(Failed::NotRecoverable) => Err(LockError::NotRecoverable),
+            Err(_) => Err(LockError::Timeout),
         }
     }
 
     fn write_deadline(&self, deadline: Option<Deadline>) -> LockResult<RwLockWriteGuard<'_, T>> {
-        if self
-            .state
-            .compare_exchange_weak(0, WRITE_LOCKED, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            || self.write_contended(deadline)
-        {
-            crash::point("rwlock.write.acquired");
-            Ok(RwLockWriteGuard::new(self))
+        let probe = DefaultProbe::default();
+        match self.writer.lock(&probe, deadline) {
+            Ok(locked) => self.drain_and_finish(locked, &probe, deadline, true),
+            Err(Failed::NotRecoverable) => Err(LockError::NotRecoverable),
+            Err(_) => Err(LockError::Timeout),
+        }
+    }
+
+    /// Holding the writer lock: close the gate and wait for the readers to leave (or, without
+    /// `wait`, require that none is in).
+    fn drain_and_finish<P: OwnerProbe>(
+        &self,
+        locked: Locked,
+        probe: &P,
+        deadline: Option<Deadline>,
+        wait: bool,
+    ) -> LockResult<RwLockWriteGuard<'_, T>> {
+        crash::point("rwlock.write.writer_locked");
+        // Dekker with readers (see `read_deadline` and `free_slot`): a reader that claimed a
+        // slot concurrently sees the gate closed, or we see its slot busy.
+        self.gate.fetch_or(GATE, DEKKER);
+        dekker_fence();
+        crash::point("rwlock.write.gate_closed");
+        if !self.drain(probe, deadline, wait) {
+            if locked == Locked::Clean {
+                // Readers may come back in; the data is as the last writer left it.
+                self.open_gate();
+                crash::point("rwlock.write.gave_up");
+                self.writer.unlock();
+                return Err(if wait {
+                    LockError::Timeout
+                } else {
+                    LockError::WouldBlock
+                });
+            }
+            // Taken over from a dead holder: the data is suspect, so the gate stays closed and
+            // the next locker (reader or writer) is told `OwnerDied` in turn.
+            crash::point("rwlock.write.gave_up");
+            self.writer.abandon();
+            return Err(if wait {
+                LockError::Timeout
+            } else {
+                LockError::WouldBlock
+            });
+        }
+        crash::point("rwlock.write.acquired");
+        let guard = RwLockWriteGuard::new(self);
+        match locked {
+            Locked::Clean => Ok(guard),
+            Locked::OwnerDied => {
+                log::warn!(target: "multiproc", "an rwlock's writer died holding it: taken over");
+                Err(LockError::OwnerDied(guard))
+            }
+        }
+    }
+
+    /// Waits until every slot is free, freeing those of dead readers. False if the deadline
+    /// passed (or, without `wait`, if a slot is busy).
+    fn drain<P: OwnerProbe>(&self, probe: &P, deadline: Option<Deadline>, wait: bool) -> bool {
+        for slot in &self.slots {
+            loop {
+                // DEKKER (see above); its Acquire orders the reads of the reader that freed the
+                // slot before our writes.
+                let w = slot.load(DEKKER);
+                if w == 0 {
+                    break;
+                }
+                if !wait || deadline.is_some_and(Deadline::has_passed) {
+                    return false;
+                }
+                crash::point("rwlock.write.before_wait");
+                let woken = futex::poll_wait_low(slot, owner_futex(w), Self::slice_end(deadline));
+                crash::point("rwlock.write.after_wait");
+                if !woken && word_owner_gone(w, probe) && Self::reclaim(slot, w) {
+                    crash::point("rwlock.write.reclaimed");
+                }
+            }
+        }
+        true
+    }
+
+    /// Reopens the gate (caller holds the writer lock) and wakes the readers waiting at it.
+    fn open_gate(&self) {
+        // Release: the data written under the writer lock is seen by readers that see it open.
+        let prev = self.gate.swap(0, Ordering::Release);
+        if prev & READERS_WAITING != 0 {
+            futex::wake_all(&self.gate);
+        }
+    }
+
+    /// Releases an exclusive hold (a writer's, or a reader's after `OwnerDied`).
+    fn release_exclusive(&self) {
+        if self.writer.is_consistent() {
+            crash::point("rwlock.write_unlock.before_open");
+            self.open_gate();
+            crash::point("rwlock.write_unlock.after_open");
+            self.writer.unlock();
         } else {
-            Err(LockError::Timeout)
+            // Not repaired: the writer lock becomes not recoverable and the gate stays closed
+            // for good; wake the readers at the gate to learn it (changing the gate word, so
+            // that none is just about to sleep on the old value).
+            self.writer.unlock();
+            crash::point("rwlock.write_unlock.not_recoverable");
+            self.gate.fetch_or(GATE | POISONED, Ordering::Relaxed);
+            futex::wake_all(&self.gate);
         }
-    }
-
-    #[cold]
-    fn write_contended(&self, deadline: Option<Deadline>) -> bool {
-        let mut state = self.spin_write();
-        let mut other_writers_waiting = 0;
-        loop {
-            // Free: take it, and keep the writers-waiting bit if we ever set or saw it.
-            if is_unlocked(state) {
-                match self.state.compare_exchange_weak(
-                    state,
-                    state | WRITE_LOCKED | other_writers_waiting,
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        crash::point("rwlock.write.after_contended_cas");
-                        return true;
-                    }
-                    Err(s) => {
-                        state = s;
-                        continue;
-                    }
-                }
-            }
-            if deadline.is_some_and(Deadline::has_passed) {
-                // We may have been the only writer behind WRITERS_WAITING: if the lock is free,
-                // pass the wake-up on ourselves; if held, the holder's unlock sees the bit.
-                let s = self.state.load(Ordering::Relaxed);
-                if is_unlocked(s) && (has_writers_waiting(s) || has_readers_waiting(s)) {
-                    self.wake_writer_or_readers(s);
-                }
-                return false;
-            }
-            if !has_writers_waiting(state) {
-                if let Err(s) = self.state.compare_exchange(
-                    state,
-                    state | WRITERS_WAITING,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    state = s;
-                    continue;
-                }
-            }
-            // Other writers might be waiting now too, so keep the bit when we take the lock.
-            other_writers_waiting = WRITERS_WAITING;
-            // Read the notify counter before checking the state again, so a wake between the
-            // check and the sleep is not lost (Acquire pairs with the Release in wake_writer).
-            let seq = self.writer_notify.load(Ordering::Acquire);
-            state = self.state.load(Ordering::Relaxed);
-            if is_unlocked(state) || !has_writers_waiting(state) {
-                continue;
-            }
-            crash::point("rwlock.write.before_wait");
-            futex::wait(&self.writer_notify, seq, deadline);
-            crash::point("rwlock.write.after_wait");
-            state = self.spin_write();
-        }
-    }
-
-    fn read_unlock(&self) {
-        crash::point("rwlock.read_unlock.before_sub");
-        let state = self.state.fetch_sub(READ_LOCKED, Ordering::Release) - READ_LOCKED;
-        crash::point("rwlock.read_unlock.after_sub");
-        // Readers never wait for readers; so only writers can be woken here (readers waiting
-        // without writers would only happen with garbage, and is handled the same way).
-        if is_unlocked(state) && (has_writers_waiting(state) || has_readers_waiting(state)) {
-            self.wake_writer_or_readers(state);
-        }
-    }
-
-    fn write_unlock(&self) {
-        crash::point("rwlock.write_unlock.before_sub");
-        let state = self
-            .state
-            .fetch_sub(WRITE_LOCKED, Ordering::Release)
-            .wrapping_sub(WRITE_LOCKED);
-        crash::point("rwlock.write_unlock.after_sub");
-        if has_writers_waiting(state) || has_readers_waiting(state) {
-            self.wake_writer_or_readers(state);
-        }
-    }
-
-    /// The lock is unlocked with waiters: wake one writer, or else all readers.
-    #[cold]
-    fn wake_writer_or_readers(&self, mut state: u32) {
-        if !is_unlocked(state) {
-            return;
-        }
-        // Only writers wait: clear the bit and wake one; it sets the bit again if others wait.
-        if state == WRITERS_WAITING {
-            match self
-                .state
-                .compare_exchange(state, 0, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => {
-                    self.wake_writer();
-                    return;
-                }
-                Err(s) => state = s,
-            }
-        }
-        // Both wait: leave the readers waiting and wake one writer.
-        if state == READERS_WAITING + WRITERS_WAITING {
-            if self
-                .state
-                .compare_exchange(state, READERS_WAITING, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-            {
-                // Locked meanwhile: its unlock handles the waiters.
-                return;
-            }
-            if self.wake_writer() {
-                return;
-            }
-            // No writer was asleep (it timed out or had not slept yet): wake the readers instead,
-            // since we cannot tell whether a writer will take the lock.
-            state = READERS_WAITING;
-        }
-        if state == READERS_WAITING
-            && self
-                .state
-                .compare_exchange(state, 0, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            futex::wake_all(&self.state);
-        }
-    }
-
-    fn wake_writer(&self) -> bool {
-        self.writer_notify.fetch_add(1, Ordering::Release);
-        futex::wake_one(&self.writer_notify)
     }
 
     #[inline]
-    fn spin_until(&self, f: impl Fn(u32) -> bool) -> u32 {
-        let mut state = self.state.load(Ordering::Relaxed);
-        super::wait::Backoff::spin_until(|| {
-            state = self.state.load(Ordering::Relaxed);
-            f(state)
-        });
-        state
-    }
-
-    #[inline]
-    fn spin_write(&self) -> u32 {
-        // Stop when unlocked or when someone waits (then we should wait too).
-        self.spin_until(|s| is_unlocked(s) || has_writers_waiting(s))
-    }
-
-    #[inline]
-    fn spin_read(&self) -> u32 {
-        self.spin_until(|s| !is_write_locked(s) || has_readers_waiting(s) || has_writers_waiting(s))
+    fn read_unlock(&self, slot: usize) {
+        if slot == EXCLUSIVE {
+            self.release_exclusive();
+        } else {
+            crash::point("rwlock.read_unlock.before_free");
+            self.free_slot(slot);
+            crash::point("rwlock.read_unlock.after_free");
+        }
     }
 }
 
@@ -471,10 +649,13 @@ impl<T: ?Sized> fmt::Debug for RwLock<T> {
     }
 }
 
-/// Shared access to an [`RwLock`]'s value.
+/// Shared access to an [`RwLock`]'s value; unlocks when dropped. Not `Send`: the read hold
+/// belongs to the thread that took it (its slot names that thread).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RwLockReadGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
+    /// The reader slot held, or `EXCLUSIVE` (the writer lock, after `OwnerDied`).
+    slot: usize,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -482,10 +663,20 @@ pub struct RwLockReadGuard<'a, T: ?Sized> {
 unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 
 impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
-    fn new(lock: &'a RwLock<T>) -> Self {
+    fn new(lock: &'a RwLock<T>, slot: usize) -> Self {
         RwLockReadGuard {
             lock,
+            slot,
             _not_send: PhantomData,
+        }
+    }
+
+    /// After [`LockError::OwnerDied`] (this guard then holds the lock exclusively): declares the
+    /// data checked, so that dropping the guard leaves the lock usable. Without it, dropping this
+    /// guard makes the lock not recoverable. A no-op on a guard acquired cleanly.
+    pub fn make_consistent(&mut self) {
+        if self.slot == EXCLUSIVE {
+            self.lock.writer.make_consistent();
         }
     }
 }
@@ -493,18 +684,21 @@ impl<'a, T: ?Sized> RwLockReadGuard<'a, T> {
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: a read lock is held: no writer has `&mut T` until it is released.
+        // SAFETY: a read hold (a slot seen with the gate open, or the writer lock) is held: no
+        // writer has `&mut T` until it is released.
         self.lock.data.with(|p| unsafe { &*p })
     }
 }
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
+    #[inline]
     fn drop(&mut self) {
-        self.lock.read_unlock();
+        self.lock.read_unlock(self.slot);
     }
 }
 
-/// Exclusive access to an [`RwLock`]'s value.
+/// Exclusive access to an [`RwLock`]'s value; unlocks when dropped. Not `Send`: the writer lock
+/// belongs to the thread that took it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct RwLockWriteGuard<'a, T: ?Sized> {
     lock: &'a RwLock<T>,
@@ -521,12 +715,20 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
             _not_send: PhantomData,
         }
     }
+
+    /// After [`LockError::OwnerDied`]: declares the data repaired, so that unlocking leaves the
+    /// lock usable. Without it, dropping this guard makes the lock not recoverable. A no-op on a
+    /// guard acquired cleanly.
+    pub fn make_consistent(&mut self) {
+        self.lock.writer.make_consistent();
+    }
 }
 
 impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: the write lock is held: nobody else accesses the data.
+        // SAFETY: the write lock is held (writer lock, gate closed, no slot busy): nobody else
+        // accesses the data.
         self.lock.data.with(|p| unsafe { &*p })
     }
 }
@@ -540,7 +742,19 @@ impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.write_unlock();
+        self.lock.release_exclusive();
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -593,7 +807,7 @@ mod tests {
                 w2.store(true, Ordering::SeqCst);
             });
             // Wait until the writer is queued.
-            while l.state.load(Ordering::SeqCst) & WRITERS_WAITING == 0 {
+            while l.gate.load(Ordering::SeqCst) & GATE == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             // A new reader must not jump the queue.
@@ -622,6 +836,7 @@ mod tests {
                 Err(LockError::Timeout)
             ));
             let e = t.elapsed();
+            // Lower bound tight, upper bound generous (2 busy cores).
             assert!(
                 // Tight below; generous above (tests run in parallel on 2 cores).
                 e >= Duration::from_millis(30) && e < Duration::from_secs(5),
@@ -632,6 +847,130 @@ mod tests {
             assert!(l.try_read().is_ok());
             assert!(l.read_timeout(Duration::from_millis(10)).is_ok());
             assert!(l.write_timeout(Duration::from_millis(10)).is_ok());
+        });
+    }
+
+    #[test]
+    fn layout_is_the_documented_one() {
+        // Shared memory layout (SAFETY.md): 16-byte writer lock, gate word, 32 slots of 8 bytes.
+        assert_eq!(std::mem::size_of::<RwLock<()>>(), 280);
+        assert_eq!(std::mem::size_of::<RwLock<u64>>(), 288);
+        assert_eq!(std::mem::align_of::<RwLock<()>>(), 8);
+    }
+
+    /// Runs `f` on a thread that exits afterwards (so its id names no thread any more).
+    fn on_dead_thread(f: impl FnOnce() + Send) {
+        std::thread::scope(|s| s.spawn(f).join().unwrap());
+    }
+
+    #[test]
+    fn dead_reader_is_reclaimed_by_a_writer() {
+        watchdog(10, || {
+            let l = RwLock::new(1u32);
+            on_dead_thread(|| std::mem::forget(l.read().unwrap()));
+            assert_eq!(l.peek(&crate::sync::owner::SysProbe).readers, 1);
+            // Readers still pass; a writer frees the dead reader's slot and gets in cleanly.
+            assert_eq!(*l.read_timeout(Duration::from_secs(1)).unwrap(), 1);
+            *l.write_timeout(Duration::from_secs(2)).unwrap() = 2;
+            assert_eq!(l.peek(&crate::sync::owner::SysProbe).readers, 0);
+            assert_eq!(*l.read().unwrap(), 2);
+        });
+    }
+
+    #[test]
+    fn dead_reader_and_a_timed_out_writer_leave_the_lock_usable() {
+        // The old lock's known gap: a writer that timed out behind a dead reader wedged it.
+        watchdog(10, || {
+            let l = RwLock::new(1u32);
+            let live = l.read().unwrap();
+            on_dead_thread(|| std::mem::forget(l.read().unwrap()));
+            let t = Instant::now();
+            assert!(matches!(
+                l.write_timeout(Duration::from_millis(30)),
+                Err(LockError::Timeout)
+            ));
+            assert!(t.elapsed() >= Duration::from_millis(30));
+            // Readers get in at once: the timed-out writer reopened the gate.
+            assert!(l.try_read().is_ok());
+            drop(live);
+            assert!(l.write_timeout(Duration::from_secs(2)).is_ok());
+        });
+    }
+
+    #[test]
+    fn dead_writer_gives_owner_died_to_a_reader_then_not_recoverable() {
+        watchdog(10, || {
+            let l = RwLock::new(1u32);
+            on_dead_thread(|| std::mem::forget(l.write().unwrap()));
+            assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
+            let g = match l.read_timeout(Duration::from_secs(2)) {
+                Err(LockError::OwnerDied(g)) => g,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(*g, 1);
+            // The reader holds it exclusively: no writer, no other reader.
+            assert!(matches!(l.try_write(), Err(LockError::WouldBlock)));
+            assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
+            drop(g);
+            assert!(l.is_not_recoverable());
+            assert!(matches!(l.read(), Err(LockError::NotRecoverable)));
+            assert!(matches!(l.write(), Err(LockError::NotRecoverable)));
+            assert!(matches!(l.try_read(), Err(LockError::NotRecoverable)));
+        });
+    }
+
+    #[test]
+    fn dead_writer_gives_owner_died_to_a_writer_and_make_consistent_repairs() {
+        watchdog(10, || {
+            let l = RwLock::new(1u32);
+            on_dead_thread(|| {
+                let mut g = l.write().unwrap();
+                *g = 99;
+                std::mem::forget(g);
+            });
+            let mut g = match l.write_timeout(Duration::from_secs(2)) {
+                Err(LockError::OwnerDied(g)) => g,
+                other => panic!("{other:?}"),
+            };
+            *g = 2;
+            g.make_consistent();
+            drop(g);
+            assert!(!l.is_not_recoverable());
+            assert_eq!(*l.read().unwrap(), 2);
+            assert!(l.try_write().is_ok());
+        });
+    }
+
+    #[test]
+    fn reader_told_owner_died_can_make_it_consistent() {
+        watchdog(10, || {
+            let l = RwLock::new(1u32);
+            on_dead_thread(|| std::mem::forget(l.write().unwrap()));
+            let mut g = l.read().unwrap_err().into_guard().unwrap();
+            g.make_consistent();
+            drop(g);
+            assert_eq!(*l.try_read().unwrap(), 1);
+            assert!(l.try_write().is_ok());
+        });
+    }
+
+    #[test]
+    fn the_33rd_reader_waits_for_a_slot() {
+        watchdog(10, || {
+            let l = Arc::new(RwLock::new(0u32));
+            let held: Vec<_> = (0..SLOTS).map(|_| l.read().unwrap()).collect();
+            assert!(matches!(l.try_read(), Err(LockError::WouldBlock)));
+            let t = Instant::now();
+            assert!(matches!(
+                l.read_timeout(Duration::from_millis(20)),
+                Err(LockError::Timeout)
+            ));
+            assert!(t.elapsed() >= Duration::from_millis(20));
+            let l2 = Arc::clone(&l);
+            let waiter = std::thread::spawn(move || l2.read().is_ok());
+            std::thread::sleep(Duration::from_millis(10));
+            drop(held);
+            assert!(waiter.join().unwrap());
         });
     }
 }

@@ -4,13 +4,12 @@
 //! random delay (0..3 ms from the moment it started looping), and then checks that the survivors
 //! (this process, its threads, or a second child) finish their operations within 1 s using the
 //! `_timeout` forms, with the invariant intact or only the loss SAFETY.md documents for that
-//! primitive (a lost permit, a waiter that needs its timeout, a wedged barrier or rwlock, at most
+//! primitive (a lost permit, a waiter that needs its timeout, a wedged barrier, at most
 //! the victim's in-flight value).
 //!
-//! Found: after an RwLock reader dies holding, one `write_timeout` that times out leaves
-//! `WRITERS_WAITING` set for good (only an unlock clears it, and none will come), so every later
-//! reader times out too: one failed write attempt turns "writers blocked" into "everyone blocked".
-//! SAFETY.md says only that readers queue behind a writer that *waits*. The rwlock soak counts it.
+//! Found (and since fixed by the robust RwLock): after an RwLock reader died holding, one
+//! `write_timeout` that timed out left `WRITERS_WAITING` set for good, so every later reader timed
+//! out too. The rwlock soak now checks that a dead reader's hold is freed by the next writer.
 //!
 //! The seed is fixed and printed; each run's context names the run. Default: 20 runs per
 //! primitive. Longer soak (a debug build; `--test-threads=1` keeps the timing bounds honest):
