@@ -31,9 +31,20 @@ pub(crate) fn death() {
 
 /// See `crate::loom::futex::poll_wait_low`.
 pub(crate) fn poll_wait_low(word: &AtomicU64, expected: u32, _wake_by: Deadline) -> bool {
+    let addr = word as *const _ as usize;
+    poll_wait_at(addr, || word.load(Ordering::SeqCst) as u32, expected)
+}
+
+/// See `crate::loom::futex::poll_wait`.
+pub(crate) fn poll_wait(word: &AtomicU32, expected: u32, _wake_by: Deadline) -> bool {
+    let addr = word as *const _ as usize;
+    poll_wait_at(addr, || word.load(Ordering::SeqCst), expected)
+}
+
+fn poll_wait_at(addr: usize, load: impl Fn() -> u32, expected: u32) -> bool {
     let (lock, cv) = &*TABLE;
     let mut table = lock.lock().unwrap();
-    if word.load(Ordering::SeqCst) as u32 != expected {
+    if load() != expected {
         return true;
     }
     let deaths = table.deaths;
@@ -42,9 +53,7 @@ pub(crate) fn poll_wait_low(word: &AtomicU64, expected: u32, _wake_by: Deadline)
     }
     let ticket = table.next_ticket;
     table.next_ticket += 1;
-    table
-        .sleepers
-        .push((word as *const _ as usize, ticket, true));
+    table.sleepers.push((addr, ticket, true));
     while table.sleepers.iter().any(|&(_, t, _)| t == ticket) {
         table = cv.wait(table).unwrap();
     }

@@ -79,7 +79,22 @@ pub(crate) mod futex {
     }
 
     #[cfg(multiproc_loom)]
-    pub(crate) use super::futex_model::{death, poll_wait_low, wait, wait_low, wake, wake_low};
+    pub(crate) use super::futex_model::{
+        death, poll_wait, poll_wait_low, wait, wait_low, wake, wake_low,
+    };
+
+    /// A sliced sleep on `word` (see `crate::sync::wait::sleep`): the futex with a timeout
+    /// normally; in the model, until woken or some modelled thread died (or time passed) since
+    /// the caller last looked, as [`poll_wait_low`].
+    #[cfg(not(multiproc_loom))]
+    #[inline]
+    pub(crate) fn poll_wait(
+        word: &super::sync::atomic::AtomicU32,
+        expected: u32,
+        wake_by: Deadline,
+    ) -> bool {
+        wait(word, expected, Some(wake_by))
+    }
 
     /// A waiter's bounded sleep on the low half of `word`, after which it checks on a lock's
     /// owner: the futex with a timeout normally. In the model there is no time: the sleep ends

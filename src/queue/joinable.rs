@@ -263,6 +263,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
             .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
             .map_err(|_| TaskDoneError)?;
         if before == 1 {
+            crate::crash::point("joinable.task_done.before_wake");
             c.waiters.notify(&c.unfinished, true);
         }
         Ok(())
