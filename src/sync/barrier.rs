@@ -1,40 +1,57 @@
 //! A reusable process-shared barrier with Python's semantics (`threading.Barrier`): arrival
-//! indices, a leader per generation, timeouts that break it, `abort` and `reset`.
+//! indices, a leader per generation, timeouts that break it, `abort` and `reset`; and a party
+//! killed while it waits breaks it for the others within a few milliseconds, saying who.
 //!
-//! Everything lives in one futex word, so every waiter sleeps on, and every transition changes,
-//! the same 32 bits:
+//! Everything the waiters sleep on lives in one futex word, so every waiter sleeps on, and every
+//! transition changes, the same 32 bits:
 //!
 //! ```text
-//! bits 18..=31  generation (wrapping): bumped only when a generation completes
+//! bits 19..=31  generation (wrapping): bumped when a generation completes or a reset finishes
+//! bit  18       DIED: set with BROKEN when a waiter found a waiting party dead; `died` says who
 //! bit  17       RESETTING: reset() was called with waiters inside; they leave with Broken, and
-//!               the last to leave clears RESETTING and BROKEN. Arrivals wait meanwhile.
-//! bit  16       BROKEN: a waiter timed out or abort() was called; waiters leave with Broken,
-//!               arrivals fail at once, until reset()
+//!               the last to leave clears RESETTING, BROKEN and DIED. Arrivals wait meanwhile.
+//! bit  16       BROKEN: a waiter timed out, abort() was called or a party died; waiters leave
+//!               with Broken (PartyDied if DIED), arrivals fail at once, until reset()
 //! bits 0..=15   count: parties that arrived in this generation and have not left
 //! ```
 //!
-//! **No ABA between generations.** The generation changes only when a generation completes; a
-//! generation that breaks or is reset keeps its number until every waiter counted in it has left.
-//! So a waiter that wakes (however late) and sees another generation number knows its own
-//! generation completed; if it sees its own number with BROKEN or RESETTING, it was broken.
-//! (Only 2^14 completed generations while one waiter sleeps, which needs more threads than
-//! parties, could fool it.)
+//! **No ABA between generations.** The generation changes only when a generation completes or a
+//! reset finishes (with nobody counted); a generation that breaks keeps its number until every
+//! waiter counted in it has left. So a waiter that wakes (however late) and sees another
+//! generation number knows its own generation completed; if it sees its own number with BROKEN
+//! or RESETTING, it was broken. (Only 2^13 generations while one waiter sleeps, which needs more
+//! threads than parties, could fool it.)
+//!
+//! **Dead parties.** The first [`Barrier::TRACKED_PARTIES`] arrivals of a generation record
+//! `generation << 32 | pid` in the slot of their arrival index. Every sleep is at most one slice
+//! (`wait::SLICE`); after each, the waiter with index `i` checks the process recorded in slot
+//! `(i + 1) % tracked`, or the next recorded one after it (a ring: every tracked waiter is
+//! watched by one other, one `/proc` read per waiter per slice). A watcher that finds its party
+//! dead breaks the barrier with DIED (recording the pid in `died`), then claims the slot (CAS to
+//! 0, so one waiter acts for it) and leaves the generation on its behalf (count - 1). A waiter
+//! waiting for a reset to finish reaps dead parties the same way (the reset completes when the
+//! last one is reaped), so a recorded dead party no longer wedges a reset.
 
 use super::BarrierError;
+use super::wait::sleep;
 use crate::crash;
 use crate::loom::futex::{self, Deadline};
-use crate::loom::sync::atomic::{AtomicU32, Ordering};
+use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 const COUNT_MASK: u32 = 0xFFFF;
 const BROKEN: u32 = 1 << 16;
 const RESETTING: u32 = 1 << 17;
-const GEN_SHIFT: u32 = 18;
+const DIED: u32 = 1 << 18;
+const GEN_SHIFT: u32 = 19;
 const GEN_ONE: u32 = 1 << GEN_SHIFT;
 const GEN_MASK: u32 = !(GEN_ONE - 1);
 
 /// The largest number of parties (the count has 16 bits).
 const MAX_PARTIES: u32 = COUNT_MASK;
+
+/// Arrival slots (fewer in loom models: every atomic is explored).
+const TRACKED: usize = if cfg!(multiproc_loom) { 3 } else { 64 };
 
 #[inline]
 fn count(w: u32) -> u32 {
@@ -46,20 +63,46 @@ fn generation(w: u32) -> u32 {
     w & GEN_MASK
 }
 
+/// A slot's value: the generation (the word's top bits) and the party's process id.
+#[inline]
+fn slot_value(w: u32, pid: u32) -> u64 {
+    (u64::from(generation(w)) << 32) | u64::from(pid)
+}
+
+/// The calling party's id: its process id (its modelled thread id in loom).
+fn my_pid() -> u32 {
+    #[cfg(not(multiproc_loom))]
+    return crate::sys::proc::getpid();
+    #[cfg(multiproc_loom)]
+    return super::owner::model::current_tid();
+}
+
+/// Whether the party `pid` is proven dead (gone or a zombie; unknown counts as alive).
+fn is_dead(pid: u32) -> bool {
+    use super::owner::{DefaultProbe, Liveness, OwnerProbe};
+    DefaultProbe::default().liveness(pid) == Liveness::Dead
+}
+
 /// A barrier for a fixed number of parties, reusable across generations, shared across
 /// processes.
 ///
-/// `#[repr(C)]`, 8 bytes. [`Barrier::wait`] blocks until `parties` callers have arrived, then
-/// releases them all; each gets its arrival index, `0` for the first (the generation's single
-/// leader) up to `parties - 1`. A waiter whose timeout passes **breaks** the barrier: it gets
-/// [`BarrierError::Timeout`], every other current waiter [`BarrierError::Broken`], and later
-/// callers `Broken` until [`Barrier::reset`]. [`Barrier::abort`] breaks it on purpose.
-/// [`Barrier::reset`] makes current waiters fail with `Broken` and returns the barrier to empty
-/// and usable once they have left.
+/// `#[repr(C)]`, 528 bytes (the futex word, the parties, who died, and
+/// [`Barrier::TRACKED_PARTIES`] arrival slots). [`Barrier::wait`] blocks until `parties` callers
+/// have arrived, then releases them all; each gets its arrival index, `0` for the first (the
+/// generation's single leader) up to `parties - 1`. A waiter whose timeout passes **breaks** the
+/// barrier: it gets [`BarrierError::Timeout`], every other current waiter
+/// [`BarrierError::Broken`], and later callers `Broken` until [`Barrier::reset`].
+/// [`Barrier::abort`] breaks it on purpose. [`Barrier::reset`] makes current waiters fail with
+/// `Broken` and returns the barrier to empty and usable once they have left.
 ///
-/// A party that dies while waiting stays counted: the generation cannot complete, so the others
-/// time out (and break it); a reset cannot complete until the count drains, so give every wait a
-/// timeout when parties may die.
+/// **A party killed while it waits** (one of the first [`Barrier::TRACKED_PARTIES`] arrivals of
+/// its generation) breaks the barrier for the others within a few milliseconds, without any
+/// timeout: they and later callers get [`BarrierError::PartyDied`] with its process id, until
+/// [`Barrier::reset`]. Not detected: a party that dies before it arrives (the others wait for it
+/// until their timeout), an arrival beyond the tracked ones, and a party killed in the few
+/// instructions between its arrival and recording its id (it then still counts: the generation
+/// completes when the others arrive). Threads of one process are one party id: a thread that
+/// exits while waiting is not a death.
 ///
 /// # Examples
 ///
@@ -67,7 +110,7 @@ fn generation(w: u32) -> u32 {
 /// use multiproc::sync::Barrier;
 /// use std::sync::Arc;
 ///
-/// let b = Arc::new(Barrier::new(3));
+/// let b = Arc::new(Barrier::new(3)?);
 /// let hs: Vec<_> = (0..3)
 ///     .map(|_| {
 ///         let b = Arc::clone(&b);
@@ -77,6 +120,7 @@ fn generation(w: u32) -> u32 {
 /// let mut idx: Vec<usize> = hs.into_iter().map(|h| h.join().unwrap()).collect();
 /// idx.sort();
 /// assert_eq!(idx, [0, 1, 2]); // exactly one leader (index 0)
+/// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// Between processes: put it in shared memory ([`Shared`](crate::Shared)) and pass a clone of the
@@ -93,7 +137,7 @@ fn generation(w: u32) -> u32 {
 ///
 /// fn main() -> Result<(), multiproc::Error> {
 ///     multiproc::init(); // first line of main: a spawned child runs its entry here
-///     let b = Shared::new(Barrier::new(3))?;
+///     let b = Shared::new(Barrier::new(3)?)?;
 ///     let children = (0..2)
 ///         .map(|_| Process::spawn(party, b.clone()))
 ///         .collect::<Result<Vec<_>, _>>()?;
@@ -111,10 +155,17 @@ fn generation(w: u32) -> u32 {
 pub struct Barrier {
     word: AtomicU32,
     parties: AtomicU32,
+    /// The process id of a party found dead (meaningful while DIED is set).
+    died: AtomicU32,
+    _reserved: AtomicU32,
+    /// `generation << 32 | pid` of the arrival with this index; 0 once claimed by a watcher.
+    slots: [AtomicU64; TRACKED],
 }
 
-// SAFETY: two atomics; every word value is some generation, flags and count (counts above the
-// parties complete a generation), parties is clamped on use; `#[repr(C)]`, no pointers, no Drop.
+// SAFETY: atomics only; every word value is some generation, flags and count (counts above the
+// parties complete a generation), parties is clamped on use, a slot or `died` with any value
+// names some process id to probe (a wrong one only breaks the barrier or misses a death);
+// `#[repr(C)]`, no pointers, no Drop.
 #[cfg(not(multiproc_loom))]
 unsafe impl crate::safe::ShmSafe for Barrier {}
 
@@ -122,20 +173,29 @@ impl Barrier {
     /// The largest number of parties (the count has 16 bits).
     pub const MAX_PARTIES: u32 = MAX_PARTIES;
 
+    /// How many arrivals per generation record their process id, so that their death while
+    /// waiting breaks the barrier at once (the first 64 arrival indices).
+    pub const TRACKED_PARTIES: u32 = TRACKED as u32;
+
     /// A barrier for `parties` callers (0 behaves as 1).
     ///
-    /// # Panics
+    /// # Errors
     ///
-    /// If `parties` exceeds [`Barrier::MAX_PARTIES`].
-    pub fn new(parties: u32) -> Self {
-        assert!(
-            parties <= MAX_PARTIES,
-            "Barrier: at most {MAX_PARTIES} parties"
-        );
-        Barrier {
+    /// [`Error::InvalidSize`](crate::Error::InvalidSize) if `parties` exceeds
+    /// [`Barrier::MAX_PARTIES`].
+    pub fn new(parties: u32) -> crate::Result<Self> {
+        if parties > MAX_PARTIES {
+            return Err(crate::Error::InvalidSize {
+                reason: "a barrier has at most 65535 parties",
+            });
+        }
+        Ok(Barrier {
             word: AtomicU32::new(0),
             parties: AtomicU32::new(parties.max(1)),
-        }
+            died: AtomicU32::new(0),
+            _reserved: AtomicU32::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        })
     }
 
     /// The number of parties.
@@ -157,7 +217,8 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`BarrierError::Broken`] if the barrier is or becomes broken or reset while waiting.
+    /// [`BarrierError::Broken`] if the barrier is or becomes broken or reset while waiting;
+    /// [`BarrierError::PartyDied`] if it is or becomes broken by a party's death.
     pub fn wait(&self) -> Result<usize, BarrierError> {
         self.wait_deadline(None)
     }
@@ -173,6 +234,17 @@ impl Barrier {
         self.wait_deadline(Some(Deadline::after(timeout)))
     }
 
+    /// The error of a broken word.
+    fn broken(&self, w: u32) -> BarrierError {
+        if w & DIED != 0 {
+            BarrierError::PartyDied {
+                pid: self.died.load(Ordering::Relaxed),
+            }
+        } else {
+            BarrierError::Broken
+        }
+    }
+
     fn wait_deadline(&self, deadline: Option<Deadline>) -> Result<usize, BarrierError> {
         let n = self.parties();
         // Arrive. Acquire/Release on every transition: the last arrival publishes the
@@ -180,14 +252,20 @@ impl Barrier {
         let mut w = self.word.load(Ordering::Acquire);
         let index = loop {
             if w & RESETTING != 0 {
-                if !futex::wait(&self.word, w, deadline) {
-                    return Err(BarrierError::Timeout);
+                // Wait for the reset to finish, in slices: reap the dead parties it waits for.
+                let woken = sleep(&self.word, w, deadline, true);
+                let now = self.word.load(Ordering::Acquire);
+                if now == w {
+                    if !woken || deadline.is_some_and(Deadline::has_passed) {
+                        return Err(BarrierError::Timeout);
+                    }
+                    self.reap_any(w);
                 }
                 w = self.word.load(Ordering::Acquire);
                 continue;
             }
             if w & BROKEN != 0 {
-                return Err(BarrierError::Broken);
+                return Err(self.broken(w));
             }
             let c = count(w);
             if c + 1 >= n {
@@ -213,17 +291,23 @@ impl Barrier {
                 {
                     Ok(_) => {
                         crash::point("barrier.wait.after_arrive");
+                        if let Some(slot) = self.slots.get(c as usize) {
+                            // Release: a watcher that reads it sees the arrival.
+                            slot.store(slot_value(w, my_pid()), Ordering::Release);
+                            crash::point("barrier.wait.after_record");
+                        }
                         break c as usize;
                     }
                     Err(now) => w = now,
                 }
             }
         };
-        // Wait for the generation to complete or break.
+        // Wait for the generation to complete or break, in slices (a waker killed before its
+        // wake delays us by one slice; a party killed while waiting is found by its watcher).
         let my_gen = generation(w);
         let mut cur = w + 1;
         loop {
-            let woken = futex::wait(&self.word, cur, deadline);
+            let woken = sleep(&self.word, cur, deadline, true);
             crash::point("barrier.wait.after_wait");
             cur = self.word.load(Ordering::Acquire);
             loop {
@@ -232,9 +316,14 @@ impl Barrier {
                 }
                 if cur & (BROKEN | RESETTING) != 0 {
                     self.leave(cur);
-                    return Err(BarrierError::Broken);
+                    return Err(self.broken(cur));
                 }
                 if woken && !deadline.is_some_and(Deadline::has_passed) {
+                    if self.watch(index, cur) {
+                        // We broke it for a dead party: leave with the others.
+                        cur = self.word.load(Ordering::Acquire);
+                        continue;
+                    }
                     break;
                 }
                 // Timed out: leave and break the barrier in one step.
@@ -254,13 +343,106 @@ impl Barrier {
         }
     }
 
+    /// The waiter with arrival `index` checks the party it watches (module docs): the next
+    /// recorded slot of this generation after its own, in ring order (past slots emptied by a
+    /// watcher that died reaping, or not yet recorded). If that party is dead, reaps it.
+    /// Returns whether it reaped one.
+    fn watch(&self, index: usize, cur: u32) -> bool {
+        let tracked = (count(cur) as usize).min(TRACKED);
+        if index >= tracked {
+            return false;
+        }
+        for k in 1..tracked {
+            let j = (index + k) % tracked;
+            let v = self.slots[j].load(Ordering::Acquire);
+            if v as u32 != 0 && (v >> 32) as u32 == generation(cur) {
+                return self.reap_slot(j, cur);
+            }
+        }
+        false
+    }
+
+    /// Reaps every dead party recorded in this generation's slots (while a reset waits for them).
+    fn reap_any(&self, cur: u32) {
+        let tracked = (count(cur) as usize).min(TRACKED);
+        for i in 0..tracked {
+            self.reap_slot(i, cur);
+        }
+    }
+
+    /// If slot `i` records a dead party of `cur`'s generation: breaks the barrier with DIED
+    /// (unless it is already broken or resetting), then claims the slot and leaves the
+    /// generation on the dead party's behalf (which may finish a reset). Returns whether it
+    /// found a dead party.
+    ///
+    /// Breaking first: a watcher killed after that leaves the slot recorded, and whoever waits
+    /// for a reset reaps it. Killed between claiming and leaving, the dead party stays counted
+    /// (SAFETY.md: a reset then cannot finish).
+    fn reap_slot(&self, i: usize, cur: u32) -> bool {
+        let Some(slot) = self.slots.get(i) else {
+            return false;
+        };
+        let v = slot.load(Ordering::Acquire);
+        let pid = v as u32;
+        let gen_ = generation(cur);
+        if pid == 0 || (v >> 32) as u32 != gen_ || pid == my_pid() || !is_dead(pid) {
+            return false;
+        }
+        let mut w = self.word.load(Ordering::Acquire);
+        loop {
+            if generation(w) != gen_ {
+                // The generation completed with it counted: nothing to break.
+                return false;
+            }
+            if w & (BROKEN | RESETTING) != 0 {
+                break;
+            }
+            self.died.store(pid, Ordering::Relaxed);
+            // Release: `died` is visible to whoever sees DIED.
+            match self.word.compare_exchange(
+                w,
+                w | BROKEN | DIED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    crash::point("barrier.died.after_break");
+                    futex::wake_all(&self.word);
+                    break;
+                }
+                Err(now) => w = now,
+            }
+        }
+        // One waiter leaves for the dead party: whoever empties its slot.
+        if slot
+            .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            crash::point("barrier.died.after_claim");
+            self.leave_generation(gen_);
+        }
+        true
+    }
+
+    /// [`leave`](Self::leave) the current word if it is still generation `gen_`.
+    fn leave_generation(&self, gen_: u32) {
+        let w = self.word.load(Ordering::Acquire);
+        if generation(w) == gen_ {
+            self.leave(w);
+        }
+    }
+
     /// Leaves a broken or resetting generation; the last to leave a reset completes it.
     fn leave(&self, mut cur: u32) {
+        let gen_ = generation(cur);
         loop {
+            if generation(cur) != gen_ {
+                return;
+            }
             let mut new = cur - u32::from(count(cur) > 0);
             let finishes_reset = count(new) == 0 && new & RESETTING != 0;
             if finishes_reset {
-                new &= !(RESETTING | BROKEN);
+                new = (new & !(RESETTING | BROKEN | DIED)).wrapping_add(GEN_ONE);
             }
             match self
                 .word
@@ -287,12 +469,14 @@ impl Barrier {
     }
 
     /// Returns the barrier to its empty, unbroken state. Current waiters get
-    /// [`BarrierError::Broken`]; until they have all left, new callers wait.
+    /// [`BarrierError::Broken`] (or `PartyDied`); until they have all left, new callers wait
+    /// (and reap recorded parties that died inside, so a dead party does not hold the reset).
     pub fn reset(&self) {
         let mut w = self.word.load(Ordering::Relaxed);
         loop {
             let new = if count(w) == 0 {
-                w & !(BROKEN | RESETTING)
+                // A new generation number: the slots of the old one are stale.
+                (w & !(BROKEN | RESETTING | DIED)).wrapping_add(GEN_ONE)
             } else {
                 w | RESETTING
             };
@@ -320,7 +504,7 @@ mod tests {
     #[test]
     fn phases_one_leader_each() {
         watchdog(20, || {
-            let b = Arc::new(Barrier::new(4));
+            let b = Arc::new(Barrier::new(4).unwrap());
             let phase = Arc::new(AtomicU32::new(0));
             let hs: Vec<_> = (0..4)
                 .map(|_| {
@@ -349,7 +533,7 @@ mod tests {
     #[test]
     fn timeout_breaks_for_all_and_reset_repairs() {
         watchdog(10, || {
-            let b = Arc::new(Barrier::new(3));
+            let b = Arc::new(Barrier::new(3).unwrap());
             let b2 = Arc::clone(&b);
             let other = std::thread::spawn(move || b2.wait());
             std::thread::sleep(Duration::from_millis(10));
@@ -368,7 +552,7 @@ mod tests {
             assert_eq!(b.wait(), Err(BarrierError::Broken));
             b.reset();
             assert!(!b.is_broken());
-            let b1 = Barrier::new(1);
+            let b1 = Barrier::new(1).unwrap();
             assert_eq!(b1.wait(), Ok(0));
             assert_eq!(b1.wait(), Ok(0));
         });
@@ -377,7 +561,7 @@ mod tests {
     #[test]
     fn abort_and_reset_release_waiters_with_broken() {
         watchdog(10, || {
-            let b = Arc::new(Barrier::new(3));
+            let b = Arc::new(Barrier::new(3).unwrap());
             for action in [Barrier::abort as fn(&Barrier), Barrier::reset] {
                 let hs: Vec<_> = (0..2)
                     .map(|_| {

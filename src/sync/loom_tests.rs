@@ -387,7 +387,7 @@ fn event_set_then_clear_releases_waiter() {
 #[test]
 fn barrier_one_leader_two_generations() {
     model(|| {
-        let b = Arc::new(Barrier::new(2));
+        let b = Arc::new(Barrier::new(2).unwrap());
         let leaders = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
         let run = |b: &Barrier, leaders: &[AtomicU32; 2]| {
             for lead in leaders {
@@ -413,7 +413,7 @@ fn barrier_reset_vs_completion_no_aba() {
     // reset taken for a completion), the other would retry alone and loom would report the
     // deadlock. The barrier must end empty and unbroken.
     model(|| {
-        let b = Arc::new(Barrier::new(2));
+        let b = Arc::new(Barrier::new(2).unwrap());
         let until_ok = |b: &Barrier| loop {
             match b.wait() {
                 Ok(i) => return i,
@@ -437,7 +437,7 @@ fn barrier_reset_vs_completion_no_aba() {
 #[test]
 fn barrier_abort_breaks_waiter() {
     model(|| {
-        let b = Arc::new(Barrier::new(2));
+        let b = Arc::new(Barrier::new(2).unwrap());
         let b1 = Arc::clone(&b);
         let w = thread::spawn(move || b1.wait());
         b.abort();
@@ -546,7 +546,7 @@ fn event_two_waiters() {
 #[test]
 fn barrier_three_parties() {
     model(|| {
-        let b = Arc::new(Barrier::new(3));
+        let b = Arc::new(Barrier::new(3).unwrap());
         let hs: Vec<_> = (0..2)
             .map(|_| {
                 let b = Arc::clone(&b);
