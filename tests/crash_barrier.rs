@@ -439,4 +439,60 @@ mod soak {
             );
         });
     }
+
+    // ---------------------------------------------------------------------------------------------
+    // A party SIGKILLed while it waits (without a timeout): how long until the other waiter (no
+    // timeout either) gets `PartyDied`, against a live last arrival waking it in the same run.
+
+    fn waiting_party(s: Shared<BarrierSoak>) {
+        s.started.store(1, Ordering::SeqCst);
+        let _ = s.b.wait();
+    }
+
+    #[test]
+    fn barrier_party_death_soak() {
+        use crate::common::{now_ns, report_latency, spin_us};
+        soak_watchdog(|| {
+            let (mut dead, mut live) = (Vec::new(), Vec::new());
+            soak("barrier party death", 9, |rng, ctx| {
+                for die in [true, false] {
+                    let s = Shared::new(BarrierSoak {
+                        b: Barrier::new(3).unwrap(),
+                        started: AtomicU32::new(0),
+                        phases: AtomicU64::new(0),
+                    })
+                    .unwrap();
+                    let mut party = Process::spawn(waiting_party, s.clone()).unwrap();
+                    let pid = party.pid();
+                    crate::common::wait_for("the party", || s.b.n_waiting() >= 1);
+                    let waiter = {
+                        let s = s.clone();
+                        std::thread::spawn(move || (s.b.wait(), now_ns()))
+                    };
+                    crate::common::wait_for("the waiter", || s.b.n_waiting() >= 2);
+                    // A random point of the waiters' slices.
+                    spin_us(rng.below(10_000));
+                    let t = now_ns();
+                    if die {
+                        party.kill().unwrap();
+                    } else {
+                        assert_eq!(s.b.wait(), Ok(2), "{ctx}");
+                    }
+                    let (r, woke) = waiter.join().unwrap();
+                    if die {
+                        assert_eq!(r, Err(BarrierError::PartyDied { pid }), "{ctx}");
+                        assert!(party.join_timeout(Duration::from_secs(5)).is_err(), "{ctx}");
+                    } else {
+                        assert!(r.is_ok(), "{ctx}: {r:?}");
+                        party.join_timeout(Duration::from_secs(5)).unwrap();
+                    }
+                    if die { &mut dead } else { &mut live }.push(woke.saturating_sub(t));
+                }
+            });
+            report_latency("barrier release, live last arrival (baseline)", &mut live);
+            let p99 = report_latency("barrier PartyDied after a party's SIGKILL", &mut dead);
+            // Generous (figures go to SAFETY.md; the target is p99 <= 10 ms).
+            assert!(p99 < 500_000_000, "p99 {p99} ns");
+        });
+    }
 }
