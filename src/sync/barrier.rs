@@ -246,18 +246,40 @@ impl Barrier {
     }
 
     fn wait_deadline(&self, deadline: Option<Deadline>) -> Result<usize, BarrierError> {
+        match self.arrive(deadline) {
+            Ok((index, w)) => self.await_generation(index, w, deadline),
+            Err(done) => done,
+        }
+    }
+
+    /// Models a party that arrives and dies while it waits (a loom thread cannot be stopped
+    /// inside `wait`).
+    #[cfg(all(test, multiproc_loom))]
+    pub(crate) fn arrive_and_die(&self) {
+        let _ = self.arrive(None);
+        super::owner::model::die();
+    }
+
+    /// Arrives: `Ok((index, word))` to wait for the generation the word (as the arrival found
+    /// it) names, or `Err` with the caller's result (the last arrival, a broken barrier, a
+    /// timeout while a reset finished).
+    #[allow(clippy::type_complexity)]
+    fn arrive(
+        &self,
+        deadline: Option<Deadline>,
+    ) -> Result<(usize, u32), Result<usize, BarrierError>> {
         let n = self.parties();
         // Arrive. Acquire/Release on every transition: the last arrival publishes the
         // generation's writes to everyone it releases and sees theirs.
         let mut w = self.word.load(Ordering::Acquire);
-        let index = loop {
+        loop {
             if w & RESETTING != 0 {
                 // Wait for the reset to finish, in slices: reap the dead parties it waits for.
                 let woken = sleep(&self.word, w, deadline, true);
                 let now = self.word.load(Ordering::Acquire);
                 if now == w {
                     if !woken || deadline.is_some_and(Deadline::has_passed) {
-                        return Err(BarrierError::Timeout);
+                        return Err(Err(BarrierError::Timeout));
                     }
                     self.reap_any(w);
                 }
@@ -265,7 +287,7 @@ impl Barrier {
                 continue;
             }
             if w & BROKEN != 0 {
-                return Err(self.broken(w));
+                return Err(Err(self.broken(w)));
             }
             let c = count(w);
             if c + 1 >= n {
@@ -280,7 +302,7 @@ impl Barrier {
                         if c > 0 {
                             futex::wake_all(&self.word);
                         }
-                        return Ok(c.min(n - 1) as usize);
+                        return Err(Ok(c.min(n - 1) as usize));
                     }
                     Err(now) => w = now,
                 }
@@ -296,14 +318,23 @@ impl Barrier {
                             slot.store(slot_value(w, my_pid()), Ordering::Release);
                             crash::point("barrier.wait.after_record");
                         }
-                        break c as usize;
+                        return Ok((c as usize, w));
                     }
                     Err(now) => w = now,
                 }
             }
-        };
-        // Wait for the generation to complete or break, in slices (a waker killed before its
-        // wake delays us by one slice; a party killed while waiting is found by its watcher).
+        }
+    }
+
+    /// Waits for the generation of `w` (the word as arrival `index` found it) to complete or
+    /// break, in slices (a waker killed before its wake delays us by one slice; a party killed
+    /// while waiting is found by its watcher).
+    fn await_generation(
+        &self,
+        index: usize,
+        w: u32,
+        deadline: Option<Deadline>,
+    ) -> Result<usize, BarrierError> {
         let my_gen = generation(w);
         let mut cur = w + 1;
         loop {
