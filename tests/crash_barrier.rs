@@ -233,6 +233,53 @@ fn barrier_reaper_scene(point: &str, waiters: usize, action: CrashAction) -> boo
     died
 }
 
+/// Registers and never arrives; killed by the test.
+fn registered_ghost(s: Shared<BarrierScene>) {
+    let _reg = s.b.register().unwrap();
+    s.v_started.store(1, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(10));
+}
+
+/// The victim arrives first (index 0: it checks registration slot 0, the ghost's) and dies
+/// after breaking the barrier for the dead ghost, before freeing its registration.
+fn barrier_registered_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
+    // The ghost, the victim, the waiters, this process, and one that never comes.
+    let parties = waiters as u32 + 4;
+    let s = Shared::new(BarrierScene {
+        b: Barrier::new(parties).unwrap(),
+        v_started: AtomicU32::new(0),
+    })
+    .unwrap();
+    let ghost = Process::spawn(registered_ghost, s.clone()).unwrap();
+    let ghost_pid = ghost.pid();
+    wait_for("the ghost", || s.v_started.load(Ordering::SeqCst) != 0);
+    let kill = action == CrashAction::Kill;
+    let v = Process::spawn(barrier_reaper, (s.clone(), point.to_owned(), kill)).unwrap();
+    let victim = v.pid();
+    wait_for("the victim", || s.b.n_waiting() >= 1);
+    let ws: Vec<_> = (0..waiters)
+        .map(|_| Process::spawn(barrier_ghost_or_party, s.clone()).unwrap())
+        .collect();
+    wait_for("the waiters", || s.b.n_waiting() >= waiters as u32 + 1);
+    let start = Instant::now();
+    ghost.kill().unwrap();
+    wait_for("the break", || s.b.is_broken());
+    let mut codes = vec![barrier_code(s.b.wait_timeout(PARTY_TIMEOUT))];
+    let died = victim_died(v, action, point);
+    let _ = victim_died(ghost, CrashAction::Kill, "ghost");
+    let ctx = format!("{point} ({waiters} waiters, {action:?}, died {died})");
+    codes.extend(join_survivors(ws, Instant::now(), &ctx));
+    let took = start.elapsed();
+    assert!(took < PARTY_TIMEOUT, "{ctx}: {took:?} {codes:?}");
+    // The ghost never arrived; only its registration named it.
+    assert!(
+        codes.iter().all(|&c| c == Outcome::PartyDied(ghost_pid)),
+        "{ctx}: {codes:?} (victim {victim})"
+    );
+    assert!(s.b.is_broken(), "{ctx}");
+    died
+}
+
 fn barrier_ghost_or_party(s: Shared<BarrierScene>) -> Outcome {
     barrier_code(s.b.wait_timeout(PARTY_TIMEOUT))
 }
@@ -251,6 +298,71 @@ fn battery_barrier() {
         }
         for point in ["barrier.died.after_break", "barrier.died.after_claim"] {
             run_point(point, barrier_reaper_scene);
+        }
+        run_point("barrier.registered.after_break", barrier_registered_scene);
+    });
+}
+
+/// Registers, then either is killed before arriving (`die`) or unregisters and exits cleanly.
+fn registered_party((s, die): (Shared<BarrierScene>, bool)) {
+    let reg = s.b.register().unwrap();
+    s.v_started.store(1, Ordering::SeqCst);
+    if die {
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    drop(reg);
+}
+
+/// A registered party killed before it arrives breaks the barrier for the waiters (no timeout)
+/// at once, naming it; one that unregistered and exited does not.
+#[test]
+fn barrier_registered_party_killed_before_arriving_breaks_it() {
+    watchdog(30, || {
+        for die in [false, true] {
+            let s = Shared::new(BarrierScene {
+                b: Barrier::new(3).unwrap(),
+                v_started: AtomicU32::new(0),
+            })
+            .unwrap();
+            let mut child = Process::spawn(registered_party, (s.clone(), die)).unwrap();
+            let pid = child.pid();
+            wait_for("the child", || s.v_started.load(Ordering::SeqCst) != 0);
+            if !die {
+                child.join_timeout(Duration::from_secs(5)).unwrap();
+                // Gone, but unregistered: the waiters wait for their timeout.
+                let t = Instant::now();
+                assert_eq!(
+                    s.b.wait_timeout(Duration::from_millis(50)),
+                    Err(BarrierError::Timeout)
+                );
+                assert!(t.elapsed() >= Duration::from_millis(50));
+                continue;
+            }
+            let hs: Vec<_> = (0..2)
+                .map(|_| {
+                    let s = s.clone();
+                    std::thread::spawn(move || s.b.wait())
+                })
+                .collect();
+            wait_for("the threads", || s.b.n_waiting() >= 2);
+            let t = Instant::now();
+            child.kill().unwrap();
+            for h in hs {
+                assert_eq!(h.join().unwrap(), Err(BarrierError::PartyDied { pid }));
+            }
+            assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+            let _ = child.join_timeout(Duration::from_secs(5));
+            // Its registration was freed: after a reset the barrier works for whoever comes.
+            s.b.reset();
+            let hs: Vec<_> = (0..3)
+                .map(|_| {
+                    let s = s.clone();
+                    std::thread::spawn(move || s.b.wait_timeout(Duration::from_secs(5)))
+                })
+                .collect();
+            let mut idx: Vec<_> = hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+            idx.sort();
+            assert_eq!(idx, [0, 1, 2]);
         }
     });
 }

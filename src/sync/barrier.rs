@@ -31,6 +31,12 @@
 //! 0, so one waiter acts for it) and leaves the generation on its behalf (count - 1). A waiter
 //! waiting for a reset to finish reaps dead parties the same way (the reset completes when the
 //! last one is reaped), so a recorded dead party no longer wedges a reset.
+//!
+//! **Registered parties.** [`Barrier::register`] puts the caller's pid in a free registration
+//! slot until its guard drops. After each slice, waiter `i` also checks the registration slots
+//! `i, i + tracked, ...`; a dead registered party breaks the barrier with DIED, and its slot is
+//! freed. It may not have arrived: nothing is left for on its behalf (if it had arrived, its
+//! arrival slot is reaped by whoever waits for the reset).
 
 use super::BarrierError;
 use super::wait::sleep;
@@ -86,8 +92,8 @@ fn is_dead(pid: u32) -> bool {
 /// A barrier for a fixed number of parties, reusable across generations, shared across
 /// processes.
 ///
-/// `#[repr(C)]`, 528 bytes (the futex word, the parties, who died, and
-/// [`Barrier::TRACKED_PARTIES`] arrival slots). [`Barrier::wait`] blocks until `parties` callers
+/// `#[repr(C)]`, 784 bytes (the futex word, the parties, who died,
+/// [`Barrier::TRACKED_PARTIES`] arrival slots and as many registration slots). [`Barrier::wait`] blocks until `parties` callers
 /// have arrived, then releases them all; each gets its arrival index, `0` for the first (the
 /// generation's single leader) up to `parties - 1`. A waiter whose timeout passes **breaks** the
 /// barrier: it gets [`BarrierError::Timeout`], every other current waiter
@@ -98,8 +104,10 @@ fn is_dead(pid: u32) -> bool {
 /// **A party killed while it waits** (one of the first [`Barrier::TRACKED_PARTIES`] arrivals of
 /// its generation) breaks the barrier for the others within a few milliseconds, without any
 /// timeout: they and later callers get [`BarrierError::PartyDied`] with its process id, until
-/// [`Barrier::reset`]. Not detected: a party that dies before it arrives (the others wait for it
-/// until their timeout), an arrival beyond the tracked ones, and a party killed in the few
+/// [`Barrier::reset`]. A party that may die *before* it arrives can [`Barrier::register`]: while
+/// registered, its death breaks the barrier the same way. Not detected: an unregistered party
+/// that dies before it arrives (the others wait for it until their timeout), an arrival beyond
+/// the tracked ones, and a party killed in the few
 /// instructions between its arrival and recording its id (it then still counts: the generation
 /// completes when the others arrive). Threads of one process are one party id: a thread that
 /// exits while waiting is not a death.
@@ -160,6 +168,8 @@ pub struct Barrier {
     _reserved: AtomicU32,
     /// `generation << 32 | pid` of the arrival with this index; 0 once claimed by a watcher.
     slots: [AtomicU64; TRACKED],
+    /// Pids of registered parties ([`Barrier::register`]); 0 = free.
+    registered: [AtomicU32; TRACKED],
 }
 
 // SAFETY: atomics only; every word value is some generation, flags and count (counts above the
@@ -195,7 +205,34 @@ impl Barrier {
             died: AtomicU32::new(0),
             _reserved: AtomicU32::new(0),
             slots: std::array::from_fn(|_| AtomicU64::new(0)),
+            registered: std::array::from_fn(|_| AtomicU32::new(0)),
         })
+    }
+
+    /// Registers the calling process as a party that will keep coming: until the returned guard
+    /// is dropped, if this process dies (arrived or not), waiters find it within a slice and
+    /// break the barrier with [`BarrierError::PartyDied`] naming it, instead of waiting for their
+    /// timeout. Drop the guard before exiting on purpose: an exit while registered is a death.
+    /// Several threads of a process may register (each takes a slot; the pid is the same).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Full`](crate::Error::Full) if all [`Barrier::TRACKED_PARTIES`] registration
+    /// slots are taken.
+    pub fn register(&self) -> crate::Result<Registration<'_>> {
+        let pid = my_pid();
+        for (slot, r) in self.registered.iter().enumerate() {
+            if r.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Ok(Registration {
+                    barrier: self,
+                    slot,
+                    pid,
+                });
+            }
+        }
+        Err(crate::Error::Full)
     }
 
     /// The number of parties.
@@ -350,7 +387,7 @@ impl Barrier {
                     return Err(self.broken(cur));
                 }
                 if woken && !deadline.is_some_and(Deadline::has_passed) {
-                    if self.watch(index, cur) {
+                    if self.watch(index, cur) || self.watch_registered(index, cur) {
                         // We broke it for a dead party: leave with the others.
                         cur = self.word.load(Ordering::Acquire);
                         continue;
@@ -393,6 +430,62 @@ impl Barrier {
         false
     }
 
+    /// The waiter with arrival `index` checks the registered parties whose slot is `index`
+    /// modulo the waiters tracked (so together the waiters check each registration once per
+    /// slice); a dead one breaks the barrier with DIED and frees its registration. Returns
+    /// whether it broke it.
+    fn watch_registered(&self, index: usize, cur: u32) -> bool {
+        let tracked = (count(cur) as usize).clamp(1, TRACKED);
+        if index >= tracked {
+            return false;
+        }
+        let me = my_pid();
+        for r in self.registered.iter().skip(index).step_by(tracked) {
+            let pid = r.load(Ordering::Acquire);
+            if pid == 0 || pid == me || !is_dead(pid) {
+                continue;
+            }
+            if self.break_for(pid, generation(cur)) {
+                crash::point("barrier.registered.after_break");
+                // Free the slot (unless it was freed and taken again meanwhile).
+                let _ = r.compare_exchange(pid, 0, Ordering::AcqRel, Ordering::Relaxed);
+                return true;
+            }
+            return false;
+        }
+        false
+    }
+
+    /// Sets BROKEN|DIED with `died = pid` while the word is generation `gen_` and neither broken
+    /// nor resetting, and wakes the waiters. Returns whether the barrier is broken (or
+    /// resetting) in that generation afterwards.
+    fn break_for(&self, pid: u32, gen_: u32) -> bool {
+        let mut w = self.word.load(Ordering::Acquire);
+        loop {
+            if generation(w) != gen_ {
+                // The generation completed: nothing to break.
+                return false;
+            }
+            if w & (BROKEN | RESETTING) != 0 {
+                return true;
+            }
+            self.died.store(pid, Ordering::Relaxed);
+            // Release: `died` is visible to whoever sees DIED.
+            match self.word.compare_exchange(
+                w,
+                w | BROKEN | DIED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    futex::wake_all(&self.word);
+                    return true;
+                }
+                Err(now) => w = now,
+            }
+        }
+    }
+
     /// Reaps every dead party recorded in this generation's slots (while a reset waits for them).
     fn reap_any(&self, cur: u32) {
         let tracked = (count(cur) as usize).min(TRACKED);
@@ -419,31 +512,11 @@ impl Barrier {
         if pid == 0 || (v >> 32) as u32 != gen_ || pid == my_pid() || !is_dead(pid) {
             return false;
         }
-        let mut w = self.word.load(Ordering::Acquire);
-        loop {
-            if generation(w) != gen_ {
-                // The generation completed with it counted: nothing to break.
-                return false;
-            }
-            if w & (BROKEN | RESETTING) != 0 {
-                break;
-            }
-            self.died.store(pid, Ordering::Relaxed);
-            // Release: `died` is visible to whoever sees DIED.
-            match self.word.compare_exchange(
-                w,
-                w | BROKEN | DIED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    crash::point("barrier.died.after_break");
-                    futex::wake_all(&self.word);
-                    break;
-                }
-                Err(now) => w = now,
-            }
+        if !self.break_for(pid, gen_) {
+            // The generation completed with it counted: nothing to break.
+            return false;
         }
+        crash::point("barrier.died.after_break");
         // One waiter leaves for the dead party: whoever empties its slot.
         if slot
             .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
@@ -525,12 +598,52 @@ impl Barrier {
     }
 }
 
+/// A registered party of a [`Barrier`] (from [`Barrier::register`]): while it lives, this
+/// process's death breaks the barrier for the others. Dropping it unregisters.
+#[derive(Debug)]
+#[must_use = "dropping the registration unregisters at once"]
+pub struct Registration<'a> {
+    barrier: &'a Barrier,
+    slot: usize,
+    pid: u32,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        // Only our own entry (a watcher may have freed it already if it thought us dead).
+        let _ = self.barrier.registered[self.slot].compare_exchange(
+            self.pid,
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+}
+
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
     use crate::testing::watchdog;
     use std::sync::Arc;
     use std::time::Instant;
+
+    #[test]
+    fn layout_and_bad_sizes() {
+        assert_eq!(std::mem::size_of::<Barrier>(), 784);
+        assert!(matches!(
+            Barrier::new(Barrier::MAX_PARTIES + 1),
+            Err(crate::Error::InvalidSize { .. })
+        ));
+        let b = Barrier::new(Barrier::MAX_PARTIES).unwrap();
+        assert_eq!(b.parties(), Barrier::MAX_PARTIES);
+        // Registration slots run out into an error, and free again on drop.
+        let regs: Vec<_> = (0..Barrier::TRACKED_PARTIES)
+            .map(|_| b.register().unwrap())
+            .collect();
+        assert!(matches!(b.register(), Err(crate::Error::Full)));
+        drop(regs);
+        drop(b.register().unwrap());
+    }
 
     #[test]
     fn phases_one_leader_each() {

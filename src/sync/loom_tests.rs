@@ -453,6 +453,25 @@ fn barrier_party_death_breaks_it_for_the_waiter() {
     });
 }
 
+/// A registered party that dies without arriving breaks the barrier for the waiter (no
+/// deadline), naming it.
+#[test]
+fn barrier_registered_party_death_breaks_it_for_the_waiter() {
+    model(|| {
+        let b = Arc::new(Barrier::new(2).unwrap());
+        let b1 = Arc::clone(&b);
+        let t = thread::spawn(move || {
+            std::mem::forget(b1.register().unwrap());
+            model::die();
+            model::current_tid()
+        });
+        let r = b.wait();
+        let pid = t.join().unwrap();
+        assert_eq!(r, Err(BarrierError::PartyDied { pid }));
+        assert_eq!(b.n_waiting(), 0);
+    });
+}
+
 #[test]
 fn event_set_then_clear_releases_waiter() {
     model(|| {

@@ -31,7 +31,7 @@ pub(crate) mod wait;
 #[cfg(all(test, multiproc_loom))]
 mod loom_tests;
 
-pub use barrier::Barrier;
+pub use barrier::{Barrier, Registration};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
