@@ -260,7 +260,7 @@ fn barrier_registered_scene(point: &str, waiters: usize, action: CrashAction) ->
     let ws: Vec<_> = (0..waiters)
         .map(|_| Process::spawn(barrier_ghost_or_party, s.clone()).unwrap())
         .collect();
-    wait_for("the waiters", || s.b.n_waiting() >= waiters as u32 + 1);
+    wait_for("the waiters", || s.b.n_waiting() > waiters as u32);
     let start = Instant::now();
     ghost.kill().unwrap();
     wait_for("the break", || s.b.is_broken());
