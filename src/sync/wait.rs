@@ -193,8 +193,9 @@ fn wake(word: &AtomicU32, all: bool) {
 /// before its wake call delays the caller by at most a slice, never until its deadline (or
 /// forever without one).
 ///
-/// In loom models there is no time: the slice ends when woken or when a modelled thread died
-/// (or `time_passes`) since the caller last looked, so a lost wake-up is still a deadlock.
+/// In loom models there is no time: an untimed sleep's slice ends when woken or when a modelled
+/// thread died (or `time_passes`) since the caller last looked, so a lost wake-up is still a
+/// deadlock; a timed sleep times out at once.
 pub(crate) fn sleep(
     word: &AtomicU32,
     expected: u32,
@@ -203,7 +204,9 @@ pub(crate) fn sleep(
 ) -> bool {
     let slice = Deadline::after(if covered { SLICE } else { UNCOVERED_SLICE });
     match deadline {
-        Some(d) if d <= slice => futex::wait(word, expected, Some(d)),
+        // In loom models a timed wait fires at once (there is no time), as it did before the
+        // slices: callers with their own deadlines (the MPMC driver's stall checks) rely on it.
+        Some(d) if cfg!(multiproc_loom) || d <= slice => futex::wait(word, expected, Some(d)),
         _ => {
             futex::poll_wait(word, expected, slice);
             true
