@@ -688,7 +688,7 @@ mod tests {
             );
             let e = t.elapsed();
             assert!(
-                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                e >= Duration::from_millis(30) && e < Duration::from_secs(2),
                 "{e:?}"
             );
             assert_eq!(other.join().unwrap(), Err(BarrierError::Broken));

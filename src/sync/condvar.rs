@@ -268,7 +268,7 @@ mod tests {
             assert!(r.timed_out());
             let e = t.elapsed();
             assert!(
-                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                e >= Duration::from_millis(30) && e < Duration::from_secs(2),
                 "{e:?}"
             );
             let (_g, r) = cv

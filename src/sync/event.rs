@@ -178,7 +178,7 @@ mod tests {
             assert!(!ev.wait_timeout(Duration::from_millis(30)));
             let e = t.elapsed();
             assert!(
-                e >= Duration::from_millis(30) && e < Duration::from_millis(40),
+                e >= Duration::from_millis(30) && e < Duration::from_secs(2),
                 "{e:?}"
             );
             let hs: Vec<_> = (0..3)
