@@ -194,7 +194,7 @@ fn barrier_2proc(c: &mut Criterion) {
 
 /// Our `Barrier` of 2 in a `Shared`, with the same stop protocol as [`pthread_barrier`].
 fn ours_barrier(g: &mut BenchmarkGroup<'_, WallTime>) {
-    let bar = Shared::new(Barrier::new(2)).expect("Shared::new(Barrier)");
+    let bar = Shared::new(Barrier::new(2).expect("Barrier::new")).expect("Shared::new(Barrier)");
     let last = Shared::new(AtomicU64::new(0)).expect("Shared::new(AtomicU64)");
     let child = Child::fork(|| {
         let mut crossed = 0u64;

@@ -81,7 +81,7 @@ impl IsTimeout for SemaphoreError {
 impl From<BarrierError> for Error {
     fn from(e: BarrierError) -> Self {
         match e {
-            BarrierError::Broken => Error::Broken,
+            BarrierError::Broken | BarrierError::PartyDied { .. } => Error::Broken,
             BarrierError::Timeout => Error::Timeout,
         }
     }

@@ -137,7 +137,7 @@ fn semaphore_event_barrier_condvar() {
         event.set();
         assert!(event.wait_until(Instant::now() - Duration::from_millis(50)));
 
-        let barrier = Barrier::new(2);
+        let barrier = Barrier::new(2).unwrap();
         check("Barrier::wait_until", |d| {
             let r = barrier.wait_until(d);
             barrier.reset();

@@ -685,3 +685,90 @@ fn channel_survives_a_receiver_killed_at_each_recv_step() {
         }
     });
 }
+
+// ----- a waker killed between publishing and its wake call -----
+
+/// Sleeps long enough for the parent's consumer to be asleep, then pushes (or sends, or marks a
+/// task done) once with `point` armed: it dies after publishing, before waking anyone.
+fn publish_then_die(
+    (kind, point, q, spsc, ch, jq): (
+        String,
+        String,
+        Queue<u64>,
+        SpscQueue<u64>,
+        Channel<String>,
+        JoinableQueue<u64>,
+    ),
+) {
+    let mut tx = if kind == "spsc" {
+        Some(spsc.producer().unwrap())
+    } else {
+        None
+    };
+    let popped = if kind == "joinable" {
+        Some(jq.pop().unwrap())
+    } else {
+        None
+    };
+    std::thread::sleep(Duration::from_millis(30));
+    arm(&point, 1, CrashAction::Kill);
+    match kind.as_str() {
+        "mpmc" => q.push(42).unwrap(),
+        "spsc" => tx.as_mut().unwrap().push(42).unwrap(),
+        "channel" => ch.send("42".to_owned()).unwrap(),
+        _ => {
+            assert_eq!(popped, Some(42));
+            jq.task_done().unwrap();
+        }
+    }
+}
+
+/// Ring, channel and joinable-queue sleepers waiting without a timeout return although the
+/// producer that published for them was killed before its wake call: they sleep in bounded
+/// slices and re-check (SAFETY.md, "No sleeper depends on a dead waker").
+#[test]
+fn ring_sleepers_survive_a_waker_killed_before_its_wake() {
+    watchdog(60, || {
+        for (kind, point) in [
+            ("spsc", "spsc.publish.before_wake"),
+            ("mpmc", "mpmc.push.published"),
+            ("channel", "channel.send.published"),
+            ("joinable", "joinable.task_done.before_wake"),
+        ] {
+            let q = Queue::<u64>::new(4).unwrap();
+            let spsc = SpscQueue::<u64>::new(4).unwrap();
+            let ch = Channel::<String>::new(256).unwrap();
+            let jq = JoinableQueue::<u64>::new(4).unwrap();
+            if kind == "joinable" {
+                jq.push(42).unwrap();
+            }
+            let mut rx = (kind == "spsc").then(|| spsc.consumer().unwrap());
+            let t0 = Instant::now();
+            let sleeper = {
+                let (q, ch, jq) = (q.clone(), ch.clone(), jq.clone());
+                let kind = kind.to_owned();
+                std::thread::spawn(move || match kind.as_str() {
+                    "mpmc" => q.pop().unwrap(),
+                    "spsc" => rx.as_mut().unwrap().pop().unwrap(),
+                    "channel" => ch.recv().unwrap().parse().unwrap(),
+                    _ => {
+                        jq.join();
+                        42
+                    }
+                })
+            };
+            let child = Process::spawn(
+                publish_then_die,
+                (kind.to_owned(), point.to_owned(), q, spsc, ch, jq),
+            )
+            .unwrap();
+            died(child);
+            let died_at = t0.elapsed();
+            assert_eq!(sleeper.join().unwrap(), 42, "{kind}");
+            let late = t0.elapsed().saturating_sub(died_at);
+            println!("{kind}: the sleeper returned {late:?} after the waker's death was reaped");
+            // Generous: one slice (5 ms) is the design; latency is measured in the soaks.
+            assert!(late < Duration::from_secs(2), "{kind}: {late:?}");
+        }
+    });
+}

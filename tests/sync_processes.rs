@@ -207,7 +207,7 @@ fn party(s: Shared<Phases>) -> u32 {
 fn barrier_phases_across_four_processes_have_one_leader_each() {
     watchdog(60, || {
         let s = Shared::new(Phases {
-            barrier: Barrier::new(PARTIES),
+            barrier: Barrier::new(PARTIES).unwrap(),
             arrived: AtomicU32::new(0),
             leaders: std::array::from_fn(|_| AtomicU32::new(0)),
         })

@@ -226,7 +226,7 @@ fn info_shows_queues_sync_primitives_and_heaps() {
     assert_eq!(info_json(&n("event"))["state"]["set"], false);
     ev.set();
     assert_eq!(info_json(&n("event"))["state"]["set"], true);
-    let _barrier = Shared::create(&n("barrier"), Barrier::new(3)).unwrap();
+    let _barrier = Shared::create(&n("barrier"), Barrier::new(3).unwrap()).unwrap();
     let j = info_json(&n("barrier"));
     assert_eq!(
         (&j["state"]["parties"], &j["state"]["waiting"]),

@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         semaphore: Semaphore::new(2),
         bounded: Semaphore::bounded(1),
         event: Event::new(),
-        barrier: Barrier::new(2),
+        barrier: Barrier::new(2).unwrap(),
         rwlock: RwLock::new(0),
     });
     let base = &*p as *const Primitives as *mut u8;

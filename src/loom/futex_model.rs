@@ -31,20 +31,14 @@ pub(crate) fn death() {
 
 /// See `crate::loom::futex::poll_wait_low`.
 pub(crate) fn poll_wait_low(word: &AtomicU64, expected: u32, _wake_by: Deadline) -> bool {
-    poll_wait_at(
-        word as *const _ as usize,
-        || word.load(Ordering::SeqCst) as u32,
-        expected,
-    )
+    let addr = word as *const _ as usize;
+    poll_wait_at(addr, || word.load(Ordering::SeqCst) as u32, expected)
 }
 
 /// See `crate::loom::futex::poll_wait`.
 pub(crate) fn poll_wait(word: &AtomicU32, expected: u32, _wake_by: Deadline) -> bool {
-    poll_wait_at(
-        word as *const _ as usize,
-        || word.load(Ordering::SeqCst),
-        expected,
-    )
+    let addr = word as *const _ as usize;
+    poll_wait_at(addr, || word.load(Ordering::SeqCst), expected)
 }
 
 fn poll_wait_at(addr: usize, load: impl Fn() -> u32, expected: u32) -> bool {

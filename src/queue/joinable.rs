@@ -81,6 +81,7 @@ impl TaskCount {
             .fetch_update(Ordering::Release, Ordering::Relaxed, |n| n.checked_sub(1))
             .map_err(|_| TaskDoneError)?;
         if before == 1 {
+            crate::crash::point("joinable.task_done.before_wake");
             self.waiters.notify(&self.unfinished, true);
         }
         Ok(())

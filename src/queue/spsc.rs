@@ -540,6 +540,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
         self.tail = self.ring.advance(self.tail, n);
         // Release: the values copied in are visible to the consumer that reads the new tail.
         self.ring.hdr.tail.store(self.tail, Ordering::Release);
+        crate::crash::point("spsc.publish.before_wake");
         self.ring.hdr.not_empty.notify_one();
     }
 

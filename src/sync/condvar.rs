@@ -13,7 +13,7 @@
 
 use super::LockResult;
 use super::mutex::MutexGuard;
-use super::wait::{Waiters, sleep};
+use super::wait::{Waiters, sleep_while_eq};
 use crate::crash;
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
@@ -231,7 +231,8 @@ impl Condvar {
         let seq = self.seq.load(Ordering::Relaxed);
         drop(guard);
         crash::point("condvar.wait.after_unlock");
-        let woken = sleep(&self.seq, seq, deadline, covered);
+        // In slices: a notifier killed between its bump and its wake delays us by one slice.
+        let woken = sleep_while_eq(&self.seq, seq, deadline, covered);
         crash::point("condvar.wait.after_wait");
         self.waiters.unregister();
         crash::point("condvar.wait.before_relock");

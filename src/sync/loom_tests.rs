@@ -366,6 +366,112 @@ fn signal_protocol_no_lost_wakeup() {
     });
 }
 
+/// A notifier that changes the word and dies before its wake call (no `notify`): the waiter,
+/// with no deadline, still returns, because it sleeps in slices and re-checks (in the model, a
+/// slice ends when a thread dies). Before the slices, this model deadlocked.
+#[test]
+fn block_on_survives_a_waker_that_never_wakes() {
+    model(|| {
+        let s = Arc::new((AtomicU32::new(0), Waiters::<Symmetric>::new()));
+        let s1 = Arc::clone(&s);
+        let t = thread::spawn(move || {
+            s1.0.store(7, Ordering::Release);
+            model::die();
+        });
+        let got = block_on(&s.1, &s.0, None, true, Points::NONE, || {
+            match s.0.load(Ordering::Acquire) {
+                0 => Poll::Sleep(0),
+                v => Poll::Ready(v),
+            }
+        });
+        assert_eq!(got, Some(7));
+        t.join().unwrap();
+        assert_eq!(s.1.count(), 0);
+    });
+}
+
+/// The same for a ring's [`Signal`]: a producer that published and died before `notify_one`.
+#[test]
+fn signal_survives_a_waker_that_never_wakes() {
+    model(|| {
+        let s = Arc::new((AtomicU32::new(0), Signal::<Asymmetric>::new()));
+        let s1 = Arc::clone(&s);
+        let t = thread::spawn(move || {
+            s1.0.store(1, Ordering::Release);
+            model::die();
+        });
+        let got = s.1.block_on(
+            None,
+            true,
+            || match s.0.load(Ordering::Acquire) {
+                0 => Err(()),
+                v => Ok(v),
+            },
+            |_| true,
+        );
+        assert_eq!(got, Ok(1));
+        t.join().unwrap();
+    });
+}
+
+/// A condvar notifier that bumps the sequence and dies before its wake: the waiter (no
+/// deadline) returns from its sleep, not spuriously: the sequence changed.
+#[test]
+fn condvar_sleep_survives_a_notifier_that_never_wakes() {
+    model(|| {
+        let s = Arc::new((AtomicU32::new(0), Waiters::<Symmetric>::new()));
+        let covered = s.1.register();
+        let seq = s.0.load(Ordering::Relaxed);
+        let s1 = Arc::clone(&s);
+        let t = thread::spawn(move || {
+            s1.0.fetch_add(1, Ordering::Relaxed);
+            model::die();
+        });
+        assert!(super::wait::sleep_while_eq(&s.0, seq, None, covered));
+        s.1.unregister();
+        t.join().unwrap();
+    });
+}
+
+/// A party that arrives and dies while it waits breaks the barrier for the other waiter (no
+/// deadline), naming it, whichever arrived first; the dead party is left for, so nobody is
+/// counted afterwards.
+#[test]
+fn barrier_party_death_breaks_it_for_the_waiter() {
+    model(|| {
+        let b = Arc::new(Barrier::new(3).unwrap());
+        let b1 = Arc::clone(&b);
+        let t = thread::spawn(move || {
+            b1.arrive_and_die();
+            model::current_tid()
+        });
+        let r = b.wait();
+        let pid = t.join().unwrap();
+        assert_eq!(r, Err(BarrierError::PartyDied { pid }));
+        assert_eq!(b.n_waiting(), 0);
+        assert!(b.is_broken());
+    });
+}
+
+/// A registered party that dies without arriving breaks the barrier for the waiter (no
+/// deadline), naming it.
+#[test]
+fn barrier_registered_party_death_breaks_it_for_the_waiter() {
+    model(|| {
+        let b = Arc::new(Barrier::new(2).unwrap());
+        let b1 = Arc::clone(&b);
+        let t = thread::spawn(move || {
+            std::mem::forget(b1.register().unwrap());
+            model::die();
+            model::current_tid()
+        });
+        let r = b.wait();
+        let pid = t.join().unwrap();
+        assert_eq!(r, Err(BarrierError::PartyDied { pid }));
+        assert_eq!(b.n_waiting(), 0);
+    });
+}
+
 #[test]
 fn event_set_then_clear_releases_waiter() {
     model(|| {
@@ -387,7 +493,7 @@ fn event_set_then_clear_releases_waiter() {
 #[test]
 fn barrier_one_leader_two_generations() {
     model(|| {
-        let b = Arc::new(Barrier::new(2));
+        let b = Arc::new(Barrier::new(2).unwrap());
         let leaders = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
         let run = |b: &Barrier, leaders: &[AtomicU32; 2]| {
             for lead in leaders {
@@ -413,7 +519,7 @@ fn barrier_reset_vs_completion_no_aba() {
     // reset taken for a completion), the other would retry alone and loom would report the
     // deadlock. The barrier must end empty and unbroken.
     model(|| {
-        let b = Arc::new(Barrier::new(2));
+        let b = Arc::new(Barrier::new(2).unwrap());
         let until_ok = |b: &Barrier| loop {
             match b.wait() {
                 Ok(i) => return i,
@@ -437,7 +543,7 @@ fn barrier_reset_vs_completion_no_aba() {
 #[test]
 fn barrier_abort_breaks_waiter() {
     model(|| {
-        let b = Arc::new(Barrier::new(2));
+        let b = Arc::new(Barrier::new(2).unwrap());
         let b1 = Arc::clone(&b);
         let w = thread::spawn(move || b1.wait());
         b.abort();
@@ -546,7 +652,7 @@ fn event_two_waiters() {
 #[test]
 fn barrier_three_parties() {
     model(|| {
-        let b = Arc::new(Barrier::new(3));
+        let b = Arc::new(Barrier::new(3).unwrap());
         let hs: Vec<_> = (0..2)
             .map(|_| {
                 let b = Arc::clone(&b);

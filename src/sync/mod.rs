@@ -31,7 +31,7 @@ pub(crate) mod wait;
 #[cfg(all(test, multiproc_loom))]
 mod loom_tests;
 
-pub use barrier::Barrier;
+pub use barrier::{Barrier, Registration};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use event::Event;
 pub use mutex::{Mutex, MutexGuard};
@@ -115,14 +115,23 @@ pub enum BarrierError {
     Broken,
     /// This caller's deadline passed; it broke the barrier for the others.
     Timeout,
+    /// A party was found dead while it waited: the barrier is broken for everyone until
+    /// `reset()`.
+    PartyDied {
+        /// The dead party's process id.
+        pid: u32,
+    },
 }
 
 impl fmt::Display for BarrierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BarrierError::Broken => "the barrier is broken",
-            BarrierError::Timeout => "timed out waiting at the barrier",
-        })
+        match self {
+            BarrierError::Broken => f.write_str("the barrier is broken"),
+            BarrierError::Timeout => f.write_str("timed out waiting at the barrier"),
+            BarrierError::PartyDied { pid } => {
+                write!(f, "the barrier is broken: party {pid} died while waiting")
+            }
+        }
     }
 }
 

@@ -76,6 +76,10 @@ impl Fences for Asymmetric {
 /// The longest sleep of a waiter whose fence could not cover other processes' notifiers.
 const UNCOVERED_SLICE: Duration = Duration::from_millis(2);
 
+/// The longest sleep of any waiter before it re-checks the word: a notifier killed between
+/// changing the word and its wake call delays its sleepers by at most this (SAFETY.md, "No
+/// sleeper depends on a dead waker"). Idle cost: one wake-up per slice per sleeping thread.
+pub(crate) const SLICE: Duration = Duration::from_millis(5);
 /// Bounded spinning before a sleep (crossbeam's `Backoff`, spin phase only): announcing a
 /// sleeper costs more than a short wait. Loom models do not spin (a spin is only more
 /// interleavings to explore).
@@ -194,24 +198,52 @@ fn wake(word: &AtomicU32, all: bool) {
     }
 }
 
-/// Sleeps while `word` holds `expected`, until woken or `deadline`. `false` if the deadline
-/// passed; `true` when woken (or spuriously). A waiter whose fence did not cover every notifier
-/// (`covered == false`) sleeps at most one slice, whose end reads as a wake-up.
+/// Sleeps while `word` holds `expected`, until woken, `deadline`, or the end of one slice
+/// ([`SLICE`], or 2 ms if `covered` is `false`: the waiter's fence did not cover every
+/// notifier). `false` if the deadline passed; `true` when woken, spuriously, or at the slice's
+/// end, so the caller re-checks its condition: a notifier killed after it changed the word and
+/// before its wake call delays the caller by at most a slice, never until its deadline (or
+/// forever without one).
+///
+/// In loom models there is no time: an untimed sleep's slice ends when woken or when a modelled
+/// thread died (or `time_passes`) since the caller last looked, so a lost wake-up is still a
+/// deadlock; a timed sleep times out at once.
 pub(crate) fn sleep(
     word: &AtomicU32,
     expected: u32,
     deadline: Option<Deadline>,
     covered: bool,
 ) -> bool {
-    if covered {
-        return futex::wait(word, expected, deadline);
-    }
-    let slice = Deadline::after(UNCOVERED_SLICE);
+    let slice = Deadline::after(if covered { SLICE } else { UNCOVERED_SLICE });
     match deadline {
-        Some(d) if d <= slice => futex::wait(word, expected, Some(d)),
+        // In loom models a timed wait fires at once (there is no time), as it did before the
+        // slices: callers with their own deadlines (the MPMC driver's stall checks) rely on it.
+        Some(d) if cfg!(multiproc_loom) || d <= slice => futex::wait(word, expected, Some(d)),
         _ => {
-            futex::wait(word, expected, Some(slice));
+            futex::poll_wait(word, expected, slice);
             true
+        }
+    }
+}
+
+/// Sleeps in slices (see [`sleep`]) until `word` no longer holds `expected` or `deadline`
+/// passes; `false` on the deadline. For waiters whose wake-up is exactly "the word changed"
+/// (a condvar's sequence), so that a slice's end is not reported as a spurious wake-up.
+pub(crate) fn sleep_while_eq(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Deadline>,
+    covered: bool,
+) -> bool {
+    loop {
+        if !sleep(word, expected, deadline, covered) {
+            return false;
+        }
+        if word.load(Ordering::Acquire) != expected {
+            return true;
+        }
+        if deadline.is_some_and(Deadline::has_passed) {
+            return false;
         }
     }
 }

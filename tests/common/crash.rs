@@ -78,6 +78,8 @@ pub enum Outcome {
     Arrived(usize),
     /// `BarrierError::Broken`.
     Broken,
+    /// `BarrierError::PartyDied` naming this process id.
+    PartyDied(u32),
 }
 
 /// Locks `m` (`[marker, counter]`) once as a survivor: checks the marker on a clean acquisition,

@@ -76,3 +76,32 @@ pub fn wait_for(what: &str, f: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_micros(100));
     }
 }
+
+/// The calling thread's CPU time (ns) and voluntary context switches (its sleeps), from
+/// `/proc/thread-self`: what an idle waiter costs.
+pub fn thread_cost() -> (u64, u64) {
+    let sched = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let cpu = sched.split_whitespace().next().unwrap().parse().unwrap();
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let switches = status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (cpu, switches)
+}
+
+/// Prints `n`, p50, p99 and max of latencies in ns, in ms; returns p99.
+pub fn report_latency(what: &str, v: &mut [u64]) -> u64 {
+    let p99 = percentile(v, 99);
+    println!(
+        "{what}: n={} p50={:.3} ms p99={:.3} ms max={:.3} ms",
+        v.len(),
+        percentile(v, 50) as f64 / 1e6,
+        p99 as f64 / 1e6,
+        percentile(v, 100) as f64 / 1e6,
+    );
+    p99
+}
