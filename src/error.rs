@@ -106,6 +106,16 @@ pub enum Error {
         /// The largest encoded length the channel takes.
         max: usize,
     },
+    /// A pool task gave no result. Converted from [`TaskError`](crate::TaskError) (`index`
+    /// `None`) or [`MapError`](crate::MapError) (the failed task's input position); a task's
+    /// `Timeout` and `Closed` convert to [`Error::Timeout`] and [`Error::Closed`] instead.
+    #[cfg(not(multiproc_loom))]
+    Task {
+        /// The failed task's position in a `map`'s input, if known.
+        index: Option<usize>,
+        /// Why it failed.
+        error: crate::TaskError,
+    },
 }
 
 impl fmt::Display for Error {
@@ -161,6 +171,13 @@ impl fmt::Display for Error {
                 f,
                 "message larger than the channel: {size} bytes encoded, at most {max} fit"
             ),
+            #[cfg(not(multiproc_loom))]
+            Error::Task {
+                index: Some(i),
+                error,
+            } => write!(f, "task {i}: {error}"),
+            #[cfg(not(multiproc_loom))]
+            Error::Task { index: None, error } => write!(f, "{error}"),
         }
     }
 }
@@ -169,6 +186,8 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Os(e) => Some(e),
+            #[cfg(not(multiproc_loom))]
+            Error::Task { error, .. } => Some(error),
             _ => None,
         }
     }

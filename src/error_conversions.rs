@@ -31,6 +31,41 @@ use crate::queue::{
 };
 use crate::sync::{BarrierError, LockError, SemaphoreError};
 
+#[cfg(not(multiproc_loom))]
+impl From<crate::TaskError> for Error {
+    fn from(e: crate::TaskError) -> Self {
+        match e {
+            crate::TaskError::Timeout => Error::Timeout,
+            crate::TaskError::Closed => Error::Closed,
+            error => Error::Task { index: None, error },
+        }
+    }
+}
+
+#[cfg(not(multiproc_loom))]
+impl IsTimeout for crate::TaskError {
+    fn is_timeout(&self) -> bool {
+        matches!(self, crate::TaskError::Timeout)
+    }
+}
+
+#[cfg(not(multiproc_loom))]
+impl From<crate::MapError> for Error {
+    fn from(e: crate::MapError) -> Self {
+        Error::Task {
+            index: Some(e.index),
+            error: e.error,
+        }
+    }
+}
+
+#[cfg(not(multiproc_loom))]
+impl IsTimeout for crate::MapError {
+    fn is_timeout(&self) -> bool {
+        self.error.is_timeout()
+    }
+}
+
 /// Whether an error means "the deadline passed": one question for every error type of the crate.
 pub trait IsTimeout {
     /// True if the operation gave up because its timeout or deadline passed.
@@ -39,7 +74,12 @@ pub trait IsTimeout {
 
 impl IsTimeout for Error {
     fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout)
+        match self {
+            Error::Timeout => true,
+            #[cfg(not(multiproc_loom))]
+            Error::Task { error, .. } => error.is_timeout(),
+            _ => false,
+        }
     }
 }
 
@@ -250,5 +290,25 @@ mod tests {
             }),
             Error::TooLarge { size: 9, max: 4 }
         ));
+    }
+
+    #[cfg(not(multiproc_loom))]
+    #[test]
+    fn pool_errors_compose() {
+        assert_composable::<crate::TaskError>();
+        assert_composable::<crate::MapError>();
+        assert!(Error::from(crate::TaskError::Timeout).is_timeout());
+        let failed = crate::MapError {
+            index: 3,
+            error: crate::TaskError::Timeout,
+        };
+        assert!(failed.is_timeout() && Error::from(failed).is_timeout());
+        let died = Error::from(crate::MapError {
+            index: 7,
+            error: crate::TaskError::Panicked("boom".into()),
+        });
+        assert!(matches!(died, Error::Task { index: Some(7), .. }) && !died.is_timeout());
+        assert_eq!(died.to_string(), "task 7: task panicked: boom");
+        assert!(std::error::Error::source(&died).is_some());
     }
 }

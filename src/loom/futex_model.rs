@@ -21,6 +21,7 @@ loom::thread_local! {
 
 /// Records a modelled thread death (or time passing): polling sleepers wake up as if
 /// their slice ran out.
+#[cfg(test)]
 pub(crate) fn death() {
     let (lock, cv) = &*TABLE;
     let mut table = lock.lock().unwrap();

@@ -78,10 +78,10 @@ pub(crate) mod futex {
         wake(word, u32::MAX);
     }
 
+    #[cfg(all(multiproc_loom, test))]
+    pub(crate) use super::futex_model::death;
     #[cfg(multiproc_loom)]
-    pub(crate) use super::futex_model::{
-        death, poll_wait, poll_wait_low, wait, wait_low, wake, wake_low,
-    };
+    pub(crate) use super::futex_model::{poll_wait, poll_wait_low, wait, wait_low, wake, wake_low};
 
     /// A waiter's bounded sleep on the low half of `word`, after which it checks on a lock's
     /// owner: the futex with a timeout normally. In the model there is no time: the sleep ends

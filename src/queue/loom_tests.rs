@@ -345,7 +345,7 @@ fn spsc_second_producer_refused() {
         let mine = q
             .ring()
             .producer_in(&e2)
-            .map(|p| std::mem::forget(p))
+            .map(std::mem::forget)
             .is_ok();
         let theirs = t.join().unwrap();
         // Both may succeed only one after the other (the first dropped its endpoint).

@@ -133,6 +133,7 @@ pub(crate) mod model {
     }
 
     /// Models the calling thread's death: from now on its id names no thread.
+    #[cfg(test)]
     pub(crate) fn die() {
         let tid = current_tid();
         REGISTRY.start[tid as usize % SLOTS].swap(0, Ordering::AcqRel);
@@ -140,6 +141,7 @@ pub(crate) mod model {
     }
 
     /// Models the calling thread's death and the reuse of its id by a thread started later.
+    #[cfg(test)]
     pub(crate) fn die_and_reuse() {
         let tid = current_tid();
         REGISTRY.start[tid as usize % SLOTS].swap(start_of(tid) + 500, Ordering::AcqRel);
@@ -147,6 +149,7 @@ pub(crate) mod model {
     }
 
     /// Models time passing: every polling sleeper's slice runs out, so it checks on the owner.
+    #[cfg(test)]
     pub(crate) fn time_passes() {
         crate::loom::futex::death();
     }
