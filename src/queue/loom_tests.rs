@@ -342,11 +342,7 @@ fn spsc_second_producer_refused() {
         let (q1, e1) = (q.clone(), Model::new(1, &dead));
         let t = thread::spawn(move || q1.ring().producer_in(&e1).map(|_p| ()).is_ok());
         let e2 = Model::survivor(2, &dead);
-        let mine = q
-            .ring()
-            .producer_in(&e2)
-            .map(std::mem::forget)
-            .is_ok();
+        let mine = q.ring().producer_in(&e2).map(std::mem::forget).is_ok();
         let theirs = t.join().unwrap();
         // Both may succeed only one after the other (the first dropped its endpoint).
         assert!(mine || theirs);
