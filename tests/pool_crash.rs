@@ -222,17 +222,21 @@ fn sleepy(ms: u64) -> u64 {
 /// A pool's parent: reports its workers' pids, then blocks in a long `map`. With `group`, it
 /// first becomes a process group leader (its workers join the group), as a shell's
 /// foreground job is.
-/// A parent blocked in a long `map`. With `quiet_log`, it leads its own process group (as a
-/// shell's foreground job does) and sends its and its workers' stderr to that file. (Their stdout
-/// carries the test harness's own "running 1 test" lines, printed before `init` takes over.)
+/// A parent blocked in a long `map`. With `quiet_log`, it leads its own process group and takes
+/// SIGINT's default action (as a shell's foreground job does: a test run started in the background
+/// by a non-interactive shell inherits SIGINT ignored) and sends its and its workers' stderr to
+/// that file. (Their stdout carries the test harness's own "running 1 test" lines, printed before
+/// `init` takes over.)
 fn pool_parent((pids, quiet_log): (Queue<u32>, Option<String>)) {
     if let Some(path) = quiet_log {
         let log = std::fs::File::create(path).unwrap();
         use std::os::fd::AsRawFd;
-        // SAFETY: setpgid on ourselves and dup2 of a file we own onto stderr have no
-        // memory-safety preconditions; `log` stays open until dup2 has copied it.
+        // SAFETY: setpgid on ourselves, restoring SIGINT's default action (no handler runs) and
+        // dup2 of a file we own onto stderr have no memory-safety preconditions; `log` stays
+        // open until dup2 has copied it.
         unsafe {
             libc::setpgid(0, 0);
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
             libc::dup2(log.as_raw_fd(), 2);
         }
     }
