@@ -345,10 +345,15 @@ fn pool() -> Result<(), Error> {
     let died = pool.apply(kill_self, ());
     println!("   a task that kills its worker: {died:?}");
     let t = Instant::now();
+    let answer = pool.apply(square, 7);
+    let took = t.elapsed();
+    // The replacement is a new process: give it a moment to be listed.
+    let listed = Instant::now();
+    while pool.pids().len() < pool.processes() && listed.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     println!(
-        "   the pool still answers: apply(square, 7) = {:?} ({:?}); workers {before:?} -> {:?}",
-        pool.apply(square, 7),
-        t.elapsed(),
+        "   the pool still answers: apply(square, 7) = {answer:?} ({took:?}); workers {before:?} -> {:?}",
         pool.pids()
     );
     Ok(())
