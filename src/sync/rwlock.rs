@@ -32,6 +32,7 @@
 
 use super::owner::{DefaultProbe, OwnerProbe};
 use super::raw_mutex::{Failed, Locked, RawMutex, owner_futex, owner_word, word_owner_gone};
+use super::wait::SLICE; // how long a sleeper waits before checking on a holder that may have died
 use super::{LockError, LockResult};
 use crate::crash;
 use crate::loom::UnsafeCell;
@@ -52,8 +53,6 @@ const READERS_WAITING: u32 = 2;
 /// Set (with `GATE`, for good) when the writer lock becomes not recoverable: the gate word
 /// changes, so a reader about to sleep on it cannot miss the wake-up that announces it.
 const POISONED: u32 = 4;
-/// How long a sleeper waits before checking on a holder that may have died.
-const SLICE: Duration = Duration::from_millis(5);
 /// A read guard that holds the writer lock instead of a slot (after `OwnerDied`).
 const EXCLUSIVE: usize = usize::MAX;
 

@@ -36,7 +36,7 @@
 use super::SemaphoreError;
 use super::owner::{DefaultProbe, OwnerProbe};
 use super::raw_mutex::{owner_word, start_tag, tag_of, tid_of};
-use super::wait::{Backoff, Waiters};
+use super::wait::{Backoff, SLICE, Waiters};
 use crate::crash;
 use crate::loom::futex::{self, Deadline};
 use crate::loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -49,8 +49,6 @@ const COUNT_MASK: u64 = 0xFFFF_FFFF;
 const HELD_SHIFT: u32 = 32;
 /// Bit 31 of an owner slot: a waiter is returning the permit of the slot's dead owner.
 const RECLAIMING: u64 = 1 << 31;
-/// Longest sleep of a blocked acquirer before it re-checks (and looks for dead owners).
-const SLICE: Duration = Duration::from_millis(5);
 
 #[inline]
 fn count(s: u64) -> u32 {
