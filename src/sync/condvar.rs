@@ -128,12 +128,7 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         timeout: Duration,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let (r, timed_out) = self.wait_deadline(guard, Some(Deadline::after(timeout)));
-        let res = WaitTimeoutResult(timed_out);
-        match r {
-            Ok(g) => Ok((g, res)),
-            Err(e) => Err(e.map(|g| (g, res))),
-        }
+        self.timed_wait(guard, Deadline::after(timeout))
     }
 
     /// Like [`Condvar::wait`], but sleeps until `deadline` at the latest (the reacquisition
@@ -147,7 +142,16 @@ impl Condvar {
         guard: MutexGuard<'a, T>,
         deadline: Instant,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let (r, timed_out) = self.wait_deadline(guard, Some(Deadline::at(deadline)));
+        self.timed_wait(guard, Deadline::at(deadline))
+    }
+
+    /// `wait_deadline` with the timed-out flag as a [`WaitTimeoutResult`] beside the guard.
+    fn timed_wait<'a, T: ?Sized>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        deadline: Deadline,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        let (r, timed_out) = self.wait_deadline(guard, Some(deadline));
         let res = WaitTimeoutResult(timed_out);
         match r {
             Ok(g) => Ok((g, res)),

@@ -551,16 +551,12 @@ impl<T: ?Sized> RwLock<T> {
                 self.open_gate();
                 crash::point("rwlock.write.gave_up");
                 self.writer.unlock();
-                return Err(if wait {
-                    LockError::Timeout
-                } else {
-                    LockError::WouldBlock
-                });
+            } else {
+                // Taken over from a dead holder: the data is suspect, so the gate stays closed
+                // and the next locker (reader or writer) is told `OwnerDied` in turn.
+                crash::point("rwlock.write.gave_up");
+                self.writer.abandon();
             }
-            // Taken over from a dead holder: the data is suspect, so the gate stays closed and
-            // the next locker (reader or writer) is told `OwnerDied` in turn.
-            crash::point("rwlock.write.gave_up");
-            self.writer.abandon();
             return Err(if wait {
                 LockError::Timeout
             } else {
