@@ -1,9 +1,10 @@
 //! Python's `multiprocessing.Pool`: worker processes that run `fn(A) -> R` tasks, and that
 //! never hang when a worker dies.
 //!
-//! Each worker has its own mailbox (a Unix socket pair made when it starts, holding at most
-//! two chunks of tasks, one while chunks take more than 5 ms) and answers each chunk before it
-//! starts the next, so the pool always knows which tasks a worker held. When a worker is
+//! Each worker has its own mailbox (a Unix socket pair made when it starts, holding one chunk
+//! of tasks while chunks take more than 5 ms, two while they are shorter, and for very short
+//! chunks up to about 0.5 ms of work, at most 64) and answers each chunk before it starts the
+//! next, so the pool always knows which tasks a worker held. When a worker is
 //! killed (the OOM killer, `kill -9`, a `task_timeout`), exactly the chunk it held fails with
 //! [`TaskError::WorkerDied`] (or [`TaskError::Timeout`]), the chunks queued behind it go to
 //! other workers, and a new worker takes its place. CPython's `Pool` hangs forever in that case; `ProcessPoolExecutor` fails
@@ -39,7 +40,9 @@
 //!   with `WorkerDied`, though its side effects happened (as when a process dies right after
 //!   its work).
 //! - `max_tasks_per_child` counts chunks, as Python counts its tasks; `task_timeout` bounds a
-//!   chunk of c tasks to c times the timeout.
+//!   chunk of c tasks to c times the timeout. A recycled worker's successor starts when the
+//!   worker is given its last chunk, and takes tasks only once that chunk is answered (so the
+//!   pool briefly has one process more than `processes`, never more running tasks).
 //! - Workers are daemon children: they end when the pool's process ends, however it ends.
 
 mod error;

@@ -17,14 +17,22 @@ use crate::process::FdArg;
 use crate::sys::socket;
 use crate::{Error, ExitStatus, Process};
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Chunks a worker may hold at once while chunks are short: the one it runs and the next, so
-/// it never waits for a round trip to the pool between two chunks.
+/// Chunks a worker may hold at once while chunks are short: at least the one it runs and the
+/// next, so it never waits for a round trip to the pool between two chunks; more while chunks
+/// are very short, up to about [`MAILBOX_WORK`] of queued work, so one `send` carries many
+/// of them and the worker reads them with one `recv`.
 const MAILBOX: usize = 2;
+/// The most chunks a worker may hold (one `sendmsg` of this many frames).
+const MAILBOX_MAX: usize = socket::MAX_IOV;
+/// The work a worker's mailbox may hold beyond [`MAILBOX`] chunks (by the average chunk's
+/// time): little enough that a chunk queued behind others waits no longer than this.
+const MAILBOX_WORK: Duration = Duration::from_micros(500);
 /// Chunks longer than this (on average) go one per worker: a round trip between them costs
 /// little, and a chunk queued behind a long one would wait for it while another worker idles.
 const LONG_CHUNK: Duration = Duration::from_millis(5);
@@ -36,7 +44,9 @@ const SPAWN_RETRY: Duration = Duration::from_millis(100);
 /// file (which never comes if a process the task forked holds a copy of the socket).
 const LIVENESS: Duration = Duration::from_millis(100);
 
-/// How long a thread waiting for a result reads replies itself before it sleeps.
+/// How long a thread waiting for a result reads replies itself before it sleeps (only while
+/// chunks take less than this on average: waiting for a longer one, it sleeps at once and
+/// leaves the CPU to the workers).
 const ASSIST: Duration = Duration::from_micros(50);
 /// While a waiting thread reads replies, the supervisor leaves the sockets to it (it would
 /// wake for each reply) and looks again this often: a reply that no thread is reading waits
@@ -89,15 +99,28 @@ impl From<Reply> for TaskError {
 /// gave it. One sink serves an `AsyncResult` or a lazy `imap`.
 #[derive(Default)]
 pub(super) struct Sink {
-    done: Mutex<VecDeque<(u64, Batch)>>,
+    done: Mutex<Delivered>,
     cv: Condvar,
 }
 
+/// The chunks delivered to a sink and not yet taken, and how many threads sleep on it.
+#[derive(Default)]
+struct Delivered {
+    chunks: VecDeque<(u64, Batch)>,
+    sleepers: usize,
+}
+
 impl Sink {
-    /// Hands the outcomes of chunk `seq` to whoever waits.
+    /// Hands the outcomes of chunk `seq` to whoever waits (a `notify` only if someone sleeps:
+    /// each costs a system call).
     pub(super) fn deliver(&self, seq: u64, batch: Batch) {
-        lock(&self.done).push_back((seq, batch));
-        self.cv.notify_all();
+        let mut done = lock(&self.done);
+        done.chunks.push_back((seq, batch));
+        let sleepers = done.sleepers;
+        drop(done);
+        if sleepers > 0 {
+            self.cv.notify_all();
+        }
     }
 
     /// Waits until `take` finds what it wants among the delivered chunks (it removes it), or
@@ -110,11 +133,14 @@ impl Sink {
         deadline: Option<Instant>,
         mut take: impl FnMut(&mut VecDeque<(u64, Batch)>) -> Option<T>,
     ) -> Option<T> {
-        let assist_until = Instant::now() + ASSIST;
+        let assist_until = match shared.chunk_time() {
+            Some(t) if t >= ASSIST => Instant::now(), // a long wait ahead: sleep at once
+            _ => Instant::now() + ASSIST,
+        };
         let mut assisting = false;
         let mut done = lock(&self.done);
         loop {
-            if let Some(t) = take(&mut done) {
+            if let Some(t) = take(&mut done.chunks) {
                 if assisting {
                     shared.assisting.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -138,11 +164,13 @@ impl Sink {
                 shared.assisting.fetch_sub(1, Ordering::Relaxed);
                 socket::wake(shared.wake_write.as_fd());
             }
+            done.sleepers += 1;
             match deadline {
                 None => done = self.cv.wait(done).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        done.sleepers -= 1;
                         return None;
                     }
                     done = self
@@ -152,6 +180,7 @@ impl Sink {
                         .0;
                 }
             }
+            done.sleepers -= 1;
         }
     }
 }
@@ -164,9 +193,9 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An encoded frame of tasks, and where its replies go.
 pub(super) struct Chunk {
     id: u64,
-    frame: Arc<Vec<u8>>,
+    frame: Vec<u8>,
     /// The fds of shared handles inside the arguments, sent with the frame.
-    fds: Arc<Vec<OwnedFd>>,
+    fds: Vec<OwnedFd>,
     count: u32,
     /// `None` for the initializer.
     sink: Option<(Arc<Sink>, u64)>,
@@ -185,8 +214,8 @@ impl Chunk {
         let (frame, fds) = encode(id)?;
         Ok(Chunk {
             id,
-            frame: Arc::new(frame),
-            fds: Arc::new(fds),
+            frame,
+            fds,
             count,
             sink,
         })
@@ -197,13 +226,6 @@ impl Chunk {
             sink.deliver(seq, Batch::Failed(error.clone(), self.count));
         }
     }
-}
-
-/// Bytes of one frame still to send to a worker.
-struct Out {
-    frame: Arc<Vec<u8>>,
-    fds: Arc<Vec<OwnedFd>>,
-    sent: usize,
 }
 
 /// Why the pool stopped talking to a worker.
@@ -218,9 +240,12 @@ enum Gone {
 struct Worker {
     process: Process<()>,
     sock: OwnedFd,
-    /// Chunks sent (or being sent), oldest first; the first is the one it runs.
+    /// Chunks given to it, oldest first; the first is the one it runs.
     inflight: VecDeque<Chunk>,
-    out: VecDeque<Out>,
+    /// Index in `inflight` of the first chunk not completely sent yet, and how many bytes of
+    /// it were sent: the chunks from there on wait for room in its socket.
+    unsent: usize,
+    sent: usize,
     inbuf: Vec<u8>,
     /// When its first inflight chunk started (when the one before it was answered).
     front_since: Instant,
@@ -231,30 +256,67 @@ struct Worker {
     write_failed: bool,
     /// The pool shut its socket (`join`): it exits once idle.
     quitting: bool,
+    /// Started ahead of time to replace a worker that reached `max_tasks_per_child`: it takes
+    /// no task until that one has answered its last.
+    standby: bool,
     gone: Option<Gone>,
 }
 
 impl Worker {
-    /// Sends what it can without blocking.
+    /// It was given its last chunk under `max_tasks_per_child`.
+    fn at_quota(&self, config: &Config) -> bool {
+        config.max_tasks != 0 && self.given >= w_quota(config)
+    }
+
+    /// It counts toward the pool's size: not a standby, not gone, and not done with the last
+    /// chunk of its quota.
+    fn serving(&self, config: &Config) -> bool {
+        !self.standby && self.gone.is_none() && !(self.at_quota(config) && self.inflight.is_empty())
+    }
+
+    /// Whether bytes wait to be sent to it.
+    fn has_unsent(&self) -> bool {
+        !self.write_failed && self.unsent < self.inflight.len()
+    }
+
+    /// Sends what it can without blocking: the first unsent frame's remaining bytes and the
+    /// whole frames behind it that carry no fds, in one `sendmsg` (fds go with their frame's
+    /// first byte).
     fn flush(&mut self) {
-        while let Some(o) = self.out.front_mut() {
-            let fds: Vec<RawFd> = if o.sent == 0 {
-                o.fds.iter().map(AsRawFd::as_raw_fd).collect()
+        while self.has_unsent() {
+            let first = &self.inflight[self.unsent];
+            let fds: Vec<RawFd> = if self.sent == 0 {
+                first.fds.iter().map(AsRawFd::as_raw_fd).collect()
             } else {
                 Vec::new()
             };
-            match socket::send_with_fds(self.sock.as_fd(), &o.frame[o.sent..], &fds, true) {
-                Ok(n) => {
-                    o.sent += n;
-                    if o.sent == o.frame.len() {
-                        self.out.pop_front();
+            let mut bufs = [IoSlice::new(&[]); socket::MAX_IOV];
+            bufs[0] = IoSlice::new(&first.frame[self.sent..]);
+            let mut used = 1;
+            for c in self.inflight.range(self.unsent + 1..) {
+                if used == bufs.len() || !c.fds.is_empty() {
+                    break;
+                }
+                bufs[used] = IoSlice::new(&c.frame);
+                used += 1;
+            }
+            match socket::send_with_fds(self.sock.as_fd(), &bufs[..used], &fds, true) {
+                Ok(mut n) => {
+                    while let Some(c) = self.inflight.get(self.unsent) {
+                        let left = c.frame.len() - self.sent;
+                        if n < left {
+                            self.sent += n;
+                            break;
+                        }
+                        n -= left;
+                        self.unsent += 1;
+                        self.sent = 0;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(_) => {
                     // It is gone; reading its socket will say so.
                     self.write_failed = true;
-                    self.out.clear();
                     return;
                 }
             }
@@ -265,11 +327,6 @@ impl Worker {
         if self.inflight.is_empty() {
             self.front_since = Instant::now();
         }
-        self.out.push_back(Out {
-            frame: Arc::clone(&chunk.frame),
-            fds: Arc::clone(&chunk.fds),
-            sent: 0,
-        });
         self.given += 1;
         self.inflight.push_back(chunk);
     }
@@ -324,6 +381,12 @@ impl Worker {
             let replies = &self.inbuf[body.clone()];
             start = body.end;
             if let Some(chunk) = self.inflight.pop_front() {
+                // A worker answers a frame only after reading all of it; one that answers
+                // earlier is hostile, and the rest of that frame is never sent.
+                if self.unsent == 0 {
+                    self.sent = 0;
+                }
+                self.unsent = self.unsent.saturating_sub(1);
                 let now = Instant::now();
                 pool.record_service(now - self.front_since);
                 self.front_since = now;
@@ -353,10 +416,14 @@ impl Status {
         self.service = Some(self.service.map_or(took, |avg| (avg * 7 + took) / 8));
     }
 
-    /// Chunks a worker may hold now: [`MAILBOX`] while chunks are known to be short.
+    /// Chunks a worker may hold now: one until chunks are known to be short, then
+    /// [`MAILBOX`], or more for very short chunks (see [`MAILBOX_WORK`]).
     fn mailbox(&self) -> usize {
         match self.service {
-            Some(avg) if avg < LONG_CHUNK => MAILBOX,
+            Some(avg) if avg < LONG_CHUNK => {
+                let extra = MAILBOX_WORK.as_nanos() / avg.as_nanos().max(1);
+                (MAILBOX + extra as usize).min(MAILBOX_MAX)
+            }
             _ => 1,
         }
     }
@@ -420,6 +487,9 @@ pub(super) struct Shared {
     next_id: AtomicU64,
     /// Threads reading replies while they wait ([`Sink::wait_for`]).
     assisting: AtomicUsize,
+    /// The average time a worker takes to answer a chunk, in ns (0: not known yet), for
+    /// threads that decide whether to wait busily.
+    chunk_ns: AtomicU64,
     wake_read: OwnedFd,
     wake_write: OwnedFd,
 }
@@ -448,6 +518,7 @@ impl Shared {
             config,
             next_id: AtomicU64::new(0),
             assisting: AtomicUsize::new(0),
+            chunk_ns: AtomicU64::new(0),
             wake_read,
             wake_write,
         });
@@ -458,7 +529,23 @@ impl Shared {
         Ok(shared)
     }
 
-    /// Queues `chunk` and sends what the mailboxes take.
+    /// The average time a worker takes to answer a chunk, once known.
+    pub(super) fn chunk_time(&self) -> Option<Duration> {
+        match self.chunk_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+
+    fn publish_chunk_time(&self, status: &Status) {
+        let ns = status
+            .service
+            .map_or(0, |d| d.as_nanos().clamp(1, u64::MAX as u128) as u64);
+        self.chunk_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// Queues `chunk` and sends it at once if a worker is idle; a busy worker's mailbox is
+    /// filled when its replies are read, many frames per `send`.
     pub(super) fn submit(&self, chunk: Chunk) {
         let mut st = lock(&self.state);
         if st.closed {
@@ -468,7 +555,7 @@ impl Shared {
             return chunk.fail(e);
         }
         st.status.queue.push_back(chunk);
-        if st.dispatch(&self.config) {
+        if st.dispatch(&self.config, true) {
             socket::wake(self.wake_write.as_fd());
         }
     }
@@ -496,7 +583,7 @@ impl Shared {
         lock(&self.state)
             .workers
             .iter()
-            .filter(|w| w.gone.is_none())
+            .filter(|w| w.gone.is_none() && !w.standby)
             .map(|w| w.process.pid())
             .collect()
     }
@@ -517,7 +604,8 @@ impl Shared {
                 gone |= w.gone.is_some();
             }
         }
-        if st.dispatch(&self.config) || gone {
+        self.publish_chunk_time(&st.status);
+        if st.dispatch(&self.config, false) || gone {
             socket::wake(self.wake_write.as_fd());
         }
     }
@@ -560,13 +648,15 @@ impl Shared {
             process,
             sock: ours,
             inflight: VecDeque::new(),
-            out: VecDeque::new(),
+            unsent: 0,
+            sent: 0,
             inbuf: Vec::new(),
             front_since: Instant::now(),
             given: 0,
             timed_out: false,
             write_failed: false,
             quitting: false,
+            standby: true,
             gone: None,
         };
         if let Some(init) = &self.config.init {
@@ -577,6 +667,7 @@ impl Shared {
         st.spawned = n;
         worker.flush();
         st.workers.push(worker);
+        st.activate_standbys(&self.config);
         Ok(())
     }
 
@@ -595,7 +686,7 @@ impl Shared {
                     return;
                 }
                 st.let_idle_go();
-                st.dispatch(&self.config);
+                st.dispatch(&self.config, false);
                 let spawn = st.workers_wanted(&self.config);
                 let mut fds = vec![(self.wake_read.as_raw_fd(), false)];
                 let mut timeout = st.poll_timeout(&self.config);
@@ -608,7 +699,7 @@ impl Shared {
                     fds.extend(
                         st.workers
                             .iter()
-                            .map(|w| (w.sock.as_raw_fd(), !w.out.is_empty())),
+                            .map(|w| (w.sock.as_raw_fd(), w.has_unsent())),
                     );
                 }
                 (fds, timeout, spawn)
@@ -653,6 +744,7 @@ impl Shared {
                     w.flush();
                 }
             }
+            self.publish_chunk_time(&st.status);
             st.enforce_timeouts(&self.config);
             st.check_liveness(&mut scratch, &mut last_liveness);
         }
@@ -667,19 +759,21 @@ impl Drop for Shared {
 }
 
 impl State {
-    /// Gives queued chunks to workers with room (idle ones first) and sends what the sockets
-    /// take. True if the supervisor must look again: bytes are left to send, or a worker
-    /// started a task that a timeout must watch.
-    fn dispatch(&mut self, config: &Config) -> bool {
+    /// Gives queued chunks to workers with room (idle ones first; with `idle_only`, to idle ones
+    /// only) and sends what the sockets take. True if the supervisor must look again: bytes
+    /// are left to send, or a worker started a task that a timeout must watch.
+    fn dispatch(&mut self, config: &Config, idle_only: bool) -> bool {
         let mut wake = false;
-        for level in 0..self.status.mailbox() {
+        self.activate_standbys(config);
+        let levels = if idle_only { 1 } else { self.status.mailbox() };
+        for level in 0..levels {
             for w in &mut self.workers {
                 if self.status.queue.is_empty() {
                     break;
                 }
-                let full = config.max_tasks != 0 && w.given >= w_quota(config);
                 if w.inflight.len() != level
-                    || full
+                    || w.at_quota(config)
+                    || w.standby
                     || w.gone.is_some()
                     || w.timed_out
                     || w.write_failed
@@ -694,9 +788,9 @@ impl State {
             }
         }
         for w in &mut self.workers {
-            if !w.out.is_empty() {
+            if w.has_unsent() {
                 w.flush();
-                wake |= !w.out.is_empty();
+                wake |= w.has_unsent();
             }
         }
         wake
@@ -743,7 +837,17 @@ impl State {
         }
     }
 
-    /// How many workers to start now.
+    /// Lets standby workers take tasks while fewer than `processes` workers serve.
+    fn activate_standbys(&mut self, config: &Config) {
+        let serving = self.workers.iter().filter(|w| w.serving(config)).count();
+        let room = config.processes.saturating_sub(serving);
+        for w in self.workers.iter_mut().filter(|w| w.standby).take(room) {
+            w.standby = false;
+        }
+    }
+
+    /// How many workers to start now: one for each worker missing or given its last chunk
+    /// (its successor starts while it runs that chunk, as a standby).
     fn workers_wanted(&self, config: &Config) -> usize {
         let idle_and_done = self.closed && self.status.queue.is_empty();
         if self.status.broken.is_some()
@@ -752,7 +856,8 @@ impl State {
         {
             return 0;
         }
-        config.processes.saturating_sub(self.workers.len())
+        let staying = self.workers.iter().filter(|w| !w.at_quota(config)).count();
+        config.processes.saturating_sub(staying)
     }
 
     /// When joining with nothing left to do, shuts every worker's socket: each exits at end of

@@ -4,11 +4,13 @@
 //! them go one way, results the other. Every fd made or received here is `O_CLOEXEC`.
 
 use super::cvt;
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// The most fds one `sendmsg` may carry (the kernel's `SCM_MAX_FD`).
 pub(crate) const MAX_FDS: usize = 253;
+/// The most slices one [`send_with_fds`] takes (well below the kernel's `UIO_MAXIOV`).
+pub(crate) const MAX_IOV: usize = 64;
 
 /// A connected pair of `AF_UNIX` stream sockets, both `O_CLOEXEC`.
 pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -34,28 +36,29 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) }).map(drop)
 }
 
-/// Sends from `buf` with `fds` attached to its first byte; returns the bytes sent (the fds
-/// went with them if it is more than zero). Never raises `SIGPIPE` (`EPIPE` instead); with
-/// `dontwait`, gives `WouldBlock` rather than blocking. `EINTR` is retried.
+/// Sends the bytes of `bufs`, in order, in one `sendmsg`, with `fds` attached to the first
+/// byte; returns the bytes sent (the fds went with them if it is more than zero). At most
+/// [`MAX_IOV`] slices. Never raises `SIGPIPE` (`EPIPE` instead); with `dontwait`, gives
+/// `WouldBlock` rather than blocking. `EINTR` is retried.
 pub(crate) fn send_with_fds(
     sock: BorrowedFd<'_>,
-    buf: &[u8],
+    bufs: &[IoSlice<'_>],
     fds: &[RawFd],
     dontwait: bool,
 ) -> io::Result<usize> {
-    if fds.len() > MAX_FDS {
+    if fds.len() > MAX_FDS || bufs.len() > MAX_IOV {
         return Err(io::ErrorKind::InvalidInput.into());
     }
-    let mut iov = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    let mut control = ControlBuf::new();
     // SAFETY: an all-zero msghdr (null pointers, zero lengths) is a valid value.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    // `IoSlice` is ABI-compatible with `iovec` on Unix (its documented guarantee); sendmsg
+    // only reads the slices.
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    // Zeroed (1 KiB) only for a message that carries fds; it outlives the `sendmsg`.
+    let mut control: ControlBuf;
     if !fds.is_empty() {
+        control = ControlBuf::new();
         let data_len = std::mem::size_of_val(fds) as u32;
         // SAFETY: CMSG_SPACE only computes a size.
         let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
@@ -78,8 +81,8 @@ pub(crate) fn send_with_fds(
     }
     let flags = libc::MSG_NOSIGNAL | if dontwait { libc::MSG_DONTWAIT } else { 0 };
     loop {
-        // SAFETY: `msg` points to a live iovec describing `buf` and to a control buffer laid
-        // out above; sendmsg only reads them.
+        // SAFETY: `msg` points to the live slices of `bufs` and to a control buffer laid out
+        // above; sendmsg only reads them.
         let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, flags) };
         if n >= 0 {
             return Ok(n as usize);
@@ -166,7 +169,7 @@ pub(crate) fn shutdown_write(sock: BorrowedFd<'_>) {
 /// Writes all of `buf` to a blocking socket (`EINTR` retried, `EPIPE` instead of `SIGPIPE`).
 pub(crate) fn send_all(sock: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = send_with_fds(sock, buf, &[], false)?;
+        let n = send_with_fds(sock, &[IoSlice::new(buf)], &[], false)?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -239,7 +242,13 @@ mod tests {
     fn bytes_and_fds_cross_a_pair() {
         let (a, b) = stream_pair().unwrap();
         let (r, w) = crate::sys::process::pipe_cloexec().unwrap();
-        let n = send_with_fds(a.as_fd(), b"hello", &[w.as_raw_fd()], false).unwrap();
+        let n = send_with_fds(
+            a.as_fd(),
+            &[IoSlice::new(b"hello")],
+            &[w.as_raw_fd()],
+            false,
+        )
+        .unwrap();
         assert_eq!(n, 5);
         drop(w);
         let mut buf = [0u8; 16];
