@@ -196,10 +196,28 @@ impl PoolBuilder {
             fork: self.fork,
             init: self.init,
         })?;
+        // The supervisor thread starts every worker (they die with it: see
+        // `ProcessBuilder::dies_with_thread`), the first ones before `build` returns.
         let thread_shared = Arc::clone(&shared);
+        let (started_tx, started) = std::sync::mpsc::sync_channel(1);
         let supervisor = std::thread::Builder::new()
             .name("multiproc-pool".into())
-            .spawn(move || thread_shared.supervise())?;
+            .spawn(move || {
+                let result = thread_shared.add_workers(thread_shared.config.processes);
+                let ok = result.is_ok();
+                let _ = started_tx.send(result);
+                if ok {
+                    thread_shared.supervise();
+                }
+            })?;
+        let result = started
+            .recv()
+            .unwrap_or(Err(Error::Spawn("the pool's supervisor thread panicked")));
+        if let Err(e) = result {
+            // The workers started so far are killed when the last `shared` drops.
+            let _ = supervisor.join();
+            return Err(e);
+        }
         Ok(Pool {
             shared,
             supervisor: Mutex::new(Some(supervisor)),
@@ -284,7 +302,8 @@ impl Pool {
         self.shared.config.processes
     }
 
-    /// The process ids of the workers running now.
+    /// The process ids of the workers serving now (not one leaving after its last task under
+    /// `max_tasks_per_child`, nor its successor before it takes over).
     pub fn pids(&self) -> Vec<u32> {
         self.shared.pids()
     }

@@ -495,7 +495,7 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// A pool state with `config.processes` workers started, or the error starting one.
+    /// A pool state, without workers yet ([`add_workers`](Self::add_workers) starts them).
     pub(super) fn start(config: Config) -> crate::Result<Arc<Shared>> {
         let (wake_read, wake_write) = crate::sys::process::pipe_cloexec()?;
         socket::set_nonblocking(wake_read.as_fd())?;
@@ -522,10 +522,6 @@ impl Shared {
             wake_read,
             wake_write,
         });
-        for _ in 0..shared.config.processes {
-            // On error, the workers started so far are killed when `shared` drops.
-            shared.add_worker()?;
-        }
         Ok(shared)
     }
 
@@ -578,12 +574,13 @@ impl Shared {
         socket::wake(self.wake_write.as_fd());
     }
 
-    /// The worker processes' ids.
+    /// The ids of the worker processes that serve (not a standby, nor one that is leaving
+    /// after its last chunk under `max_tasks_per_child`).
     pub(super) fn pids(&self) -> Vec<u32> {
         lock(&self.state)
             .workers
             .iter()
-            .filter(|w| w.gone.is_none() && !w.standby)
+            .filter(|w| w.serving(&self.config))
             .map(|w| w.process.pid())
             .collect()
     }
@@ -610,6 +607,12 @@ impl Shared {
         }
     }
 
+    /// Starts `n` workers. (One after another: started from two threads at once, the second
+    /// child's `exec` waited for the first's here, and a pool took longer to start.)
+    pub(super) fn add_workers(&self, n: usize) -> crate::Result<()> {
+        (0..n).try_for_each(|_| self.add_worker())
+    }
+
     /// Starts one worker and gives it the initializer.
     fn add_worker(&self) -> crate::Result<()> {
         let (ours, theirs) = socket::stream_pair()?;
@@ -619,30 +622,31 @@ impl Shared {
             _ => w_quota(&self.config),
         };
         let (n, close) = {
-            let st = lock(&self.state);
+            let mut st = lock(&self.state);
+            st.spawned += 1;
             let mut close: Vec<RawFd> = st.workers.iter().map(|w| w.sock.as_raw_fd()).collect();
             close.extend([
                 self.wake_read.as_raw_fd(),
                 self.wake_write.as_raw_fd(),
                 ours.as_raw_fd(),
             ]);
-            (st.spawned + 1, close)
+            (st.spawned, close)
         };
         let boot = Boot {
             sock: FdArg(theirs),
             max_tasks,
             close: Vec::new(),
         };
-        let builder = Process::builder()
-            .name(format!("PoolWorker-{n}"))
-            .daemon(true);
+        // Only the supervisor thread starts workers, and it outlives them: a worker dies with
+        // it, or with this process however it ends.
+        let builder = Process::builder().name(format!("PoolWorker-{n}"));
         let process = if self.config.fork {
             let boot = Boot { close, ..boot };
             // SAFETY: `PoolBuilder::fork`'s caller promised that `fork_spawn`'s preconditions
             // hold whenever the pool starts a worker; the child runs only `worker::serve`.
-            unsafe { builder.fork_spawn(worker::serve, boot)? }
+            unsafe { builder.daemon(true).fork_spawn(worker::serve, boot)? }
         } else {
-            builder.spawn(worker::serve, boot)?
+            builder.dies_with_thread().spawn(worker::serve, boot)?
         };
         let mut worker = Worker {
             process,
@@ -664,7 +668,6 @@ impl Shared {
             worker.give(chunk);
         }
         let mut st = lock(&self.state);
-        st.spawned = n;
         worker.flush();
         st.workers.push(worker);
         st.activate_standbys(&self.config);

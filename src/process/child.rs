@@ -79,6 +79,9 @@ fn run(memfd: BorrowedFd<'_>, token: u64, boot: record::Boot) -> ! {
         let _ = sys::set_cloexec(read.as_fd());
         registry::watch_parent(read);
     }
+    if let Some(parent) = meta.parent_pid {
+        registry::die_with_parent_thread(parent);
+    }
     // If this fails the parent may report an `exit(0)` inside the entry as "no init()": a
     // wrong message in a case that is already failing, so it is not fatal.
     let _ = record::mark_started(memfd);

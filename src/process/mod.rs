@@ -307,6 +307,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
 pub struct ProcessBuilder {
     name: Option<String>,
     daemon: bool,
+    dies_with_thread: bool,
 }
 
 impl ProcessBuilder {
@@ -323,10 +324,20 @@ impl ProcessBuilder {
         self
     }
 
+    /// The child is killed (`SIGKILL`, `PR_SET_PDEATHSIG`) as soon as the *thread* that
+    /// spawns it ends, or this process, however it ends. Cheaper to start than a daemon (no
+    /// watcher thread in the child); for a spawning thread that outlives its children, as
+    /// the pool's supervisor does. Spawn start method only.
+    pub(crate) fn dies_with_thread(mut self) -> Self {
+        self.dies_with_thread = true;
+        self
+    }
+
     fn options(&self) -> spawn::Options<'_> {
         spawn::Options {
             name: self.name.as_deref(),
             daemon: self.daemon,
+            dies_with_thread: self.dies_with_thread,
         }
     }
 

@@ -53,6 +53,8 @@ pub(super) struct Meta {
     pub(super) identity: Vec<u32>,
     /// The read end of the parent's daemon pipe, for daemon children.
     pub(super) daemon_fd: Option<i32>,
+    /// For a child that dies with the thread that started it: the parent's pid.
+    pub(super) parent_pid: Option<u32>,
 }
 
 /// Starts a bootstrap record: the header with a zero args length, ready for the arguments to
@@ -265,6 +267,7 @@ mod tests {
             name: "n".into(),
             identity: vec![1, 2],
             daemon_fd: None,
+            parent_pid: Some(3),
         }
     }
 

@@ -405,5 +405,13 @@ pub(super) fn watch_parent(read: OwnedFd) {
     }
 }
 
+/// Asks the kernel to kill this child when the thread that spawned it ends; exits at once if
+/// its parent (pid `parent`) already died before the request took effect.
+pub(super) fn die_with_parent_thread(parent: u32) {
+    if sys::kill_when_parent_thread_ends().is_err() || crate::sys::proc::getppid() != parent {
+        sys::exit_now(DAEMON_ORPHANED_EXIT);
+    }
+}
+
 /// Exit code of a daemon child that ends because its parent died (nobody is left to read it).
 const DAEMON_ORPHANED_EXIT: i32 = 143;

@@ -38,6 +38,7 @@ const LIBTEST_CHILD_ARGS: [&str; 5] = [
 pub(super) struct Options<'a> {
     pub(super) name: Option<&'a str>,
     pub(super) daemon: bool,
+    pub(super) dies_with_thread: bool,
 }
 
 /// Offsets of `entry` and `wrapper` from the anchor, after checking that all three are in the
@@ -157,6 +158,7 @@ where
         name,
         identity: path,
         daemon_fd,
+        parent_pid: opts.dies_with_thread.then(crate::sys::proc::getpid),
     };
     let buf = record::boot_finish(buf, &meta).map_err(|e| Error::Serialization(e.to_string()))?;
     let memfd = sys::memfd(c"multiproc-spawn")?;

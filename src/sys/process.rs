@@ -246,6 +246,13 @@ pub(crate) unsafe fn fork() -> io::Result<u32> {
     Ok(pid as u32)
 }
 
+/// Asks the kernel to send this process `SIGKILL` when the thread that created it ends
+/// (`PR_SET_PDEATHSIG`; kept across `execve`, cleared by `fork`).
+pub(crate) fn kill_when_parent_thread_ends() -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+        .map_err(io::Error::from)
+}
+
 /// Ends the calling process at once with `code`, without atexit handlers or destructors.
 #[inline]
 pub(crate) fn exit_now(code: i32) -> ! {
