@@ -347,7 +347,14 @@ impl Worker {
                     self.gone.get_or_insert(Gone::Ended);
                     break;
                 }
-                Ok(n) => self.inbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => {
+                    self.inbuf.extend_from_slice(&scratch[..n]);
+                    if n < scratch.len() {
+                        // A stream socket's receive takes all that is queued, up to the
+                        // buffer's size: nothing was left (end of file shows at the next poll).
+                        break;
+                    }
+                }
                 Err(e) => {
                     if e.kind() != std::io::ErrorKind::WouldBlock {
                         self.gone.get_or_insert(Gone::Ended);
@@ -540,8 +547,9 @@ impl Shared {
         self.chunk_ns.store(ns, Ordering::Relaxed);
     }
 
-    /// Queues `chunk` and sends it at once if a worker is idle; a busy worker's mailbox is
-    /// filled when its replies are read, many frames per `send`.
+    /// Queues `chunk` and gives it to a worker with room. It is sent at once to a worker that
+    /// would otherwise run out of work; to one with replies on the way it goes with the next
+    /// batch, when those are read (many frames per `send`).
     pub(super) fn submit(&self, chunk: Chunk) {
         let mut st = lock(&self.state);
         if st.closed {
@@ -762,14 +770,15 @@ impl Drop for Shared {
 }
 
 impl State {
-    /// Gives queued chunks to workers with room (idle ones first; with `idle_only`, to idle ones
-    /// only) and sends what the sockets take. True if the supervisor must look again: bytes
-    /// are left to send, or a worker started a task that a timeout must watch.
-    fn dispatch(&mut self, config: &Config, idle_only: bool) -> bool {
+    /// Gives queued chunks to workers with room (idle ones first) and sends what the sockets
+    /// take. From a `submitter`, sends only to workers holding fewer than [`MAILBOX`] sent
+    /// chunks: the others answer soon, and whoever reads their replies sends the rest. True
+    /// if the supervisor must look again: bytes are left to send, or a worker started a task
+    /// that a timeout must watch.
+    fn dispatch(&mut self, config: &Config, submitter: bool) -> bool {
         let mut wake = false;
         self.activate_standbys(config);
-        let levels = if idle_only { 1 } else { self.status.mailbox() };
-        for level in 0..levels {
+        for level in 0..self.status.mailbox() {
             for w in &mut self.workers {
                 if self.status.queue.is_empty() {
                     break;
@@ -791,7 +800,7 @@ impl State {
             }
         }
         for w in &mut self.workers {
-            if w.has_unsent() {
+            if w.has_unsent() && !(submitter && w.unsent >= MAILBOX) {
                 w.flush();
                 wake |= w.has_unsent();
             }
