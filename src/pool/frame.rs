@@ -84,6 +84,7 @@ pub(crate) fn task_header(buf: &mut Vec<u8>, entry: i64, wrapper: i64, nfds: u32
 /// Appends `value`'s postcard encoding to `buf`, copying short pieces (a varint, a small
 /// field) byte by byte: postcard's own `Vec` and `io::Write` paths call `memcpy` for each, which
 /// cost more than the task of a small `map`.
+#[inline]
 pub(crate) fn encode<T: serde::Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     value: &T,
@@ -97,11 +98,13 @@ struct Append<'a>(&'a mut Vec<u8>);
 impl postcard::ser_flavors::Flavor for Append<'_> {
     type Output = ();
 
+    #[inline]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
         self.0.push(byte);
         Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         if data.len() <= 16 {
             self.0.reserve(data.len());
@@ -121,6 +124,7 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
 
 /// Appends one argument, written by `encode` (postcard into the buffer); if it fails, the
 /// argument carries the error instead, and the worker replies `BadArgs` with it.
+#[inline]
 pub(crate) fn push_arg<E: std::fmt::Display>(
     buf: &mut Vec<u8>,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
@@ -129,6 +133,7 @@ pub(crate) fn push_arg<E: std::fmt::Display>(
 }
 
 /// Appends one reply, its bytes written by `encode`; if that fails, a `BadResult` reply.
+#[inline]
 pub(crate) fn push_reply<E: std::fmt::Display>(
     buf: &mut Vec<u8>,
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
@@ -138,6 +143,7 @@ pub(crate) fn push_reply<E: std::fmt::Display>(
 
 /// Appends a `flag | len | bytes` field whose bytes `encode` writes; if it fails, the field is
 /// `failed | len | the error message` instead.
+#[inline]
 fn push_encoded<E: std::fmt::Display>(
     buf: &mut Vec<u8>,
     flag: u8,
@@ -201,9 +207,11 @@ pub(crate) fn next_frame(buf: &[u8]) -> Result<Option<Frame>, &'static str> {
 }
 
 /// A cursor over a body that refuses to read past its end.
+#[derive(Clone)]
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
         if self.0.len() < n {
             return Err("frame shorter than its contents");
@@ -212,9 +220,11 @@ impl<'a> Cursor<'a> {
         self.0 = tail;
         Ok(head)
     }
+    #[inline]
     fn u8(&mut self) -> Result<u8, &'static str> {
         Ok(self.take(1)?[0])
     }
+    #[inline]
     fn u32(&mut self) -> Result<u32, &'static str> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -225,6 +235,7 @@ impl<'a> Cursor<'a> {
         Ok(i64::from_le_bytes(b))
     }
     /// A `len u32 | bytes` field.
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], &'static str> {
         let len = self.u32()? as usize;
         self.take(len)
@@ -256,6 +267,7 @@ pub(crate) const FIRST_REPLY: usize = 4;
 /// The reply at `*at` in a body that [`check_replies`] accepted, moving `*at` past it:
 /// `Ok(bytes)` for a returned value, `Err` for a failure. `None` past the end (or on a body
 /// that was not checked: it never reads out of bounds).
+#[inline]
 pub(crate) fn next_reply<'a>(body: &'a [u8], at: &mut usize) -> Option<Result<&'a [u8], Reply>> {
     let mut c = Cursor(body.get(*at..)?);
     let kind = c.u8().ok()?;
@@ -287,8 +299,48 @@ pub(crate) struct Task<'a> {
     pub(crate) entry: i64,
     pub(crate) wrapper: i64,
     pub(crate) nfds: u32,
-    /// Each argument: its encoding, or the error the pool met encoding it.
-    pub(crate) args: Vec<Result<&'a [u8], String>>,
+    /// The arguments, read one at a time (no copy, no allocation per chunk).
+    pub(crate) args: Args<'a>,
+}
+
+/// The arguments of a TASK or INIT body, in order: each its encoding, or the error the pool
+/// met encoding it. Ends early (with [`Args::complete`] false) at a truncated argument.
+#[derive(Clone)]
+pub(crate) struct Args<'a> {
+    left: u32,
+    rest: Cursor<'a>,
+    truncated: bool,
+}
+
+impl Args<'_> {
+    /// The number of arguments not read yet.
+    pub(crate) fn len(&self) -> u32 {
+        self.left
+    }
+
+    /// Whether every argument the header announced was read whole.
+    pub(crate) fn complete(&self) -> bool {
+        !self.truncated && self.left == 0
+    }
+}
+
+impl<'a> Iterator for Args<'a> {
+    type Item = Result<&'a [u8], String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 || self.truncated {
+            return None;
+        }
+        let (Ok(flag), Ok(bytes)) = (self.rest.u8(), self.rest.bytes()) else {
+            self.truncated = true;
+            return None;
+        };
+        self.left -= 1;
+        Some(match flag {
+            ARG_ENCODED => Ok(bytes),
+            _ => Err(String::from_utf8_lossy(bytes).into_owned()),
+        })
+    }
 }
 
 /// Splits a TASK or INIT body.
@@ -298,20 +350,15 @@ pub(crate) fn parse_task(body: &[u8]) -> Result<Task<'_>, &'static str> {
     let wrapper = c.i64()?;
     let nfds = c.u32()?;
     let count = c.u32()?;
-    let mut args = Vec::with_capacity(count.min(1 << 16) as usize);
-    for _ in 0..count {
-        let flag = c.u8()?;
-        let bytes = c.bytes()?;
-        args.push(match flag {
-            ARG_ENCODED => Ok(bytes),
-            _ => Err(String::from_utf8_lossy(bytes).into_owned()),
-        });
-    }
     Ok(Task {
         entry,
         wrapper,
         nfds,
-        args,
+        args: Args {
+            left: count,
+            rest: c,
+            truncated: false,
+        },
     })
 }
 
@@ -330,9 +377,18 @@ mod tests {
         let f = next_frame(&buf).unwrap().unwrap();
         assert_eq!((f.kind, f.id, f.body.end), (KIND_TASK, 9, buf.len()));
         assert_eq!(next_frame(&buf[..buf.len() - 1]), Ok(None));
-        let t = parse_task(&buf[f.body]).unwrap();
-        assert_eq!((t.entry, t.wrapper, t.nfds), (-3, 4, 1));
-        assert_eq!(t.args, vec![Ok(&[7u8][..]), Err("no".to_owned())]);
+        let t = parse_task(&buf[f.body.clone()]).unwrap();
+        assert_eq!((t.entry, t.wrapper, t.nfds, t.args.len()), (-3, 4, 1, 2));
+        let mut args = t.args;
+        assert_eq!(
+            args.by_ref().collect::<Vec<_>>(),
+            vec![Ok(&[7u8][..]), Err("no".to_owned())]
+        );
+        assert!(args.complete());
+        let cut = parse_task(&buf[f.body.start..f.body.end - 1]).unwrap();
+        let mut args = cut.args;
+        assert_eq!(args.by_ref().count(), 1);
+        assert!(!args.complete());
 
         let mut buf = Vec::new();
         begin(&mut buf, KIND_RESULTS, 9);

@@ -372,8 +372,10 @@ impl Pool {
         let inputs = inputs.into_iter();
         let chunksize = self.map_chunksize(inputs.size_hint().0);
         let mut out = Vec::with_capacity(inputs.size_hint().0);
-        for (index, r) in IMap::new(self, f, inputs, chunksize, true).enumerate() {
-            out.push(r.map_err(|error| MapError { index, error })?);
+        let mut chunks = IMap::new(self, f, inputs, chunksize, true);
+        // Without a deadline, a chunk always comes (or the end).
+        while let Ok(Some(batch)) = chunks.next_chunk(None) {
+            batch.decode_into(&mut out)?;
         }
         Ok(out)
     }
@@ -404,11 +406,7 @@ impl Pool {
         AsyncResult::new(Arc::clone(&self.shared), sink, chunks, |done| {
             let mut out = Vec::new();
             for (_, batch) in done {
-                let mut at = 0;
-                while let Some(item) = batch.next_item(&mut at) {
-                    let index = out.len();
-                    out.push(result::decode(item).map_err(|error| MapError { index, error })?);
-                }
+                batch.decode_into(&mut out)?;
             }
             Ok(out)
         })

@@ -211,10 +211,25 @@ where
                 }
                 self.current = None;
             }
-            self.refill();
-            if self.taken == self.submitted {
+            let Some(batch) = self.next_chunk(deadline)? else {
                 return Ok(None);
-            }
+            };
+            self.current = Some((batch, 0));
+        }
+    }
+
+    /// The next chunk's outcomes (submitting more inputs first), waiting at most until
+    /// `deadline`; `Ok(None)` at the end. Only while no chunk is being handed out.
+    pub(super) fn next_chunk(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Batch>, crate::Error> {
+        debug_assert!(self.current.is_none());
+        self.refill();
+        if self.taken == self.submitted {
+            return Ok(None);
+        }
+        {
             let want = self.taken;
             let ordered = self.ordered;
             let chunk = self.sink.wait_for(&self.pool.shared, deadline, |done| {
@@ -231,7 +246,7 @@ where
                 return Err(crate::Error::Timeout);
             };
             self.taken += 1;
-            self.current = Some((batch, 0));
+            Ok(Some(batch))
         }
     }
 

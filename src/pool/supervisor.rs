@@ -10,12 +10,13 @@
 //! killed it for that); the chunks behind it never started and go back to the front of the
 //! queue for another worker. No lock is shared with workers: a worker can only stop talking.
 
-use super::error::TaskError;
+use super::error::{MapError, TaskError};
 use super::frame::{self, Reply};
 use super::worker::{self, Boot};
 use crate::process::FdArg;
 use crate::sys::socket;
 use crate::{Error, ExitStatus, Process};
+use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
@@ -64,6 +65,7 @@ pub(super) enum Batch {
 impl Batch {
     /// The outcome of the task at `*at` (start at 0), moving `*at` to the next; `None` past the
     /// last. `Ok` holds the encoded result.
+    #[inline]
     pub(super) fn next_item(&self, at: &mut usize) -> Option<Result<&[u8], TaskError>> {
         match self {
             Batch::Replies(body) => {
@@ -75,6 +77,20 @@ impl Batch {
                 Err(e.clone())
             }),
         }
+    }
+
+    /// Decodes every task's result onto `out`, in order; the first failed task's error with
+    /// its position in `out`.
+    pub(super) fn decode_into<R: DeserializeOwned>(
+        &self,
+        out: &mut Vec<R>,
+    ) -> Result<(), MapError> {
+        let mut at = 0;
+        while let Some(item) = self.next_item(&mut at) {
+            let index = out.len();
+            out.push(super::result::decode(item).map_err(|error| MapError { index, error })?);
+        }
+        Ok(())
     }
 
     /// Whether every task returned.

@@ -33,49 +33,64 @@ pub(super) struct Boot {
 /// The type of every `run_chunk::<A, R>`: runs the entry on each argument and appends one
 /// reply per argument to `out`; false if any of them did not return.
 pub(super) type ChunkFn =
-    fn(entry: usize, args: &[Result<&[u8], String>], slots: &[RawFd], out: &mut Vec<u8>) -> bool;
+    fn(entry: usize, args: frame::Args<'_>, slots: &[RawFd], out: &mut Vec<u8>) -> bool;
 
-/// Decodes the arguments of one frame (with its fds importable), runs `entry` on each.
+/// Decodes the arguments of one frame, runs `entry` on each. Without fds, each argument is
+/// decoded just before its task runs (no per-chunk list); with fds, all are decoded first,
+/// while the fds are importable.
 ///
 /// Monomorphised per `(A, R)` in the pool, which passes its offset in the frame.
 pub(super) fn run_chunk<A: DeserializeOwned, R: Serialize>(
     entry: usize,
-    args: &[Result<&[u8], String>],
+    mut args: frame::Args<'_>,
     slots: &[RawFd],
     out: &mut Vec<u8>,
 ) -> bool {
-    let decoded: Vec<Result<A, String>> = handoff::with_imports(slots, || {
-        args.iter()
-            .map(|a| match a {
-                Ok(bytes) => postcard::from_bytes(bytes).map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
-            })
-            .collect()
-    });
     // SAFETY: the pool computed this address's offset from `entry: fn(A) -> R` together with
     // this very wrapper's (`entry_offsets` checked both are in the executable), so it is a
     // function of exactly this type in this executable.
     let entry = unsafe { std::mem::transmute::<usize, fn(A) -> R>(entry) };
-    out.extend_from_slice(&(args.len() as u32).to_le_bytes());
+    let decode = |a: Result<&[u8], String>| {
+        a.and_then(|bytes| postcard::from_bytes::<A>(bytes).map_err(|e| e.to_string()))
+    };
+    out.extend_from_slice(&args.len().to_le_bytes());
+    // A reply of a small result takes a few bytes besides its 5-byte header.
+    out.reserve((args.len() as usize).min(1 << 20) * 8);
     let mut all_returned = true;
-    for arg in decoded {
-        let outcome = match arg {
-            Ok(a) => catch_unwind(AssertUnwindSafe(|| entry(a))),
-            Err(e) => {
-                frame::push_failure(out, &Reply::BadArgs(e));
-                all_returned = false;
-                continue;
-            }
-        };
-        match outcome {
-            Ok(r) => frame::push_reply(out, |b| frame::encode(b, &r)),
-            Err(payload) => {
-                frame::push_failure(out, &Reply::Panicked(panic_message(payload.as_ref())));
-                all_returned = false;
-            }
+    if slots.is_empty() {
+        for arg in args.by_ref() {
+            all_returned &= run_one(entry, decode(arg), out);
+        }
+    } else {
+        let decoded: Vec<Result<A, String>> =
+            handoff::with_imports(slots, || args.by_ref().map(decode).collect());
+        for arg in decoded {
+            all_returned &= run_one(entry, arg, out);
         }
     }
-    all_returned
+    // A truncated frame leaves fewer replies than tasks: the pool replaces this worker.
+    all_returned && args.complete()
+}
+
+/// Runs `entry` on one decoded argument and appends its reply; false if it did not return.
+fn run_one<A, R: Serialize>(entry: fn(A) -> R, arg: Result<A, String>, out: &mut Vec<u8>) -> bool {
+    let arg = match arg {
+        Ok(a) => a,
+        Err(e) => {
+            frame::push_failure(out, &Reply::BadArgs(e));
+            return false;
+        }
+    };
+    match catch_unwind(AssertUnwindSafe(|| entry(arg))) {
+        Ok(r) => {
+            frame::push_reply(out, |b| frame::encode(b, &r));
+            true
+        }
+        Err(payload) => {
+            frame::push_failure(out, &Reply::Panicked(panic_message(payload.as_ref())));
+            false
+        }
+    }
 }
 
 /// The worker's entry: serves frames until the pool shuts its socket, it served `max_tasks`
@@ -193,7 +208,7 @@ fn run_frame(
     let run: ChunkFn = unsafe { std::mem::transmute::<usize, ChunkFn>(wrapper) };
     let ok = run(
         anchor.wrapping_add_signed(task.entry as isize),
-        &task.args,
+        task.args,
         &slots,
         out,
     );
