@@ -274,6 +274,47 @@ fn workers_exit_within_a_second_of_their_parent_being_killed() {
     });
 }
 
+/// Like [`pool_parent`], after one worker was killed and replaced: the replacement is started
+/// by the pool's supervisor thread and tied to it (`PR_SET_PDEATHSIG`), not a daemon.
+fn pool_parent_with_a_replacement(pids: Queue<u32>) {
+    let pool = Pool::new(2).unwrap();
+    let first = pool.pids();
+    // SAFETY: kill has no memory-safety preconditions; the pid is our own worker's.
+    unsafe { libc::kill(first[0] as i32, libc::SIGKILL) };
+    let started = Instant::now();
+    while !pool.pids().iter().any(|p| !first.contains(p)) || pool.pids().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no replacement"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for p in pool.pids() {
+        pids.push(p).unwrap();
+    }
+    let _ = pool.map(sleepy, vec![60_000u64; 4]);
+}
+
+#[test]
+fn a_replacement_worker_exits_within_a_second_of_its_parent_being_killed() {
+    watchdog(60, || {
+        let pids = Queue::<u32>::new(8).unwrap();
+        let parent = Process::spawn(pool_parent_with_a_replacement, pids.clone()).unwrap();
+        let (parent, workers) = workers_of(parent, &pids);
+        std::thread::sleep(Duration::from_millis(100));
+        parent.kill().unwrap();
+        let killed = Instant::now();
+        assert!(matches!(parent.join(), Err(Error::ChildSignaled { .. })));
+        while !workers.iter().all(|&p| is_dead(p)) {
+            assert!(
+                killed.elapsed() < Duration::from_secs(1),
+                "workers outlived their parent by 1 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    });
+}
+
 #[test]
 fn ctrl_c_ends_a_blocked_map_and_every_worker() {
     watchdog(60, || {

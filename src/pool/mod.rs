@@ -43,7 +43,8 @@
 //!   chunk of c tasks to c times the timeout. A recycled worker's successor starts when the
 //!   worker is given its last chunk, and takes tasks only once that chunk is answered (so the
 //!   pool briefly has one process more than `processes`, never more running tasks).
-//! - Workers are daemon children: they end when the pool's process ends, however it ends.
+//! - Workers end when the pool's process ends, however it ends (daemon children, or tied to
+//!   the pool's thread with `PR_SET_PDEATHSIG`).
 
 mod error;
 mod frame;
@@ -196,28 +197,12 @@ impl PoolBuilder {
             fork: self.fork,
             init: self.init,
         })?;
-        // The supervisor thread starts every worker (they die with it: see
-        // `ProcessBuilder::dies_with_thread`), the first ones before `build` returns.
+        // On error, the workers started so far are killed when `shared` drops.
+        shared.add_workers(shared.config.processes)?;
         let thread_shared = Arc::clone(&shared);
-        let (started_tx, started) = std::sync::mpsc::sync_channel(1);
         let supervisor = std::thread::Builder::new()
             .name("multiproc-pool".into())
-            .spawn(move || {
-                let result = thread_shared.add_workers(thread_shared.config.processes);
-                let ok = result.is_ok();
-                let _ = started_tx.send(result);
-                if ok {
-                    thread_shared.supervise();
-                }
-            })?;
-        let result = started
-            .recv()
-            .unwrap_or(Err(Error::Spawn("the pool's supervisor thread panicked")));
-        if let Err(e) = result {
-            // The workers started so far are killed when the last `shared` drops.
-            let _ = supervisor.join();
-            return Err(e);
-        }
+            .spawn(move || thread_shared.supervise())?;
         Ok(Pool {
             shared,
             supervisor: Mutex::new(Some(supervisor)),
