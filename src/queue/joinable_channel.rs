@@ -11,7 +11,7 @@
 use super::error::{RecvError, SendError, TaskDoneError};
 use super::handle::Channel;
 use super::joinable::TaskCount;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::loom::futex::Deadline;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
@@ -76,10 +76,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         Spec::new::<T, TaskCount>(Kind::JoinableChannel)
     }
 
-    fn counter_name(name: &str) -> String {
-        format!("{name}-tasks")
-    }
-
     fn from_parts(channel: Channel<T>, tasks: Object) -> Result<Self> {
         TaskCount::check(&tasks)?;
         Ok(Self {
@@ -91,15 +87,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
 
     fn count(&self) -> &TaskCount {
         TaskCount::of(&self.tasks)
-    }
-
-    fn counter(name: Option<&str>, open_existing: bool, opts: &ShmOptions) -> Result<Object> {
-        let (spec, len) = (Self::spec(), size_of::<TaskCount>());
-        let name = name.map(Self::counter_name);
-        match (name, open_existing) {
-            (Some(n), true) => Object::open_or_create(&n, &spec, len, opts, TaskCount::init),
-            (n, _) => Object::create(n.as_deref(), &spec, len, opts, TaskCount::init),
-        }
     }
 
     /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
@@ -117,7 +104,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Channel::new_with(capacity_bytes, opts)?,
-            Self::counter(None, false, opts)?,
+            TaskCount::create(&Self::spec(), None, false, opts)?,
         )
     }
 
@@ -136,7 +123,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Channel::create_with(name, capacity_bytes, opts)?,
-            Self::counter(Some(name), false, opts)?,
+            TaskCount::create(&Self::spec(), Some(name), false, opts)?,
         )
     }
 
@@ -153,7 +140,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// # Errors
     /// As [`Channel::open`], for either segment.
     pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), opts)?;
+        let tasks = TaskCount::open(&Self::spec(), name, opts)?;
         Self::from_parts(Channel::open_with(name, opts)?, tasks)
     }
 
@@ -177,24 +164,8 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     ) -> Result<Self> {
         Self::from_parts(
             Channel::open_or_create_with(name, capacity_bytes, opts)?,
-            Self::counter(Some(name), true, opts)?,
+            TaskCount::create(&Self::spec(), Some(name), true, opts)?,
         )
-    }
-
-    /// Sends through `send`, counting the message as an unfinished task first. With
-    /// `u32::MAX` tasks unfinished there is no room for another: `Full(msg)`.
-    fn counted(
-        &self,
-        msg: T,
-        send: impl FnOnce(T) -> std::result::Result<(), SendError<T>>,
-    ) -> std::result::Result<(), SendError<T>> {
-        if !self.count().add() {
-            return Err(SendError::Full(msg));
-        }
-        send(msg).inspect_err(|_| {
-            // Not sent: not a task. Cannot underflow: we counted it.
-            let _ = self.count().done();
-        })
     }
 
     /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
@@ -202,22 +173,28 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// # Errors
     /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
     pub fn put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.send(m))
+        self.count()
+            .counted(msg, SendError::Full, |m| self.channel.send(m))
     }
 
     /// Sends `msg` if there is room now, else `Full(msg)`.
     pub fn try_put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.try_send(m))
+        self.count()
+            .counted(msg, SendError::Full, |m| self.channel.try_send(m))
     }
 
     /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
     pub fn put_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.send_timeout(m, timeout))
+        self.count().counted(msg, SendError::Full, |m| {
+            self.channel.send_timeout(m, timeout)
+        })
     }
 
     /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
     pub fn put_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.send_until(m, deadline))
+        self.count().counted(msg, SendError::Full, |m| {
+            self.channel.send_until(m, deadline)
+        })
     }
 
     /// Receives the oldest message, waiting while there is none. Call
@@ -263,7 +240,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// # Errors
     /// [`Error::Timeout`] if tasks were still unfinished.
     pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.join_deadline(Deadline::after(timeout))
+        self.count().join_by(Deadline::after(timeout))
     }
 
     /// Like [`join`](Self::join), giving up at `deadline`.
@@ -271,14 +248,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// # Errors
     /// [`Error::Timeout`] if tasks were still unfinished.
     pub fn join_until(&self, deadline: Instant) -> Result<()> {
-        self.join_deadline(Deadline::at(deadline))
-    }
-
-    fn join_deadline(&self, deadline: Deadline) -> Result<()> {
-        match self.count().join(Some(deadline)) {
-            true => Ok(()),
-            false => Err(Error::Timeout),
-        }
+        self.count().join_by(Deadline::at(deadline))
     }
 
     /// Messages put and not yet marked done.
@@ -365,6 +335,7 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableChannel<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn counts_tasks_and_undoes_failed_puts() {
