@@ -156,10 +156,7 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
                 failed = Some(e);
             }
         };
-        let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
-            (name, _) => Object::create(name, &spec, len, opts, init)?,
-        };
+        let object = Object::make(name, open_existing, &spec, len, opts, init)?;
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
             return Err(Error::InvalidSize { reason: e });
@@ -857,10 +854,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             }
         };
         let spec = Self::spec();
-        let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
-            (name, _) => Object::create(name, &spec, len, opts, init)?,
-        };
+        let object = Object::make(name, open_existing, &spec, len, opts, init)?;
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
             return Err(Error::InvalidSize { reason: e });

@@ -48,10 +48,7 @@ impl TaskCount {
     ) -> Result<Object> {
         let len = size_of::<TaskCount>();
         let name = name.map(Self::name_for);
-        match (name, open_existing) {
-            (Some(n), true) => Object::open_or_create(&n, spec, len, opts, Self::init),
-            (n, _) => Object::create(n.as_deref(), spec, len, opts, Self::init),
-        }
+        Object::make(name.as_deref(), open_existing, spec, len, opts, Self::init)
     }
 
     /// Opens the counter object of the joinable queue or channel `name`.

@@ -69,6 +69,22 @@ impl Object {
         })
     }
 
+    /// A new object: [`open_or_create`](Self::open_or_create) for a `name` and `open_existing`,
+    /// else [`create`](Self::create) (anonymous for no `name`).
+    pub(crate) fn make(
+        name: Option<&str>,
+        open_existing: bool,
+        spec: &Spec,
+        payload_len: usize,
+        opts: &ShmOptions,
+        init: impl FnOnce(NonNull<u8>),
+    ) -> Result<Object> {
+        match (name, open_existing) {
+            (Some(name), true) => Self::open_or_create(name, spec, payload_len, opts, init),
+            (name, _) => Self::create(name, spec, payload_len, opts, init),
+        }
+    }
+
     /// Opens the named object and validates it against `spec`.
     pub(crate) fn open(name: &str, spec: &Spec, opts: &ShmOptions) -> Result<Object> {
         Self::from_segment(Segment::open_with(name, opts)?, spec, opts)
