@@ -169,3 +169,32 @@ fn payload_ptr(segment: &Segment, spec: &Spec) -> NonNull<u8> {
     // mapping (or one past its end for an empty payload), and the mapping pointer is non-null.
     unsafe { NonNull::new_unchecked(segment.as_ptr().add(spec.payload_offset())) }
 }
+
+/// `Serialize` and `Deserialize` for the handle `$ty<T>` (bounds `$bound`) of one object in its
+/// `object` field: it travels as its segment, and arrives validated against `Self::spec()` and
+/// rebuilt by `Self::from_object`.
+macro_rules! object_serde {
+    ($ty:ident, $($bound:tt)+) => {
+        impl<T: $($bound)+> serde::Serialize for $ty<T> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(self.object.segment(), s)
+            }
+        }
+
+        impl<'de, T: $($bound)+> serde::Deserialize<'de> for $ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let segment = <super::Segment as serde::Deserialize>::deserialize(d)?;
+                let opts = super::ShmOptions::default();
+                super::object::Object::from_segment(segment, &Self::spec(), &opts)
+                    .and_then(Self::from_object)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use object_serde;

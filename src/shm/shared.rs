@@ -6,7 +6,6 @@ use super::header::{Kind, Spec};
 use super::object::Object;
 use super::segment::ShmOptions;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -165,17 +164,4 @@ impl<T: ShmSafe> fmt::Debug for Shared<T> {
     }
 }
 
-impl<T: ShmSafe> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: ShmSafe> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let segment = super::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(Self::from_object)
-            .map_err(serde::de::Error::custom)
-    }
-}
+super::object::object_serde!(Shared, ShmSafe);

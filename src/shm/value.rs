@@ -6,7 +6,6 @@ use super::segment::ShmOptions;
 use crate::error::{Error, Result};
 use crate::sync::{LockError, LockResult, Mutex, MutexGuard};
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -222,17 +221,4 @@ impl<T: Pod + Send> fmt::Debug for Value<T> {
     }
 }
 
-impl<T: Pod + Send> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let segment = super::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(Self::from_object)
-            .map_err(serde::de::Error::custom)
-    }
-}
+super::object::object_serde!(Value, Pod + Send);
