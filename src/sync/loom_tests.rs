@@ -14,17 +14,10 @@ use super::wait::{Asymmetric, Points, Poll, Signal, Symmetric, Waiters, block_on
 use super::{Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore};
 use crate::loom::UnsafeCell;
 use crate::loom::futex;
+use crate::loom::model;
 use crate::loom::sync::Arc;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use crate::loom::thread;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
-    b.check(f);
-}
 
 /// Runs `f` on `n` new threads, each with its own reference to `shared`.
 fn spawn_n<S: Send + Sync + 'static, R: Send + 'static>(
