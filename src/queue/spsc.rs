@@ -463,27 +463,36 @@ pub(crate) fn release_end<'a, T: Pod + Send, E: End<'a, T>>(ring: SpscRef<'a, T>
     drop(E::resume(ring, state));
 }
 
-impl<'a, T: Pod + Send> End<'a, T> for SpscProducer<'a, T> {
-    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
-        Self {
-            ring,
-            id: state.id,
-            tail: state.ours,
-            head: state.theirs,
-        }
-    }
+/// [`End`] for the end `$end`, whose own index is its field `$ours` and the other side's, as
+/// last read, `$theirs`.
+macro_rules! end_impl {
+    ($end:ident, $ours:ident, $theirs:ident) => {
+        impl<'a, T: Pod + Send> End<'a, T> for $end<'a, T> {
+            fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+                Self {
+                    ring,
+                    id: state.id,
+                    $ours: state.ours,
+                    $theirs: state.theirs,
+                }
+            }
 
-    fn suspend(self) -> EndState {
-        let state = EndState {
-            id: self.id,
-            ours: self.tail,
-            theirs: self.head,
-        };
-        // The role stays claimed: no release.
-        std::mem::forget(self);
-        state
-    }
+            fn suspend(self) -> EndState {
+                let state = EndState {
+                    id: self.id,
+                    ours: self.$ours,
+                    theirs: self.$theirs,
+                };
+                // The role stays claimed: no release.
+                std::mem::forget(self);
+                state
+            }
+        }
+    };
 }
+
+end_impl!(SpscProducer, tail, head);
+end_impl!(SpscConsumer, head, tail);
 
 impl<T: Pod + Send> SpscProducer<'_, T> {
     /// Free slots, re-reading the consumer's index if the cached one shows fewer than `want`.
@@ -617,28 +626,6 @@ pub(crate) struct SpscConsumer<'a, T: Pod + Send> {
     head: u64,
     /// The producer's index as last read.
     tail: u64,
-}
-
-impl<'a, T: Pod + Send> End<'a, T> for SpscConsumer<'a, T> {
-    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
-        Self {
-            ring,
-            id: state.id,
-            head: state.ours,
-            tail: state.theirs,
-        }
-    }
-
-    fn suspend(self) -> EndState {
-        let state = EndState {
-            id: self.id,
-            ours: self.head,
-            theirs: self.tail,
-        };
-        // The role stays claimed: no release.
-        std::mem::forget(self);
-        state
-    }
 }
 
 impl<T: Pod + Send> SpscConsumer<'_, T> {
