@@ -180,6 +180,98 @@ pub(crate) unsafe fn peek_unfinished(ptr: *const u8, len: usize) -> Option<u32> 
     Some(count.unfinished.load(Ordering::Relaxed))
 }
 
+/// The methods [`JoinableQueue`] and [`JoinableChannel`](super::JoinableChannel) share: the
+/// task count's (`task_done`, the joins, `unfinished_tasks`), and those that forward to the
+/// `$inner: $Inner` underneath (`close`, `is_closed`, `len`, `is_empty`, `persist`). The docs
+/// call it a `$what` of `$items` (`$Items`), `$verbed` by `$sending`, taken as `$taken`.
+macro_rules! joinable_methods {
+    (
+        $inner:ident: $Inner:ident,
+        $what:literal,
+        $items:literal,
+        $Items:literal,
+        $verbed:literal,
+        $sending:literal,
+        $taken:literal $(,)?
+    ) => {
+        #[doc = concat!(
+            "Marks one ", $taken, " as processed; wakes every joiner when none are left."
+        )]
+        ///
+        /// # Errors
+        #[doc = concat!(
+            "[`TaskDoneError`](crate::queue::TaskDoneError) if called more times than ",
+            $items, " were ", $verbed, "."
+        )]
+        pub fn task_done(&self) -> std::result::Result<(), $crate::queue::TaskDoneError> {
+            self.count().done()
+        }
+
+        #[doc = concat!("Waits until all ", $items, " ", $verbed, " have been marked done.")]
+        pub fn join(&self) {
+            self.count().join(None);
+        }
+
+        /// Like [`join`](Self::join), giving up after `timeout`.
+        ///
+        /// # Errors
+        /// [`Error::Timeout`](crate::Error::Timeout) if tasks were still unfinished.
+        pub fn join_timeout(&self, timeout: std::time::Duration) -> $crate::error::Result<()> {
+            self.count().join_by($crate::loom::futex::Deadline::after(timeout))
+        }
+
+        /// Like [`join`](Self::join), giving up at `deadline`.
+        ///
+        /// # Errors
+        /// [`Error::Timeout`](crate::Error::Timeout) if tasks were still unfinished.
+        pub fn join_until(&self, deadline: std::time::Instant) -> $crate::error::Result<()> {
+            self.count().join_by($crate::loom::futex::Deadline::at(deadline))
+        }
+
+        #[doc = concat!($Items, " ", $verbed, " and not yet marked done.")]
+        pub fn unfinished_tasks(&self) -> u32 {
+            self.count().unfinished()
+        }
+
+        #[doc = concat!(
+            "The ", $what, " underneath (", $sending, " through it directly does not count tasks)."
+        )]
+        pub fn $inner(&self) -> &$Inner<T> {
+            &self.$inner
+        }
+
+        #[doc = concat!(
+            "Closes the ", $what, " (see [`", stringify!($Inner), "::close`](crate::",
+            stringify!($Inner), "::close)); joiners are not woken by it."
+        )]
+        pub fn close(&self) {
+            self.$inner.close()
+        }
+
+        #[doc = concat!("Whether the ", $what, " was closed.")]
+        pub fn is_closed(&self) -> bool {
+            self.$inner.is_closed()
+        }
+
+        #[doc = concat!("Number of queued ", $items, " (approximate).")]
+        pub fn len(&self) -> usize {
+            self.$inner.len()
+        }
+
+        #[doc = concat!("Whether the ", $what, " looks empty.")]
+        pub fn is_empty(&self) -> bool {
+            self.$inner.is_empty()
+        }
+
+        /// Keeps the names after the creator's handles drop.
+        pub fn persist(&self) {
+            self.$inner.persist();
+            self.tasks.persist();
+        }
+    };
+}
+pub(crate) use joinable_methods;
+
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
 /// that a producer can [`join`](Self::join) until all of them are.
 ///
@@ -351,74 +443,19 @@ impl<T: Pod + Send> JoinableQueue<T> {
         self.queue.pop_until(deadline)
     }
 
-    /// Marks one popped value as processed; wakes every joiner when none are left.
-    ///
-    /// # Errors
-    /// [`TaskDoneError`] if called more times than values were pushed.
-    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.count().done()
-    }
-
-    /// Waits until every pushed value has been marked done.
-    pub fn join(&self) {
-        self.count().join(None);
-    }
-
-    /// Like [`join`](Self::join), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.count().join_by(Deadline::after(timeout))
-    }
-
-    /// Like [`join`](Self::join), giving up at `deadline`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_until(&self, deadline: Instant) -> Result<()> {
-        self.count().join_by(Deadline::at(deadline))
-    }
-
-    /// Values pushed and not yet marked done.
-    pub fn unfinished_tasks(&self) -> u32 {
-        self.count().unfinished()
-    }
-
-    /// The queue underneath (pushing through it directly does not count tasks).
-    pub fn queue(&self) -> &Queue<T> {
-        &self.queue
-    }
-
-    /// Closes the queue (see [`Queue::close`]); joiners are not woken by it.
-    pub fn close(&self) {
-        self.queue.close()
-    }
-
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
-    }
-
-    /// Number of queued values (approximate).
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Whether the queue looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
+    joinable_methods!(
+        queue: Queue,
+        "queue",
+        "values",
+        "Values",
+        "pushed",
+        "pushing",
+        "popped value",
+    );
 
     /// Maximum number of queued values.
     pub fn capacity(&self) -> usize {
         self.queue.capacity()
-    }
-
-    /// Keeps the names after the creator's handles drop.
-    pub fn persist(&self) {
-        self.queue.persist();
-        self.tasks.persist();
     }
 }
 

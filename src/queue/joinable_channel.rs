@@ -8,11 +8,10 @@
 //!
 //! [`JoinableQueue`]: super::JoinableQueue
 
-use super::error::{RecvError, SendError, TaskDoneError};
+use super::error::{RecvError, SendError};
 use super::handle::Channel;
 use super::joinable::TaskCount;
 use crate::error::Result;
-use crate::loom::futex::Deadline;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
@@ -222,64 +221,15 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         self.channel.recv_until(deadline)
     }
 
-    /// Marks one received message as processed; wakes every joiner when none are left.
-    ///
-    /// # Errors
-    /// [`TaskDoneError`] if called more times than messages were put.
-    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.count().done()
-    }
-
-    /// Waits until every message put has been marked done.
-    pub fn join(&self) {
-        self.count().join(None);
-    }
-
-    /// Like [`join`](Self::join), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.count().join_by(Deadline::after(timeout))
-    }
-
-    /// Like [`join`](Self::join), giving up at `deadline`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_until(&self, deadline: Instant) -> Result<()> {
-        self.count().join_by(Deadline::at(deadline))
-    }
-
-    /// Messages put and not yet marked done.
-    pub fn unfinished_tasks(&self) -> u32 {
-        self.count().unfinished()
-    }
-
-    /// The channel underneath (sending through it directly does not count tasks).
-    pub fn channel(&self) -> &Channel<T> {
-        &self.channel
-    }
-
-    /// Closes the channel (see [`Channel::close`]); joiners are not woken by it.
-    pub fn close(&self) {
-        self.channel.close()
-    }
-
-    /// Whether the channel was closed.
-    pub fn is_closed(&self) -> bool {
-        self.channel.is_closed()
-    }
-
-    /// Number of queued messages (approximate).
-    pub fn len(&self) -> usize {
-        self.channel.len()
-    }
-
-    /// Whether the channel looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.channel.is_empty()
-    }
+    super::joinable::joinable_methods!(
+        channel: Channel,
+        "channel",
+        "messages",
+        "Messages",
+        "put",
+        "sending",
+        "received message",
+    );
 
     /// The channel's size in bytes.
     pub fn capacity(&self) -> usize {
@@ -289,12 +239,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// The name, or `None` for an anonymous channel.
     pub fn name(&self) -> Option<&str> {
         self.channel.name()
-    }
-
-    /// Keeps the names after the creator's handles drop.
-    pub fn persist(&self) {
-        self.channel.persist();
-        self.tasks.persist();
     }
 }
 
@@ -336,6 +280,7 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableChannel<
 mod tests {
     use super::*;
     use crate::error::Error;
+    use crate::queue::TaskDoneError;
 
     #[test]
     fn counts_tasks_and_undoes_failed_puts() {
