@@ -25,6 +25,8 @@
 //! guard (dropping it unrepaired makes the lock not recoverable, as documented on
 //! [`Error::OwnerDied`]: match the [`LockError`] to repair instead).
 
+#[cfg(not(multiproc_loom))]
+use crate::TaskError;
 use crate::error::Error;
 use crate::queue::{
     BatchError, PopError, PushError, RecvError, RoleError, SendError, TaskDoneError,
@@ -39,13 +41,6 @@ impl From<crate::TaskError> for Error {
             crate::TaskError::Closed => Error::Closed,
             error => Error::Task { index: None, error },
         }
-    }
-}
-
-#[cfg(not(multiproc_loom))]
-impl IsTimeout for crate::TaskError {
-    fn is_timeout(&self) -> bool {
-        matches!(self, crate::TaskError::Timeout)
     }
 }
 
@@ -95,12 +90,6 @@ impl<G> From<LockError<G>> for Error {
     }
 }
 
-impl<G> IsTimeout for LockError<G> {
-    fn is_timeout(&self) -> bool {
-        matches!(self, LockError::Timeout)
-    }
-}
-
 impl From<SemaphoreError> for Error {
     fn from(e: SemaphoreError) -> Self {
         match e {
@@ -112,24 +101,12 @@ impl From<SemaphoreError> for Error {
     }
 }
 
-impl IsTimeout for SemaphoreError {
-    fn is_timeout(&self) -> bool {
-        matches!(self, SemaphoreError::Timeout)
-    }
-}
-
 impl From<BarrierError> for Error {
     fn from(e: BarrierError) -> Self {
         match e {
             BarrierError::Broken | BarrierError::PartyDied { .. } => Error::Broken,
             BarrierError::Timeout => Error::Timeout,
         }
-    }
-}
-
-impl IsTimeout for BarrierError {
-    fn is_timeout(&self) -> bool {
-        matches!(self, BarrierError::Timeout)
     }
 }
 
@@ -144,12 +121,6 @@ impl<T> From<PushError<T>> for Error {
     }
 }
 
-impl<T> IsTimeout for PushError<T> {
-    fn is_timeout(&self) -> bool {
-        matches!(self, PushError::Timeout(_))
-    }
-}
-
 impl From<PopError> for Error {
     fn from(e: PopError) -> Self {
         match e {
@@ -158,12 +129,6 @@ impl From<PopError> for Error {
             PopError::Timeout => Error::Timeout,
             PopError::Corrupted(what) => Error::Corrupted(what),
         }
-    }
-}
-
-impl IsTimeout for PopError {
-    fn is_timeout(&self) -> bool {
-        matches!(self, PopError::Timeout)
     }
 }
 
@@ -176,24 +141,12 @@ impl From<BatchError> for Error {
     }
 }
 
-impl IsTimeout for BatchError {
-    fn is_timeout(&self) -> bool {
-        false
-    }
-}
-
 impl From<RoleError> for Error {
     fn from(e: RoleError) -> Self {
         match e {
             RoleError::Taken => Error::Taken,
             RoleError::Corrupted(what) => Error::Corrupted(what),
         }
-    }
-}
-
-impl IsTimeout for RoleError {
-    fn is_timeout(&self) -> bool {
-        false
     }
 }
 
@@ -207,12 +160,6 @@ impl<T> From<SendError<T>> for Error {
             SendError::Serialize { reason, .. } => Error::Serialization(reason),
             SendError::Corrupted(what) => Error::Corrupted(what),
         }
-    }
-}
-
-impl<T> IsTimeout for SendError<T> {
-    fn is_timeout(&self) -> bool {
-        matches!(self, SendError::Timeout(_))
     }
 }
 
@@ -231,23 +178,45 @@ impl From<RecvError> for Error {
     }
 }
 
-impl IsTimeout for RecvError {
-    fn is_timeout(&self) -> bool {
-        matches!(self, RecvError::Timeout)
-    }
-}
-
 impl From<TaskDoneError> for Error {
     fn from(_: TaskDoneError) -> Self {
         Error::Overflow("task_done() called more times than values were pushed")
     }
 }
 
-impl IsTimeout for TaskDoneError {
-    fn is_timeout(&self) -> bool {
-        false
-    }
+/// [`IsTimeout`] for the error types that time out in the variant a pattern matches, and (after
+/// `never:`) for those that never time out.
+macro_rules! is_timeout {
+    ($($(#[$attr:meta])* $ty:ident$(<$g:ident>)? => $timeout:pat,)+) => {$(
+        $(#[$attr])*
+        impl$(<$g>)? IsTimeout for $ty$(<$g>)? {
+            fn is_timeout(&self) -> bool {
+                matches!(self, $timeout)
+            }
+        }
+    )+};
+    (never: $($ty:ty),+) => {$(
+        impl IsTimeout for $ty {
+            fn is_timeout(&self) -> bool {
+                false
+            }
+        }
+    )+};
 }
+
+is_timeout! {
+    #[cfg(not(multiproc_loom))]
+    TaskError => TaskError::Timeout,
+    LockError<G> => LockError::Timeout,
+    SemaphoreError => SemaphoreError::Timeout,
+    BarrierError => BarrierError::Timeout,
+    PushError<T> => PushError::Timeout(_),
+    PopError => PopError::Timeout,
+    SendError<T> => SendError::Timeout(_),
+    RecvError => RecvError::Timeout,
+}
+
+is_timeout!(never: BatchError, RoleError, TaskDoneError);
 
 #[cfg(test)]
 mod tests {

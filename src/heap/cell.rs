@@ -4,10 +4,10 @@
 //! the root's entry word (the commit point), then frees the old one. A holder killed anywhere
 //! leaves the old or the new value in place (and leaks at most one entry).
 
-use super::entry::{self, ROOT};
+use super::entry;
 use super::{Heap, Named};
 use crate::error::{Error, Result};
-use crate::shm::{ShmOptions, ShmSafe};
+use crate::shm::ShmSafe;
 use crate::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,59 +40,14 @@ pub struct Cell<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Cell<T> {
-    /// A new anonymous cell (in a heap of its own), shared with the children it is passed to.
-    pub fn new(value: T) -> Result<Self> {
-        Self::new_with(value, &ShmOptions::default())
-    }
-
-    /// [`Cell::new`] with options, applied to its heap's segment.
-    pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(None, opts)?, ROOT, value)
-    }
-
-    /// A new cell under `name` (a heap of its own in `/dev/shm`).
-    pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_with(name, value, &ShmOptions::default())
-    }
-
-    /// [`Cell::create`] with options, applied to its heap's segment.
-    pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(Some(name), opts)?, ROOT, value)
-    }
-
-    /// Opens the cell another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another type, as [`Heap::open`].
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Cell::open`] with options, applied to its heap's segment.
-    ///
-    /// # Errors
-    /// As [`Cell::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let heap = Heap::open_with(name, opts)?;
-        Ok(Cell {
-            root: heap.find(ROOT)?,
-            name: ROOT.to_owned(),
-        })
-    }
-
-    /// Opens `name`, or creates it holding `value` (race-safe).
-    pub fn open_or_create(name: &str, value: T) -> Result<Self> {
-        Self::open_or_create_with(name, value, &ShmOptions::default())
-    }
-
-    /// [`Cell::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(
-            &Heap::open_or_create_with(name, super::DEFAULT_MAX, opts)?,
-            ROOT,
-            value,
-        )
-    }
+    container_constructors!(
+        Cell,
+        "cell",
+        "",
+        "holding `value`",
+        "it holds another type, as [`Heap::open`](crate::heap::Heap::open)",
+        value: T
+    );
 
     /// The cell named `name` in `heap`, created holding `value` if it does not exist.
     pub fn in_heap(heap: &Heap, name: &str, value: T) -> Result<Self> {

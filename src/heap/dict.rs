@@ -29,10 +29,10 @@
 //! completes the intent and ends the write. Readers never block writers.
 
 use super::alloc::{self, BLOCK_HEADER, State};
-use super::entry::{self, ROOT};
+use super::entry;
 use super::{Heap, Named, seqlock};
 use crate::error::{Error, Result};
-use crate::shm::{ShmOptions, ShmSafe};
+use crate::shm::ShmSafe;
 use crate::sync::{Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -519,58 +519,13 @@ impl Locked<'_> {
 }
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
-    /// A new empty anonymous dict (in a heap of its own), shared with the children it is passed to.
-    pub fn new() -> Result<Self> {
-        Self::new_with(&ShmOptions::default())
-    }
-
-    /// [`Dict::new`] with options, applied to its heap's segment.
-    pub fn new_with(opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(None, opts)?, ROOT)
-    }
-
-    /// A new empty dict under `name` (a heap of its own in `/dev/shm`).
-    pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(name, &ShmOptions::default())
-    }
-
-    /// [`Dict::create`] with options, applied to its heap's segment.
-    pub fn create_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(Some(name), opts)?, ROOT)
-    }
-
-    /// Opens the dict another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] if its key or value type differs.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Dict::open`] with options, applied to its heap's segment.
-    ///
-    /// # Errors
-    /// As [`Dict::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let heap = Heap::open_with(name, opts)?;
-        Ok(Dict {
-            root: heap.find(ROOT)?,
-            name: ROOT.to_owned(),
-        })
-    }
-
-    /// Opens `name`, or creates it empty (race-safe).
-    pub fn open_or_create(name: &str) -> Result<Self> {
-        Self::open_or_create_with(name, &ShmOptions::default())
-    }
-
-    /// [`Dict::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(
-            &Heap::open_or_create_with(name, super::DEFAULT_MAX, opts)?,
-            ROOT,
-        )
-    }
+    container_constructors!(
+        Dict,
+        "dict",
+        "empty ",
+        "empty",
+        "its key or value type differs"
+    );
 
     /// The dict named `name` in `heap`, created empty if it does not exist.
     pub fn in_heap(heap: &Heap, name: &str) -> Result<Self> {

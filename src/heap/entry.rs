@@ -160,3 +160,102 @@ macro_rules! container_handle {
         }
     };
 }
+
+/// The constructors of a container `$ty` whose `in_heap(heap, name, ..)` makes or finds it, in
+/// a heap of its own under [`ROOT`]: `new`, `create`, `open`, `open_or_create` and their `_with`
+/// forms. `$what` names it in the docs; a new one is `$adj` and holds `$fresh`; `$mismatch` says
+/// when `open` finds another type. A container made with a first value takes it as `$value`.
+macro_rules! container_constructors {
+    (
+        $ty:ident,
+        $what:literal,
+        $adj:literal,
+        $fresh:literal,
+        $mismatch:literal
+        $(, $value:ident: $vt:ty)?
+    ) => {
+        #[doc = concat!(
+            "A new ", $adj, "anonymous ", $what,
+            " (in a heap of its own), shared with the children it is passed to."
+        )]
+        pub fn new($($value: $vt)?) -> $crate::error::Result<Self> {
+            Self::new_with($($value,)? &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($ty), "::new`](Self::new) with options, applied to its heap's segment."
+        )]
+        pub fn new_with(
+            $($value: $vt,)?
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            let heap = super::entry::own_heap(None, opts)?;
+            Self::in_heap(&heap, super::entry::ROOT $(, $value)?)
+        }
+
+        #[doc = concat!("A new ", $adj, $what, " under `name` (a heap of its own in `/dev/shm`).")]
+        pub fn create(name: &str $(, $value: $vt)?) -> $crate::error::Result<Self> {
+            Self::create_with(name, $($value,)? &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($ty), "::create`](Self::create) with options, applied to its heap's ",
+            "segment."
+        )]
+        pub fn create_with(
+            name: &str,
+            $($value: $vt,)?
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            let heap = super::entry::own_heap(Some(name), opts)?;
+            Self::in_heap(&heap, super::entry::ROOT $(, $value)?)
+        }
+
+        #[doc = concat!("Opens the ", $what, " another process created under `name`.")]
+        ///
+        /// # Errors
+        #[doc = concat!(
+            "[`Error::NotFound`](crate::Error::NotFound), ",
+            "[`Error::TypeMismatch`](crate::Error::TypeMismatch) if ", $mismatch, "."
+        )]
+        pub fn open(name: &str) -> $crate::error::Result<Self> {
+            Self::open_with(name, &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($ty), "::open`](Self::open) with options, applied to its heap's ",
+            "segment."
+        )]
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($ty), "::open`](Self::open).")]
+        pub fn open_with(
+            name: &str,
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            let heap = super::Heap::open_with(name, opts)?;
+            Ok($ty {
+                root: heap.find(super::entry::ROOT)?,
+                name: super::entry::ROOT.to_owned(),
+            })
+        }
+
+        #[doc = concat!("Opens `name`, or creates it ", $fresh, " (race-safe).")]
+        pub fn open_or_create(name: &str $(, $value: $vt)?) -> $crate::error::Result<Self> {
+            Self::open_or_create_with(name, $($value,)? &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($ty), "::open_or_create`](Self::open_or_create) with options ",
+            "(used for both the open and the create)."
+        )]
+        pub fn open_or_create_with(
+            name: &str,
+            $($value: $vt,)?
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            let heap = super::Heap::open_or_create_with(name, super::DEFAULT_MAX, opts)?;
+            Self::in_heap(&heap, super::entry::ROOT $(, $value)?)
+        }
+    };
+}

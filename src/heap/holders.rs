@@ -53,17 +53,10 @@ pub(crate) fn clear_dead(word: &AtomicU64, dead: u64) -> bool {
 #[cfg(all(test, multiproc_loom))]
 mod loom_holders {
     use super::*;
+    use crate::loom::model;
     use crate::loom::sync::Arc;
     use crate::loom::sync::atomic::AtomicU32;
     use crate::loom::thread;
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut b = loom::model::Builder::new();
-        if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(2);
-        }
-        b.check(f);
-    }
 
     /// A sender holding slot 0 sends a reference and drops its own while slot 1 decodes it and
     /// then drops it, and slot 2 (dead) is reclaimed meanwhile: the block is freed exactly once,

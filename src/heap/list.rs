@@ -8,10 +8,10 @@
 //! entry or array it was about to publish or free leaks.
 
 use super::alloc::{self, BLOCK_HEADER, State};
-use super::entry::{self, ROOT};
+use super::entry;
 use super::{Heap, Named};
 use crate::error::{Error, Result};
-use crate::shm::{ShmOptions, ShmSafe};
+use crate::shm::ShmSafe;
 use crate::sync::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -65,58 +65,13 @@ impl Array<'_> {
 }
 
 impl<T: Serialize + DeserializeOwned> List<T> {
-    /// A new empty anonymous list (in a heap of its own), shared with the children it is passed to.
-    pub fn new() -> Result<Self> {
-        Self::new_with(&ShmOptions::default())
-    }
-
-    /// [`List::new`] with options, applied to its heap's segment.
-    pub fn new_with(opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(None, opts)?, ROOT)
-    }
-
-    /// A new empty list under `name` (a heap of its own in `/dev/shm`).
-    pub fn create(name: &str) -> Result<Self> {
-        Self::create_with(name, &ShmOptions::default())
-    }
-
-    /// [`List::create`] with options, applied to its heap's segment.
-    pub fn create_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(&entry::own_heap(Some(name), opts)?, ROOT)
-    }
-
-    /// Opens the list another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another element type.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`List::open`] with options, applied to its heap's segment.
-    ///
-    /// # Errors
-    /// As [`List::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let heap = Heap::open_with(name, opts)?;
-        Ok(List {
-            root: heap.find(ROOT)?,
-            name: ROOT.to_owned(),
-        })
-    }
-
-    /// Opens `name`, or creates it empty (race-safe).
-    pub fn open_or_create(name: &str) -> Result<Self> {
-        Self::open_or_create_with(name, &ShmOptions::default())
-    }
-
-    /// [`List::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::in_heap(
-            &Heap::open_or_create_with(name, super::DEFAULT_MAX, opts)?,
-            ROOT,
-        )
-    }
+    container_constructors!(
+        List,
+        "list",
+        "empty ",
+        "empty",
+        "it holds another element type"
+    );
 
     /// The list named `name` in `heap`, created empty if it does not exist.
     pub fn in_heap(heap: &Heap, name: &str) -> Result<Self> {

@@ -157,7 +157,7 @@ impl Heap {
     /// [`Heap::new`] with options. [`ShmOptions::populate`] faults in all of `max_bytes`:
     /// the heap is no longer sparse.
     pub fn new_with(max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::make(None, max_bytes, opts)
+        Self::make(None, false, max_bytes, opts)
     }
 
     /// A new heap under `name` (in `/dev/shm`), removed when this handle and its clones drop
@@ -174,7 +174,7 @@ impl Heap {
     /// # Errors
     /// As [`Heap::create`].
     pub fn create_with(name: &str, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::make(Some(name), max_bytes, opts)
+        Self::make(Some(name), false, max_bytes, opts)
     }
 
     /// Opens the heap another process created under `name`.
@@ -201,27 +201,21 @@ impl Heap {
 
     /// [`Heap::open_or_create`] with options (used for both the open and the create).
     pub fn open_or_create_with(name: &str, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::formatted(max_bytes, |len, init| {
-            Object::open_or_create(name, &spec(), len, opts, init)
-        })
+        Self::make(Some(name), true, max_bytes, opts)
     }
 
-    fn make(name: Option<&str>, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::formatted(max_bytes, |len, init| {
-            Object::create(name, &spec(), len, opts, init)
-        })
-    }
-
-    /// Creates (or opens) the object with `make`, whose initialiser formats a new heap.
-    fn formatted(
+    /// A new heap of `max_bytes`, formatted by the object's initialiser: anonymous, or under
+    /// `name` (opened instead if it exists and `open_existing`).
+    fn make(
+        name: Option<&str>,
+        open_existing: bool,
         max_bytes: usize,
-        make: impl FnOnce(usize, &mut dyn FnMut(std::ptr::NonNull<u8>)) -> Result<Object>,
+        opts: &ShmOptions,
     ) -> Result<Heap> {
-        let id = new_id()?;
+        let (id, len) = (new_id()?, payload_len(max_bytes)?);
         let mut formatted = Ok(());
-        let object = make(payload_len(max_bytes)?, &mut |p| {
-            formatted = format_payload(p, max_bytes, id)
-        })?;
+        let init = |p| formatted = format_payload(p, max_bytes, id);
+        let object = Object::make(name, open_existing, &spec(), len, opts, init)?;
         formatted?;
         Self::from_object(object)
     }

@@ -57,16 +57,9 @@ pub(crate) fn write_end(word: &AtomicU64) {
 #[cfg(all(test, multiproc_loom))]
 mod loom_seqlock {
     use super::*;
+    use crate::loom::model;
     use crate::loom::sync::Arc;
     use crate::loom::thread;
-
-    fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut b = loom::model::Builder::new();
-        if b.preemption_bound.is_none() {
-            b.preemption_bound = Some(2);
-        }
-        b.check(f);
-    }
 
     /// Data is two words that writers keep equal. Returns a validated copy, or `None` if every
     /// try met a write (the caller would then read under the lock).

@@ -56,6 +56,17 @@ impl<T: ?Sized> UnsafeCell<T> {
 #[cfg(multiproc_loom)]
 pub(crate) use ::loom::cell::UnsafeCell;
 
+/// Runs the loom model `f` with at most two preemptions per execution, unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise: the bound the crate's models are sized for.
+#[cfg(all(test, multiproc_loom))]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = ::loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(2);
+    }
+    b.check(f);
+}
+
 #[cfg(multiproc_loom)]
 mod futex_model;
 

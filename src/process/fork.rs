@@ -51,14 +51,7 @@ where
     let pid = forked?;
     // The child runs on its own copy of `args`; the parent's copy is dropped like any moved value.
     drop(args);
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // Not reaped yet, so the PID still names our child.
-            sys::kill_and_reap(pid);
-            return Err(e.into());
-        }
-    };
+    let pidfd = sys::pidfd_of_child(pid)?;
     let child = Arc::new(Child::forked(pid, identity, pidfd, memfd, token));
     log::info!(target: "multiproc", "started {} (pid {})", child.name(), child.pid);
     registry::register(Arc::clone(&child));

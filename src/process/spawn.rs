@@ -175,14 +175,7 @@ where
     // The child holds its own copies now; ours (the exported duplicates) can go.
     drop(exported);
     drop(args);
-    let pidfd = match sys::pidfd_open(pid) {
-        Ok(fd) => fd,
-        Err(e) => {
-            // Not reaped yet, so the PID still names our child.
-            sys::kill_and_reap(pid);
-            return Err(e.into());
-        }
-    };
+    let pidfd = sys::pidfd_of_child(pid)?;
     let identity = Identity {
         name: Some(meta.name),
         path: meta.identity,

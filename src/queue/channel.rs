@@ -411,17 +411,7 @@ impl<'a> ChannelRef<'a> {
         }
     }
 
-    /// Closes the channel and wakes every waiter.
-    pub(crate) fn close(&self) {
-        self.hdr.common.close();
-        self.hdr.not_empty.wake_everyone();
-        self.hdr.not_full.wake_everyone();
-    }
-
-    /// Whether the channel was closed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.hdr.common.is_closed()
-    }
+    super::ring::ring_state!();
 
     /// Messages in the channel (approximate).
     pub(crate) fn len(&self) -> usize {

@@ -41,51 +41,37 @@ trait Ring<T: Pod + Send> {
     unsafe fn at<'a>(ptr: *mut u8, place: Place) -> Self::Ref<'a>;
 }
 
-impl<T: Pod + Send> Ring<T> for RawMpmc {
-    const KIND: Kind = Kind::Queue;
-    type Ref<'a>
-        = MpmcRef<'a, T>
-    where
-        T: 'a;
-    fn bytes_for(capacity: usize) -> Option<usize> {
-        RawMpmc::bytes_for(capacity, size_of::<T>(), align_of::<T>())
-    }
-    unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str> {
-        // SAFETY: forwarded from the caller.
-        unsafe { RawMpmc::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
-    }
-    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
-        // SAFETY: forwarded from the caller.
-        unsafe { RawMpmc::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
-    }
-    unsafe fn at<'a>(ptr: *mut u8, place: Place) -> MpmcRef<'a, T> {
-        // SAFETY: forwarded from the caller.
-        unsafe { MpmcRef::at(ptr, place) }
-    }
+/// [`Ring`] for the raw ring `$raw` of kind `$kind`, attached as `$ring`: forwards to its own
+/// entry points with `T`'s size and alignment.
+macro_rules! ring_impl {
+    ($raw:ident, $ring:ident, $kind:expr) => {
+        impl<T: Pod + Send> Ring<T> for $raw {
+            const KIND: Kind = $kind;
+            type Ref<'a>
+                = $ring<'a, T>
+            where
+                T: 'a;
+            fn bytes_for(capacity: usize) -> Option<usize> {
+                $raw::bytes_for(capacity, size_of::<T>(), align_of::<T>())
+            }
+            unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str> {
+                // SAFETY: forwarded from the caller.
+                unsafe { $raw::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
+            }
+            unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
+                // SAFETY: forwarded from the caller.
+                unsafe { $raw::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
+            }
+            unsafe fn at<'a>(ptr: *mut u8, place: Place) -> $ring<'a, T> {
+                // SAFETY: forwarded from the caller.
+                unsafe { $ring::at(ptr, place) }
+            }
+        }
+    };
 }
 
-impl<T: Pod + Send> Ring<T> for RawSpsc {
-    const KIND: Kind = Kind::SpscQueue;
-    type Ref<'a>
-        = SpscRef<'a, T>
-    where
-        T: 'a;
-    fn bytes_for(capacity: usize) -> Option<usize> {
-        RawSpsc::bytes_for(capacity, size_of::<T>(), align_of::<T>())
-    }
-    unsafe fn init(ptr: *mut u8, capacity: usize) -> std::result::Result<(), &'static str> {
-        // SAFETY: forwarded from the caller.
-        unsafe { RawSpsc::init(ptr, capacity, size_of::<T>(), align_of::<T>()) }
-    }
-    unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
-        // SAFETY: forwarded from the caller.
-        unsafe { RawSpsc::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
-    }
-    unsafe fn at<'a>(ptr: *mut u8, place: Place) -> SpscRef<'a, T> {
-        // SAFETY: forwarded from the caller.
-        unsafe { SpscRef::at(ptr, place) }
-    }
-}
+ring_impl!(RawMpmc, MpmcRef, Kind::Queue);
+ring_impl!(RawSpsc, SpscRef, Kind::SpscQueue);
 
 /// Names the ring type and element type of a [`RingObject`].
 type RingOf<R, T> = (R, fn(T) -> T);
@@ -170,10 +156,7 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
                 failed = Some(e);
             }
         };
-        let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
-            (name, _) => Object::create(name, &spec, len, opts, init)?,
-        };
+        let object = Object::make(name, open_existing, &spec, len, opts, init)?;
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
             return Err(Error::InvalidSize { reason: e });
@@ -871,10 +854,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
             }
         };
         let spec = Self::spec();
-        let object = match (name, open_existing) {
-            (Some(name), true) => Object::open_or_create(name, &spec, len, opts, init)?,
-            (name, _) => Object::create(name, &spec, len, opts, init)?,
-        };
+        let object = Object::make(name, open_existing, &spec, len, opts, init)?;
         if let Some(e) = failed {
             // `init` refuses only parameters it cannot lay out.
             return Err(Error::InvalidSize { reason: e });

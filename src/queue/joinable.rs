@@ -38,8 +38,31 @@ pub(crate) struct TaskCount {
 }
 
 impl TaskCount {
+    /// The counter object of a joinable queue or channel whose objects are of `spec`:
+    /// anonymous, or under `name-tasks` (opened instead if it exists and `open_existing`).
+    pub(crate) fn create(
+        spec: &Spec,
+        name: Option<&str>,
+        open_existing: bool,
+        opts: &ShmOptions,
+    ) -> Result<Object> {
+        let len = size_of::<TaskCount>();
+        let name = name.map(Self::name_for);
+        Object::make(name.as_deref(), open_existing, spec, len, opts, Self::init)
+    }
+
+    /// Opens the counter object of the joinable queue or channel `name`.
+    pub(crate) fn open(spec: &Spec, name: &str, opts: &ShmOptions) -> Result<Object> {
+        Object::open(&Self::name_for(name), spec, opts)
+    }
+
+    /// The name of the counter object of the joinable queue or channel `name`.
+    fn name_for(name: &str) -> String {
+        format!("{name}-tasks")
+    }
+
     /// Writes a zero count into a new counter object's payload.
-    pub(crate) fn init(p: std::ptr::NonNull<u8>) {
+    fn init(p: std::ptr::NonNull<u8>) {
         // SAFETY: `Object` hands us zeroed, writable bytes aligned and sized for `TaskCount`
         // (the spec's unit), not yet visible to anyone else.
         unsafe {
@@ -107,6 +130,34 @@ impl TaskCount {
         .is_some()
     }
 
+    /// [`join`](Self::join) with a deadline, as the handles report it: [`Error::Timeout`] if
+    /// tasks were still unfinished.
+    pub(crate) fn join_by(&self, deadline: Deadline) -> Result<()> {
+        if self.join(Some(deadline)) {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// Sends `value` through `send`, counting it as an unfinished task first. With `u32::MAX`
+    /// tasks unfinished there is no room for another: `full(value)`, even from a blocking send.
+    pub(crate) fn counted<T, E>(
+        &self,
+        value: T,
+        full: fn(T) -> E,
+        send: impl FnOnce(T) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        if !self.add() {
+            // No room for another task (2^32 - 1 unfinished): the queue is full of tasks.
+            return Err(full(value));
+        }
+        send(value).inspect_err(|_| {
+            // Not sent: not a task. Cannot underflow: we counted it.
+            let _ = self.done();
+        })
+    }
+
     /// Tasks not yet marked done.
     pub(crate) fn unfinished(&self) -> u32 {
         self.unfinished.load(Ordering::Relaxed)
@@ -128,6 +179,98 @@ pub(crate) unsafe fn peek_unfinished(ptr: *const u8, len: usize) -> Option<u32> 
     let count = unsafe { &*ptr.cast::<TaskCount>() };
     Some(count.unfinished.load(Ordering::Relaxed))
 }
+
+/// The methods [`JoinableQueue`] and [`JoinableChannel`](super::JoinableChannel) share: the
+/// task count's (`task_done`, the joins, `unfinished_tasks`), and those that forward to the
+/// `$inner: $Inner` underneath (`close`, `is_closed`, `len`, `is_empty`, `persist`). The docs
+/// call it a `$what` of `$items` (`$Items`), `$verbed` by `$sending`, taken as `$taken`.
+macro_rules! joinable_methods {
+    (
+        $inner:ident: $Inner:ident,
+        $what:literal,
+        $items:literal,
+        $Items:literal,
+        $verbed:literal,
+        $sending:literal,
+        $taken:literal $(,)?
+    ) => {
+        #[doc = concat!(
+            "Marks one ", $taken, " as processed; wakes every joiner when none are left."
+        )]
+        ///
+        /// # Errors
+        #[doc = concat!(
+            "[`TaskDoneError`](crate::queue::TaskDoneError) if called more times than ",
+            $items, " were ", $verbed, "."
+        )]
+        pub fn task_done(&self) -> std::result::Result<(), $crate::queue::TaskDoneError> {
+            self.count().done()
+        }
+
+        #[doc = concat!("Waits until all ", $items, " ", $verbed, " have been marked done.")]
+        pub fn join(&self) {
+            self.count().join(None);
+        }
+
+        /// Like [`join`](Self::join), giving up after `timeout`.
+        ///
+        /// # Errors
+        /// [`Error::Timeout`](crate::Error::Timeout) if tasks were still unfinished.
+        pub fn join_timeout(&self, timeout: std::time::Duration) -> $crate::error::Result<()> {
+            self.count().join_by($crate::loom::futex::Deadline::after(timeout))
+        }
+
+        /// Like [`join`](Self::join), giving up at `deadline`.
+        ///
+        /// # Errors
+        /// [`Error::Timeout`](crate::Error::Timeout) if tasks were still unfinished.
+        pub fn join_until(&self, deadline: std::time::Instant) -> $crate::error::Result<()> {
+            self.count().join_by($crate::loom::futex::Deadline::at(deadline))
+        }
+
+        #[doc = concat!($Items, " ", $verbed, " and not yet marked done.")]
+        pub fn unfinished_tasks(&self) -> u32 {
+            self.count().unfinished()
+        }
+
+        #[doc = concat!(
+            "The ", $what, " underneath (", $sending, " through it directly does not count tasks)."
+        )]
+        pub fn $inner(&self) -> &$Inner<T> {
+            &self.$inner
+        }
+
+        #[doc = concat!(
+            "Closes the ", $what, " (see [`", stringify!($Inner), "::close`](crate::",
+            stringify!($Inner), "::close)); joiners are not woken by it."
+        )]
+        pub fn close(&self) {
+            self.$inner.close()
+        }
+
+        #[doc = concat!("Whether the ", $what, " was closed.")]
+        pub fn is_closed(&self) -> bool {
+            self.$inner.is_closed()
+        }
+
+        #[doc = concat!("Number of queued ", $items, " (approximate).")]
+        pub fn len(&self) -> usize {
+            self.$inner.len()
+        }
+
+        #[doc = concat!("Whether the ", $what, " looks empty.")]
+        pub fn is_empty(&self) -> bool {
+            self.$inner.is_empty()
+        }
+
+        /// Keeps the names after the creator's handles drop.
+        pub fn persist(&self) {
+            self.$inner.persist();
+            self.tasks.persist();
+        }
+    };
+}
+pub(crate) use joinable_methods;
 
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
 /// that a producer can [`join`](Self::join) until all of them are.
@@ -179,14 +322,6 @@ impl<T: Pod + Send> JoinableQueue<T> {
         Spec::new::<T, TaskCount>(Kind::JoinableQueue)
     }
 
-    fn counter_name(name: &str) -> String {
-        format!("{name}-tasks")
-    }
-
-    fn init(p: std::ptr::NonNull<u8>) {
-        TaskCount::init(p)
-    }
-
     fn from_parts(queue: Queue<T>, tasks: Object) -> Result<Self> {
         TaskCount::check(&tasks)?;
         Ok(Self {
@@ -198,22 +333,6 @@ impl<T: Pod + Send> JoinableQueue<T> {
 
     fn count(&self) -> &TaskCount {
         TaskCount::of(&self.tasks)
-    }
-
-    fn counter(name: Option<&str>, open_existing: bool, opts: &ShmOptions) -> Result<Object> {
-        let len = size_of::<TaskCount>();
-        match (name, open_existing) {
-            (Some(n), true) => {
-                Object::open_or_create(&Self::counter_name(n), &Self::spec(), len, opts, Self::init)
-            }
-            (n, _) => Object::create(
-                n.map(Self::counter_name).as_deref(),
-                &Self::spec(),
-                len,
-                opts,
-                Self::init,
-            ),
-        }
     }
 
     /// A new anonymous queue of `capacity` values.
@@ -231,7 +350,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
     pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Queue::new_with(capacity, opts)?,
-            Self::counter(None, false, opts)?,
+            TaskCount::create(&Self::spec(), None, false, opts)?,
         )
     }
 
@@ -244,7 +363,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
     pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Queue::create_with(name, capacity, opts)?,
-            Self::counter(Some(name), false, opts)?,
+            TaskCount::create(&Self::spec(), Some(name), false, opts)?,
         )
     }
 
@@ -255,7 +374,7 @@ impl<T: Pod + Send> JoinableQueue<T> {
 
     /// [`JoinableQueue::open`] with options (for both its segments).
     pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), opts)?;
+        let tasks = TaskCount::open(&Self::spec(), name, opts)?;
         Self::from_parts(Queue::open_with(name, opts)?, tasks)
     }
 
@@ -268,41 +387,21 @@ impl<T: Pod + Send> JoinableQueue<T> {
     pub fn open_or_create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Queue::open_or_create_with(name, capacity, opts)?,
-            Self::counter(Some(name), true, opts)?,
+            TaskCount::create(&Self::spec(), Some(name), true, opts)?,
         )
-    }
-
-    /// Counts one more unfinished task; `false` if the counter is at its maximum.
-    fn add_task(&self) -> bool {
-        self.count().add()
-    }
-
-    /// Pushes through `push`, counting the value as an unfinished task first. With `u32::MAX`
-    /// tasks unfinished there is no room for another: `Full(value)`, even from a blocking push.
-    fn counted(
-        &self,
-        value: T,
-        push: impl FnOnce(T) -> std::result::Result<(), PushError<T>>,
-    ) -> std::result::Result<(), PushError<T>> {
-        if !self.add_task() {
-            // No room for another task (2^32 - 1 unfinished): the queue is full of tasks.
-            return Err(PushError::Full(value));
-        }
-        push(value).inspect_err(|_| {
-            // Not pushed: not a task. Cannot underflow: we counted it.
-            let _ = self.task_done();
-        })
     }
 
     /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
     /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
     pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.counted(value, |v| self.queue.push(v))
+        self.count()
+            .counted(value, PushError::Full, |v| self.queue.push(v))
     }
 
     /// Appends `value` if there is room now, else `Full(value)`.
     pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.counted(value, |v| self.queue.try_push(v))
+        self.count()
+            .counted(value, PushError::Full, |v| self.queue.try_push(v))
     }
 
     /// Like [`push`](Self::push), giving up with `Timeout(value)` after `timeout`.
@@ -311,12 +410,16 @@ impl<T: Pod + Send> JoinableQueue<T> {
         value: T,
         timeout: Duration,
     ) -> std::result::Result<(), PushError<T>> {
-        self.counted(value, |v| self.queue.push_timeout(v, timeout))
+        self.count().counted(value, PushError::Full, |v| {
+            self.queue.push_timeout(v, timeout)
+        })
     }
 
     /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
     pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
-        self.counted(value, |v| self.queue.push_until(v, deadline))
+        self.count().counted(value, PushError::Full, |v| {
+            self.queue.push_until(v, deadline)
+        })
     }
 
     /// Removes the oldest value, waiting while the queue is empty. Call
@@ -340,86 +443,19 @@ impl<T: Pod + Send> JoinableQueue<T> {
         self.queue.pop_until(deadline)
     }
 
-    /// Marks one popped value as processed; wakes every joiner when none are left.
-    ///
-    /// # Errors
-    /// [`TaskDoneError`] if called more times than values were pushed.
-    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.count().done()
-    }
-
-    /// Waits until every pushed value has been marked done.
-    pub fn join(&self) {
-        self.join_deadline(None);
-    }
-
-    /// Like [`join`](Self::join), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.join_deadline(Some(Deadline::after(timeout))) {
-            Ok(())
-        } else {
-            Err(Error::Timeout)
-        }
-    }
-
-    /// Like [`join`](Self::join), giving up at `deadline`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_until(&self, deadline: Instant) -> Result<()> {
-        if self.join_deadline(Some(Deadline::at(deadline))) {
-            Ok(())
-        } else {
-            Err(Error::Timeout)
-        }
-    }
-
-    fn join_deadline(&self, deadline: Option<Deadline>) -> bool {
-        self.count().join(deadline)
-    }
-
-    /// Values pushed and not yet marked done.
-    pub fn unfinished_tasks(&self) -> u32 {
-        self.count().unfinished()
-    }
-
-    /// The queue underneath (pushing through it directly does not count tasks).
-    pub fn queue(&self) -> &Queue<T> {
-        &self.queue
-    }
-
-    /// Closes the queue (see [`Queue::close`]); joiners are not woken by it.
-    pub fn close(&self) {
-        self.queue.close()
-    }
-
-    /// Whether the queue was closed.
-    pub fn is_closed(&self) -> bool {
-        self.queue.is_closed()
-    }
-
-    /// Number of queued values (approximate).
-    pub fn len(&self) -> usize {
-        self.queue.len()
-    }
-
-    /// Whether the queue looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
+    joinable_methods!(
+        queue: Queue,
+        "queue",
+        "values",
+        "Values",
+        "pushed",
+        "pushing",
+        "popped value",
+    );
 
     /// Maximum number of queued values.
     pub fn capacity(&self) -> usize {
         self.queue.capacity()
-    }
-
-    /// Keeps the names after the creator's handles drop.
-    pub fn persist(&self) {
-        self.queue.persist();
-        self.tasks.persist();
     }
 }
 

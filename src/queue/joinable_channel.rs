@@ -8,11 +8,10 @@
 //!
 //! [`JoinableQueue`]: super::JoinableQueue
 
-use super::error::{RecvError, SendError, TaskDoneError};
+use super::error::{RecvError, SendError};
 use super::handle::Channel;
 use super::joinable::TaskCount;
-use crate::error::{Error, Result};
-use crate::loom::futex::Deadline;
+use crate::error::Result;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
@@ -76,10 +75,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         Spec::new::<T, TaskCount>(Kind::JoinableChannel)
     }
 
-    fn counter_name(name: &str) -> String {
-        format!("{name}-tasks")
-    }
-
     fn from_parts(channel: Channel<T>, tasks: Object) -> Result<Self> {
         TaskCount::check(&tasks)?;
         Ok(Self {
@@ -91,15 +86,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
 
     fn count(&self) -> &TaskCount {
         TaskCount::of(&self.tasks)
-    }
-
-    fn counter(name: Option<&str>, open_existing: bool, opts: &ShmOptions) -> Result<Object> {
-        let (spec, len) = (Self::spec(), size_of::<TaskCount>());
-        let name = name.map(Self::counter_name);
-        match (name, open_existing) {
-            (Some(n), true) => Object::open_or_create(&n, &spec, len, opts, TaskCount::init),
-            (n, _) => Object::create(n.as_deref(), &spec, len, opts, TaskCount::init),
-        }
     }
 
     /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
@@ -117,7 +103,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Channel::new_with(capacity_bytes, opts)?,
-            Self::counter(None, false, opts)?,
+            TaskCount::create(&Self::spec(), None, false, opts)?,
         )
     }
 
@@ -136,7 +122,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
         Self::from_parts(
             Channel::create_with(name, capacity_bytes, opts)?,
-            Self::counter(Some(name), false, opts)?,
+            TaskCount::create(&Self::spec(), Some(name), false, opts)?,
         )
     }
 
@@ -153,7 +139,7 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// # Errors
     /// As [`Channel::open`], for either segment.
     pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let tasks = Object::open(&Self::counter_name(name), &Self::spec(), opts)?;
+        let tasks = TaskCount::open(&Self::spec(), name, opts)?;
         Self::from_parts(Channel::open_with(name, opts)?, tasks)
     }
 
@@ -177,24 +163,8 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     ) -> Result<Self> {
         Self::from_parts(
             Channel::open_or_create_with(name, capacity_bytes, opts)?,
-            Self::counter(Some(name), true, opts)?,
+            TaskCount::create(&Self::spec(), Some(name), true, opts)?,
         )
-    }
-
-    /// Sends through `send`, counting the message as an unfinished task first. With
-    /// `u32::MAX` tasks unfinished there is no room for another: `Full(msg)`.
-    fn counted(
-        &self,
-        msg: T,
-        send: impl FnOnce(T) -> std::result::Result<(), SendError<T>>,
-    ) -> std::result::Result<(), SendError<T>> {
-        if !self.count().add() {
-            return Err(SendError::Full(msg));
-        }
-        send(msg).inspect_err(|_| {
-            // Not sent: not a task. Cannot underflow: we counted it.
-            let _ = self.count().done();
-        })
     }
 
     /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
@@ -202,22 +172,28 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// # Errors
     /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
     pub fn put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.send(m))
+        self.count()
+            .counted(msg, SendError::Full, |m| self.channel.send(m))
     }
 
     /// Sends `msg` if there is room now, else `Full(msg)`.
     pub fn try_put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.try_send(m))
+        self.count()
+            .counted(msg, SendError::Full, |m| self.channel.try_send(m))
     }
 
     /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
     pub fn put_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.send_timeout(m, timeout))
+        self.count().counted(msg, SendError::Full, |m| {
+            self.channel.send_timeout(m, timeout)
+        })
     }
 
     /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
     pub fn put_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
-        self.counted(msg, |m| self.channel.send_until(m, deadline))
+        self.count().counted(msg, SendError::Full, |m| {
+            self.channel.send_until(m, deadline)
+        })
     }
 
     /// Receives the oldest message, waiting while there is none. Call
@@ -245,71 +221,15 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         self.channel.recv_until(deadline)
     }
 
-    /// Marks one received message as processed; wakes every joiner when none are left.
-    ///
-    /// # Errors
-    /// [`TaskDoneError`] if called more times than messages were put.
-    pub fn task_done(&self) -> std::result::Result<(), TaskDoneError> {
-        self.count().done()
-    }
-
-    /// Waits until every message put has been marked done.
-    pub fn join(&self) {
-        self.count().join(None);
-    }
-
-    /// Like [`join`](Self::join), giving up after `timeout`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        self.join_deadline(Deadline::after(timeout))
-    }
-
-    /// Like [`join`](Self::join), giving up at `deadline`.
-    ///
-    /// # Errors
-    /// [`Error::Timeout`] if tasks were still unfinished.
-    pub fn join_until(&self, deadline: Instant) -> Result<()> {
-        self.join_deadline(Deadline::at(deadline))
-    }
-
-    fn join_deadline(&self, deadline: Deadline) -> Result<()> {
-        match self.count().join(Some(deadline)) {
-            true => Ok(()),
-            false => Err(Error::Timeout),
-        }
-    }
-
-    /// Messages put and not yet marked done.
-    pub fn unfinished_tasks(&self) -> u32 {
-        self.count().unfinished()
-    }
-
-    /// The channel underneath (sending through it directly does not count tasks).
-    pub fn channel(&self) -> &Channel<T> {
-        &self.channel
-    }
-
-    /// Closes the channel (see [`Channel::close`]); joiners are not woken by it.
-    pub fn close(&self) {
-        self.channel.close()
-    }
-
-    /// Whether the channel was closed.
-    pub fn is_closed(&self) -> bool {
-        self.channel.is_closed()
-    }
-
-    /// Number of queued messages (approximate).
-    pub fn len(&self) -> usize {
-        self.channel.len()
-    }
-
-    /// Whether the channel looks empty.
-    pub fn is_empty(&self) -> bool {
-        self.channel.is_empty()
-    }
+    super::joinable::joinable_methods!(
+        channel: Channel,
+        "channel",
+        "messages",
+        "Messages",
+        "put",
+        "sending",
+        "received message",
+    );
 
     /// The channel's size in bytes.
     pub fn capacity(&self) -> usize {
@@ -319,12 +239,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// The name, or `None` for an anonymous channel.
     pub fn name(&self) -> Option<&str> {
         self.channel.name()
-    }
-
-    /// Keeps the names after the creator's handles drop.
-    pub fn persist(&self) {
-        self.channel.persist();
-        self.tasks.persist();
     }
 }
 
@@ -365,6 +279,8 @@ impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableChannel<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
+    use crate::queue::TaskDoneError;
 
     #[test]
     fn counts_tasks_and_undoes_failed_puts() {

@@ -877,39 +877,11 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
 
     // ----- state -----
 
-    /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
-    /// with `Closed`, and every blocked caller wakes.
-    pub(crate) fn close(&self) {
-        self.hdr.common.close();
-        // Unconditional: the bump orders after the flag (Release), so a waiter that sees the
-        // new `seq` sees the flag, and one that saw the old `seq` is woken.
-        self.hdr.not_empty.wake_everyone();
-        self.hdr.not_full.wake_everyone();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.hdr.common.is_closed()
-    }
-
-    /// The number of slots.
-    pub(crate) fn capacity(&self) -> usize {
-        self.cap as usize
-    }
+    super::ring::ring_state!(slots);
 
     /// The number of values in the ring, approximately (it changes as you look).
     pub(crate) fn len(&self) -> usize {
         fill(self.hdr, self.cap, self.one_lap) as usize
-    }
-
-    /// Whether the ring looks empty.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring looks full.
-    pub(crate) fn is_full(&self) -> bool {
-        self.len() == self.capacity()
     }
 }
 

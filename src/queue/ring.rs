@@ -311,3 +311,44 @@ unsafe fn header_at<'a, H>(ptr: *mut u8, len: usize, align: usize) -> Result<&'a
     // (checked above, and the caller's contract); `H` is valid for any bit pattern (caller).
     Ok(unsafe { &*ptr.cast::<H>() })
 }
+
+/// The close flag's methods of a ring reference, over its `hdr` (a header with `common`,
+/// `not_empty` and `not_full`): `close` and `is_closed`. With `slots`, also the slot rings'
+/// `capacity` (their `cap` field), `is_empty` and `is_full`, over their own `len`.
+macro_rules! ring_state {
+    () => {
+        /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
+        /// with `Closed`, and every blocked caller wakes.
+        pub(crate) fn close(&self) {
+            self.hdr.common.close();
+            // Unconditional: the bump orders after the flag (Release), so a waiter that sees the
+            // new `seq` sees the flag, and one that saw the old `seq` is woken.
+            self.hdr.not_empty.wake_everyone();
+            self.hdr.not_full.wake_everyone();
+        }
+
+        /// Whether [`close`](Self::close) was called.
+        pub(crate) fn is_closed(&self) -> bool {
+            self.hdr.common.is_closed()
+        }
+    };
+    (slots) => {
+        super::ring::ring_state!();
+
+        /// The number of slots.
+        pub(crate) fn capacity(&self) -> usize {
+            self.cap as usize
+        }
+
+        /// Whether the ring looks empty.
+        pub(crate) fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the ring looks full.
+        pub(crate) fn is_full(&self) -> bool {
+            self.len() == self.capacity()
+        }
+    };
+}
+pub(crate) use ring_state;

@@ -352,6 +352,34 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
         }
     }
 
+    /// Claims the end whose role word is `role` and whose own index is `ours` (`tail` for the
+    /// producer), and reads both indices; lets the role go again if either is out of range.
+    fn claim_end<E: Env>(
+        &self,
+        env: &E,
+        role: &AtomicU64,
+        [ours, theirs]: [&AtomicU64; 2],
+        ours_is_tail: bool,
+    ) -> Result<EndState, RoleError> {
+        let id = self.claim(role, env)?;
+        let (ours_bad, theirs_bad) = match ours_is_tail {
+            true => ("tail out of range", "head out of range"),
+            false => ("head out of range", "tail out of range"),
+        };
+        let ours = ours.load(Ordering::Acquire);
+        if ours >= self.span {
+            release_role(role, id);
+            return Err(RoleError::Corrupted(ours_bad));
+        }
+        match self.read_index(theirs, ours, ours_is_tail) {
+            Ok(theirs) => Ok(EndState { id, ours, theirs }),
+            Err(_) => {
+                release_role(role, id);
+                Err(RoleError::Corrupted(theirs_bad))
+            }
+        }
+    }
+
     /// Claims the producer end.
     ///
     /// # Errors
@@ -361,29 +389,9 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
     }
 
     pub(crate) fn producer_in<E: Env>(&self, env: &E) -> Result<SpscProducer<'a, T>, RoleError> {
-        let id = self.claim(&self.hdr.roles.producer, env)?;
-        let release = |e| {
-            let _ = self.hdr.roles.producer.compare_exchange(
-                id,
-                NO_HOLDER,
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-            e
-        };
-        let tail = self.hdr.tail.load(Ordering::Acquire);
-        if tail >= self.span {
-            return Err(release(RoleError::Corrupted("tail out of range")));
-        }
-        let head = self
-            .read_index(&self.hdr.head, tail, true)
-            .map_err(|_| release(RoleError::Corrupted("head out of range")))?;
-        Ok(SpscProducer {
-            ring: *self,
-            id,
-            tail,
-            head,
-        })
+        let (role, indices) = (&self.hdr.roles.producer, [&*self.hdr.tail, &*self.hdr.head]);
+        let state = self.claim_end(env, role, indices, true)?;
+        Ok(SpscProducer::resume(*self, state))
     }
 
     /// Claims the consumer end.
@@ -395,62 +403,16 @@ impl<'a, T: Pod + Send> SpscRef<'a, T> {
     }
 
     pub(crate) fn consumer_in<E: Env>(&self, env: &E) -> Result<SpscConsumer<'a, T>, RoleError> {
-        let id = self.claim(&self.hdr.roles.consumer, env)?;
-        let release = |e| {
-            let _ = self.hdr.roles.consumer.compare_exchange(
-                id,
-                NO_HOLDER,
-                Ordering::Release,
-                Ordering::Relaxed,
-            );
-            e
-        };
-        let head = self.hdr.head.load(Ordering::Acquire);
-        if head >= self.span {
-            return Err(release(RoleError::Corrupted("head out of range")));
-        }
-        let tail = self
-            .read_index(&self.hdr.tail, head, false)
-            .map_err(|_| release(RoleError::Corrupted("tail out of range")))?;
-        Ok(SpscConsumer {
-            ring: *self,
-            id,
-            head,
-            tail,
-        })
+        let (role, indices) = (&self.hdr.roles.consumer, [&*self.hdr.head, &*self.hdr.tail]);
+        let state = self.claim_end(env, role, indices, false)?;
+        Ok(SpscConsumer::resume(*self, state))
     }
 
-    /// Closes the ring: later pushes fail with `Closed`, pops drain what is left and then fail
-    /// with `Closed`, and every blocked caller wakes.
-    pub(crate) fn close(&self) {
-        self.hdr.common.close();
-        self.hdr.not_empty.wake_everyone();
-        self.hdr.not_full.wake_everyone();
-    }
-
-    /// Whether [`close`](Self::close) was called.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.hdr.common.is_closed()
-    }
-
-    /// The number of slots.
-    pub(crate) fn capacity(&self) -> usize {
-        self.cap as usize
-    }
+    super::ring::ring_state!(slots);
 
     /// The number of values in the ring, approximately.
     pub(crate) fn len(&self) -> usize {
         fill(self.hdr, self.cap) as usize
-    }
-
-    /// Whether the ring looks empty.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the ring looks full.
-    pub(crate) fn is_full(&self) -> bool {
-        self.len() == self.capacity()
     }
 }
 
@@ -501,27 +463,36 @@ pub(crate) fn release_end<'a, T: Pod + Send, E: End<'a, T>>(ring: SpscRef<'a, T>
     drop(E::resume(ring, state));
 }
 
-impl<'a, T: Pod + Send> End<'a, T> for SpscProducer<'a, T> {
-    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
-        Self {
-            ring,
-            id: state.id,
-            tail: state.ours,
-            head: state.theirs,
-        }
-    }
+/// [`End`] for the end `$end`, whose own index is its field `$ours` and the other side's, as
+/// last read, `$theirs`.
+macro_rules! end_impl {
+    ($end:ident, $ours:ident, $theirs:ident) => {
+        impl<'a, T: Pod + Send> End<'a, T> for $end<'a, T> {
+            fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
+                Self {
+                    ring,
+                    id: state.id,
+                    $ours: state.ours,
+                    $theirs: state.theirs,
+                }
+            }
 
-    fn suspend(self) -> EndState {
-        let state = EndState {
-            id: self.id,
-            ours: self.tail,
-            theirs: self.head,
-        };
-        // The role stays claimed: no release.
-        std::mem::forget(self);
-        state
-    }
+            fn suspend(self) -> EndState {
+                let state = EndState {
+                    id: self.id,
+                    ours: self.$ours,
+                    theirs: self.$theirs,
+                };
+                // The role stays claimed: no release.
+                std::mem::forget(self);
+                state
+            }
+        }
+    };
 }
+
+end_impl!(SpscProducer, tail, head);
+end_impl!(SpscConsumer, head, tail);
 
 impl<T: Pod + Send> SpscProducer<'_, T> {
     /// Free slots, re-reading the consumer's index if the cached one shows fewer than `want`.
@@ -641,13 +612,8 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
 
 impl<T: Pod + Send> Drop for SpscProducer<'_, T> {
     fn drop(&mut self) {
-        // Release: our last tail store is visible to the next producer that claims the role.
-        let _ = self.ring.hdr.roles.producer.compare_exchange(
-            self.id,
-            NO_HOLDER,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        // Our last tail store is visible to the next producer that claims the role.
+        release_role(&self.ring.hdr.roles.producer, self.id);
     }
 }
 
@@ -660,28 +626,6 @@ pub(crate) struct SpscConsumer<'a, T: Pod + Send> {
     head: u64,
     /// The producer's index as last read.
     tail: u64,
-}
-
-impl<'a, T: Pod + Send> End<'a, T> for SpscConsumer<'a, T> {
-    fn resume(ring: SpscRef<'a, T>, state: EndState) -> Self {
-        Self {
-            ring,
-            id: state.id,
-            head: state.ours,
-            tail: state.theirs,
-        }
-    }
-
-    fn suspend(self) -> EndState {
-        let state = EndState {
-            id: self.id,
-            ours: self.head,
-            theirs: self.tail,
-        };
-        // The role stays claimed: no release.
-        std::mem::forget(self);
-        state
-    }
 }
 
 impl<T: Pod + Send> SpscConsumer<'_, T> {
@@ -810,13 +754,14 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
 
 impl<T: Pod + Send> Drop for SpscConsumer<'_, T> {
     fn drop(&mut self) {
-        let _ = self.ring.hdr.roles.consumer.compare_exchange(
-            self.id,
-            NO_HOLDER,
-            Ordering::Release,
-            Ordering::Relaxed,
-        );
+        release_role(&self.ring.hdr.roles.consumer, self.id);
     }
+}
+
+/// Frees the role word `role` if it still holds `id`. Release: the holder's last index store is
+/// visible to the next one that claims the role.
+fn release_role(role: &AtomicU64, id: u64) {
+    let _ = role.compare_exchange(id, NO_HOLDER, Ordering::Release, Ordering::Relaxed);
 }
 
 fn batch_error(h: Halt) -> BatchError {

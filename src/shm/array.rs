@@ -7,7 +7,6 @@ use super::segment::ShmOptions;
 use crate::error::{Error, Result};
 use crate::sync::{LockError, LockResult, Mutex, MutexGuard};
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
@@ -110,11 +109,21 @@ impl<T: Pod + Send> Array<T> {
         })
     }
 
-    fn make(name: Option<&str>, len: usize, src: Option<&[T]>, opts: &ShmOptions) -> Result<Self> {
-        let object = Object::create(
+    /// A new array of `len` elements, a copy of `src` or zeroed: anonymous, or under `name`
+    /// (opened instead if it exists and `open_existing`).
+    fn make(
+        name: Option<&str>,
+        open_existing: bool,
+        len: usize,
+        src: Option<&[T]>,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
+        let (spec, payload_len) = (Self::spec(), Self::payload_len(len)?);
+        let object = Object::make(
             name,
-            &Self::spec(),
-            Self::payload_len(len)?,
+            open_existing,
+            &spec,
+            payload_len,
             opts,
             Self::init(src),
         )?;
@@ -123,22 +132,28 @@ impl<T: Pod + Send> Array<T> {
 
     /// A new anonymous array of `len` zeroed elements.
     pub fn zeroed(len: usize) -> Result<Self> {
-        Self::make(None, len, None, &ShmOptions::default())
+        Self::make(None, false, len, None, &ShmOptions::default())
     }
 
     /// [`Array::zeroed`] with options, e.g. pre-faulting a big array.
     pub fn zeroed_with(len: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, len, None, opts)
+        Self::make(None, false, len, None, opts)
     }
 
     /// A new anonymous array holding a copy of `values`.
     pub fn from_slice(values: &[T]) -> Result<Self> {
-        Self::make(None, values.len(), Some(values), &ShmOptions::default())
+        Self::make(
+            None,
+            false,
+            values.len(),
+            Some(values),
+            &ShmOptions::default(),
+        )
     }
 
     /// [`Array::from_slice`] with options.
     pub fn from_slice_with(values: &[T], opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, values.len(), Some(values), opts)
+        Self::make(None, false, values.len(), Some(values), opts)
     }
 
     /// A new named array holding a copy of `values`.
@@ -154,12 +169,12 @@ impl<T: Pod + Send> Array<T> {
     /// # Errors
     /// As [`Array::create`].
     pub fn create_with(name: &str, values: &[T], opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), values.len(), Some(values), opts)
+        Self::make(Some(name), false, values.len(), Some(values), opts)
     }
 
     /// A new named array of `len` zeroed elements, with options.
     pub fn create_zeroed_with(name: &str, len: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), len, None, opts)
+        Self::make(Some(name), false, len, None, opts)
     }
 
     /// Opens the array another process created under `name`; its length is the creator's.
@@ -187,11 +202,7 @@ impl<T: Pod + Send> Array<T> {
 
     /// [`Array::open_or_create`] with options (used for both the open and the create).
     pub fn open_or_create_with(name: &str, values: &[T], opts: &ShmOptions) -> Result<Self> {
-        let payload_len = Self::payload_len(values.len())?;
-        let spec = Self::spec();
-        let object =
-            Object::open_or_create(name, &spec, payload_len, opts, Self::init(Some(values)))?;
-        Self::from_object(object)
+        Self::make(Some(name), true, values.len(), Some(values), opts)
     }
 
     /// Number of elements.
@@ -352,17 +363,4 @@ impl<T: Pod + Send> fmt::Debug for Array<T> {
     }
 }
 
-impl<T: Pod + Send> Serialize for Array<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Array<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let segment = super::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(Self::from_object)
-            .map_err(serde::de::Error::custom)
-    }
-}
+super::object::object_serde!(Array, Pod + Send);

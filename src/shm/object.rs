@@ -69,6 +69,22 @@ impl Object {
         })
     }
 
+    /// A new object: [`open_or_create`](Self::open_or_create) for a `name` and `open_existing`,
+    /// else [`create`](Self::create) (anonymous for no `name`).
+    pub(crate) fn make(
+        name: Option<&str>,
+        open_existing: bool,
+        spec: &Spec,
+        payload_len: usize,
+        opts: &ShmOptions,
+        init: impl FnOnce(NonNull<u8>),
+    ) -> Result<Object> {
+        match (name, open_existing) {
+            (Some(name), true) => Self::open_or_create(name, spec, payload_len, opts, init),
+            (name, _) => Self::create(name, spec, payload_len, opts, init),
+        }
+    }
+
     /// Opens the named object and validates it against `spec`.
     pub(crate) fn open(name: &str, spec: &Spec, opts: &ShmOptions) -> Result<Object> {
         Self::from_segment(Segment::open_with(name, opts)?, spec, opts)
@@ -153,3 +169,32 @@ fn payload_ptr(segment: &Segment, spec: &Spec) -> NonNull<u8> {
     // mapping (or one past its end for an empty payload), and the mapping pointer is non-null.
     unsafe { NonNull::new_unchecked(segment.as_ptr().add(spec.payload_offset())) }
 }
+
+/// `Serialize` and `Deserialize` for the handle `$ty<T>` (bounds `$bound`) of one object in its
+/// `object` field: it travels as its segment, and arrives validated against `Self::spec()` and
+/// rebuilt by `Self::from_object`.
+macro_rules! object_serde {
+    ($ty:ident, $($bound:tt)+) => {
+        impl<T: $($bound)+> serde::Serialize for $ty<T> {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(self.object.segment(), s)
+            }
+        }
+
+        impl<'de, T: $($bound)+> serde::Deserialize<'de> for $ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let segment = <super::Segment as serde::Deserialize>::deserialize(d)?;
+                let opts = super::ShmOptions::default();
+                super::object::Object::from_segment(segment, &Self::spec(), &opts)
+                    .and_then(Self::from_object)
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use object_serde;

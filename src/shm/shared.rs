@@ -6,7 +6,6 @@ use super::header::{Kind, Spec};
 use super::object::Object;
 use super::segment::ShmOptions;
 use crate::error::{Error, Result};
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -57,6 +56,14 @@ impl<T: ShmSafe> Shared<T> {
         })
     }
 
+    /// Moves `value` into a new segment: anonymous, or under `name` (opened instead if it exists
+    /// and `open_existing`).
+    fn make(name: Option<&str>, open_existing: bool, value: T, opts: &ShmOptions) -> Result<Self> {
+        let (spec, len) = (Self::spec(), Self::payload_len()?);
+        let object = Object::make(name, open_existing, &spec, len, opts, Self::init(value))?;
+        Self::from_object(object)
+    }
+
     /// Moves `value` into a new anonymous segment.
     pub fn new(value: T) -> Result<Self> {
         Self::new_with(value, &ShmOptions::default())
@@ -71,14 +78,7 @@ impl<T: ShmSafe> Shared<T> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
-        let object = Object::create(
-            None,
-            &Self::spec(),
-            Self::payload_len()?,
-            opts,
-            Self::init(value),
-        )?;
-        Self::from_object(object)
+        Self::make(None, false, value, opts)
     }
 
     /// Moves `value` into a new segment named `name`.
@@ -94,14 +94,7 @@ impl<T: ShmSafe> Shared<T> {
     /// # Errors
     /// As [`Shared::create`].
     pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        let object = Object::create(
-            Some(name),
-            &Self::spec(),
-            Self::payload_len()?,
-            opts,
-            Self::init(value),
-        )?;
-        Self::from_object(object)
+        Self::make(Some(name), false, value, opts)
     }
 
     /// Opens the `T` another process created under `name`.
@@ -129,14 +122,7 @@ impl<T: ShmSafe> Shared<T> {
 
     /// [`Shared::open_or_create`] with options (used for both the open and the create).
     pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        let object = Object::open_or_create(
-            name,
-            &Self::spec(),
-            Self::payload_len()?,
-            opts,
-            Self::init(value),
-        )?;
-        Self::from_object(object)
+        Self::make(Some(name), true, value, opts)
     }
 
     /// The name, or `None` for an anonymous object.
@@ -178,17 +164,4 @@ impl<T: ShmSafe> fmt::Debug for Shared<T> {
     }
 }
 
-impl<T: ShmSafe> Serialize for Shared<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: ShmSafe> Deserialize<'de> for Shared<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let segment = super::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(Self::from_object)
-            .map_err(serde::de::Error::custom)
-    }
-}
+super::object::object_serde!(Shared, ShmSafe);

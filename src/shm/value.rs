@@ -6,7 +6,6 @@ use super::segment::ShmOptions;
 use crate::error::{Error, Result};
 use crate::sync::{LockError, LockResult, Mutex, MutexGuard};
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
@@ -73,6 +72,14 @@ impl<T: Pod + Send> Value<T> {
         })
     }
 
+    /// A new value holding `value`: anonymous, or under `name` (opened instead if it exists and
+    /// `open_existing`).
+    fn make(name: Option<&str>, open_existing: bool, value: T, opts: &ShmOptions) -> Result<Self> {
+        let (spec, len) = (Self::spec(), size_of::<Mutex<T>>());
+        let object = Object::make(name, open_existing, &spec, len, opts, Self::init(value))?;
+        Self::from_object(object)
+    }
+
     /// A new anonymous value, shared with the children it is passed to.
     pub fn new(value: T) -> Result<Self> {
         Self::new_with(value, &ShmOptions::default())
@@ -80,13 +87,7 @@ impl<T: Pod + Send> Value<T> {
 
     /// [`Value::new`] with options.
     pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::from_object(Object::create(
-            None,
-            &Self::spec(),
-            size_of::<Mutex<T>>(),
-            opts,
-            Self::init(value),
-        )?)
+        Self::make(None, false, value, opts)
     }
 
     /// A new value under `name`, visible to every process of this user until this handle (and its
@@ -103,13 +104,7 @@ impl<T: Pod + Send> Value<T> {
     /// # Errors
     /// As [`Value::create`].
     pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::from_object(Object::create(
-            Some(name),
-            &Self::spec(),
-            size_of::<Mutex<T>>(),
-            opts,
-            Self::init(value),
-        )?)
+        Self::make(Some(name), false, value, opts)
     }
 
     /// Opens the value another process created under `name`.
@@ -147,13 +142,7 @@ impl<T: Pod + Send> Value<T> {
 
     /// [`Value::open_or_create`] with options (used for both the open and the create).
     pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::from_object(Object::open_or_create(
-            name,
-            &Self::spec(),
-            size_of::<Mutex<T>>(),
-            opts,
-            Self::init(value),
-        )?)
+        Self::make(Some(name), true, value, opts)
     }
 
     /// The lock around the value.
@@ -232,17 +221,4 @@ impl<T: Pod + Send> fmt::Debug for Value<T> {
     }
 }
 
-impl<T: Pod + Send> Serialize for Value<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.object.segment().serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for Value<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let segment = super::Segment::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(Self::from_object)
-            .map_err(serde::de::Error::custom)
-    }
-}
+super::object::object_serde!(Value, Pod + Send);

@@ -182,21 +182,11 @@ impl Condvar {
     /// Those of [`Mutex::lock`](super::Mutex::lock) on a reacquisition.
     pub fn wait_timeout_while<'a, T: ?Sized>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T>,
         timeout: Duration,
-        mut condition: impl FnMut(&mut T) -> bool,
+        condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let deadline = Deadline::after(timeout);
-        loop {
-            if !condition(&mut *guard) {
-                return Ok((guard, WaitTimeoutResult(false)));
-            }
-            if deadline.has_passed() {
-                return Ok((guard, WaitTimeoutResult(true)));
-            }
-            let (r, _) = self.wait_deadline(guard, Some(deadline));
-            guard = r.map_err(|e| e.map(|g| (g, WaitTimeoutResult(false))))?;
-        }
+        self.wait_while_deadline(guard, Deadline::after(timeout), condition)
     }
 
     /// Waits while `condition` holds, until `deadline` at the latest.
@@ -206,11 +196,20 @@ impl Condvar {
     /// Those of [`Mutex::lock`](super::Mutex::lock) on a reacquisition.
     pub fn wait_until_while<'a, T: ?Sized>(
         &self,
-        mut guard: MutexGuard<'a, T>,
+        guard: MutexGuard<'a, T>,
         deadline: Instant,
+        condition: impl FnMut(&mut T) -> bool,
+    ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
+        self.wait_while_deadline(guard, Deadline::at(deadline), condition)
+    }
+
+    /// Waits while `condition` holds, until `deadline` at the latest: the timed `_while` waits.
+    fn wait_while_deadline<'a, T: ?Sized>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Deadline,
         mut condition: impl FnMut(&mut T) -> bool,
     ) -> LockResult<(MutexGuard<'a, T>, WaitTimeoutResult)> {
-        let deadline = Deadline::at(deadline);
         loop {
             if !condition(&mut *guard) {
                 return Ok((guard, WaitTimeoutResult(false)));

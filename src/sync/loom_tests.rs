@@ -14,16 +14,28 @@ use super::wait::{Asymmetric, Points, Poll, Signal, Symmetric, Waiters, block_on
 use super::{Barrier, BarrierError, Condvar, Event, LockError, Mutex, RwLock, Semaphore};
 use crate::loom::UnsafeCell;
 use crate::loom::futex;
+use crate::loom::model;
 use crate::loom::sync::Arc;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use crate::loom::thread;
 
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut b = loom::model::Builder::new();
-    if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(2);
-    }
-    b.check(f);
+/// Runs `f` on `n` new threads, each with its own reference to `shared`.
+fn spawn_n<S: Send + Sync + 'static, R: Send + 'static>(
+    n: usize,
+    shared: &Arc<S>,
+    f: impl Fn(&S) -> R + Clone + Send + 'static,
+) -> Vec<thread::JoinHandle<R>> {
+    (0..n)
+        .map(|_| {
+            let (shared, f) = (Arc::clone(shared), f.clone());
+            thread::spawn(move || f(&shared))
+        })
+        .collect()
+}
+
+/// Joins every thread of `hs`, in order; what they returned.
+fn join_all<R>(hs: Vec<thread::JoinHandle<R>>) -> Vec<R> {
+    hs.into_iter().map(|h| h.join().unwrap()).collect()
 }
 
 /// A raw mutex and a cell it protects.
@@ -75,16 +87,9 @@ fn mutex_exclusion_three_threads_polling() {
     // Polling waiters (as in production) must never judge a live owner dead.
     model(|| {
         let m = Arc::new(Mutex::new(0u32));
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let m = Arc::clone(&m);
-                thread::spawn(move || *m.lock().unwrap() += 1)
-            })
-            .collect();
+        let hs = spawn_n(2, &m, |m| *m.lock().unwrap() += 1);
         *m.lock().unwrap() += 1;
-        for h in hs {
-            h.join().unwrap();
-        }
+        join_all(hs);
         assert_eq!(*m.lock().unwrap(), 3);
     });
 }
@@ -316,18 +321,15 @@ fn semaphore_bounded_never_exceeds() {
     });
 }
 
-/// The wait/notify protocol of `sync/wait.rs` alone, as the primitives use it: a waiter in
-/// `block_on` on a word that a notifier changes and then notifies is always woken (a lost
-/// wake-up is a loom deadlock), and leaves the waiter count as it found it. The per-primitive
-/// models below check each primitive's use of it (what it sleeps on, what it publishes).
-#[test]
-fn wait_protocol_no_lost_wakeup() {
-    model(|| {
+/// A waiter in `block_on` on a word that a second thread sets to 7 and then ends with `peer`
+/// (a notify, or death without one): the waiter returns 7 and leaves no waiter counted.
+fn waiters_model(peer: fn(&(AtomicU32, Waiters<Symmetric>))) {
+    model(move || {
         let s = Arc::new((AtomicU32::new(0), Waiters::<Symmetric>::new()));
         let s1 = Arc::clone(&s);
         let t = thread::spawn(move || {
             s1.0.store(7, Ordering::Release);
-            s1.1.notify(&s1.0, false);
+            peer(&s1);
         });
         let got = block_on(&s.1, &s.0, None, true, Points::NONE, || {
             match s.0.load(Ordering::Acquire) {
@@ -341,16 +343,15 @@ fn wait_protocol_no_lost_wakeup() {
     });
 }
 
-/// The same protocol through a ring's [`Signal`] with [`Asymmetric`] fences: progress published
-/// outside the futex word (a ring index) and a sequence word that only wakes bump.
-#[test]
-fn signal_protocol_no_lost_wakeup() {
-    model(|| {
+/// The same through a ring's [`Signal`] with [`Asymmetric`] fences: progress published outside
+/// the futex word (a ring index, set to 1 here) and a sequence word that only wakes bump.
+fn signal_model(peer: fn(&(AtomicU32, Signal<Asymmetric>))) {
+    model(move || {
         let s = Arc::new((AtomicU32::new(0), Signal::<Asymmetric>::new()));
         let s1 = Arc::clone(&s);
         let t = thread::spawn(move || {
             s1.0.store(1, Ordering::Release);
-            s1.1.notify_one();
+            peer(&s1);
         });
         let got = s.1.block_on(
             None,
@@ -364,6 +365,23 @@ fn signal_protocol_no_lost_wakeup() {
         assert_eq!(got, Ok(1));
         t.join().unwrap();
     });
+}
+
+/// The wait/notify protocol of `sync/wait.rs` alone, as the primitives use it: a waiter in
+/// `block_on` on a word that a notifier changes and then notifies is always woken (a lost
+/// wake-up is a loom deadlock), and leaves the waiter count as it found it. The per-primitive
+/// models below check each primitive's use of it (what it sleeps on, what it publishes).
+#[test]
+fn wait_protocol_no_lost_wakeup() {
+    waiters_model(|s| {
+        s.1.notify(&s.0, false);
+    });
+}
+
+/// The same protocol through a ring's [`Signal`].
+#[test]
+fn signal_protocol_no_lost_wakeup() {
+    signal_model(|s| s.1.notify_one());
 }
 
 /// A notifier that changes the word and dies before its wake call (no `notify`): the waiter,
@@ -371,47 +389,13 @@ fn signal_protocol_no_lost_wakeup() {
 /// slice ends when a thread dies). Before the slices, this model deadlocked.
 #[test]
 fn block_on_survives_a_waker_that_never_wakes() {
-    model(|| {
-        let s = Arc::new((AtomicU32::new(0), Waiters::<Symmetric>::new()));
-        let s1 = Arc::clone(&s);
-        let t = thread::spawn(move || {
-            s1.0.store(7, Ordering::Release);
-            model::die();
-        });
-        let got = block_on(&s.1, &s.0, None, true, Points::NONE, || {
-            match s.0.load(Ordering::Acquire) {
-                0 => Poll::Sleep(0),
-                v => Poll::Ready(v),
-            }
-        });
-        assert_eq!(got, Some(7));
-        t.join().unwrap();
-        assert_eq!(s.1.count(), 0);
-    });
+    waiters_model(|_| model::die());
 }
 
 /// The same for a ring's [`Signal`]: a producer that published and died before `notify_one`.
 #[test]
 fn signal_survives_a_waker_that_never_wakes() {
-    model(|| {
-        let s = Arc::new((AtomicU32::new(0), Signal::<Asymmetric>::new()));
-        let s1 = Arc::clone(&s);
-        let t = thread::spawn(move || {
-            s1.0.store(1, Ordering::Release);
-            model::die();
-        });
-        let got = s.1.block_on(
-            None,
-            true,
-            || match s.0.load(Ordering::Acquire) {
-                0 => Err(()),
-                v => Ok(v),
-            },
-            |_| true,
-        );
-        assert_eq!(got, Ok(1));
-        t.join().unwrap();
-    });
+    signal_model(|_| model::die());
 }
 
 /// A condvar notifier that bumps the sequence and dies before its wake: the waiter (no
@@ -590,17 +574,10 @@ fn rwlock_readers_share_writer_waits() {
 fn semaphore_two_blocked_acquirers() {
     model(|| {
         let s = Arc::new(Semaphore::new(0));
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let s = Arc::clone(&s);
-                thread::spawn(move || s.acquire())
-            })
-            .collect();
+        let hs = spawn_n(2, &s, |s| s.acquire());
         s.release().unwrap();
         s.release().unwrap();
-        for h in hs {
-            h.join().unwrap();
-        }
+        join_all(hs);
         assert_eq!(s.value(), 0);
     });
 }
@@ -609,25 +586,18 @@ fn semaphore_two_blocked_acquirers() {
 fn condvar_two_waiters_two_notify_one() {
     model(|| {
         let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let pair = Arc::clone(&pair);
-                thread::spawn(move || {
-                    let mut g = pair
-                        .1
-                        .wait_while(pair.0.lock().unwrap(), |n| *n == 0)
-                        .unwrap();
-                    *g -= 1;
-                })
-            })
-            .collect();
+        let hs = spawn_n(2, &pair, |pair| {
+            let mut g = pair
+                .1
+                .wait_while(pair.0.lock().unwrap(), |n| *n == 0)
+                .unwrap();
+            *g -= 1;
+        });
         for _ in 0..2 {
             *pair.0.lock().unwrap() += 1;
             pair.1.notify_one();
         }
-        for h in hs {
-            h.join().unwrap();
-        }
+        join_all(hs);
         assert_eq!(*pair.0.lock().unwrap(), 0);
     });
 }
@@ -636,16 +606,9 @@ fn condvar_two_waiters_two_notify_one() {
 fn event_two_waiters() {
     model(|| {
         let e = Arc::new(Event::new());
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let e = Arc::clone(&e);
-                thread::spawn(move || e.wait())
-            })
-            .collect();
+        let hs = spawn_n(2, &e, |e| e.wait());
         e.set();
-        for h in hs {
-            h.join().unwrap();
-        }
+        join_all(hs);
     });
 }
 
@@ -653,14 +616,9 @@ fn event_two_waiters() {
 fn barrier_three_parties() {
     model(|| {
         let b = Arc::new(Barrier::new(3).unwrap());
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let b = Arc::clone(&b);
-                thread::spawn(move || b.wait().unwrap())
-            })
-            .collect();
+        let hs = spawn_n(2, &b, |b| b.wait().unwrap());
         let mut idx = vec![b.wait().unwrap()];
-        idx.extend(hs.into_iter().map(|h| h.join().unwrap()));
+        idx.extend(join_all(hs));
         idx.sort();
         assert_eq!(idx, [0, 1, 2]);
     });
@@ -670,17 +628,10 @@ fn barrier_three_parties() {
 fn rwlock_two_writers_one_reader() {
     model(|| {
         let l = Arc::new(RwLock::new(0u32));
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                let l = Arc::clone(&l);
-                thread::spawn(move || *l.write().unwrap() += 1)
-            })
-            .collect();
+        let hs = spawn_n(2, &l, |l| *l.write().unwrap() += 1);
         let v = *l.read().unwrap();
         assert!(v <= 2);
-        for h in hs {
-            h.join().unwrap();
-        }
+        join_all(hs);
         assert_eq!(*l.read().unwrap(), 2);
     });
 }

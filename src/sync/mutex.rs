@@ -277,8 +277,8 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
 mod tests {
     use super::*;
     use crate::testing::watchdog;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, mpsc};
     use std::time::Instant;
 
     #[test]
@@ -339,6 +339,22 @@ mod tests {
         .unwrap();
     }
 
+    /// A thread that takes the lock and, once told to go, exits holding it (its guard
+    /// forgotten); returns once it holds the lock, with the sender that lets it go.
+    fn hold_until_go(m: &Arc<Mutex<u32>>) -> (std::thread::JoinHandle<()>, mpsc::Sender<()>) {
+        let (locked_tx, locked_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let m = Arc::clone(m);
+        let holder = std::thread::spawn(move || {
+            let g = m.lock().unwrap();
+            locked_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            std::mem::forget(g);
+        });
+        locked_rx.recv().unwrap();
+        (holder, go_tx)
+    }
+
     #[test]
     fn owner_death_blocked_and_late_waiters_exactly_one() {
         watchdog(10, || {
@@ -346,18 +362,7 @@ mod tests {
             let owner_died = Arc::new(AtomicU32::new(0));
             let clean = Arc::new(AtomicU32::new(0));
             // The holder takes the lock, lets a waiter block, then exits holding it.
-            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-            let holder = {
-                let m = Arc::clone(&m);
-                std::thread::spawn(move || {
-                    let g = m.lock().unwrap();
-                    locked_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
-                    std::mem::forget(g);
-                })
-            };
-            locked_rx.recv().unwrap();
+            let (holder, go_tx) = hold_until_go(&m);
             let waiter = |m: Arc<Mutex<u32>>, od: Arc<AtomicU32>, cl: Arc<AtomicU32>| {
                 std::thread::spawn(move || match m.lock() {
                     Ok(g) => {
@@ -414,18 +419,7 @@ mod tests {
     fn blocked_waiter_detects_death_within_a_slice() {
         watchdog(10, || {
             let m = Arc::new(Mutex::new(0u32));
-            let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-            let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-            let holder = {
-                let m = Arc::clone(&m);
-                std::thread::spawn(move || {
-                    let g = m.lock().unwrap();
-                    locked_tx.send(()).unwrap();
-                    go_rx.recv().unwrap();
-                    std::mem::forget(g);
-                })
-            };
-            locked_rx.recv().unwrap();
+            let (holder, go_tx) = hold_until_go(&m);
             let m2 = Arc::clone(&m);
             let waiter = std::thread::spawn(move || {
                 let r = matches!(m2.lock(), Err(LockError::OwnerDied(_)));

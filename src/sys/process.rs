@@ -165,6 +165,12 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// A pidfd for our new, unreaped child `pid`; if none can be had, kills and reaps the child
+/// (not reaped yet, so the PID still names it) and returns the error.
+pub(crate) fn pidfd_of_child(pid: u32) -> io::Result<OwnedFd> {
+    pidfd_open(pid).inspect_err(|_| kill_and_reap(pid))
+}
+
 /// `pid` as rustix's `Pid`: `EINVAL` for 0 and for numbers no process can have.
 fn pid_of(pid: u32) -> io::Result<Pid> {
     i32::try_from(pid)
