@@ -9,7 +9,9 @@
 //!   `waitpid`;
 //! - `spawn_start`: `Process::spawn` + `join` vs a bare re-exec of this binary
 //!   (`std::process::Command`, `main` exits at once);
-//! - `segment_4KiB`: `Segment::create` + `open` + drop vs the `shared_memory` crate's.
+//! - `segment_4KiB`: `Segment::create` + `open` + drop vs the `shared_memory` crate's;
+//! - `pool_start`: `Pool::new(2)` + `join` (both workers started, served and exited) vs two
+//!   `Process::spawn`s of a no-op + both `join`s (as `benches/pool.rs`'s `pool_start`).
 //!
 //! Per round: each side's median, the ratio of those medians, and the median and quartiles of
 //! the per-pair ratio; after the rounds, the median over rounds of the per-pair median.
@@ -46,6 +48,13 @@ const COMPARISONS: &[Comparison] = &[
         ours: ours_spawn,
         baseline: bare_reexec,
         baseline_name: "bare_reexec",
+        pairs: 150,
+    },
+    Comparison {
+        name: "pool_start",
+        ours: || multiproc::Pool::new(2).expect("pool").join(),
+        baseline: two_bare_spawns,
+        baseline_name: "2_bare_spawns",
         pairs: 150,
     },
     Comparison {
@@ -123,6 +132,17 @@ struct Round {
     ours: f64,
     baseline: f64,
     ratio: [f64; 3],
+}
+
+fn noop(_: ()) {}
+
+fn two_bare_spawns() {
+    let children: Vec<_> = (0..2)
+        .map(|_| multiproc::Process::spawn(noop, ()).expect("spawn"))
+        .collect();
+    for child in children {
+        child.join().expect("join");
+    }
 }
 
 fn run_round(c: &Comparison, pairs: usize) -> Round {
