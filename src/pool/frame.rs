@@ -108,9 +108,13 @@ impl postcard::ser_flavors::Flavor for Append<'_> {
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
         if data.len() <= 16 {
             self.0.reserve(data.len());
-            for &byte in data {
-                self.0.push(byte);
+            let len = self.0.len();
+            for (slot, &byte) in self.0.spare_capacity_mut().iter_mut().zip(data) {
+                slot.write(byte);
             }
+            // SAFETY: `reserve` made room for `data.len()` more bytes, and the loop above
+            // initialised exactly those first `data.len()` spare bytes.
+            unsafe { self.0.set_len(len + data.len()) };
         } else {
             self.0.extend_from_slice(data);
         }
@@ -151,8 +155,7 @@ fn push_encoded<E: std::fmt::Display>(
     encode: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) {
     let mark = buf.len();
-    buf.push(flag);
-    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&[flag, 0, 0, 0, 0]);
     if let Err(e) = encode(buf) {
         buf.truncate(mark);
         push_message(buf, failed, &e.to_string());

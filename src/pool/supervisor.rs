@@ -169,8 +169,9 @@ impl Sink {
                     shared.assisting.fetch_add(1, Ordering::Relaxed);
                 }
                 drop(done);
-                shared.read_replies();
-                std::thread::yield_now();
+                if !shared.read_replies() {
+                    std::thread::yield_now();
+                }
                 done = lock(&self.done);
                 continue;
             }
@@ -347,14 +348,17 @@ impl Worker {
         self.inflight.push_back(chunk);
     }
 
-    /// Reads what the worker sent and hands complete replies to their sinks.
-    fn read(&mut self, pool: &mut Status, scratch: &mut [u8]) {
+    /// Reads what the worker sent and hands complete replies to their sinks; whether it read
+    /// anything.
+    fn read(&mut self, pool: &mut Status) -> bool {
+        let mut got_any = false;
         let mut ignored_fds = Vec::new();
         loop {
             if self.inbuf.len() > frame::HEADER + frame::MAX_BODY {
                 self.gone = Some(Gone::Malformed);
-                return;
+                return got_any;
             }
+            let scratch = &mut pool.scratch;
             let got = socket::recv_with_fds(self.sock.as_fd(), scratch, &mut ignored_fds, true);
             // A worker has no reason to send fds; closing them is all they get.
             ignored_fds.clear();
@@ -364,6 +368,7 @@ impl Worker {
                     break;
                 }
                 Ok(n) => {
+                    got_any = true;
                     self.inbuf.extend_from_slice(&scratch[..n]);
                     if n < scratch.len() {
                         // A stream socket's receive takes all that is queued, up to the
@@ -420,6 +425,7 @@ impl Worker {
         if self.gone == Some(Gone::Malformed) {
             let _ = self.process.kill();
         }
+        got_any
     }
 }
 
@@ -432,6 +438,8 @@ struct Status {
     init_deaths: u32,
     /// Moving average of how long a worker takes to answer a chunk; `None` before the first.
     service: Option<Duration>,
+    /// Where replies are received (64 KiB, allocated once).
+    scratch: Vec<u8>,
 }
 
 impl Status {
@@ -531,6 +539,7 @@ impl Shared {
                     broken: None,
                     init_deaths: 0,
                     service: None,
+                    scratch: vec![0; 64 * 1024],
                 },
                 closed: false,
                 joining: false,
@@ -612,16 +621,16 @@ impl Shared {
     /// Reads what the workers holding tasks sent and hands complete replies to their sinks,
     /// from a thread waiting for a result (skipped while another thread holds the state); the
     /// supervisor is woken for whatever else that calls for (a worker gone, bytes to send).
-    pub(super) fn read_replies(&self) {
+    pub(super) fn read_replies(&self) -> bool {
         let Ok(mut guard) = self.state.try_lock() else {
-            return;
+            return false;
         };
         let st = &mut *guard;
-        let mut scratch = [0u8; 4096];
         let mut gone = false;
+        let mut got_any = false;
         for w in st.workers.iter_mut() {
             if w.gone.is_none() && !w.inflight.is_empty() {
-                w.read(&mut st.status, &mut scratch);
+                got_any |= w.read(&mut st.status);
                 gone |= w.gone.is_some();
             }
         }
@@ -629,6 +638,7 @@ impl Shared {
         if st.dispatch(&self.config, false) || gone {
             socket::wake(self.wake_write.as_fd());
         }
+        got_any
     }
 
     /// Starts the first `n` workers, from the thread that builds the pool. (One after
@@ -705,7 +715,6 @@ impl Shared {
 
     /// The supervisor thread's loop; returns once the pool is joined or terminated.
     pub(super) fn supervise(&self) {
-        let mut scratch = vec![0u8; 64 * 1024];
         let mut last_liveness = Instant::now();
         loop {
             let (fds, timeout, spawn) = {
@@ -770,7 +779,7 @@ impl Shared {
             let st = &mut *guard;
             for (w, r) in st.workers.iter_mut().zip(&ready[1..]) {
                 if r.readable || r.hangup {
-                    w.read(&mut st.status, &mut scratch);
+                    w.read(&mut st.status);
                 }
                 if r.writable {
                     w.flush();
@@ -778,7 +787,7 @@ impl Shared {
             }
             self.publish_chunk_time(&st.status);
             st.enforce_timeouts(&self.config);
-            st.check_liveness(&mut scratch, &mut last_liveness);
+            st.check_liveness(&mut last_liveness);
         }
     }
 }
@@ -799,25 +808,28 @@ impl State {
     fn dispatch(&mut self, config: &Config, submitter: bool) -> bool {
         let mut wake = false;
         self.activate_standbys(config);
-        for level in 0..self.status.mailbox() {
-            for w in &mut self.workers {
-                if self.status.queue.is_empty() {
-                    break;
-                }
-                if w.inflight.len() != level
-                    || w.at_quota(config)
-                    || w.standby
-                    || w.gone.is_some()
-                    || w.timed_out
-                    || w.write_failed
-                    || w.quitting
-                {
-                    continue;
-                }
-                if let Some(chunk) = self.status.queue.pop_front() {
-                    wake |= level == 0 && config.task_timeout.is_some();
-                    w.give(chunk);
-                }
+        let mailbox = self.status.mailbox();
+        while !self.status.queue.is_empty() {
+            // The worker holding the fewest chunks (the first of them), if it has room.
+            let Some(w) = self
+                .workers
+                .iter_mut()
+                .filter(|w| {
+                    w.inflight.len() < mailbox
+                        && !(w.at_quota(config)
+                            || w.standby
+                            || w.gone.is_some()
+                            || w.timed_out
+                            || w.write_failed
+                            || w.quitting)
+                })
+                .min_by_key(|w| w.inflight.len())
+            else {
+                break;
+            };
+            if let Some(chunk) = self.status.queue.pop_front() {
+                wake |= w.inflight.is_empty() && config.task_timeout.is_some();
+                w.give(chunk);
             }
         }
         for w in &mut self.workers {
@@ -938,14 +950,14 @@ impl State {
 
     /// Every [`LIVENESS`], marks gone each worker holding tasks whose process ended, after
     /// reading what it sent before it died.
-    fn check_liveness(&mut self, scratch: &mut [u8], last: &mut Instant) {
+    fn check_liveness(&mut self, last: &mut Instant) {
         if last.elapsed() < LIVENESS {
             return;
         }
         *last = Instant::now();
         for w in &mut self.workers {
             if w.gone.is_none() && !w.inflight.is_empty() && !w.process.is_alive() {
-                w.read(&mut self.status, scratch);
+                w.read(&mut self.status);
                 w.gone.get_or_insert(Gone::Ended);
             }
         }
