@@ -57,9 +57,39 @@ const ASSISTED_TICK: Duration = Duration::from_millis(1);
 /// The outcomes of one chunk's tasks, as one buffer (no allocation per task).
 pub(super) enum Batch {
     /// A RESULTS body that [`frame::check_replies`] accepted.
-    Replies(Vec<u8>),
+    Replies(Body),
     /// Each of this many tasks failed with this error.
     Failed(TaskError, u32),
+}
+
+/// A copy of a RESULTS body: in place when small (one task's small result, as `apply_async`
+/// gets: no allocation, which the reading thread would make and the waiting one free).
+pub(super) enum Body {
+    Inline { len: u8, bytes: [u8; Body::INLINE] },
+    Heap(Vec<u8>),
+}
+
+impl Body {
+    const INLINE: usize = 48;
+
+    fn copy_of(body: &[u8]) -> Body {
+        match u8::try_from(body.len()) {
+            Ok(len) if body.len() <= Body::INLINE => {
+                let mut bytes = [0; Body::INLINE];
+                bytes[..body.len()].copy_from_slice(body);
+                Body::Inline { len, bytes }
+            }
+            _ => Body::Heap(body.to_vec()),
+        }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Body::Inline { len, bytes } => &bytes[..*len as usize],
+            Body::Heap(v) => v,
+        }
+    }
 }
 
 impl Batch {
@@ -70,7 +100,7 @@ impl Batch {
         match self {
             Batch::Replies(body) => {
                 *at = (*at).max(frame::FIRST_REPLY);
-                frame::next_reply(body, at).map(|r| r.map_err(Into::into))
+                frame::next_reply(body.as_slice(), at).map(|r| r.map_err(Into::into))
             }
             Batch::Failed(e, count) => (*at < *count as usize).then(|| {
                 *at += 1;
@@ -463,7 +493,7 @@ impl Status {
     /// number of tasks).
     fn answered(&mut self, chunk: Chunk, replies: &[u8]) {
         match chunk.sink {
-            Some((sink, seq)) => sink.deliver(seq, Batch::Replies(replies.to_vec())),
+            Some((sink, seq)) => sink.deliver(seq, Batch::Replies(Body::copy_of(replies))),
             None => match frame::next_reply(replies, &mut { frame::FIRST_REPLY }) {
                 Some(Err(e)) => {
                     let e = TaskError::from(e);
@@ -774,7 +804,9 @@ impl Shared {
                     continue;
                 }
             };
-            socket::drain(self.wake_read.as_fd());
+            if ready[0].readable {
+                socket::drain(self.wake_read.as_fd());
+            }
             let mut guard = lock(&self.state);
             let st = &mut *guard;
             for (w, r) in st.workers.iter_mut().zip(&ready[1..]) {
