@@ -254,23 +254,28 @@ fn workers_of(parent: Process<()>, pids: &Queue<u32>) -> (Process<()>, Vec<u32>)
     (parent, workers)
 }
 
+/// SIGKILLs the pool's parent and asserts that every worker is dead within 1 s.
+fn kill_and_check_workers_follow(parent: Process<()>, workers: &[u32]) {
+    std::thread::sleep(Duration::from_millis(100));
+    parent.kill().unwrap();
+    let killed = Instant::now();
+    assert!(matches!(parent.join(), Err(Error::ChildSignaled { .. })));
+    while !workers.iter().all(|&p| is_dead(p)) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "workers outlived their parent by 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 #[test]
 fn workers_exit_within_a_second_of_their_parent_being_killed() {
     watchdog(60, || {
         let pids = Queue::<u32>::new(8).unwrap();
         let parent = Process::spawn(pool_parent, (pids.clone(), None)).unwrap();
         let (parent, workers) = workers_of(parent, &pids);
-        std::thread::sleep(Duration::from_millis(100));
-        parent.kill().unwrap();
-        let killed = Instant::now();
-        assert!(matches!(parent.join(), Err(Error::ChildSignaled { .. })));
-        while !workers.iter().all(|&p| is_dead(p)) {
-            assert!(
-                killed.elapsed() < Duration::from_secs(1),
-                "workers outlived their parent by 1 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        kill_and_check_workers_follow(parent, &workers);
     });
 }
 
@@ -301,17 +306,7 @@ fn a_replacement_worker_exits_within_a_second_of_its_parent_being_killed() {
         let pids = Queue::<u32>::new(8).unwrap();
         let parent = Process::spawn(pool_parent_with_a_replacement, pids.clone()).unwrap();
         let (parent, workers) = workers_of(parent, &pids);
-        std::thread::sleep(Duration::from_millis(100));
-        parent.kill().unwrap();
-        let killed = Instant::now();
-        assert!(matches!(parent.join(), Err(Error::ChildSignaled { .. })));
-        while !workers.iter().all(|&p| is_dead(p)) {
-            assert!(
-                killed.elapsed() < Duration::from_secs(1),
-                "workers outlived their parent by 1 s"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        kill_and_check_workers_follow(parent, &workers);
     });
 }
 

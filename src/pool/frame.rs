@@ -210,7 +210,6 @@ pub(crate) fn next_frame(buf: &[u8]) -> Result<Option<Frame>, &'static str> {
 }
 
 /// A cursor over a body that refuses to read past its end.
-#[derive(Clone)]
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
@@ -308,7 +307,6 @@ pub(crate) struct Task<'a> {
 
 /// The arguments of a TASK or INIT body, in order: each its encoding, or the error the pool
 /// met encoding it. Ends early (with [`Args::complete`] false) at a truncated argument.
-#[derive(Clone)]
 pub(crate) struct Args<'a> {
     left: u32,
     rest: Cursor<'a>,

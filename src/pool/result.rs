@@ -229,25 +229,23 @@ where
         if self.taken == self.submitted {
             return Ok(None);
         }
-        {
-            let want = self.taken;
-            let ordered = self.ordered;
-            let chunk = self.sink.wait_for(&self.pool.shared, deadline, |done| {
-                let at = if ordered {
-                    done.iter().position(|c| c.0 == want)?
-                } else if done.is_empty() {
-                    return None;
-                } else {
-                    0
-                };
-                done.remove(at)
-            });
-            let Some((_, batch)) = chunk else {
-                return Err(crate::Error::Timeout);
+        let want = self.taken;
+        let ordered = self.ordered;
+        let chunk = self.sink.wait_for(&self.pool.shared, deadline, |done| {
+            let at = if ordered {
+                done.iter().position(|c| c.0 == want)?
+            } else if done.is_empty() {
+                return None;
+            } else {
+                0
             };
-            self.taken += 1;
-            Ok(Some(batch))
-        }
+            done.remove(at)
+        });
+        let Some((_, batch)) = chunk else {
+            return Err(crate::Error::Timeout);
+        };
+        self.taken += 1;
+        Ok(Some(batch))
     }
 
     /// Like `next()`, but gives up after `timeout`: `Err(Error::Timeout)` if no result is
