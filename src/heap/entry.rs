@@ -5,7 +5,6 @@
 use super::Heap;
 use super::alloc::{self, BLOCK_HEADER, State};
 use crate::error::{Error, Result};
-use crate::shm::ShmOptions;
 use crate::sync::{LockError, Mutex, MutexGuard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -117,14 +116,6 @@ pub(crate) fn lock<'a>(
 /// The root name containers use in a heap of their own.
 pub(crate) const ROOT: &str = "root";
 
-/// The heap a container with no heap given lives in.
-pub(crate) fn own_heap(name: Option<&str>, opts: &ShmOptions) -> Result<Heap> {
-    match name {
-        None => Heap::new_with(super::DEFAULT_MAX, opts),
-        Some(n) => Heap::create_with(n, super::DEFAULT_MAX, opts),
-    }
-}
-
 /// `Clone`, `Debug`, `Serialize` and `Deserialize` for a container handle `{ root, name }`: it
 /// travels as its heap and its root's name, and is looked up (type-checked) again on arrival.
 macro_rules! container_handle {
@@ -174,87 +165,49 @@ macro_rules! container_constructors {
         $mismatch:literal
         $(, $value:ident: $vt:ty)?
     ) => {
-        #[doc = concat!(
-            "A new ", $adj, "anonymous ", $what,
-            " (in a heap of its own), shared with the children it is passed to."
-        )]
-        pub fn new($($value: $vt)?) -> $crate::error::Result<Self> {
-            Self::new_with($($value,)? &$crate::shm::ShmOptions::default())
+        $crate::shm::object::shared_constructors! {
+            $ty($($value: $vt)?);
+            #[doc = concat!(
+                "A new ", $adj, "anonymous ", $what,
+                " (in a heap of its own), shared with the children it is passed to."
+            )]
+            fn new;
+            /// The options apply to its heap's segment.
+            fn new_with;
+            #[doc = concat!("A new ", $adj, $what, " under `name` (a heap of its own in `/dev/shm`).")]
+            fn create;
+            /// The options apply to its heap's segment.
+            fn create_with;
+            #[doc = concat!("Opens the ", $what, " another process created under `name`.")]
+            ///
+            /// # Errors
+            #[doc = concat!(
+                "[`Error::NotFound`](crate::Error::NotFound), ",
+                "[`Error::TypeMismatch`](crate::Error::TypeMismatch) if ", $mismatch, "."
+            )]
+            fn open;
+            /// The options apply to its heap's segment.
+            fn open_with(name, opts) {
+                let heap = super::Heap::open_with(name, opts)?;
+                Ok($ty {
+                    root: heap.find(super::entry::ROOT)?,
+                    name: super::entry::ROOT.to_owned(),
+                })
+            }
+            #[doc = concat!("Opens `name`, or creates it ", $fresh, " (race-safe).")]
+            fn open_or_create;
+            fn open_or_create_with;
         }
 
-        #[doc = concat!(
-            "[`", stringify!($ty), "::new`](Self::new) with options, applied to its heap's segment."
-        )]
-        pub fn new_with(
+        /// The container in a heap of its own under `ROOT`: anonymous, or under `name` (opened
+        /// instead if it exists and `open_existing`).
+        fn make(
+            name: Option<&str>,
+            open_existing: bool,
             $($value: $vt,)?
             opts: &$crate::shm::ShmOptions,
         ) -> $crate::error::Result<Self> {
-            let heap = super::entry::own_heap(None, opts)?;
-            Self::in_heap(&heap, super::entry::ROOT $(, $value)?)
-        }
-
-        #[doc = concat!("A new ", $adj, $what, " under `name` (a heap of its own in `/dev/shm`).")]
-        pub fn create(name: &str $(, $value: $vt)?) -> $crate::error::Result<Self> {
-            Self::create_with(name, $($value,)? &$crate::shm::ShmOptions::default())
-        }
-
-        #[doc = concat!(
-            "[`", stringify!($ty), "::create`](Self::create) with options, applied to its heap's ",
-            "segment."
-        )]
-        pub fn create_with(
-            name: &str,
-            $($value: $vt,)?
-            opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> {
-            let heap = super::entry::own_heap(Some(name), opts)?;
-            Self::in_heap(&heap, super::entry::ROOT $(, $value)?)
-        }
-
-        #[doc = concat!("Opens the ", $what, " another process created under `name`.")]
-        ///
-        /// # Errors
-        #[doc = concat!(
-            "[`Error::NotFound`](crate::Error::NotFound), ",
-            "[`Error::TypeMismatch`](crate::Error::TypeMismatch) if ", $mismatch, "."
-        )]
-        pub fn open(name: &str) -> $crate::error::Result<Self> {
-            Self::open_with(name, &$crate::shm::ShmOptions::default())
-        }
-
-        #[doc = concat!(
-            "[`", stringify!($ty), "::open`](Self::open) with options, applied to its heap's ",
-            "segment."
-        )]
-        ///
-        /// # Errors
-        #[doc = concat!("As [`", stringify!($ty), "::open`](Self::open).")]
-        pub fn open_with(
-            name: &str,
-            opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> {
-            let heap = super::Heap::open_with(name, opts)?;
-            Ok($ty {
-                root: heap.find(super::entry::ROOT)?,
-                name: super::entry::ROOT.to_owned(),
-            })
-        }
-
-        #[doc = concat!("Opens `name`, or creates it ", $fresh, " (race-safe).")]
-        pub fn open_or_create(name: &str $(, $value: $vt)?) -> $crate::error::Result<Self> {
-            Self::open_or_create_with(name, $($value,)? &$crate::shm::ShmOptions::default())
-        }
-
-        #[doc = concat!(
-            "[`", stringify!($ty), "::open_or_create`](Self::open_or_create) with options ",
-            "(used for both the open and the create)."
-        )]
-        pub fn open_or_create_with(
-            name: &str,
-            $($value: $vt,)?
-            opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> {
-            let heap = super::Heap::open_or_create_with(name, super::DEFAULT_MAX, opts)?;
+            let heap = super::Heap::make(name, open_existing, super::DEFAULT_MAX, opts)?;
             Self::in_heap(&heap, super::entry::ROOT $(, $value)?)
         }
     };

@@ -145,63 +145,35 @@ fn spec() -> Spec {
 }
 
 impl Heap {
-    /// A new anonymous heap of at most `max_bytes` (at least 8 KiB), shared with the children it
-    /// is passed to. The file is sparse: memory is taken only by pages in use.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSize`] for a size under 8 KiB or too large to map, [`Error::Os`].
-    pub fn new(max_bytes: usize) -> Result<Heap> {
-        Self::new_with(max_bytes, &ShmOptions::default())
-    }
-
-    /// [`Heap::new`] with options. [`ShmOptions::populate`] faults in all of `max_bytes`:
-    /// the heap is no longer sparse.
-    pub fn new_with(max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::make(None, false, max_bytes, opts)
-    }
-
-    /// A new heap under `name` (in `/dev/shm`), removed when this handle and its clones drop
-    /// unless [`persist`](Heap::persist)ed.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidName`], and as [`Heap::new`].
-    pub fn create(name: &str, max_bytes: usize) -> Result<Heap> {
-        Self::create_with(name, max_bytes, &ShmOptions::default())
-    }
-
-    /// [`Heap::create`] with options.
-    ///
-    /// # Errors
-    /// As [`Heap::create`].
-    pub fn create_with(name: &str, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::make(Some(name), false, max_bytes, opts)
-    }
-
-    /// Opens the heap another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] if the segment is not a heap,
-    /// [`Error::Corrupted`], [`Error::PermissionDenied`].
-    pub fn open(name: &str) -> Result<Heap> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Heap::open`] with options.
-    ///
-    /// # Errors
-    /// As [`Heap::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Heap> {
-        Self::from_object(Object::open(name, &spec(), opts)?)
-    }
-
-    /// Opens `name`, or creates it with `max_bytes` if it does not exist (race-safe).
-    pub fn open_or_create(name: &str, max_bytes: usize) -> Result<Heap> {
-        Self::open_or_create_with(name, max_bytes, &ShmOptions::default())
-    }
-
-    /// [`Heap::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, max_bytes: usize, opts: &ShmOptions) -> Result<Heap> {
-        Self::make(Some(name), true, max_bytes, opts)
+    crate::shm::object::shared_constructors! {
+        Heap(max_bytes: usize);
+        /// A new anonymous heap of at most `max_bytes` (at least 8 KiB), shared with the children
+        /// it is passed to. The file is sparse: memory is taken only by pages in use.
+        ///
+        /// # Errors
+        /// [`Error::InvalidSize`] for a size under 8 KiB or too large to map, [`Error::Os`].
+        fn new;
+        /// [`ShmOptions::populate`] faults in all of `max_bytes`: the heap is no longer sparse.
+        fn new_with;
+        /// A new heap under `name` (in `/dev/shm`), removed when this handle and its clones drop
+        /// unless [`persist`](Heap::persist)ed.
+        ///
+        /// # Errors
+        /// [`Error::AlreadyExists`], [`Error::InvalidName`], and as [`Heap::new`].
+        fn create;
+        fn create_with;
+        /// Opens the heap another process created under `name`.
+        ///
+        /// # Errors
+        /// [`Error::NotFound`], [`Error::TypeMismatch`] if the segment is not a heap,
+        /// [`Error::Corrupted`], [`Error::PermissionDenied`].
+        fn open;
+        fn open_with(name, opts) {
+            Self::from_object(Object::open(name, &spec(), opts)?)
+        }
+        /// Opens `name`, or creates it with `max_bytes` if it does not exist (race-safe).
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
     /// A new heap of `max_bytes`, formatted by the object's initialiser: anonymous, or under

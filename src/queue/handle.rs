@@ -180,69 +180,45 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
 macro_rules! ring_handle {
     ($handle:ident) => {
         impl<T: Pod + Send> $handle<T> {
-            /// A new anonymous queue holding up to `capacity` values (1 to 2^28).
-            ///
-            /// # Errors
-            /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
-            pub fn new(capacity: usize) -> Result<Self> {
-                Self::new_with(capacity, &ShmOptions::default())
+            crate::shm::object::shared_constructors! {
+                $handle(capacity: usize);
+                /// A new anonymous queue holding up to `capacity` values (1 to 2^28).
+                ///
+                /// # Errors
+                /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
+                fn new;
+                /// For example [`ShmOptions::populate`] to fault in a big ring up front.
+                fn new_with;
+                /// A new queue under `name`.
+                ///
+                /// # Errors
+                /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`].
+                fn create;
+                fn create_with;
+                /// Opens the queue another process created under `name`.
+                ///
+                /// # Errors
+                /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
+                fn open;
+                /// For example [`ShmOptions::allow_foreign`].
+                fn open_with(name, opts) {
+                    RingObject::open(name, opts).map(|inner| Self { inner })
+                }
+                /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue
+                /// keeps its own capacity.
+                fn open_or_create;
+                fn open_or_create_with;
             }
 
-            /// A new anonymous queue, with options (e.g. [`ShmOptions::populate`] to fault in
-            /// a big ring up front).
-            ///
-            /// # Errors
-            /// As `new`.
-            pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
-                RingObject::create(None, capacity, false, opts).map(|inner| Self { inner })
-            }
-
-            /// A new queue under `name`.
-            ///
-            /// # Errors
-            /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`].
-            pub fn create(name: &str, capacity: usize) -> Result<Self> {
-                Self::create_with(name, capacity, &ShmOptions::default())
-            }
-
-            /// A new queue under `name`, with options.
-            ///
-            /// # Errors
-            /// As `create`.
-            pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
-                RingObject::create(Some(name), capacity, false, opts).map(|inner| Self { inner })
-            }
-
-            /// Opens the queue another process created under `name`.
-            ///
-            /// # Errors
-            /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
-            pub fn open(name: &str) -> Result<Self> {
-                Self::open_with(name, &ShmOptions::default())
-            }
-
-            /// Opens the queue another process created under `name`, with options (e.g.
-            /// [`ShmOptions::allow_foreign`]).
-            ///
-            /// # Errors
-            /// As `open`.
-            pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-                RingObject::open(name, opts).map(|inner| Self { inner })
-            }
-
-            /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue keeps
-            /// its own capacity.
-            pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-                Self::open_or_create_with(name, capacity, &ShmOptions::default())
-            }
-
-            /// `open_or_create` with options (used for both the open and the create).
-            pub fn open_or_create_with(
-                name: &str,
+            /// A new queue of `capacity` values: anonymous, or under `name` (opened instead if
+            /// it exists and `open_existing`).
+            pub(crate) fn make(
+                name: Option<&str>,
+                open_existing: bool,
                 capacity: usize,
                 opts: &ShmOptions,
             ) -> Result<Self> {
-                RingObject::create(Some(name), capacity, true, opts).map(|inner| Self { inner })
+                RingObject::create(name, capacity, open_existing, opts).map(|inner| Self { inner })
             }
 
             /// Closes the queue for everyone and wakes every blocked caller; what is queued can
@@ -833,10 +809,12 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         })
     }
 
-    fn make(
+    /// A new channel of `capacity` bytes: anonymous, or under `name` (opened instead if it
+    /// exists and `open_existing`).
+    pub(crate) fn make(
         name: Option<&str>,
-        capacity: usize,
         open_existing: bool,
+        capacity: usize,
         opts: &ShmOptions,
     ) -> Result<Self> {
         let cap = RawChannel::ring_capacity(capacity).ok_or(Error::InvalidSize {
@@ -862,77 +840,42 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         Self::attach(object)
     }
 
-    /// A new anonymous channel of `capacity_bytes` (rounded up to a multiple of 8, at least
-    /// 16), shared with the children it is passed to.
-    ///
-    /// # Errors
-    /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
-    pub fn new(capacity_bytes: usize) -> Result<Self> {
-        Self::new_with(capacity_bytes, &ShmOptions::default())
-    }
-
-    /// [`Channel::new`] with options.
-    ///
-    /// ```
-    /// use multiproc::{Channel, shm::ShmOptions};
-    /// let ch = Channel::<String>::new_with(1 << 20, &ShmOptions::new().populate(true))?;
-    /// ch.send("pre-faulted".to_string()).unwrap();
-    /// assert_eq!(ch.recv().unwrap(), "pre-faulted");
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Channel::new`].
-    pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, capacity_bytes, false, opts)
-    }
-
-    /// A new channel under `name`.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
-    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(name, capacity_bytes, &ShmOptions::default())
-    }
-
-    /// [`Channel::create`] with options.
-    ///
-    /// # Errors
-    /// As [`Channel::create`].
-    pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), capacity_bytes, false, opts)
-    }
-
-    /// Opens the channel another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
-    /// another object), [`Error::Corrupted`].
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Channel::open`] with options.
-    ///
-    /// # Errors
-    /// As [`Channel::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::attach(Object::open(name, &Self::spec(), opts)?)
-    }
-
-    /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
-    /// keeps its own capacity.
-    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::open_or_create_with(name, capacity_bytes, &ShmOptions::default())
-    }
-
-    /// [`Channel::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(
-        name: &str,
-        capacity_bytes: usize,
-        opts: &ShmOptions,
-    ) -> Result<Self> {
-        Self::make(Some(name), capacity_bytes, true, opts)
+    crate::shm::object::shared_constructors! {
+        Channel(capacity_bytes: usize);
+        /// A new anonymous channel of `capacity_bytes` (rounded up to a multiple of 8, at least
+        /// 16), shared with the children it is passed to.
+        ///
+        /// # Errors
+        /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
+        fn new;
+        ///
+        /// ```
+        /// use multiproc::{Channel, shm::ShmOptions};
+        /// let ch = Channel::<String>::new_with(1 << 20, &ShmOptions::new().populate(true))?;
+        /// ch.send("pre-faulted".to_string()).unwrap();
+        /// assert_eq!(ch.recv().unwrap(), "pre-faulted");
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        fn new_with;
+        /// A new channel under `name`.
+        ///
+        /// # Errors
+        /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
+        fn create;
+        fn create_with;
+        /// Opens the channel another process created under `name`.
+        ///
+        /// # Errors
+        /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
+        /// another object), [`Error::Corrupted`].
+        fn open;
+        fn open_with(name, opts) {
+            Self::attach(Object::open(name, &Self::spec(), opts)?)
+        }
+        /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
+        /// keeps its own capacity.
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
     /// Sends `msg`, waiting while there is no room.

@@ -335,59 +335,42 @@ impl<T: Pod + Send> JoinableQueue<T> {
         TaskCount::of(&self.tasks)
     }
 
-    /// A new anonymous queue of `capacity` values.
-    ///
-    /// # Errors
-    /// As [`Queue::new`].
-    pub fn new(capacity: usize) -> Result<Self> {
-        Self::new_with(capacity, &ShmOptions::default())
+    crate::shm::object::shared_constructors! {
+        JoinableQueue(capacity: usize);
+        /// A new anonymous queue of `capacity` values.
+        ///
+        /// # Errors
+        /// As [`Queue::new`].
+        fn new;
+        /// For both its segments.
+        fn new_with;
+        /// A new queue under `name` (its counter lives under `name-tasks`).
+        fn create;
+        /// For both its segments.
+        fn create_with;
+        /// Opens the queue another process created under `name`.
+        fn open;
+        /// For both its segments.
+        fn open_with(name, opts) {
+            let tasks = TaskCount::open(&Self::spec(), name, opts)?;
+            Self::from_parts(Queue::open_with(name, opts)?, tasks)
+        }
+        /// Opens `name`, or creates it with `capacity` (race-safe).
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
-    /// [`JoinableQueue::new`] with options (for both its segments).
-    ///
-    /// # Errors
-    /// As [`Queue::new`].
-    pub fn new_with(capacity: usize, opts: &ShmOptions) -> Result<Self> {
+    /// The queue and its counter: anonymous, or under `name` (opened instead if they exist and
+    /// `open_existing`).
+    fn make(
+        name: Option<&str>,
+        open_existing: bool,
+        capacity: usize,
+        opts: &ShmOptions,
+    ) -> Result<Self> {
         Self::from_parts(
-            Queue::new_with(capacity, opts)?,
-            TaskCount::create(&Self::spec(), None, false, opts)?,
-        )
-    }
-
-    /// A new queue under `name` (its counter lives under `name-tasks`).
-    pub fn create(name: &str, capacity: usize) -> Result<Self> {
-        Self::create_with(name, capacity, &ShmOptions::default())
-    }
-
-    /// [`JoinableQueue::create`] with options (for both its segments).
-    pub fn create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::from_parts(
-            Queue::create_with(name, capacity, opts)?,
-            TaskCount::create(&Self::spec(), Some(name), false, opts)?,
-        )
-    }
-
-    /// Opens the queue another process created under `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`JoinableQueue::open`] with options (for both its segments).
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let tasks = TaskCount::open(&Self::spec(), name, opts)?;
-        Self::from_parts(Queue::open_with(name, opts)?, tasks)
-    }
-
-    /// Opens `name`, or creates it with `capacity` (race-safe).
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self> {
-        Self::open_or_create_with(name, capacity, &ShmOptions::default())
-    }
-
-    /// [`JoinableQueue::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, capacity: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::from_parts(
-            Queue::open_or_create_with(name, capacity, opts)?,
-            TaskCount::create(&Self::spec(), Some(name), true, opts)?,
+            Queue::make(name, open_existing, capacity, opts)?,
+            TaskCount::create(&Self::spec(), name, open_existing, opts)?,
         )
     }
 

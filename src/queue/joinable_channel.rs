@@ -88,82 +88,51 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         TaskCount::of(&self.tasks)
     }
 
-    /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
-    ///
-    /// # Errors
-    /// As [`Channel::new`].
-    pub fn new(capacity_bytes: usize) -> Result<Self> {
-        Self::new_with(capacity_bytes, &ShmOptions::default())
+    crate::shm::object::shared_constructors! {
+        JoinableChannel(capacity_bytes: usize);
+        /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
+        ///
+        /// # Errors
+        /// As [`Channel::new`].
+        fn new;
+        /// For both its segments.
+        fn new_with;
+        /// A new channel under `name` (its counter lives under `name-tasks`).
+        ///
+        /// # Errors
+        /// As [`Channel::create`].
+        fn create;
+        /// For both its segments.
+        fn create_with;
+        /// Opens the channel another process created under `name`.
+        ///
+        /// # Errors
+        /// As [`Channel::open`], for either segment.
+        fn open;
+        /// For both its segments.
+        fn open_with(name, opts) {
+            let tasks = TaskCount::open(&Self::spec(), name, opts)?;
+            Self::from_parts(Channel::open_with(name, opts)?, tasks)
+        }
+        /// Opens `name`, or creates it with `capacity_bytes` (race-safe).
+        ///
+        /// # Errors
+        /// As [`Channel::open_or_create`].
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
-    /// [`JoinableChannel::new`] with options (for both its segments).
-    ///
-    /// # Errors
-    /// As [`Channel::new`].
-    pub fn new_with(capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::from_parts(
-            Channel::new_with(capacity_bytes, opts)?,
-            TaskCount::create(&Self::spec(), None, false, opts)?,
-        )
-    }
-
-    /// A new channel under `name` (its counter lives under `name-tasks`).
-    ///
-    /// # Errors
-    /// As [`Channel::create`].
-    pub fn create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::create_with(name, capacity_bytes, &ShmOptions::default())
-    }
-
-    /// [`JoinableChannel::create`] with options (for both its segments).
-    ///
-    /// # Errors
-    /// As [`Channel::create`].
-    pub fn create_with(name: &str, capacity_bytes: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::from_parts(
-            Channel::create_with(name, capacity_bytes, opts)?,
-            TaskCount::create(&Self::spec(), Some(name), false, opts)?,
-        )
-    }
-
-    /// Opens the channel another process created under `name`.
-    ///
-    /// # Errors
-    /// As [`Channel::open`], for either segment.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`JoinableChannel::open`] with options (for both its segments).
-    ///
-    /// # Errors
-    /// As [`Channel::open`], for either segment.
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        let tasks = TaskCount::open(&Self::spec(), name, opts)?;
-        Self::from_parts(Channel::open_with(name, opts)?, tasks)
-    }
-
-    /// Opens `name`, or creates it with `capacity_bytes` (race-safe).
-    ///
-    /// # Errors
-    /// As [`Channel::open_or_create`].
-    pub fn open_or_create(name: &str, capacity_bytes: usize) -> Result<Self> {
-        Self::open_or_create_with(name, capacity_bytes, &ShmOptions::default())
-    }
-
-    /// [`JoinableChannel::open_or_create`] with options (used for both the open and the
-    /// create).
-    ///
-    /// # Errors
-    /// As [`Channel::open_or_create`].
-    pub fn open_or_create_with(
-        name: &str,
+    /// The channel and its counter: anonymous, or under `name` (opened instead if they exist
+    /// and `open_existing`).
+    fn make(
+        name: Option<&str>,
+        open_existing: bool,
         capacity_bytes: usize,
         opts: &ShmOptions,
     ) -> Result<Self> {
         Self::from_parts(
-            Channel::open_or_create_with(name, capacity_bytes, opts)?,
-            TaskCount::create(&Self::spec(), Some(name), true, opts)?,
+            Channel::make(name, open_existing, capacity_bytes, opts)?,
+            TaskCount::create(&Self::spec(), name, open_existing, opts)?,
         )
     }
 

@@ -198,3 +198,97 @@ macro_rules! object_serde {
     };
 }
 pub(crate) use object_serde;
+
+/// The constructor family of a shared object `$ty`: `new`, `create`, `open`, `open_or_create`
+/// and their `_with` forms, which take [`ShmOptions`] (the others pass the defaults).
+///
+/// Every form but `open` comes down to the type's own
+/// `make(name: Option<&str>, open_existing: bool, $args.., opts) -> Result<Self>`: a new object,
+/// anonymous for no `name`, or the existing one under `name` if `open_existing`. `open_with` is
+/// the body given here. Each method carries the docs written above it; a `_with` form's docs
+/// start with "`base` with options." and end with "# Errors: as `base`".
+macro_rules! shared_constructors {
+    (
+        $ty:ident($($arg:ident: $arg_ty:ty),*);
+        $(#[$new_doc:meta])* fn new;
+        $(#[$new_with_doc:meta])* fn new_with;
+        $(#[$create_doc:meta])* fn create;
+        $(#[$create_with_doc:meta])* fn create_with;
+        $(#[$open_doc:meta])* fn open;
+        $(#[$open_with_doc:meta])* fn open_with($name:ident, $opts:ident) $open_with:block
+        $(#[$ooc_doc:meta])* fn open_or_create;
+        $(#[$ooc_with_doc:meta])* fn open_or_create_with;
+    ) => {
+        $(#[$new_doc])*
+        pub fn new($($arg: $arg_ty),*) -> $crate::error::Result<Self> {
+            Self::new_with($($arg,)* &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!("[`", stringify!($ty), "::new`](Self::new) with options.")]
+        $(#[$new_with_doc])*
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($ty), "::new`](Self::new).")]
+        pub fn new_with(
+            $($arg: $arg_ty,)*
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            Self::make(None, false, $($arg,)* opts)
+        }
+
+        $(#[$create_doc])*
+        pub fn create(name: &str $(, $arg: $arg_ty)*) -> $crate::error::Result<Self> {
+            Self::create_with(name, $($arg,)* &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!("[`", stringify!($ty), "::create`](Self::create) with options.")]
+        $(#[$create_with_doc])*
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($ty), "::create`](Self::create).")]
+        pub fn create_with(
+            name: &str,
+            $($arg: $arg_ty,)*
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            Self::make(Some(name), false, $($arg,)* opts)
+        }
+
+        $(#[$open_doc])*
+        pub fn open(name: &str) -> $crate::error::Result<Self> {
+            Self::open_with(name, &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!("[`", stringify!($ty), "::open`](Self::open) with options.")]
+        $(#[$open_with_doc])*
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($ty), "::open`](Self::open).")]
+        pub fn open_with(
+            $name: &str,
+            $opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> $open_with
+
+        $(#[$ooc_doc])*
+        pub fn open_or_create(name: &str $(, $arg: $arg_ty)*) -> $crate::error::Result<Self> {
+            Self::open_or_create_with(name, $($arg,)* &$crate::shm::ShmOptions::default())
+        }
+
+        #[doc = concat!(
+            "[`", stringify!($ty), "::open_or_create`](Self::open_or_create) with options ",
+            "(used for both the open and the create)."
+        )]
+        $(#[$ooc_with_doc])*
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", stringify!($ty), "::open_or_create`](Self::open_or_create).")]
+        pub fn open_or_create_with(
+            name: &str,
+            $($arg: $arg_ty,)*
+            opts: &$crate::shm::ShmOptions,
+        ) -> $crate::error::Result<Self> {
+            Self::make(Some(name), true, $($arg,)* opts)
+        }
+    };
+}
+pub(crate) use shared_constructors;

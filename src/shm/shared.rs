@@ -64,65 +64,37 @@ impl<T: ShmSafe> Shared<T> {
         Self::from_object(object)
     }
 
-    /// Moves `value` into a new anonymous segment.
-    pub fn new(value: T) -> Result<Self> {
-        Self::new_with(value, &ShmOptions::default())
-    }
-
-    /// [`Shared::new`] with options.
-    ///
-    /// ```
-    /// use multiproc::{Shared, shm::ShmOptions, sync::Semaphore};
-    /// let permits = Shared::new_with(Semaphore::new(2), &ShmOptions::new().populate(true))?;
-    /// assert!(permits.try_acquire().is_ok());
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, false, value, opts)
-    }
-
-    /// Moves `value` into a new segment named `name`.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
-    pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_with(name, value, &ShmOptions::default())
-    }
-
-    /// [`Shared::create`] with options.
-    ///
-    /// # Errors
-    /// As [`Shared::create`].
-    pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), false, value, opts)
-    }
-
-    /// Opens the `T` another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
-    /// [`Error::PermissionDenied`].
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Shared::open`] with options.
-    ///
-    /// # Errors
-    /// As [`Shared::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::from_object(Object::open(name, &Self::spec(), opts)?)
-    }
-
-    /// Opens `name`, or creates it holding `value` (race-safe). When it already existed, `value`
-    /// is dropped.
-    pub fn open_or_create(name: &str, value: T) -> Result<Self> {
-        Self::open_or_create_with(name, value, &ShmOptions::default())
-    }
-
-    /// [`Shared::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), true, value, opts)
+    super::object::shared_constructors! {
+        Shared(value: T);
+        /// Moves `value` into a new anonymous segment.
+        fn new;
+        ///
+        /// ```
+        /// use multiproc::{Shared, shm::ShmOptions, sync::Semaphore};
+        /// let permits = Shared::new_with(Semaphore::new(2), &ShmOptions::new().populate(true))?;
+        /// assert!(permits.try_acquire().is_ok());
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        fn new_with;
+        /// Moves `value` into a new segment named `name`.
+        ///
+        /// # Errors
+        /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
+        fn create;
+        fn create_with;
+        /// Opens the `T` another process created under `name`.
+        ///
+        /// # Errors
+        /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
+        /// [`Error::PermissionDenied`].
+        fn open;
+        fn open_with(name, opts) {
+            Self::from_object(Object::open(name, &Self::spec(), opts)?)
+        }
+        /// Opens `name`, or creates it holding `value` (race-safe). When it already existed,
+        /// `value` is dropped.
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
     /// The name, or `None` for an anonymous object.

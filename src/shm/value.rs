@@ -80,69 +80,41 @@ impl<T: Pod + Send> Value<T> {
         Self::from_object(object)
     }
 
-    /// A new anonymous value, shared with the children it is passed to.
-    pub fn new(value: T) -> Result<Self> {
-        Self::new_with(value, &ShmOptions::default())
-    }
-
-    /// [`Value::new`] with options.
-    pub fn new_with(value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, false, value, opts)
-    }
-
-    /// A new value under `name`, visible to every process of this user until this handle (and its
-    /// clones) drop, unless [`persist`](Value::persist)ed.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
-    pub fn create(name: &str, value: T) -> Result<Self> {
-        Self::create_with(name, value, &ShmOptions::default())
-    }
-
-    /// [`Value::create`] with options.
-    ///
-    /// # Errors
-    /// As [`Value::create`].
-    pub fn create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), false, value, opts)
-    }
-
-    /// Opens the value another process created under `name`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another type,
-    /// [`Error::Corrupted`] if the segment is truncated or garbage, [`Error::PermissionDenied`].
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Value::open`] with options, e.g. [`ShmOptions::allow_foreign`] for a value another
-    /// user created.
-    ///
-    /// ```
-    /// use multiproc::{Value, shm::ShmOptions};
-    /// # let name = format!("mp-doc-value-open-with-{}", std::process::id());
-    /// let created = Value::create(&name, 7u64)?;
-    /// let opts = ShmOptions::new().init_timeout(std::time::Duration::from_secs(5));
-    /// let opened = Value::<u64>::open_with(&name, &opts)?;
-    /// assert_eq!(opened.get().unwrap(), 7);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`Value::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::from_object(Object::open(name, &Self::spec(), opts)?)
-    }
-
-    /// Opens `name`, or creates it holding `value` if it does not exist (race-safe).
-    pub fn open_or_create(name: &str, value: T) -> Result<Self> {
-        Self::open_or_create_with(name, value, &ShmOptions::default())
-    }
-
-    /// [`Value::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, value: T, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), true, value, opts)
+    super::object::shared_constructors! {
+        Value(value: T);
+        /// A new anonymous value, shared with the children it is passed to.
+        fn new;
+        fn new_with;
+        /// A new value under `name`, visible to every process of this user until this handle (and
+        /// its clones) drop, unless [`persist`](Value::persist)ed.
+        ///
+        /// # Errors
+        /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
+        fn create;
+        fn create_with;
+        /// Opens the value another process created under `name`.
+        ///
+        /// # Errors
+        /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another type,
+        /// [`Error::Corrupted`] if the segment is truncated or garbage, [`Error::PermissionDenied`].
+        fn open;
+        /// For example [`ShmOptions::allow_foreign`] for a value another user created.
+        ///
+        /// ```
+        /// use multiproc::{Value, shm::ShmOptions};
+        /// # let name = format!("mp-doc-value-open-with-{}", std::process::id());
+        /// let created = Value::create(&name, 7u64)?;
+        /// let opts = ShmOptions::new().init_timeout(std::time::Duration::from_secs(5));
+        /// let opened = Value::<u64>::open_with(&name, &opts)?;
+        /// assert_eq!(opened.get().unwrap(), 7);
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        fn open_with(name, opts) {
+            Self::from_object(Object::open(name, &Self::spec(), opts)?)
+        }
+        /// Opens `name`, or creates it holding `value` if it does not exist (race-safe).
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
     /// The lock around the value.
