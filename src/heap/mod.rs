@@ -360,15 +360,7 @@ impl Heap {
         }
     }
 
-    /// The name, or `None` for an anonymous heap.
-    pub fn name(&self) -> Option<&str> {
-        self.inner.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.inner.object.persist()
-    }
+    crate::shm::object::name_and_persist!(inner.object, "heap");
 
     /// The segment underneath.
     pub fn segment(&self) -> &Segment {

@@ -111,7 +111,7 @@ impl<T: Pod + Send> Array<T> {
 
     /// A new array of `len` elements, a copy of `src` or zeroed: anonymous, or under `name`
     /// (opened instead if it exists and `open_existing`).
-    fn make(
+    fn make_sized(
         name: Option<&str>,
         open_existing: bool,
         len: usize,
@@ -130,79 +130,56 @@ impl<T: Pod + Send> Array<T> {
         Self::from_object(object)
     }
 
+    /// [`make_sized`](Self::make_sized) for a copy of `values`.
+    fn make(
+        name: Option<&str>,
+        open_existing: bool,
+        values: &[T],
+        opts: &ShmOptions,
+    ) -> Result<Self> {
+        Self::make_sized(name, open_existing, values.len(), Some(values), opts)
+    }
+
     /// A new anonymous array of `len` zeroed elements.
     pub fn zeroed(len: usize) -> Result<Self> {
-        Self::make(None, false, len, None, &ShmOptions::default())
+        Self::make_sized(None, false, len, None, &ShmOptions::default())
     }
 
     /// [`Array::zeroed`] with options, e.g. pre-faulting a big array.
     pub fn zeroed_with(len: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, false, len, None, opts)
-    }
-
-    /// A new anonymous array holding a copy of `values`.
-    pub fn from_slice(values: &[T]) -> Result<Self> {
-        Self::make(
-            None,
-            false,
-            values.len(),
-            Some(values),
-            &ShmOptions::default(),
-        )
-    }
-
-    /// [`Array::from_slice`] with options.
-    pub fn from_slice_with(values: &[T], opts: &ShmOptions) -> Result<Self> {
-        Self::make(None, false, values.len(), Some(values), opts)
-    }
-
-    /// A new named array holding a copy of `values`.
-    ///
-    /// # Errors
-    /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`] for an empty slice.
-    pub fn create(name: &str, values: &[T]) -> Result<Self> {
-        Self::create_with(name, values, &ShmOptions::default())
-    }
-
-    /// [`Array::create`] with options.
-    ///
-    /// # Errors
-    /// As [`Array::create`].
-    pub fn create_with(name: &str, values: &[T], opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), false, values.len(), Some(values), opts)
+        Self::make_sized(None, false, len, None, opts)
     }
 
     /// A new named array of `len` zeroed elements, with options.
     pub fn create_zeroed_with(name: &str, len: usize, opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), false, len, None, opts)
+        Self::make_sized(Some(name), false, len, None, opts)
     }
 
-    /// Opens the array another process created under `name`; its length is the creator's.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
-    /// [`Error::PermissionDenied`].
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &ShmOptions::default())
-    }
-
-    /// [`Array::open`] with options.
-    ///
-    /// # Errors
-    /// As [`Array::open`].
-    pub fn open_with(name: &str, opts: &ShmOptions) -> Result<Self> {
-        Self::from_object(Object::open(name, &Self::spec(), opts)?)
-    }
-
-    /// Opens `name`, or creates it holding a copy of `values` (race-safe). An existing array keeps
-    /// its own length and contents.
-    pub fn open_or_create(name: &str, values: &[T]) -> Result<Self> {
-        Self::open_or_create_with(name, values, &ShmOptions::default())
-    }
-
-    /// [`Array::open_or_create`] with options (used for both the open and the create).
-    pub fn open_or_create_with(name: &str, values: &[T], opts: &ShmOptions) -> Result<Self> {
-        Self::make(Some(name), true, values.len(), Some(values), opts)
+    super::object::shared_constructors! {
+        Array(values: &[T]);
+        /// A new anonymous array holding a copy of `values`.
+        fn from_slice;
+        fn from_slice_with;
+        /// A new named array holding a copy of `values`.
+        ///
+        /// # Errors
+        /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`] for an empty
+        /// slice.
+        fn create;
+        fn create_with;
+        /// Opens the array another process created under `name`; its length is the creator's.
+        ///
+        /// # Errors
+        /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
+        /// [`Error::PermissionDenied`].
+        fn open;
+        fn open_with(name, opts) {
+            Self::from_object(Object::open(name, &Self::spec(), opts)?)
+        }
+        /// Opens `name`, or creates it holding a copy of `values` (race-safe). An existing array
+        /// keeps its own length and contents.
+        fn open_or_create;
+        fn open_or_create_with;
     }
 
     /// Number of elements.
@@ -299,15 +276,7 @@ impl<T: Pod + Send> Array<T> {
         self.object.segment()
     }
 
-    /// The name, or `None` for an anonymous array.
-    pub fn name(&self) -> Option<&str> {
-        self.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.object.persist()
-    }
+    super::object::name_and_persist!(object, "array");
 }
 
 /// The locked elements of an [`Array`]; derefs to `[T]`. Unlocks when dropped.

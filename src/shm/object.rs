@@ -199,8 +199,9 @@ macro_rules! object_serde {
 }
 pub(crate) use object_serde;
 
-/// The constructor family of a shared object `$ty`: `new`, `create`, `open`, `open_or_create`
-/// and their `_with` forms, which take [`ShmOptions`] (the others pass the defaults).
+/// The constructor family of a shared object `$ty`: `new` (or another name given for the
+/// anonymous one), `create`, `open`, `open_or_create` and their `_with` forms, which take
+/// [`ShmOptions`] (the others pass the defaults).
 ///
 /// Every form but `open` comes down to the type's own
 /// `make(name: Option<&str>, open_existing: bool, $args.., opts) -> Result<Self>`: a new object,
@@ -210,8 +211,8 @@ pub(crate) use object_serde;
 macro_rules! shared_constructors {
     (
         $ty:ident($($arg:ident: $arg_ty:ty),*);
-        $(#[$new_doc:meta])* fn new;
-        $(#[$new_with_doc:meta])* fn new_with;
+        $(#[$new_doc:meta])* fn $new:ident;
+        $(#[$new_with_doc:meta])* fn $new_with:ident;
         $(#[$create_doc:meta])* fn create;
         $(#[$create_with_doc:meta])* fn create_with;
         $(#[$open_doc:meta])* fn open;
@@ -220,16 +221,21 @@ macro_rules! shared_constructors {
         $(#[$ooc_with_doc:meta])* fn open_or_create_with;
     ) => {
         $(#[$new_doc])*
-        pub fn new($($arg: $arg_ty),*) -> $crate::error::Result<Self> {
-            Self::new_with($($arg,)* &$crate::shm::ShmOptions::default())
+        pub fn $new($($arg: $arg_ty),*) -> $crate::error::Result<Self> {
+            Self::$new_with($($arg,)* &$crate::shm::ShmOptions::default())
         }
 
-        #[doc = concat!("[`", stringify!($ty), "::new`](Self::new) with options.")]
+        #[doc = concat!(
+            "[`", stringify!($ty), "::", stringify!($new), "`](Self::", stringify!($new), ") ",
+            "with options."
+        )]
         $(#[$new_with_doc])*
         ///
         /// # Errors
-        #[doc = concat!("As [`", stringify!($ty), "::new`](Self::new).")]
-        pub fn new_with(
+        #[doc = concat!(
+            "As [`", stringify!($ty), "::", stringify!($new), "`](Self::", stringify!($new), ")."
+        )]
+        pub fn $new_with(
             $($arg: $arg_ty,)*
             opts: &$crate::shm::ShmOptions,
         ) -> $crate::error::Result<Self> {
@@ -292,3 +298,20 @@ macro_rules! shared_constructors {
     };
 }
 pub(crate) use shared_constructors;
+
+/// `name` and `persist` for a handle whose [`Object`] is `self.$field` (a path of fields);
+/// `$what` names the handle in the docs.
+macro_rules! name_and_persist {
+    ($($field:ident).+, $what:literal) => {
+        #[doc = concat!("The name, or `None` for an anonymous ", $what, ".")]
+        pub fn name(&self) -> Option<&str> {
+            self.$($field).+.segment().name()
+        }
+
+        /// Keeps the name after the creator's handles drop.
+        pub fn persist(&self) {
+            self.$($field).+.persist()
+        }
+    };
+}
+pub(crate) use name_and_persist;

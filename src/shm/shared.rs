@@ -97,15 +97,7 @@ impl<T: ShmSafe> Shared<T> {
         fn open_or_create_with;
     }
 
-    /// The name, or `None` for an anonymous object.
-    pub fn name(&self) -> Option<&str> {
-        self.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.object.persist()
-    }
+    super::object::name_and_persist!(object, "object");
 }
 
 impl<T: ShmSafe> Deref for Shared<T> {

@@ -164,15 +164,7 @@ impl<T: Pod + Send> Value<T> {
         self.object.segment()
     }
 
-    /// The name, or `None` for an anonymous value.
-    pub fn name(&self) -> Option<&str> {
-        self.object.segment().name()
-    }
-
-    /// Keeps the name after the creator's handles drop.
-    pub fn persist(&self) {
-        self.object.persist()
-    }
+    super::object::name_and_persist!(object, "value");
 }
 
 impl<T: Pod + Send> Clone for Value<T> {
