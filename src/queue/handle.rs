@@ -113,16 +113,7 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
     }
 
     fn payload_len(capacity: usize) -> Result<usize> {
-        if size_of::<T>() == 0 {
-            return Err(Error::InvalidSize {
-                reason: "zero-sized element type",
-            });
-        }
-        if capacity == 0 {
-            return Err(Error::InvalidSize {
-                reason: "zero capacity",
-            });
-        }
+        crate::shm::object::check_count(size_of::<T>(), capacity, "zero capacity")?;
         R::bytes_for(capacity).ok_or(Error::InvalidSize {
             reason: "capacity too large",
         })

@@ -60,16 +60,7 @@ impl<T: Pod + Send> Array<T> {
     }
 
     fn payload_len(len: usize) -> Result<usize> {
-        if size_of::<T>() == 0 {
-            return Err(Error::InvalidSize {
-                reason: "zero-sized element type",
-            });
-        }
-        if len == 0 {
-            return Err(Error::InvalidSize {
-                reason: "zero elements",
-            });
-        }
+        super::object::check_count(size_of::<T>(), len, "zero elements")?;
         len.checked_mul(size_of::<T>())
             .and_then(|bytes| bytes.checked_add(Self::data_offset()))
             .ok_or(Error::InvalidSize {

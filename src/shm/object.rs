@@ -157,6 +157,16 @@ impl Object {
     }
 }
 
+/// Refuses a zero-sized element type, and a `count` of zero elements (saying `zero_count`).
+pub(crate) fn check_count(elem_size: usize, count: usize, zero_count: &'static str) -> Result<()> {
+    let reason = match (elem_size, count) {
+        (0, _) => "zero-sized element type",
+        (_, 0) => zero_count,
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidSize { reason })
+}
+
 pub(crate) fn header_of(segment: &Segment) -> &Header {
     // SAFETY: every segment holding an object is at least `HEADER_LEN` bytes (checked by the
     // callers), page-aligned by mmap (so aligned for `Header`), and `Header` is made of atomics,
