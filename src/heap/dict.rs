@@ -253,6 +253,11 @@ impl Entry {
     fn value(&self) -> &[u8] {
         &self.bytes[24 + self.klen..]
     }
+    /// The value of `found`, if any, decoded.
+    #[inline]
+    fn decode_value<V: DeserializeOwned>(found: Option<Entry>) -> Result<Option<V>> {
+        found.map(|e| entry::decode(e.value())).transpose()
+    }
 }
 
 /// Finds `key` (hash `h`) in `shard`: `(slot of the key or where to insert it, entry if
@@ -577,9 +582,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// Inserts `value` under `key`; returns the value it replaced.
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        entry::encoded(value, |v| self.with_key(key, |l, h, k| l.insert(h, k, v)))?
-            .map(|e| entry::decode(e.value()))
-            .transpose()
+        Entry::decode_value(entry::encoded(value, |v| {
+            self.with_key(key, |l, h, k| l.insert(h, k, v))
+        })?)
     }
 
     /// The entry under `key`, read without the lock (see "Lock-free reads" in `dict.rs`), or
@@ -598,9 +603,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// A copy of the value under `key`. Does not wait for writers (unless one keeps the shard
     /// busy, or died mid-write: then it reads under the lock, repairing first).
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        self.read(key)?
-            .map(|e| entry::decode(e.value()))
-            .transpose()
+        Entry::decode_value(self.read(key)?)
     }
 
     /// Whether `key` is present.
@@ -610,9 +613,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
     /// Removes `key`; returns its value.
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        self.with_key(key, |l, h, k| l.remove(h, k))?
-            .map(|e| entry::decode(e.value()))
-            .transpose()
+        Entry::decode_value(self.with_key(key, |l, h, k| l.remove(h, k))?)
     }
 
     /// Reads, changes and writes back the value under `key` atomically (no other process sees
@@ -682,10 +683,7 @@ fn update_locked<V: Serialize + DeserializeOwned, R>(
     k: &[u8],
     f: impl FnOnce(&mut Option<V>) -> R,
 ) -> Result<R> {
-    let mut v = l
-        .get_bytes(h, k)?
-        .map(|e| entry::decode(e.value()))
-        .transpose()?;
+    let mut v = Entry::decode_value(l.get_bytes(h, k)?)?;
     let r = f(&mut v);
     match v {
         Some(v) => {
@@ -719,23 +717,19 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictGuard
 
     /// As [`Dict::get`].
     pub fn get(&self, key: &K) -> Result<Option<V>> {
-        self.with_key(key, |l, h, k| l.get_bytes(h, k))?
-            .map(|e| entry::decode(e.value()))
-            .transpose()
+        Entry::decode_value(self.with_key(key, |l, h, k| l.get_bytes(h, k))?)
     }
 
     /// As [`Dict::insert`].
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>> {
-        entry::encoded(value, |v| self.with_key(key, |l, h, k| l.insert(h, k, v)))?
-            .map(|e| entry::decode(e.value()))
-            .transpose()
+        Entry::decode_value(entry::encoded(value, |v| {
+            self.with_key(key, |l, h, k| l.insert(h, k, v))
+        })?)
     }
 
     /// As [`Dict::remove`].
     pub fn remove(&self, key: &K) -> Result<Option<V>> {
-        self.with_key(key, |l, h, k| l.remove(h, k))?
-            .map(|e| entry::decode(e.value()))
-            .transpose()
+        Entry::decode_value(self.with_key(key, |l, h, k| l.remove(h, k))?)
     }
 
     /// As [`Dict::update`].
