@@ -328,6 +328,7 @@ impl ProcessBuilder {
     /// spawns it ends, or this process, however it ends. Cheaper to start than a daemon (no
     /// watcher thread in the child); for a spawning thread that outlives its children, as
     /// the pool's supervisor does. Spawn start method only.
+    #[cfg_attr(multiproc_loom, allow(dead_code))] // the pool is not built under loom
     pub(crate) fn dies_with_thread(mut self) -> Self {
         self.dies_with_thread = true;
         self
