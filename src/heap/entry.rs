@@ -171,13 +171,13 @@ macro_rules! container_constructors {
                 "A new ", $adj, "anonymous ", $what,
                 " (in a heap of its own), shared with the children it is passed to."
             )]
-            fn new;
+            with:
             /// The options apply to its heap's segment.
-            fn new_with;
+            fn new, new_with;
             #[doc = concat!("A new ", $adj, $what, " under `name` (a heap of its own in `/dev/shm`).")]
-            fn create;
+            with:
             /// The options apply to its heap's segment.
-            fn create_with;
+            fn create;
             #[doc = concat!("Opens the ", $what, " another process created under `name`.")]
             ///
             /// # Errors
@@ -185,18 +185,17 @@ macro_rules! container_constructors {
                 "[`Error::NotFound`](crate::Error::NotFound), ",
                 "[`Error::TypeMismatch`](crate::Error::TypeMismatch) if ", $mismatch, "."
             )]
-            fn open;
+            with:
             /// The options apply to its heap's segment.
-            fn open_with(name, opts) {
+            fn open(name, opts) => {
                 let heap = super::Heap::open_with(name, opts)?;
                 Ok($ty {
                     root: heap.find(super::entry::ROOT)?,
                     name: super::entry::ROOT.to_owned(),
                 })
-            }
+            };
             #[doc = concat!("Opens `name`, or creates it ", $fresh, " (race-safe).")]
             fn open_or_create;
-            fn open_or_create_with;
         }
 
         /// The container in a heap of its own under `ROOT`: anonymous, or under `name` (opened

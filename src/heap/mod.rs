@@ -152,28 +152,23 @@ impl Heap {
         ///
         /// # Errors
         /// [`Error::InvalidSize`] for a size under 8 KiB or too large to map, [`Error::Os`].
-        fn new;
+        with:
         /// [`ShmOptions::populate`] faults in all of `max_bytes`: the heap is no longer sparse.
-        fn new_with;
+        fn new, new_with;
         /// A new heap under `name` (in `/dev/shm`), removed when this handle and its clones drop
         /// unless [`persist`](Heap::persist)ed.
         ///
         /// # Errors
         /// [`Error::AlreadyExists`], [`Error::InvalidName`], and as [`Heap::new`].
         fn create;
-        fn create_with;
         /// Opens the heap another process created under `name`.
         ///
         /// # Errors
         /// [`Error::NotFound`], [`Error::TypeMismatch`] if the segment is not a heap,
         /// [`Error::Corrupted`], [`Error::PermissionDenied`].
-        fn open;
-        fn open_with(name, opts) {
-            Self::from_object(Object::open(name, &spec(), opts)?)
-        }
+        fn open(name, opts) => Self::from_object(Object::open(name, &spec(), opts)?);
         /// Opens `name`, or creates it with `max_bytes` if it does not exist (race-safe).
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     /// A new heap of `max_bytes`, formatted by the object's initialiser: anonymous, or under

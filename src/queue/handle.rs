@@ -177,28 +177,24 @@ macro_rules! ring_handle {
                 ///
                 /// # Errors
                 /// [`Error::InvalidSize`] for a zero or too large capacity or a zero-sized `T`.
-                fn new;
+                with:
                 /// For example [`ShmOptions::populate`] to fault in a big ring up front.
-                fn new_with;
+                fn new, new_with;
                 /// A new queue under `name`.
                 ///
                 /// # Errors
                 /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`].
                 fn create;
-                fn create_with;
                 /// Opens the queue another process created under `name`.
                 ///
                 /// # Errors
                 /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`].
-                fn open;
+                with:
                 /// For example [`ShmOptions::allow_foreign`].
-                fn open_with(name, opts) {
-                    RingObject::open(name, opts).map(|inner| Self { inner })
-                }
+                fn open(name, opts) => RingObject::open(name, opts).map(|inner| Self { inner });
                 /// Opens `name`, or creates it with `capacity` (race-safe); an existing queue
                 /// keeps its own capacity.
                 fn open_or_create;
-                fn open_or_create_with;
             }
 
             /// A new queue of `capacity` values: anonymous, or under `name` (opened instead if
@@ -838,7 +834,7 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         ///
         /// # Errors
         /// [`Error::InvalidSize`] for a capacity above 1 TiB; OS errors.
-        fn new;
+        with:
         ///
         /// ```
         /// use multiproc::{Channel, shm::ShmOptions};
@@ -847,26 +843,21 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         /// assert_eq!(ch.recv().unwrap(), "pre-faulted");
         /// # Ok::<(), multiproc::Error>(())
         /// ```
-        fn new_with;
+        fn new, new_with;
         /// A new channel under `name`.
         ///
         /// # Errors
         /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`], OS errors.
         fn create;
-        fn create_with;
         /// Opens the channel another process created under `name`.
         ///
         /// # Errors
         /// [`Error::NotFound`], [`Error::TypeMismatch`] (a channel of another message type, or
         /// another object), [`Error::Corrupted`].
-        fn open;
-        fn open_with(name, opts) {
-            Self::attach(Object::open(name, &Self::spec(), opts)?)
-        }
+        fn open(name, opts) => Self::attach(Object::open(name, &Self::spec(), opts)?);
         /// Opens `name`, or creates it with `capacity_bytes` (race-safe); an existing channel
         /// keeps its own capacity.
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     /// Sends `msg`, waiting while there is no room.

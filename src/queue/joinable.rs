@@ -341,23 +341,22 @@ impl<T: Pod + Send> JoinableQueue<T> {
         ///
         /// # Errors
         /// As [`Queue::new`].
-        fn new;
+        with:
         /// For both its segments.
-        fn new_with;
+        fn new, new_with;
         /// A new queue under `name` (its counter lives under `name-tasks`).
+        with:
+        /// For both its segments.
         fn create;
-        /// For both its segments.
-        fn create_with;
         /// Opens the queue another process created under `name`.
-        fn open;
+        with:
         /// For both its segments.
-        fn open_with(name, opts) {
+        fn open(name, opts) => {
             let tasks = TaskCount::open(&Self::spec(), name, opts)?;
             Self::from_parts(Queue::open_with(name, opts)?, tasks)
-        }
+        };
         /// Opens `name`, or creates it with `capacity` (race-safe).
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     /// The queue and its counter: anonymous, or under `name` (opened instead if they exist and

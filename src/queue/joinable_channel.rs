@@ -94,32 +94,31 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         ///
         /// # Errors
         /// As [`Channel::new`].
-        fn new;
+        with:
         /// For both its segments.
-        fn new_with;
+        fn new, new_with;
         /// A new channel under `name` (its counter lives under `name-tasks`).
         ///
         /// # Errors
         /// As [`Channel::create`].
-        fn create;
+        with:
         /// For both its segments.
-        fn create_with;
+        fn create;
         /// Opens the channel another process created under `name`.
         ///
         /// # Errors
         /// As [`Channel::open`], for either segment.
-        fn open;
+        with:
         /// For both its segments.
-        fn open_with(name, opts) {
+        fn open(name, opts) => {
             let tasks = TaskCount::open(&Self::spec(), name, opts)?;
             Self::from_parts(Channel::open_with(name, opts)?, tasks)
-        }
+        };
         /// Opens `name`, or creates it with `capacity_bytes` (race-safe).
         ///
         /// # Errors
         /// As [`Channel::open_or_create`].
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     /// The channel and its counter: anonymous, or under `name` (opened instead if they exist

@@ -149,28 +149,22 @@ impl<T: Pod + Send> Array<T> {
     super::object::shared_constructors! {
         Array(values: &[T]);
         /// A new anonymous array holding a copy of `values`.
-        fn from_slice;
-        fn from_slice_with;
+        fn from_slice, from_slice_with;
         /// A new named array holding a copy of `values`.
         ///
         /// # Errors
         /// [`Error::AlreadyExists`], [`Error::InvalidName`], [`Error::InvalidSize`] for an empty
         /// slice.
         fn create;
-        fn create_with;
         /// Opens the array another process created under `name`; its length is the creator's.
         ///
         /// # Errors
         /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
         /// [`Error::PermissionDenied`].
-        fn open;
-        fn open_with(name, opts) {
-            Self::from_object(Object::open(name, &Self::spec(), opts)?)
-        }
+        fn open(name, opts) => Self::from_object(Object::open(name, &Self::spec(), opts)?);
         /// Opens `name`, or creates it holding a copy of `values` (race-safe). An existing array
         /// keeps its own length and contents.
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     /// Number of elements.

@@ -216,95 +216,82 @@ pub(crate) use object_serde;
 /// Every form but `open` comes down to the type's own
 /// `make(name: Option<&str>, open_existing: bool, $args.., opts) -> Result<Self>`: a new object,
 /// anonymous for no `name`, or the existing one under `name` if `open_existing`. `open_with` is
-/// the body given here. Each method carries the docs written above it; a `_with` form's docs
-/// start with "`base` with options." and end with "# Errors: as `base`".
+/// the expression given after `=>`. Each entry's docs go to the plain form; the `_with` form's
+/// read "`base` with options.", then the docs after the entry's `with:` if any, then
+/// "# Errors: as `base`".
 macro_rules! shared_constructors {
     (
         $ty:ident($($arg:ident: $arg_ty:ty),*);
-        $(#[$new_doc:meta])* fn $new:ident;
-        $(#[$new_with_doc:meta])* fn $new_with:ident;
-        $(#[$create_doc:meta])* fn create;
-        $(#[$create_with_doc:meta])* fn create_with;
-        $(#[$open_doc:meta])* fn open;
-        $(#[$open_with_doc:meta])* fn open_with($name:ident, $opts:ident) $open_with:block
-        $(#[$ooc_doc:meta])* fn open_or_create;
-        $(#[$ooc_with_doc:meta])* fn open_or_create_with;
+        $(#[$new_doc:meta])* $(with: $(#[$new_with_doc:meta])*)? fn $new:ident, $new_with:ident;
+        $(#[$create_doc:meta])* $(with: $(#[$create_with_doc:meta])*)? fn create;
+        $(#[$open_doc:meta])* $(with: $(#[$open_with_doc:meta])*)?
+        fn open($name:ident, $opts:ident) => $open_with:expr;
+        $(#[$ooc_doc:meta])* $(with: $(#[$ooc_with_doc:meta])*)? fn open_or_create;
     ) => {
         $(#[$new_doc])*
         pub fn $new($($arg: $arg_ty),*) -> $crate::error::Result<Self> {
             Self::$new_with($($arg,)* &$crate::shm::ShmOptions::default())
         }
 
-        #[doc = concat!(
-            "[`", stringify!($ty), "::", stringify!($new), "`](Self::", stringify!($new), ") ",
-            "with options."
-        )]
-        $(#[$new_with_doc])*
-        ///
-        /// # Errors
-        #[doc = concat!(
-            "As [`", stringify!($ty), "::", stringify!($new), "`](Self::", stringify!($new), ")."
-        )]
-        pub fn $new_with(
-            $($arg: $arg_ty,)*
-            opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> {
-            Self::make(None, false, $($arg,)* opts)
-        }
+        $crate::shm::object::shared_constructors!(@with $ty, $new, $($(#[$new_with_doc])*)?;
+            pub fn $new_with($($arg: $arg_ty,)* opts: &$crate::shm::ShmOptions) {
+                Self::make(None, false, $($arg,)* opts)
+            }
+        );
 
         $(#[$create_doc])*
         pub fn create(name: &str $(, $arg: $arg_ty)*) -> $crate::error::Result<Self> {
             Self::create_with(name, $($arg,)* &$crate::shm::ShmOptions::default())
         }
 
-        #[doc = concat!("[`", stringify!($ty), "::create`](Self::create) with options.")]
-        $(#[$create_with_doc])*
-        ///
-        /// # Errors
-        #[doc = concat!("As [`", stringify!($ty), "::create`](Self::create).")]
-        pub fn create_with(
-            name: &str,
-            $($arg: $arg_ty,)*
-            opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> {
-            Self::make(Some(name), false, $($arg,)* opts)
-        }
+        $crate::shm::object::shared_constructors!(@with $ty, create, $($(#[$create_with_doc])*)?;
+            pub fn create_with(name: &str, $($arg: $arg_ty,)* opts: &$crate::shm::ShmOptions) {
+                Self::make(Some(name), false, $($arg,)* opts)
+            }
+        );
 
         $(#[$open_doc])*
         pub fn open(name: &str) -> $crate::error::Result<Self> {
             Self::open_with(name, &$crate::shm::ShmOptions::default())
         }
 
-        #[doc = concat!("[`", stringify!($ty), "::open`](Self::open) with options.")]
-        $(#[$open_with_doc])*
-        ///
-        /// # Errors
-        #[doc = concat!("As [`", stringify!($ty), "::open`](Self::open).")]
-        pub fn open_with(
-            $name: &str,
-            $opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> $open_with
+        $crate::shm::object::shared_constructors!(@with $ty, open, $($(#[$open_with_doc])*)?;
+            pub fn open_with($name: &str, $opts: &$crate::shm::ShmOptions) {
+                $open_with
+            }
+        );
 
         $(#[$ooc_doc])*
         pub fn open_or_create(name: &str $(, $arg: $arg_ty)*) -> $crate::error::Result<Self> {
             Self::open_or_create_with(name, $($arg,)* &$crate::shm::ShmOptions::default())
         }
 
+        $crate::shm::object::shared_constructors!(@with $ty, open_or_create,
+            #[doc = "Used for both the open and the create."] $($(#[$ooc_with_doc])*)?;
+            pub fn open_or_create_with(
+                name: &str,
+                $($arg: $arg_ty,)*
+                opts: &$crate::shm::ShmOptions
+            ) {
+                Self::make(Some(name), true, $($arg,)* opts)
+            }
+        );
+    };
+    // A `_with` form of `$base`: its docs, then `$body` as a `Result<Self>`.
+    (@with $ty:ident, $base:ident, $(#[$doc:meta])*;
+        pub fn $name:ident($($params:tt)*) $body:block
+    ) => {
         #[doc = concat!(
-            "[`", stringify!($ty), "::open_or_create`](Self::open_or_create) with options ",
-            "(used for both the open and the create)."
+            "[`", stringify!($ty), "::", stringify!($base), "`](Self::", stringify!($base), ") ",
+            "with options."
         )]
-        $(#[$ooc_with_doc])*
+        $(#[$doc])*
         ///
         /// # Errors
-        #[doc = concat!("As [`", stringify!($ty), "::open_or_create`](Self::open_or_create).")]
-        pub fn open_or_create_with(
-            name: &str,
-            $($arg: $arg_ty,)*
-            opts: &$crate::shm::ShmOptions,
-        ) -> $crate::error::Result<Self> {
-            Self::make(Some(name), true, $($arg,)* opts)
-        }
+        #[doc = concat!(
+            "As [`", stringify!($ty), "::", stringify!($base), "`](Self::", stringify!($base), ")."
+        )]
+        pub fn $name($($params)*) -> $crate::error::Result<Self> $body
     };
 }
 pub(crate) use shared_constructors;

@@ -67,7 +67,7 @@ impl<T: ShmSafe> Shared<T> {
     super::object::shared_constructors! {
         Shared(value: T);
         /// Moves `value` into a new anonymous segment.
-        fn new;
+        with:
         ///
         /// ```
         /// use multiproc::{Shared, shm::ShmOptions, sync::Semaphore};
@@ -75,26 +75,21 @@ impl<T: ShmSafe> Shared<T> {
         /// assert!(permits.try_acquire().is_ok());
         /// # Ok::<(), multiproc::Error>(())
         /// ```
-        fn new_with;
+        fn new, new_with;
         /// Moves `value` into a new segment named `name`.
         ///
         /// # Errors
         /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
         fn create;
-        fn create_with;
         /// Opens the `T` another process created under `name`.
         ///
         /// # Errors
         /// [`Error::NotFound`], [`Error::TypeMismatch`], [`Error::Corrupted`],
         /// [`Error::PermissionDenied`].
-        fn open;
-        fn open_with(name, opts) {
-            Self::from_object(Object::open(name, &Self::spec(), opts)?)
-        }
+        fn open(name, opts) => Self::from_object(Object::open(name, &Self::spec(), opts)?);
         /// Opens `name`, or creates it holding `value` (race-safe). When it already existed,
         /// `value` is dropped.
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     super::object::name_and_persist!(object, "object");

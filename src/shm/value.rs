@@ -83,21 +83,19 @@ impl<T: Pod + Send> Value<T> {
     super::object::shared_constructors! {
         Value(value: T);
         /// A new anonymous value, shared with the children it is passed to.
-        fn new;
-        fn new_with;
+        fn new, new_with;
         /// A new value under `name`, visible to every process of this user until this handle (and
         /// its clones) drop, unless [`persist`](Value::persist)ed.
         ///
         /// # Errors
         /// [`Error::AlreadyExists`], [`Error::InvalidName`], or an OS error.
         fn create;
-        fn create_with;
         /// Opens the value another process created under `name`.
         ///
         /// # Errors
         /// [`Error::NotFound`], [`Error::TypeMismatch`] if it holds another type,
         /// [`Error::Corrupted`] if the segment is truncated or garbage, [`Error::PermissionDenied`].
-        fn open;
+        with:
         /// For example [`ShmOptions::allow_foreign`] for a value another user created.
         ///
         /// ```
@@ -109,12 +107,9 @@ impl<T: Pod + Send> Value<T> {
         /// assert_eq!(opened.get().unwrap(), 7);
         /// # Ok::<(), multiproc::Error>(())
         /// ```
-        fn open_with(name, opts) {
-            Self::from_object(Object::open(name, &Self::spec(), opts)?)
-        }
+        fn open(name, opts) => Self::from_object(Object::open(name, &Self::spec(), opts)?);
         /// Opens `name`, or creates it holding `value` if it does not exist (race-safe).
         fn open_or_create;
-        fn open_or_create_with;
     }
 
     /// The lock around the value.
