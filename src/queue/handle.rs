@@ -60,7 +60,7 @@ macro_rules! ring_impl {
             }
             unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
                 // SAFETY: forwarded from the caller.
-                unsafe { $raw::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
+                unsafe { $raw::attach::<T>(ptr, len) }
             }
             unsafe fn at<'a>(ptr: *mut u8, place: Place) -> $ring<'a, T> {
                 // SAFETY: forwarded from the caller.
@@ -786,9 +786,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         // SAFETY: the payload is `payload_len` initialised bytes aligned to 128 (the spec's
         // alignment: the payload offset is a multiple of it and the mapping is page-aligned),
         // mapped while we look; other processes may write it, which the ring tolerates.
-        let place = unsafe { RawChannel::attach(base, object.payload_len()) }
-            .map_err(Error::Corrupted)?
-            .place(base);
+        let place =
+            unsafe { RawChannel::attach(base, object.payload_len()) }.map_err(Error::Corrupted)?;
         Ok(Self {
             place,
             object,
