@@ -767,9 +767,12 @@ impl<'a> ChannelRef<'a> {
     }
 }
 
-pub(crate) fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -> SendError<T> {
+/// The public error of a send that stopped with `h` while waiting per `wait`: a full ring is
+/// `Full` if the caller would not wait, else `Timeout`.
+pub(crate) fn send_error<T>(h: Halt, value: T, wait: Wait) -> SendError<T> {
     match h {
-        Halt::Blocked => blocked(value),
+        Halt::Blocked if matches!(wait, Wait::No) => SendError::Full(value),
+        Halt::Blocked => SendError::Timeout(value),
         Halt::Timeout => SendError::Timeout(value),
         Halt::Closed => SendError::Closed(value),
         Halt::TooLarge { size, max } => SendError::TooLarge { value, size, max },
@@ -781,9 +784,12 @@ pub(crate) fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -
     }
 }
 
-pub(crate) fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
+/// The public error of a receive that stopped with `h` while waiting per `wait`: an empty ring
+/// is `Empty` if the caller would not wait, else `Timeout`.
+pub(crate) fn recv_error(h: Halt, wait: Wait) -> RecvError {
     match h {
-        Halt::Blocked => blocked,
+        Halt::Blocked if matches!(wait, Wait::No) => RecvError::Empty,
+        Halt::Blocked => RecvError::Timeout,
         Halt::Timeout => RecvError::Timeout,
         Halt::Closed => RecvError::Closed,
         Halt::Deserialize(why) => RecvError::Deserialize(why),

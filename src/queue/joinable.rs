@@ -14,6 +14,7 @@
 
 use super::error::{PopError, PushError, TaskDoneError};
 use super::handle::Queue;
+use super::ring::Wait;
 use crate::error::{Error, Result};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +26,6 @@ use bytemuck::Pod;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
 
 /// The shared counter (of a [`JoinableQueue`] or a
 /// [`JoinableChannel`](super::JoinableChannel)).
@@ -373,56 +373,37 @@ impl<T: Pod + Send> JoinableQueue<T> {
         )
     }
 
-    /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
-    /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
-    pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
+    /// Appends `value` and counts it as an unfinished task, waiting per `wait` while the queue
+    /// is full.
+    fn push_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
         self.count()
-            .counted(value, PushError::Full, |v| self.queue.push(v))
+            .counted(value, PushError::Full, |v| self.queue.push_wait(v, wait))
     }
 
-    /// Appends `value` if there is room now, else `Full(value)`.
-    pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.count()
-            .counted(value, PushError::Full, |v| self.queue.try_push(v))
+    super::ring::wait_variants! {
+        push_wait(&self, value: T) -> std::result::Result<(), PushError<T>>;
+        /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
+        /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
+        fn push;
+        /// Appends `value` if there is room now, else `Full(value)`.
+        fn try_push;
+        /// Like [`push`](Self::push), giving up with `Timeout(value)` after `timeout`.
+        fn push_timeout;
+        /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
+        fn push_until;
     }
 
-    /// Like [`push`](Self::push), giving up with `Timeout(value)` after `timeout`.
-    pub fn push_timeout(
-        &self,
-        value: T,
-        timeout: Duration,
-    ) -> std::result::Result<(), PushError<T>> {
-        self.count().counted(value, PushError::Full, |v| {
-            self.queue.push_timeout(v, timeout)
-        })
-    }
-
-    /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
-    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
-        self.count().counted(value, PushError::Full, |v| {
-            self.queue.push_until(v, deadline)
-        })
-    }
-
-    /// Removes the oldest value, waiting while the queue is empty. Call
-    /// [`task_done`](Self::task_done) when it is processed.
-    pub fn pop(&self) -> std::result::Result<T, PopError> {
-        self.queue.pop()
-    }
-
-    /// Removes the oldest value if there is one now, else `Empty`.
-    pub fn try_pop(&self) -> std::result::Result<T, PopError> {
-        self.queue.try_pop()
-    }
-
-    /// Like [`pop`](Self::pop), giving up with `Timeout` after `timeout`.
-    pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.queue.pop_timeout(timeout)
-    }
-
-    /// Like [`pop`](Self::pop), giving up with `Timeout` at `deadline`.
-    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
-        self.queue.pop_until(deadline)
+    super::ring::wait_variants! {
+        queue.pop_wait(&self) -> std::result::Result<T, PopError>;
+        /// Removes the oldest value, waiting while the queue is empty. Call
+        /// [`task_done`](Self::task_done) when it is processed.
+        fn pop;
+        /// Removes the oldest value if there is one now, else `Empty`.
+        fn try_pop;
+        /// Like [`pop`](Self::pop), giving up with `Timeout` after `timeout`.
+        fn pop_timeout;
+        /// Like [`pop`](Self::pop), giving up with `Timeout` at `deadline`.
+        fn pop_until;
     }
 
     joinable_methods!(
@@ -479,6 +460,7 @@ impl<'de, T: Pod + Send> Deserialize<'de> for JoinableQueue<T> {
 mod tests {
     use super::*;
     use crate::testing::watchdog;
+    use std::time::Duration;
 
     #[test]
     fn join_waits_for_every_task_done() {

@@ -11,6 +11,7 @@
 use super::error::{RecvError, SendError};
 use super::handle::Channel;
 use super::joinable::TaskCount;
+use super::ring::Wait;
 use crate::error::Result;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
@@ -19,7 +20,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
 
 /// A [`Channel`] whose consumers report each message done with
 /// [`task_done`](Self::task_done), so that a producer can [`join`](Self::join) until all of
@@ -135,58 +135,43 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         )
     }
 
-    /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
-    ///
-    /// # Errors
-    /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
-    pub fn put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+    /// Sends `msg` and counts it as an unfinished task, waiting per `wait` while there is no
+    /// room.
+    fn put_wait(&self, msg: T, wait: Wait) -> std::result::Result<(), SendError<T>> {
         self.count()
-            .counted(msg, SendError::Full, |m| self.channel.send(m))
+            .counted(msg, SendError::Full, |m| self.channel.send_wait(m, wait))
     }
 
-    /// Sends `msg` if there is room now, else `Full(msg)`.
-    pub fn try_put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.count()
-            .counted(msg, SendError::Full, |m| self.channel.try_send(m))
+    super::ring::wait_variants! {
+        put_wait(&self, msg: T) -> std::result::Result<(), SendError<T>>;
+        /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
+        ///
+        /// # Errors
+        /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
+        fn put;
+        /// Sends `msg` if there is room now, else `Full(msg)`.
+        fn try_put;
+        /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
+        fn put_timeout;
+        /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
+        fn put_until;
     }
 
-    /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
-    pub fn put_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
-        self.count().counted(msg, SendError::Full, |m| {
-            self.channel.send_timeout(m, timeout)
-        })
-    }
-
-    /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
-    pub fn put_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
-        self.count().counted(msg, SendError::Full, |m| {
-            self.channel.send_until(m, deadline)
-        })
-    }
-
-    /// Receives the oldest message, waiting while there is none. Call
-    /// [`task_done`](Self::task_done) when it is processed.
-    ///
-    /// # Errors
-    /// As [`Channel::recv`]. A message that fails to decode (`Deserialize`) was still a task:
-    /// call `task_done` for it too.
-    pub fn get(&self) -> std::result::Result<T, RecvError> {
-        self.channel.recv()
-    }
-
-    /// Receives the oldest message if there is one now, else `Empty`.
-    pub fn try_get(&self) -> std::result::Result<T, RecvError> {
-        self.channel.try_recv()
-    }
-
-    /// Like [`get`](Self::get), giving up with `Timeout` after `timeout`.
-    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
-        self.channel.recv_timeout(timeout)
-    }
-
-    /// Like [`get`](Self::get), giving up with `Timeout` at `deadline`.
-    pub fn get_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
-        self.channel.recv_until(deadline)
+    super::ring::wait_variants! {
+        channel.recv_wait(&self) -> std::result::Result<T, RecvError>;
+        /// Receives the oldest message, waiting while there is none. Call
+        /// [`task_done`](Self::task_done) when it is processed.
+        ///
+        /// # Errors
+        /// As [`Channel::recv`]. A message that fails to decode (`Deserialize`) was still a task:
+        /// call `task_done` for it too.
+        fn get;
+        /// Receives the oldest message if there is one now, else `Empty`.
+        fn try_get;
+        /// Like [`get`](Self::get), giving up with `Timeout` after `timeout`.
+        fn get_timeout;
+        /// Like [`get`](Self::get), giving up with `Timeout` at `deadline`.
+        fn get_until;
     }
 
     super::joinable::joinable_methods!(
@@ -249,6 +234,7 @@ mod tests {
     use super::*;
     use crate::error::Error;
     use crate::queue::TaskDoneError;
+    use std::time::Duration;
 
     #[test]
     fn counts_tasks_and_undoes_failed_puts() {

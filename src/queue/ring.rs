@@ -241,6 +241,59 @@ impl Wait {
     }
 }
 
+/// The four public ways to call an operation that may wait, each with its own docs, from the
+/// `$core` method that takes the [`Wait`] as its last argument (reached through a field of
+/// `self` if written `field.core`): `$op` waits as long as it takes (`Wait::Until(None)`),
+/// `$try_op` does not wait (`Wait::No`), `$op_timeout` gives up after `timeout` and `$op_until`
+/// at `deadline`. The receiver may be `&self` or `&mut self`.
+macro_rules! wait_variants {
+    (
+        $core:ident $(.$core2:ident)? (&mut $slf:ident $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+        $($variants:tt)*
+    ) => {
+        super::ring::wait_variants!(
+            @[&mut $slf] $slf.$core$(.$core2)? ($($arg: $ty),*) -> $ret; $($variants)*
+        );
+    };
+    (
+        $core:ident $(.$core2:ident)? (&$slf:ident $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+        $($variants:tt)*
+    ) => {
+        super::ring::wait_variants!(
+            @[&$slf] $slf.$core$(.$core2)? ($($arg: $ty),*) -> $ret; $($variants)*
+        );
+    };
+    (
+        @[$($recv:tt)+] $slf:ident.$($core:ident).+ ($($arg:ident: $ty:ty),*) -> $ret:ty;
+        $(#[$forever:meta])* fn $op:ident;
+        $(#[$no:meta])* fn $try_op:ident;
+        $(#[$after:meta])* fn $op_timeout:ident;
+        $(#[$at:meta])* fn $op_until:ident;
+    ) => {
+        $(#[$forever])*
+        pub fn $op($($recv)+ $(, $arg: $ty)*) -> $ret {
+            $slf.$($core).+($($arg,)* super::ring::Wait::Until(None))
+        }
+
+        $(#[$no])*
+        pub fn $try_op($($recv)+ $(, $arg: $ty)*) -> $ret {
+            $slf.$($core).+($($arg,)* super::ring::Wait::No)
+        }
+
+        $(#[$after])*
+        pub fn $op_timeout($($recv)+ $(, $arg: $ty)*, timeout: std::time::Duration) -> $ret {
+            $slf.$($core).+($($arg,)* super::ring::Wait::after(timeout))
+        }
+
+        $(#[$at])*
+        pub fn $op_until($($recv)+ $(, $arg: $ty)*, deadline: std::time::Instant) -> $ret {
+            let deadline = $crate::loom::futex::Deadline::at(deadline);
+            $slf.$($core).+($($arg,)* super::ring::Wait::Until(Some(deadline)))
+        }
+    };
+}
+pub(crate) use wait_variants;
+
 /// Why one attempt at a ring operation stopped.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Halt {
