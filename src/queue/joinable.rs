@@ -23,8 +23,6 @@ use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
 use crate::sync::wait::{Points, Poll, Waiters, block_on};
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
 
 /// The shared counter (of a [`JoinableQueue`] or a
@@ -272,6 +270,88 @@ macro_rules! joinable_methods {
 }
 pub(crate) use joinable_methods;
 
+/// What [`JoinableQueue`] and [`JoinableChannel`](super::JoinableChannel) build the same way
+/// from their `$inner: $Inner<T>` and the counter object `tasks`: in an impl with the bounds
+/// `[$main]`, the spec (of kind `$kind`), `from_parts`, `count` and `make`; `Deserialize` with
+/// those bounds too, and `Clone`, `Debug` and `Serialize` with the bounds `[$any]`. Names
+/// `TaskCount`, `Object`, `ShmOptions`, `Spec`, `Kind`, `Result` and `PhantomData` as the
+/// calling module imports them.
+macro_rules! joinable_handle {
+    (
+        $Ty:ident { $inner:ident: $Inner:ident }, $kind:ident,
+        [$($main:tt)*], [$($any:tt)*] $(,)?
+    ) => {
+        impl<T: $($main)*> $Ty<T> {
+            fn spec() -> Spec {
+                Spec::new::<T, TaskCount>(Kind::$kind)
+            }
+
+            fn from_parts($inner: $Inner<T>, tasks: Object) -> Result<Self> {
+                TaskCount::check(&tasks)?;
+                Ok(Self {
+                    $inner,
+                    tasks,
+                    _type: PhantomData,
+                })
+            }
+
+            fn count(&self) -> &TaskCount {
+                TaskCount::of(&self.tasks)
+            }
+
+            #[doc = concat!("The ", stringify!($inner), " and its counter: anonymous, or under")]
+            /// `name` (opened instead if they exist and `open_existing`).
+            fn make(
+                name: Option<&str>,
+                open_existing: bool,
+                capacity: usize,
+                opts: &ShmOptions,
+            ) -> Result<Self> {
+                Self::from_parts(
+                    $Inner::make(name, open_existing, capacity, opts)?,
+                    TaskCount::create(&Self::spec(), name, open_existing, opts)?,
+                )
+            }
+        }
+
+        impl<T: $($any)*> Clone for $Ty<T> {
+            fn clone(&self) -> Self {
+                Self {
+                    $inner: self.$inner.clone(),
+                    tasks: self.tasks.clone(),
+                    _type: PhantomData,
+                }
+            }
+        }
+
+        impl<T: $($any)*> std::fmt::Debug for $Ty<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($Ty))
+                    .field(stringify!($inner), &self.$inner)
+                    .field("unfinished", &TaskCount::of(&self.tasks).unfinished())
+                    .finish()
+            }
+        }
+
+        impl<T: $($any)*> serde::Serialize for $Ty<T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&(&self.$inner, self.tasks.segment()), s)
+            }
+        }
+
+        impl<'de, T: $($main)*> serde::Deserialize<'de> for $Ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let (inner, segment) =
+                    <($Inner<T>, $crate::Segment) as serde::Deserialize>::deserialize(d)?;
+                Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+                    .and_then(|tasks| Self::from_parts(inner, tasks))
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use joinable_handle;
+
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
 /// that a producer can [`join`](Self::join) until all of them are.
 ///
@@ -317,24 +397,14 @@ pub struct JoinableQueue<T: Pod + Send> {
     _type: PhantomData<fn() -> T>,
 }
 
+joinable_handle!(
+    JoinableQueue { queue: Queue },
+    JoinableQueue,
+    [Pod + Send],
+    [Pod + Send],
+);
+
 impl<T: Pod + Send> JoinableQueue<T> {
-    fn spec() -> Spec {
-        Spec::new::<T, TaskCount>(Kind::JoinableQueue)
-    }
-
-    fn from_parts(queue: Queue<T>, tasks: Object) -> Result<Self> {
-        TaskCount::check(&tasks)?;
-        Ok(Self {
-            queue,
-            tasks,
-            _type: PhantomData,
-        })
-    }
-
-    fn count(&self) -> &TaskCount {
-        TaskCount::of(&self.tasks)
-    }
-
     crate::shm::object::shared_constructors! {
         JoinableQueue(capacity: usize);
         /// A new anonymous queue of `capacity` values.
@@ -357,20 +427,6 @@ impl<T: Pod + Send> JoinableQueue<T> {
         };
         /// Opens `name`, or creates it with `capacity` (race-safe).
         fn open_or_create;
-    }
-
-    /// The queue and its counter: anonymous, or under `name` (opened instead if they exist and
-    /// `open_existing`).
-    fn make(
-        name: Option<&str>,
-        open_existing: bool,
-        capacity: usize,
-        opts: &ShmOptions,
-    ) -> Result<Self> {
-        Self::from_parts(
-            Queue::make(name, open_existing, capacity, opts)?,
-            TaskCount::create(&Self::spec(), name, open_existing, opts)?,
-        )
     }
 
     /// Appends `value` and counts it as an unfinished task, waiting per `wait` while the queue
@@ -419,40 +475,6 @@ impl<T: Pod + Send> JoinableQueue<T> {
     /// Maximum number of queued values.
     pub fn capacity(&self) -> usize {
         self.queue.capacity()
-    }
-}
-
-impl<T: Pod + Send> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        Self {
-            queue: self.queue.clone(),
-            tasks: self.tasks.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T: Pod + Send> fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableQueue")
-            .field("queue", &self.queue)
-            .field("unfinished", &self.unfinished_tasks())
-            .finish()
-    }
-}
-
-impl<T: Pod + Send> Serialize for JoinableQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.queue, self.tasks.segment()).serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (queue, segment) = <(Queue<T>, crate::Segment)>::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(|tasks| Self::from_parts(queue, tasks))
-            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -16,9 +16,8 @@ use crate::error::Result;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
 
 /// A [`Channel`] whose consumers report each message done with
@@ -70,24 +69,14 @@ pub struct JoinableChannel<T> {
     _type: PhantomData<fn(T) -> T>,
 }
 
+super::joinable::joinable_handle!(
+    JoinableChannel { channel: Channel },
+    JoinableChannel,
+    [Serialize + DeserializeOwned],
+    [],
+);
+
 impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
-    fn spec() -> Spec {
-        Spec::new::<T, TaskCount>(Kind::JoinableChannel)
-    }
-
-    fn from_parts(channel: Channel<T>, tasks: Object) -> Result<Self> {
-        TaskCount::check(&tasks)?;
-        Ok(Self {
-            channel,
-            tasks,
-            _type: PhantomData,
-        })
-    }
-
-    fn count(&self) -> &TaskCount {
-        TaskCount::of(&self.tasks)
-    }
-
     crate::shm::object::shared_constructors! {
         JoinableChannel(capacity_bytes: usize);
         /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
@@ -119,20 +108,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         /// # Errors
         /// As [`Channel::open_or_create`].
         fn open_or_create;
-    }
-
-    /// The channel and its counter: anonymous, or under `name` (opened instead if they exist
-    /// and `open_existing`).
-    fn make(
-        name: Option<&str>,
-        open_existing: bool,
-        capacity_bytes: usize,
-        opts: &ShmOptions,
-    ) -> Result<Self> {
-        Self::from_parts(
-            Channel::make(name, open_existing, capacity_bytes, opts)?,
-            TaskCount::create(&Self::spec(), name, open_existing, opts)?,
-        )
     }
 
     /// Sends `msg` and counts it as an unfinished task, waiting per `wait` while there is no
@@ -192,40 +167,6 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     /// The name, or `None` for an anonymous channel.
     pub fn name(&self) -> Option<&str> {
         self.channel.name()
-    }
-}
-
-impl<T> Clone for JoinableChannel<T> {
-    fn clone(&self) -> Self {
-        Self {
-            channel: self.channel.clone(),
-            tasks: self.tasks.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T> fmt::Debug for JoinableChannel<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableChannel")
-            .field("channel", &self.channel)
-            .field("unfinished", &TaskCount::of(&self.tasks).unfinished())
-            .finish()
-    }
-}
-
-impl<T> Serialize for JoinableChannel<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.channel, self.tasks.segment()).serialize(s)
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableChannel<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (channel, segment) = <(Channel<T>, crate::Segment)>::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(|tasks| Self::from_parts(channel, tasks))
-            .map_err(serde::de::Error::custom)
     }
 }
 
