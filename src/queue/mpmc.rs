@@ -351,6 +351,7 @@ impl RawMpmc {
 }
 
 /// A ring attached in place; `Copy`, shared by every thread that uses it.
+#[derive(Clone, Copy)]
 pub(crate) struct MpmcRef<'a, T> {
     hdr: &'a Header,
     slots: &'a [Slot<T>],
@@ -358,13 +359,6 @@ pub(crate) struct MpmcRef<'a, T> {
     cap: u64,
     one_lap: u64,
 }
-
-impl<T> Clone for MpmcRef<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for MpmcRef<'_, T> {}
 
 // SAFETY: the ring is made for concurrent use by many threads (and processes): shared words are
 // atomics, and a slot's value is read or written only by the thread whose claim its stamp holds.

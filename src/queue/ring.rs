@@ -246,6 +246,7 @@ impl Wait {
 /// `self` if written `field.core`): `$op` waits as long as it takes (`Wait::Until(None)`),
 /// `$try_op` does not wait (`Wait::No`), `$op_timeout` gives up after `timeout` and `$op_until`
 /// at `deadline`. The receiver may be `&self` or `&mut self`.
+#[cfg(not(multiproc_loom))]
 macro_rules! wait_variants {
     (
         $core:ident $(.$core2:ident)? (&mut $slf:ident $(, $arg:ident: $ty:ty)*) -> $ret:ty;
@@ -292,6 +293,7 @@ macro_rules! wait_variants {
         }
     };
 }
+#[cfg(not(multiproc_loom))]
 pub(crate) use wait_variants;
 
 /// Why one attempt at a ring operation stopped.

@@ -242,6 +242,7 @@ fn fill(hdr: &Header, cap: u64) -> u64 {
 
 /// A ring attached in place; `Copy`. Pushing and popping go through the [`SpscProducer`] and
 /// [`SpscConsumer`] endpoints it hands out, one of each at a time.
+#[derive(Clone, Copy)]
 pub(crate) struct SpscRef<'a, T> {
     hdr: &'a Header,
     slots: &'a [UnsafeCell<T>],
@@ -251,13 +252,6 @@ pub(crate) struct SpscRef<'a, T> {
     /// against it on every call.
     span: u64,
 }
-
-impl<T> Clone for SpscRef<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for SpscRef<'_, T> {}
 
 // SAFETY: shared words are atomics; slot values are written only by the producer-role holder
 // and read only by the consumer-role holder, each only on its side of the published indices.
