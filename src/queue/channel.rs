@@ -193,7 +193,7 @@ impl RawChannel {
     /// As [`attach`](Self::attach).
     pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> std::result::Result<Fill, &'static str> {
         // SAFETY: the caller's contract; only loading methods are called on the result.
-        let ring = unsafe { Self::attach(ptr, len) }?;
+        let ring = unsafe { ChannelRef::at(ptr, Self::attach(ptr, len)?) };
         Ok(Fill {
             len: ring.len() as u64,
             capacity: ring.capacity() as u64,
@@ -252,15 +252,16 @@ impl RawChannel {
         Ok(())
     }
 
-    /// Attaches to a channel initialised by [`init`](Self::init) in a region of `len` bytes.
+    /// Attaches to a channel initialised by [`init`](Self::init) in a region of `len` bytes;
+    /// returns where its data bytes lie (for [`ChannelRef::at`]).
     ///
     /// # Safety
-    /// `ptr` is valid for reads and writes of `len` initialised bytes for `'a`; other processes
-    /// may write them at any time.
-    pub(crate) unsafe fn attach<'a>(
+    /// `ptr` is valid for reads and writes of `len` initialised bytes while the call runs;
+    /// other processes may write them at any time.
+    pub(crate) unsafe fn attach(
         ptr: *mut u8,
         len: usize,
-    ) -> std::result::Result<ChannelRef<'a>, &'static str> {
+    ) -> std::result::Result<Place, &'static str> {
         // A ring of `cap` bytes exists only for the capacities `init` takes.
         let extent = |cap| {
             let total = Self::bytes_for(cap)?;
@@ -270,16 +271,9 @@ impl RawChannel {
             })
         };
         // SAFETY: the caller's contract.
-        let (hdr, cap) = unsafe {
+        unsafe {
             ring::attach::<ChannelHeader>(ptr, len, Self::align(), (1, 1), MAX_CAPACITY, extent)
-        }?;
-        Ok(ChannelRef {
-            hdr,
-            // SAFETY: `data_offset + cap <= len`, checked above.
-            data: unsafe { ptr.add(Self::data_offset()) },
-            cap: cap as u64,
-            _region: PhantomData,
-        })
+        }
     }
 }
 
@@ -302,19 +296,10 @@ unsafe impl Send for ChannelRef<'_> {}
 unsafe impl Sync for ChannelRef<'_> {}
 
 impl<'a> ChannelRef<'a> {
-    /// Where this channel lies in the region that starts at `base` (the `ptr` it was attached
-    /// at).
-    pub(crate) fn place(&self, base: *const u8) -> Place {
-        Place {
-            offset: self.data as usize - base as usize,
-            cap: self.cap as usize,
-        }
-    }
-
     /// The channel at `place` in the region at `base`, without re-reading its header.
     ///
     /// # Safety
-    /// - `place` is what [`place`](Self::place) returned for a channel attached at `base`;
+    /// - `place` is what [`RawChannel::attach`] returned for `base`;
     /// - the region stays mapped for `'a`.
     pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
         ChannelRef {
@@ -782,9 +767,12 @@ impl<'a> ChannelRef<'a> {
     }
 }
 
-pub(crate) fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -> SendError<T> {
+/// The public error of a send that stopped with `h` while waiting per `wait`: a full ring is
+/// `Full` if the caller would not wait, else `Timeout`.
+pub(crate) fn send_error<T>(h: Halt, value: T, wait: Wait) -> SendError<T> {
     match h {
-        Halt::Blocked => blocked(value),
+        Halt::Blocked if matches!(wait, Wait::No) => SendError::Full(value),
+        Halt::Blocked => SendError::Timeout(value),
         Halt::Timeout => SendError::Timeout(value),
         Halt::Closed => SendError::Closed(value),
         Halt::TooLarge { size, max } => SendError::TooLarge { value, size, max },
@@ -796,9 +784,12 @@ pub(crate) fn send_error<T>(h: Halt, value: T, blocked: fn(T) -> SendError<T>) -
     }
 }
 
-pub(crate) fn recv_error(h: Halt, blocked: RecvError) -> RecvError {
+/// The public error of a receive that stopped with `h` while waiting per `wait`: an empty ring
+/// is `Empty` if the caller would not wait, else `Timeout`.
+pub(crate) fn recv_error(h: Halt, wait: Wait) -> RecvError {
     match h {
-        Halt::Blocked => blocked,
+        Halt::Blocked if matches!(wait, Wait::No) => RecvError::Empty,
+        Halt::Blocked => RecvError::Timeout,
         Halt::Timeout => RecvError::Timeout,
         Halt::Closed => RecvError::Closed,
         Halt::Deserialize(why) => RecvError::Deserialize(why),

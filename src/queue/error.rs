@@ -3,6 +3,22 @@
 
 use std::fmt;
 
+/// `Display`, one message per variant (`pattern => "format string"`, which may name the
+/// pattern's bindings), and `std::error::Error` for the error type `$ty`.
+macro_rules! display_and_error {
+    ($ty:ident $(<$t:ident>)? { $($pat:pat => $msg:literal;)* }) => {
+        impl$(<$t>)? fmt::Display for $ty$(<$t>)? {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($pat => write!(f, $msg),)*
+                }
+            }
+        }
+
+        impl$(<$t>)? std::error::Error for $ty$(<$t>)? {}
+    };
+}
+
 /// A push that did not enqueue its value. The value comes back where it can.
 pub enum PushError<T> {
     /// The queue was full (`try_push` only).
@@ -47,18 +63,12 @@ impl<T> PartialEq for PushError<T> {
     }
 }
 
-impl<T> fmt::Display for PushError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PushError::Full(_) => f.write_str("queue is full"),
-            PushError::Closed(_) => f.write_str("queue is closed"),
-            PushError::Timeout(_) => f.write_str("timed out waiting for room in the queue"),
-            PushError::Corrupted(what) => write!(f, "queue is corrupted: {what}"),
-        }
-    }
-}
-
-impl<T> std::error::Error for PushError<T> {}
+display_and_error!(PushError<T> {
+    PushError::Full(_) => "queue is full";
+    PushError::Closed(_) => "queue is closed";
+    PushError::Timeout(_) => "timed out waiting for room in the queue";
+    PushError::Corrupted(what) => "queue is corrupted: {what}";
+});
 
 /// A pop that returned no value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,18 +83,12 @@ pub enum PopError {
     Corrupted(&'static str),
 }
 
-impl fmt::Display for PopError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PopError::Empty => f.write_str("queue is empty"),
-            PopError::Closed => f.write_str("queue is closed and drained"),
-            PopError::Timeout => f.write_str("timed out waiting for a value"),
-            PopError::Corrupted(what) => write!(f, "queue is corrupted: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for PopError {}
+display_and_error!(PopError {
+    PopError::Empty => "queue is empty";
+    PopError::Closed => "queue is closed and drained";
+    PopError::Timeout => "timed out waiting for a value";
+    PopError::Corrupted(what) => "queue is corrupted: {what}";
+});
 
 /// A batch operation (`push_slice`, `pop_into`) that moved nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,16 +99,10 @@ pub enum BatchError {
     Corrupted(&'static str),
 }
 
-impl fmt::Display for BatchError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BatchError::Closed => f.write_str("queue is closed"),
-            BatchError::Corrupted(what) => write!(f, "queue is corrupted: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for BatchError {}
+display_and_error!(BatchError {
+    BatchError::Closed => "queue is closed";
+    BatchError::Corrupted(what) => "queue is corrupted: {what}";
+});
 
 /// Claiming the producer or consumer end of a single-producer single-consumer queue failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,16 +113,10 @@ pub enum RoleError {
     Corrupted(&'static str),
 }
 
-impl fmt::Display for RoleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RoleError::Taken => f.write_str("that end of the queue is held by a live process"),
-            RoleError::Corrupted(what) => write!(f, "queue is corrupted: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for RoleError {}
+display_and_error!(RoleError {
+    RoleError::Taken => "that end of the queue is held by a live process";
+    RoleError::Corrupted(what) => "queue is corrupted: {what}";
+});
 
 /// A [`Channel`](super::Channel) send that did not enqueue its message. The message comes back
 /// where it can.
@@ -189,23 +181,15 @@ impl<T> fmt::Debug for SendError<T> {
     }
 }
 
-impl<T> fmt::Display for SendError<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SendError::Full(_) => f.write_str("channel is full"),
-            SendError::Closed(_) => f.write_str("channel is closed"),
-            SendError::Timeout(_) => f.write_str("timed out waiting for room in the channel"),
-            SendError::TooLarge { size, max, .. } => write!(
-                f,
-                "message larger than the channel: {size} bytes encoded, at most {max} fit"
-            ),
-            SendError::Serialize { reason, .. } => write!(f, "cannot encode the message: {reason}"),
-            SendError::Corrupted(what) => write!(f, "channel is corrupted: {what}"),
-        }
-    }
-}
-
-impl<T> std::error::Error for SendError<T> {}
+display_and_error!(SendError<T> {
+    SendError::Full(_) => "channel is full";
+    SendError::Closed(_) => "channel is closed";
+    SendError::Timeout(_) => "timed out waiting for room in the channel";
+    SendError::TooLarge { size, max, .. } =>
+        "message larger than the channel: {size} bytes encoded, at most {max} fit";
+    SendError::Serialize { reason, .. } => "cannot encode the message: {reason}";
+    SendError::Corrupted(what) => "channel is corrupted: {what}";
+});
 
 /// A [`Channel`](super::Channel) receive that returned no message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,32 +214,20 @@ pub enum RecvError {
     Corrupted(&'static str),
 }
 
-impl fmt::Display for RecvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecvError::Empty => f.write_str("channel is empty"),
-            RecvError::Closed => f.write_str("channel is closed and drained"),
-            RecvError::Timeout => f.write_str("timed out waiting for a message"),
-            RecvError::Deserialize(why) => write!(f, "cannot decode a message: {why}"),
-            RecvError::BufferTooShort { needed } => {
-                write!(f, "buffer too short for a message of {needed} bytes")
-            }
-            RecvError::Corrupted(what) => write!(f, "channel is corrupted: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for RecvError {}
+display_and_error!(RecvError {
+    RecvError::Empty => "channel is empty";
+    RecvError::Closed => "channel is closed and drained";
+    RecvError::Timeout => "timed out waiting for a message";
+    RecvError::Deserialize(why) => "cannot decode a message: {why}";
+    RecvError::BufferTooShort { needed } => "buffer too short for a message of {needed} bytes";
+    RecvError::Corrupted(what) => "channel is corrupted: {what}";
+});
 
 /// [`JoinableQueue::task_done`](super::JoinableQueue::task_done) was called more times than
 /// values were pushed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskDoneError;
 
-impl fmt::Display for TaskDoneError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("task_done() called more times than values were pushed")
-    }
-}
-
-impl std::error::Error for TaskDoneError {}
+display_and_error!(TaskDoneError {
+    TaskDoneError => "task_done() called more times than values were pushed";
+});

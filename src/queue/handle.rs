@@ -60,7 +60,7 @@ macro_rules! ring_impl {
             }
             unsafe fn attach(ptr: *mut u8, len: usize) -> std::result::Result<Place, &'static str> {
                 // SAFETY: forwarded from the caller.
-                unsafe { $raw::attach::<T>(ptr, len) }.map(|r| r.place(ptr))
+                unsafe { $raw::attach::<T>(ptr, len) }
             }
             unsafe fn at<'a>(ptr: *mut u8, place: Place) -> $ring<'a, T> {
                 // SAFETY: forwarded from the caller.
@@ -336,67 +336,55 @@ pub struct Queue<T: Pod + Send> {
 ring_handle!(Queue);
 
 impl<T: Pod + Send> Queue<T> {
-    /// Appends `value`, waiting while the queue is full.
-    pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring().push_in(&OsEnv, value, Wait::Until(None))
-    }
-
-    /// Appends `value` if there is room now, else `Full(value)`.
-    pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.inner.ring().push_in(&OsEnv, value, Wait::No)
-    }
-
-    /// Like [`push`](Queue::push), giving up with `Timeout(value)` after `timeout`.
-    pub fn push_timeout(
-        &self,
-        value: T,
-        timeout: Duration,
-    ) -> std::result::Result<(), PushError<T>> {
-        self.inner
-            .ring()
-            .push_in(&OsEnv, value, Wait::after(timeout))
-    }
-
-    /// Like [`push`](Queue::push), giving up with `Timeout(value)` at `deadline` (a past one:
-    /// no waiting).
-    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
-        let wait = Wait::Until(Some(Deadline::at(deadline)));
+    /// Appends `value`, waiting per `wait` while the queue is full.
+    #[inline]
+    pub(crate) fn push_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
         self.inner.ring().push_in(&OsEnv, value, wait)
     }
 
-    /// Removes the oldest value, waiting while the queue is empty.
-    pub fn pop(&self) -> std::result::Result<T, PopError> {
-        self.inner.ring().pop_in(&OsEnv, Wait::Until(None))
+    super::ring::wait_variants! {
+        push_wait(&self, value: T) -> std::result::Result<(), PushError<T>>;
+        /// Appends `value`, waiting while the queue is full.
+        fn push;
+        /// Appends `value` if there is room now, else `Full(value)`.
+        fn try_push;
+        /// Like [`push`](Queue::push), giving up with `Timeout(value)` after `timeout`.
+        fn push_timeout;
+        /// Like [`push`](Queue::push), giving up with `Timeout(value)` at `deadline` (a past one:
+        /// no waiting).
+        fn push_until;
     }
 
-    /// Removes the oldest value if there is one now, else `Empty`.
-    pub fn try_pop(&self) -> std::result::Result<T, PopError> {
-        self.inner.ring().pop_in(&OsEnv, Wait::No)
-    }
-
-    /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
-    pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.inner.ring().pop_in(&OsEnv, Wait::after(timeout))
-    }
-
-    /// Like [`pop`](Queue::pop), giving up with `Timeout` at `deadline` (a past one: no
-    /// waiting).
-    ///
-    /// ```
-    /// use multiproc::queue::PopError;
-    /// use std::time::{Duration, Instant};
-    ///
-    /// let q = multiproc::Queue::<u64>::new(4)?;
-    /// let deadline = Instant::now() + Duration::from_millis(20);
-    /// assert_eq!(q.pop_until(deadline), Err(PopError::Timeout));
-    /// assert!(Instant::now() >= deadline);
-    /// q.push(7).unwrap();
-    /// assert_eq!(q.pop_until(deadline), Ok(7));
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
-        let wait = Wait::Until(Some(Deadline::at(deadline)));
+    /// Removes the oldest value, waiting per `wait` while the queue is empty.
+    #[inline]
+    pub(crate) fn pop_wait(&self, wait: Wait) -> std::result::Result<T, PopError> {
         self.inner.ring().pop_in(&OsEnv, wait)
+    }
+
+    super::ring::wait_variants! {
+        pop_wait(&self) -> std::result::Result<T, PopError>;
+        /// Removes the oldest value, waiting while the queue is empty.
+        fn pop;
+        /// Removes the oldest value if there is one now, else `Empty`.
+        fn try_pop;
+        /// Like [`pop`](Queue::pop), giving up with `Timeout` after `timeout`.
+        fn pop_timeout;
+        /// Like [`pop`](Queue::pop), giving up with `Timeout` at `deadline` (a past one: no
+        /// waiting).
+        ///
+        /// ```
+        /// use multiproc::queue::PopError;
+        /// use std::time::{Duration, Instant};
+        ///
+        /// let q = multiproc::Queue::<u64>::new(4)?;
+        /// let deadline = Instant::now() + Duration::from_millis(20);
+        /// assert_eq!(q.pop_until(deadline), Err(PopError::Timeout));
+        /// assert!(Instant::now() >= deadline);
+        /// q.push(7).unwrap();
+        /// assert_eq!(q.pop_until(deadline), Ok(7));
+        /// # Ok::<(), multiproc::Error>(())
+        /// ```
+        fn pop_until;
     }
 }
 
@@ -465,34 +453,23 @@ impl<T: Pod + Send> Drop for SpscProducer<T> {
 }
 
 impl<T: Pod + Send> SpscProducer<T> {
-    /// Appends `value`, waiting while the queue is full.
-    pub fn push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push_in(value, Wait::Until(None)))
-    }
-
-    /// Appends `value` if there is room now, else `Full(value)`.
+    /// Appends `value`, waiting per `wait` while the queue is full.
     #[inline]
-    pub fn try_push(&mut self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push_in(value, Wait::No))
-    }
-
-    /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` after `timeout`.
-    pub fn push_timeout(
-        &mut self,
-        value: T,
-        timeout: Duration,
-    ) -> std::result::Result<(), PushError<T>> {
-        self.with(|end| end.push_in(value, Wait::after(timeout)))
-    }
-
-    /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` at `deadline`.
-    pub fn push_until(
-        &mut self,
-        value: T,
-        deadline: Instant,
-    ) -> std::result::Result<(), PushError<T>> {
-        let wait = Wait::Until(Some(Deadline::at(deadline)));
+    fn push_wait(&mut self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
         self.with(|end| end.push_in(value, wait))
+    }
+
+    super::ring::wait_variants! {
+        push_wait(&mut self, value: T) -> std::result::Result<(), PushError<T>>;
+        /// Appends `value`, waiting while the queue is full.
+        fn push;
+        /// Appends `value` if there is room now, else `Full(value)`.
+        #[inline]
+        fn try_push;
+        /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` after `timeout`.
+        fn push_timeout;
+        /// Like [`push`](SpscProducer::push), giving up with `Timeout(value)` at `deadline`.
+        fn push_until;
     }
 
     /// Appends as many values from `src` as fit now (without waiting); returns how many.
@@ -523,26 +500,23 @@ impl<T: Pod + Send> Drop for SpscConsumer<T> {
 }
 
 impl<T: Pod + Send> SpscConsumer<T> {
-    /// Removes the oldest value, waiting while the queue is empty.
-    pub fn pop(&mut self) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop_in(Wait::Until(None)))
-    }
-
-    /// Removes the oldest value if there is one now, else `Empty`.
+    /// Removes the oldest value, waiting per `wait` while the queue is empty.
     #[inline]
-    pub fn try_pop(&mut self) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop_in(Wait::No))
-    }
-
-    /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
-    pub fn pop_timeout(&mut self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.with(|end| end.pop_in(Wait::after(timeout)))
-    }
-
-    /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` at `deadline`.
-    pub fn pop_until(&mut self, deadline: Instant) -> std::result::Result<T, PopError> {
-        let wait = Wait::Until(Some(Deadline::at(deadline)));
+    fn pop_wait(&mut self, wait: Wait) -> std::result::Result<T, PopError> {
         self.with(|end| end.pop_in(wait))
+    }
+
+    super::ring::wait_variants! {
+        pop_wait(&mut self) -> std::result::Result<T, PopError>;
+        /// Removes the oldest value, waiting while the queue is empty.
+        fn pop;
+        /// Removes the oldest value if there is one now, else `Empty`.
+        #[inline]
+        fn try_pop;
+        /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` after `timeout`.
+        fn pop_timeout;
+        /// Like [`pop`](SpscConsumer::pop), giving up with `Timeout` at `deadline`.
+        fn pop_until;
     }
 
     /// Moves as many ready values as fit into `dst` (without waiting); returns how many.
@@ -646,135 +620,103 @@ impl<T> Channel<T> {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 impl<T> Channel<T> {
-    /// Sends `bytes` as one message, waiting while there is no room.
-    ///
-    /// # Errors
-    /// `Closed(())`, `TooLarge` (longer than [`max_message_len`](Channel::max_message_len)),
-    /// `Corrupted`.
-    pub fn send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
-        self.bytes_out(bytes, Wait::Until(None), SendError::Timeout)
-    }
-
-    /// Sends `bytes` if there is room now, else `Full(())`.
-    pub fn try_send_bytes(&self, bytes: &[u8]) -> std::result::Result<(), SendError<()>> {
-        self.bytes_out(bytes, Wait::No, SendError::Full)
-    }
-
-    /// Like [`send_bytes`](Channel::send_bytes), giving up with `Timeout(())` after `timeout`.
-    pub fn send_bytes_timeout(
-        &self,
-        bytes: &[u8],
-        timeout: Duration,
-    ) -> std::result::Result<(), SendError<()>> {
-        let wait = Wait::Until(Some(Deadline::after(timeout)));
-        self.bytes_out(bytes, wait, SendError::Timeout)
-    }
-
-    /// Like [`send_bytes`](Channel::send_bytes), giving up with `Timeout(())` at `deadline`.
-    pub fn send_bytes_until(
-        &self,
-        bytes: &[u8],
-        deadline: Instant,
-    ) -> std::result::Result<(), SendError<()>> {
-        let wait = Wait::Until(Some(Deadline::at(deadline)));
-        self.bytes_out(bytes, wait, SendError::Timeout)
-    }
-
-    fn bytes_out(
+    /// Sends `bytes` as one message, waiting per `wait` while there is no room.
+    pub(crate) fn send_bytes_wait(
         &self,
         bytes: &[u8],
         wait: Wait,
-        blocked: fn(()) -> SendError<()>,
     ) -> std::result::Result<(), SendError<()>> {
         self.ring()
             .send_bytes_with(bytes, wait)
-            .map_err(|h| send_error(h, (), blocked))
+            .map_err(|h| send_error(h, (), wait))
     }
 
-    /// Receives the next message's bytes as they are, waiting while there is none.
-    ///
-    /// # Errors
-    /// `Closed` (closed and drained), `Corrupted`.
-    pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        self.bytes_in(Wait::Until(None), RecvError::Timeout)
-    }
-
-    /// Receives the next message's bytes if there is one now, else `Empty`.
-    pub fn try_recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        self.bytes_in(Wait::No, RecvError::Empty)
-    }
-
-    /// Like [`recv_bytes`](Channel::recv_bytes), giving up with `Timeout` after `timeout`.
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
-        self.bytes_in(
-            Wait::Until(Some(Deadline::after(timeout))),
-            RecvError::Timeout,
-        )
-    }
-
-    /// Like [`recv_bytes`](Channel::recv_bytes), giving up with `Timeout` at `deadline`.
-    pub fn recv_bytes_until(&self, deadline: Instant) -> std::result::Result<Vec<u8>, RecvError> {
-        self.bytes_in(
-            Wait::Until(Some(Deadline::at(deadline))),
-            RecvError::Timeout,
-        )
-    }
-
-    fn bytes_in(&self, wait: Wait, blocked: RecvError) -> std::result::Result<Vec<u8>, RecvError> {
+    /// Receives the next message's bytes, waiting per `wait` while there is none.
+    pub(crate) fn recv_bytes_wait(&self, wait: Wait) -> std::result::Result<Vec<u8>, RecvError> {
         self.ring()
             .recv_bytes_with(wait)
-            .map_err(|h| recv_error(h, blocked))
+            .map_err(|h| recv_error(h, wait))
     }
 
-    /// Copies the next message's bytes into the front of `buf`, waiting while there is none;
-    /// returns their length. No allocation.
-    ///
-    /// # Errors
-    /// `BufferTooShort { needed }` if the message is longer than `buf` (it stays in the
-    /// channel); `Closed`, `Corrupted`.
-    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
-        self.bytes_into(buf, Wait::Until(None), RecvError::Timeout)
-    }
-
-    /// Like [`recv_bytes_into`](Channel::recv_bytes_into) if a message is ready now, else
-    /// `Empty`.
-    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
-        self.bytes_into(buf, Wait::No, RecvError::Empty)
-    }
-
-    /// Like [`recv_bytes_into`](Channel::recv_bytes_into), giving up with `Timeout` after
-    /// `timeout`.
-    pub fn recv_bytes_into_timeout(
-        &self,
-        buf: &mut [u8],
-        timeout: Duration,
-    ) -> std::result::Result<usize, RecvError> {
-        let wait = Wait::Until(Some(Deadline::after(timeout)));
-        self.bytes_into(buf, wait, RecvError::Timeout)
-    }
-
-    /// Like [`recv_bytes_into`](Channel::recv_bytes_into), giving up with `Timeout` at
-    /// `deadline`.
-    pub fn recv_bytes_into_until(
-        &self,
-        buf: &mut [u8],
-        deadline: Instant,
-    ) -> std::result::Result<usize, RecvError> {
-        let wait = Wait::Until(Some(Deadline::at(deadline)));
-        self.bytes_into(buf, wait, RecvError::Timeout)
-    }
-
-    fn bytes_into(
+    /// Copies the next message's bytes into `buf`, waiting per `wait` while there is none.
+    pub(crate) fn recv_bytes_into_wait(
         &self,
         buf: &mut [u8],
         wait: Wait,
-        blocked: RecvError,
     ) -> std::result::Result<usize, RecvError> {
         self.ring()
             .recv_bytes_into_with(buf, wait)
-            .map_err(|h| recv_error(h, blocked))
+            .map_err(|h| recv_error(h, wait))
     }
+
+    bytes_methods!("", "");
 }
+
+/// The byte-message methods of [`Channel`] and, through its channels `$tx` and `$rx`, of
+/// [`Connection`](super::Connection) (whose docs say where the bytes go, `$to`, and come from,
+/// `$from`): each of `send_bytes`, `recv_bytes` and `recv_bytes_into` in its four
+/// [`wait_variants!`](super::ring::wait_variants), over the channel's `*_wait` method.
+macro_rules! bytes_methods {
+    ($to:literal, $from:literal $(, $tx:ident, $rx:ident)?) => {
+        super::ring::wait_variants! {
+            $($tx.)?send_bytes_wait(&self, bytes: &[u8])
+                -> std::result::Result<(), SendError<()>>;
+            #[doc = concat!("Sends `bytes`", $to, " as one message, as they are (Python's")]
+            /// `send_bytes`), waiting while there is no room.
+            ///
+            /// # Errors
+            /// `Closed(())`, `TooLarge` (longer than
+            /// [`max_message_len`](Channel::max_message_len)), `Corrupted`.
+            fn send_bytes;
+            /// Sends `bytes` if there is room now, else `Full(())`.
+            fn try_send_bytes;
+            /// Like [`send_bytes`](Self::send_bytes), giving up with `Timeout(())` after `timeout`.
+            fn send_bytes_timeout;
+            /// Like [`send_bytes`](Self::send_bytes), giving up with `Timeout(())` at `deadline`.
+            fn send_bytes_until;
+        }
+
+        super::ring::wait_variants! {
+            $($rx.)?recv_bytes_wait(&self) -> std::result::Result<Vec<u8>, RecvError>;
+            #[doc = concat!("Receives the next message's bytes", $from, " as they are (Python's")]
+            /// `recv_bytes`), waiting while there is none: a message sent with
+            /// [`send`](Self::send) comes as its postcard encoding.
+            ///
+            /// # Errors
+            /// `Closed` (closed and drained), `Corrupted`.
+            fn recv_bytes;
+            /// Receives the next message's bytes if there is one now, else `Empty`.
+            fn try_recv_bytes;
+            /// Like [`recv_bytes`](Self::recv_bytes), giving up with `Timeout` after `timeout`.
+            fn recv_bytes_timeout;
+            /// Like [`recv_bytes`](Self::recv_bytes), giving up with `Timeout` at `deadline`.
+            fn recv_bytes_until;
+        }
+
+        super::ring::wait_variants! {
+            $($rx.)?recv_bytes_into_wait(&self, buf: &mut [u8])
+                -> std::result::Result<usize, RecvError>;
+            #[doc = concat!("Copies the next message's bytes", $from, " into the front of `buf`,")]
+            /// waiting while there is none; returns their length (Python's `recv_bytes_into`). No
+            /// allocation.
+            ///
+            /// # Errors
+            /// `BufferTooShort { needed }` if the message is longer than `buf` (it stays queued);
+            /// `Closed`, `Corrupted`.
+            fn recv_bytes_into;
+            /// Like [`recv_bytes_into`](Self::recv_bytes_into) if a message is ready now, else
+            /// `Empty`.
+            fn try_recv_bytes_into;
+            /// Like [`recv_bytes_into`](Self::recv_bytes_into), giving up with `Timeout` after
+            /// `timeout`.
+            fn recv_bytes_into_timeout;
+            /// Like [`recv_bytes_into`](Self::recv_bytes_into), giving up with `Timeout` at
+            /// `deadline`.
+            fn recv_bytes_into_until;
+        }
+    };
+}
+pub(crate) use bytes_methods;
 
 impl<T: Serialize + DeserializeOwned> Channel<T> {
     fn spec() -> Spec {
@@ -786,9 +728,8 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         // SAFETY: the payload is `payload_len` initialised bytes aligned to 128 (the spec's
         // alignment: the payload offset is a multiple of it and the mapping is page-aligned),
         // mapped while we look; other processes may write it, which the ring tolerates.
-        let place = unsafe { RawChannel::attach(base, object.payload_len()) }
-            .map_err(Error::Corrupted)?
-            .place(base);
+        let place =
+            unsafe { RawChannel::attach(base, object.payload_len()) }.map_err(Error::Corrupted)?;
         Ok(Self {
             place,
             object,
@@ -860,66 +801,46 @@ impl<T: Serialize + DeserializeOwned> Channel<T> {
         fn open_or_create;
     }
 
-    /// Sends `msg`, waiting while there is no room.
-    ///
-    /// # Errors
-    /// `Closed(msg)`, `TooLarge`, `Serialize`, `Corrupted`.
-    pub fn send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+    /// Sends `msg`, waiting per `wait` while there is no room.
+    pub(crate) fn send_wait(&self, msg: T, wait: Wait) -> std::result::Result<(), SendError<T>> {
         self.ring()
-            .send_with(&msg, Wait::Until(None))
-            .map_err(|h| send_error(h, msg, SendError::Timeout))
+            .send_with(&msg, wait)
+            .map_err(|h| send_error(h, msg, wait))
     }
 
-    /// Sends `msg` if there is room now, else `Full(msg)`.
-    pub fn try_send(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.ring()
-            .send_with(&msg, Wait::No)
-            .map_err(|h| send_error(h, msg, SendError::Full))
+    super::ring::wait_variants! {
+        send_wait(&self, msg: T) -> std::result::Result<(), SendError<T>>;
+        /// Sends `msg`, waiting while there is no room.
+        ///
+        /// # Errors
+        /// `Closed(msg)`, `TooLarge`, `Serialize`, `Corrupted`.
+        fn send;
+        /// Sends `msg` if there is room now, else `Full(msg)`.
+        fn try_send;
+        /// Like [`send`](Channel::send), giving up with `Timeout(msg)` after `timeout`.
+        fn send_timeout;
+        /// Like [`send`](Channel::send), giving up with `Timeout(msg)` at `deadline`.
+        fn send_until;
     }
 
-    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` after `timeout`.
-    pub fn send_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
-        self.ring()
-            .send_with(&msg, Wait::Until(Some(Deadline::after(timeout))))
-            .map_err(|h| send_error(h, msg, SendError::Timeout))
+    /// Receives the oldest message, waiting per `wait` while there is none.
+    pub(crate) fn recv_wait(&self, wait: Wait) -> std::result::Result<T, RecvError> {
+        self.ring().recv_with(wait).map_err(|h| recv_error(h, wait))
     }
 
-    /// Like [`send`](Channel::send), giving up with `Timeout(msg)` at `deadline`.
-    pub fn send_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
-        self.ring()
-            .send_with(&msg, Wait::Until(Some(Deadline::at(deadline))))
-            .map_err(|h| send_error(h, msg, SendError::Timeout))
-    }
-
-    /// Receives the oldest message, waiting while there is none.
-    ///
-    /// # Errors
-    /// `Closed` (closed and drained), `Deserialize` (a garbage record, skipped), `Corrupted`.
-    pub fn recv(&self) -> std::result::Result<T, RecvError> {
-        self.ring()
-            .recv_with(Wait::Until(None))
-            .map_err(|h| recv_error(h, RecvError::Timeout))
-    }
-
-    /// Receives the oldest message if there is one now, else `Empty`.
-    pub fn try_recv(&self) -> std::result::Result<T, RecvError> {
-        self.ring()
-            .recv_with(Wait::No)
-            .map_err(|h| recv_error(h, RecvError::Empty))
-    }
-
-    /// Like [`recv`](Channel::recv), giving up with `Timeout` after `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
-        self.ring()
-            .recv_with(Wait::Until(Some(Deadline::after(timeout))))
-            .map_err(|h| recv_error(h, RecvError::Timeout))
-    }
-
-    /// Like [`recv`](Channel::recv), giving up with `Timeout` at `deadline`.
-    pub fn recv_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
-        self.ring()
-            .recv_with(Wait::Until(Some(Deadline::at(deadline))))
-            .map_err(|h| recv_error(h, RecvError::Timeout))
+    super::ring::wait_variants! {
+        recv_wait(&self) -> std::result::Result<T, RecvError>;
+        /// Receives the oldest message, waiting while there is none.
+        ///
+        /// # Errors
+        /// `Closed` (closed and drained), `Deserialize` (a garbage record, skipped), `Corrupted`.
+        fn recv;
+        /// Receives the oldest message if there is one now, else `Empty`.
+        fn try_recv;
+        /// Like [`recv`](Channel::recv), giving up with `Timeout` after `timeout`.
+        fn recv_timeout;
+        /// Like [`recv`](Channel::recv), giving up with `Timeout` at `deadline`.
+        fn recv_until;
     }
 
     /// Waits at most `timeout` until a receive would not block (a message is ready, or the

@@ -14,6 +14,7 @@
 
 use super::error::{PopError, PushError, TaskDoneError};
 use super::handle::Queue;
+use super::ring::Wait;
 use crate::error::{Error, Result};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
@@ -22,10 +23,7 @@ use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
 use crate::sync::wait::{Points, Poll, Waiters, block_on};
 use bytemuck::Pod;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
 
 /// The shared counter (of a [`JoinableQueue`] or a
 /// [`JoinableChannel`](super::JoinableChannel)).
@@ -272,6 +270,88 @@ macro_rules! joinable_methods {
 }
 pub(crate) use joinable_methods;
 
+/// What [`JoinableQueue`] and [`JoinableChannel`](super::JoinableChannel) build the same way
+/// from their `$inner: $Inner<T>` and the counter object `tasks`: in an impl with the bounds
+/// `[$main]`, the spec (of kind `$kind`), `from_parts`, `count` and `make`; `Deserialize` with
+/// those bounds too, and `Clone`, `Debug` and `Serialize` with the bounds `[$any]`. Names
+/// `TaskCount`, `Object`, `ShmOptions`, `Spec`, `Kind`, `Result` and `PhantomData` as the
+/// calling module imports them.
+macro_rules! joinable_handle {
+    (
+        $Ty:ident { $inner:ident: $Inner:ident }, $kind:ident,
+        [$($main:tt)*], [$($any:tt)*] $(,)?
+    ) => {
+        impl<T: $($main)*> $Ty<T> {
+            fn spec() -> Spec {
+                Spec::new::<T, TaskCount>(Kind::$kind)
+            }
+
+            fn from_parts($inner: $Inner<T>, tasks: Object) -> Result<Self> {
+                TaskCount::check(&tasks)?;
+                Ok(Self {
+                    $inner,
+                    tasks,
+                    _type: PhantomData,
+                })
+            }
+
+            fn count(&self) -> &TaskCount {
+                TaskCount::of(&self.tasks)
+            }
+
+            #[doc = concat!("The ", stringify!($inner), " and its counter: anonymous, or under")]
+            /// `name` (opened instead if they exist and `open_existing`).
+            fn make(
+                name: Option<&str>,
+                open_existing: bool,
+                capacity: usize,
+                opts: &ShmOptions,
+            ) -> Result<Self> {
+                Self::from_parts(
+                    $Inner::make(name, open_existing, capacity, opts)?,
+                    TaskCount::create(&Self::spec(), name, open_existing, opts)?,
+                )
+            }
+        }
+
+        impl<T: $($any)*> Clone for $Ty<T> {
+            fn clone(&self) -> Self {
+                Self {
+                    $inner: self.$inner.clone(),
+                    tasks: self.tasks.clone(),
+                    _type: PhantomData,
+                }
+            }
+        }
+
+        impl<T: $($any)*> std::fmt::Debug for $Ty<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($Ty))
+                    .field(stringify!($inner), &self.$inner)
+                    .field("unfinished", &TaskCount::of(&self.tasks).unfinished())
+                    .finish()
+            }
+        }
+
+        impl<T: $($any)*> serde::Serialize for $Ty<T> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(&(&self.$inner, self.tasks.segment()), s)
+            }
+        }
+
+        impl<'de, T: $($main)*> serde::Deserialize<'de> for $Ty<T> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let (inner, segment) =
+                    <($Inner<T>, $crate::Segment) as serde::Deserialize>::deserialize(d)?;
+                Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
+                    .and_then(|tasks| Self::from_parts(inner, tasks))
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+pub(crate) use joinable_handle;
+
 /// A [`Queue`] whose consumers report each value done with [`task_done`](Self::task_done), so
 /// that a producer can [`join`](Self::join) until all of them are.
 ///
@@ -317,24 +397,14 @@ pub struct JoinableQueue<T: Pod + Send> {
     _type: PhantomData<fn() -> T>,
 }
 
+joinable_handle!(
+    JoinableQueue { queue: Queue },
+    JoinableQueue,
+    [Pod + Send],
+    [Pod + Send],
+);
+
 impl<T: Pod + Send> JoinableQueue<T> {
-    fn spec() -> Spec {
-        Spec::new::<T, TaskCount>(Kind::JoinableQueue)
-    }
-
-    fn from_parts(queue: Queue<T>, tasks: Object) -> Result<Self> {
-        TaskCount::check(&tasks)?;
-        Ok(Self {
-            queue,
-            tasks,
-            _type: PhantomData,
-        })
-    }
-
-    fn count(&self) -> &TaskCount {
-        TaskCount::of(&self.tasks)
-    }
-
     crate::shm::object::shared_constructors! {
         JoinableQueue(capacity: usize);
         /// A new anonymous queue of `capacity` values.
@@ -359,70 +429,37 @@ impl<T: Pod + Send> JoinableQueue<T> {
         fn open_or_create;
     }
 
-    /// The queue and its counter: anonymous, or under `name` (opened instead if they exist and
-    /// `open_existing`).
-    fn make(
-        name: Option<&str>,
-        open_existing: bool,
-        capacity: usize,
-        opts: &ShmOptions,
-    ) -> Result<Self> {
-        Self::from_parts(
-            Queue::make(name, open_existing, capacity, opts)?,
-            TaskCount::create(&Self::spec(), name, open_existing, opts)?,
-        )
-    }
-
-    /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
-    /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
-    pub fn push(&self, value: T) -> std::result::Result<(), PushError<T>> {
+    /// Appends `value` and counts it as an unfinished task, waiting per `wait` while the queue
+    /// is full.
+    fn push_wait(&self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
         self.count()
-            .counted(value, PushError::Full, |v| self.queue.push(v))
+            .counted(value, PushError::Full, |v| self.queue.push_wait(v, wait))
     }
 
-    /// Appends `value` if there is room now, else `Full(value)`.
-    pub fn try_push(&self, value: T) -> std::result::Result<(), PushError<T>> {
-        self.count()
-            .counted(value, PushError::Full, |v| self.queue.try_push(v))
+    super::ring::wait_variants! {
+        push_wait(&self, value: T) -> std::result::Result<(), PushError<T>>;
+        /// Appends `value` and counts it as an unfinished task, waiting while the queue is full.
+        /// `Full(value)` if `u32::MAX` tasks are unfinished already (the counter has no room).
+        fn push;
+        /// Appends `value` if there is room now, else `Full(value)`.
+        fn try_push;
+        /// Like [`push`](Self::push), giving up with `Timeout(value)` after `timeout`.
+        fn push_timeout;
+        /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
+        fn push_until;
     }
 
-    /// Like [`push`](Self::push), giving up with `Timeout(value)` after `timeout`.
-    pub fn push_timeout(
-        &self,
-        value: T,
-        timeout: Duration,
-    ) -> std::result::Result<(), PushError<T>> {
-        self.count().counted(value, PushError::Full, |v| {
-            self.queue.push_timeout(v, timeout)
-        })
-    }
-
-    /// Like [`push`](Self::push), giving up with `Timeout(value)` at `deadline`.
-    pub fn push_until(&self, value: T, deadline: Instant) -> std::result::Result<(), PushError<T>> {
-        self.count().counted(value, PushError::Full, |v| {
-            self.queue.push_until(v, deadline)
-        })
-    }
-
-    /// Removes the oldest value, waiting while the queue is empty. Call
-    /// [`task_done`](Self::task_done) when it is processed.
-    pub fn pop(&self) -> std::result::Result<T, PopError> {
-        self.queue.pop()
-    }
-
-    /// Removes the oldest value if there is one now, else `Empty`.
-    pub fn try_pop(&self) -> std::result::Result<T, PopError> {
-        self.queue.try_pop()
-    }
-
-    /// Like [`pop`](Self::pop), giving up with `Timeout` after `timeout`.
-    pub fn pop_timeout(&self, timeout: Duration) -> std::result::Result<T, PopError> {
-        self.queue.pop_timeout(timeout)
-    }
-
-    /// Like [`pop`](Self::pop), giving up with `Timeout` at `deadline`.
-    pub fn pop_until(&self, deadline: Instant) -> std::result::Result<T, PopError> {
-        self.queue.pop_until(deadline)
+    super::ring::wait_variants! {
+        queue.pop_wait(&self) -> std::result::Result<T, PopError>;
+        /// Removes the oldest value, waiting while the queue is empty. Call
+        /// [`task_done`](Self::task_done) when it is processed.
+        fn pop;
+        /// Removes the oldest value if there is one now, else `Empty`.
+        fn try_pop;
+        /// Like [`pop`](Self::pop), giving up with `Timeout` after `timeout`.
+        fn pop_timeout;
+        /// Like [`pop`](Self::pop), giving up with `Timeout` at `deadline`.
+        fn pop_until;
     }
 
     joinable_methods!(
@@ -441,44 +478,11 @@ impl<T: Pod + Send> JoinableQueue<T> {
     }
 }
 
-impl<T: Pod + Send> Clone for JoinableQueue<T> {
-    fn clone(&self) -> Self {
-        Self {
-            queue: self.queue.clone(),
-            tasks: self.tasks.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T: Pod + Send> fmt::Debug for JoinableQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableQueue")
-            .field("queue", &self.queue)
-            .field("unfinished", &self.unfinished_tasks())
-            .finish()
-    }
-}
-
-impl<T: Pod + Send> Serialize for JoinableQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.queue, self.tasks.segment()).serialize(s)
-    }
-}
-
-impl<'de, T: Pod + Send> Deserialize<'de> for JoinableQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (queue, segment) = <(Queue<T>, crate::Segment)>::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(|tasks| Self::from_parts(queue, tasks))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::watchdog;
+    use std::time::Duration;
 
     #[test]
     fn join_waits_for_every_task_done() {

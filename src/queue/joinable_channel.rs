@@ -11,15 +11,14 @@
 use super::error::{RecvError, SendError};
 use super::handle::Channel;
 use super::joinable::TaskCount;
+use super::ring::Wait;
 use crate::error::Result;
 use crate::shm::ShmOptions;
 use crate::shm::header::{Kind, Spec};
 use crate::shm::object::Object;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::fmt;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
 
 /// A [`Channel`] whose consumers report each message done with
 /// [`task_done`](Self::task_done), so that a producer can [`join`](Self::join) until all of
@@ -70,24 +69,14 @@ pub struct JoinableChannel<T> {
     _type: PhantomData<fn(T) -> T>,
 }
 
+super::joinable::joinable_handle!(
+    JoinableChannel { channel: Channel },
+    JoinableChannel,
+    [Serialize + DeserializeOwned],
+    [],
+);
+
 impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
-    fn spec() -> Spec {
-        Spec::new::<T, TaskCount>(Kind::JoinableChannel)
-    }
-
-    fn from_parts(channel: Channel<T>, tasks: Object) -> Result<Self> {
-        TaskCount::check(&tasks)?;
-        Ok(Self {
-            channel,
-            tasks,
-            _type: PhantomData,
-        })
-    }
-
-    fn count(&self) -> &TaskCount {
-        TaskCount::of(&self.tasks)
-    }
-
     crate::shm::object::shared_constructors! {
         JoinableChannel(capacity_bytes: usize);
         /// A new anonymous channel of `capacity_bytes` (see [`Channel::new`]).
@@ -121,72 +110,43 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
         fn open_or_create;
     }
 
-    /// The channel and its counter: anonymous, or under `name` (opened instead if they exist
-    /// and `open_existing`).
-    fn make(
-        name: Option<&str>,
-        open_existing: bool,
-        capacity_bytes: usize,
-        opts: &ShmOptions,
-    ) -> Result<Self> {
-        Self::from_parts(
-            Channel::make(name, open_existing, capacity_bytes, opts)?,
-            TaskCount::create(&Self::spec(), name, open_existing, opts)?,
-        )
-    }
-
-    /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
-    ///
-    /// # Errors
-    /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
-    pub fn put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
+    /// Sends `msg` and counts it as an unfinished task, waiting per `wait` while there is no
+    /// room.
+    fn put_wait(&self, msg: T, wait: Wait) -> std::result::Result<(), SendError<T>> {
         self.count()
-            .counted(msg, SendError::Full, |m| self.channel.send(m))
+            .counted(msg, SendError::Full, |m| self.channel.send_wait(m, wait))
     }
 
-    /// Sends `msg` if there is room now, else `Full(msg)`.
-    pub fn try_put(&self, msg: T) -> std::result::Result<(), SendError<T>> {
-        self.count()
-            .counted(msg, SendError::Full, |m| self.channel.try_send(m))
+    super::ring::wait_variants! {
+        put_wait(&self, msg: T) -> std::result::Result<(), SendError<T>>;
+        /// Sends `msg` and counts it as an unfinished task, waiting while there is no room.
+        ///
+        /// # Errors
+        /// As [`Channel::send`]; `Full(msg)` if `u32::MAX` tasks are unfinished already.
+        fn put;
+        /// Sends `msg` if there is room now, else `Full(msg)`.
+        fn try_put;
+        /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
+        fn put_timeout;
+        /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
+        fn put_until;
     }
 
-    /// Like [`put`](Self::put), giving up with `Timeout(msg)` after `timeout`.
-    pub fn put_timeout(&self, msg: T, timeout: Duration) -> std::result::Result<(), SendError<T>> {
-        self.count().counted(msg, SendError::Full, |m| {
-            self.channel.send_timeout(m, timeout)
-        })
-    }
-
-    /// Like [`put`](Self::put), giving up with `Timeout(msg)` at `deadline`.
-    pub fn put_until(&self, msg: T, deadline: Instant) -> std::result::Result<(), SendError<T>> {
-        self.count().counted(msg, SendError::Full, |m| {
-            self.channel.send_until(m, deadline)
-        })
-    }
-
-    /// Receives the oldest message, waiting while there is none. Call
-    /// [`task_done`](Self::task_done) when it is processed.
-    ///
-    /// # Errors
-    /// As [`Channel::recv`]. A message that fails to decode (`Deserialize`) was still a task:
-    /// call `task_done` for it too.
-    pub fn get(&self) -> std::result::Result<T, RecvError> {
-        self.channel.recv()
-    }
-
-    /// Receives the oldest message if there is one now, else `Empty`.
-    pub fn try_get(&self) -> std::result::Result<T, RecvError> {
-        self.channel.try_recv()
-    }
-
-    /// Like [`get`](Self::get), giving up with `Timeout` after `timeout`.
-    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, RecvError> {
-        self.channel.recv_timeout(timeout)
-    }
-
-    /// Like [`get`](Self::get), giving up with `Timeout` at `deadline`.
-    pub fn get_until(&self, deadline: Instant) -> std::result::Result<T, RecvError> {
-        self.channel.recv_until(deadline)
+    super::ring::wait_variants! {
+        channel.recv_wait(&self) -> std::result::Result<T, RecvError>;
+        /// Receives the oldest message, waiting while there is none. Call
+        /// [`task_done`](Self::task_done) when it is processed.
+        ///
+        /// # Errors
+        /// As [`Channel::recv`]. A message that fails to decode (`Deserialize`) was still a task:
+        /// call `task_done` for it too.
+        fn get;
+        /// Receives the oldest message if there is one now, else `Empty`.
+        fn try_get;
+        /// Like [`get`](Self::get), giving up with `Timeout` after `timeout`.
+        fn get_timeout;
+        /// Like [`get`](Self::get), giving up with `Timeout` at `deadline`.
+        fn get_until;
     }
 
     super::joinable::joinable_methods!(
@@ -210,45 +170,12 @@ impl<T: Serialize + DeserializeOwned> JoinableChannel<T> {
     }
 }
 
-impl<T> Clone for JoinableChannel<T> {
-    fn clone(&self) -> Self {
-        Self {
-            channel: self.channel.clone(),
-            tasks: self.tasks.clone(),
-            _type: PhantomData,
-        }
-    }
-}
-
-impl<T> fmt::Debug for JoinableChannel<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinableChannel")
-            .field("channel", &self.channel)
-            .field("unfinished", &TaskCount::of(&self.tasks).unfinished())
-            .finish()
-    }
-}
-
-impl<T> Serialize for JoinableChannel<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        (&self.channel, self.tasks.segment()).serialize(s)
-    }
-}
-
-impl<'de, T: Serialize + DeserializeOwned> Deserialize<'de> for JoinableChannel<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (channel, segment) = <(Channel<T>, crate::Segment)>::deserialize(d)?;
-        Object::from_segment(segment, &Self::spec(), &ShmOptions::default())
-            .and_then(|tasks| Self::from_parts(channel, tasks))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::Error;
     use crate::queue::TaskDoneError;
+    use std::time::Duration;
 
     #[test]
     fn counts_tasks_and_undoes_failed_puts() {

@@ -23,9 +23,10 @@
 //!
 //! The owning handles call, for either ring: `bytes_for(capacity, size, align)` and
 //! `align_for(align)` to size the segment, `init(ptr, capacity, size, align)` once, then
-//! `attach::<T>(ptr, len)` in every process, and the operations on the returned ref (for the
-//! MPMC ring, `push_in`/`pop_in` with a `ring::Wait`). A handle keeps where its ring lies
-//! (`ring::Place`) and rebuilds the ref from its mapping per use.
+//! `attach::<T>(ptr, len)` in every process, which validates the ring and returns where it lies
+//! (`ring::Place`). A handle keeps that place and rebuilds the ref from its mapping per use
+//! (`MpmcRef::at` and the like), then calls the operations on it (for the MPMC ring,
+//! `push_in`/`pop_in` with a `ring::Wait`).
 
 // Loom models drive the rings on the heap; the handles, regions and OS env are idle there.
 #![cfg_attr(multiproc_loom, allow(dead_code))]

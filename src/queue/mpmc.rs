@@ -310,19 +310,19 @@ impl RawMpmc {
     }
 
     /// Attaches to a ring initialised by [`init`](Self::init), checking that it was made for
-    /// `T` and fits in `len` bytes.
+    /// `T` and fits in `len` bytes; returns where its slots lie (for [`MpmcRef::at`]).
     ///
     /// # Safety
-    /// - `ptr` is valid for reads and writes of `len` initialised bytes for `'a` (a mapping that
-    ///   outlives the returned ref); other processes may write it at any time.
+    /// - `ptr` is valid for reads and writes of `len` initialised bytes while the call runs;
+    ///   other processes may write it at any time.
     ///
     /// # Errors
     /// A misaligned or short region, a header that is not a ring's, or a ring made for another
     /// element size or alignment.
-    pub(crate) unsafe fn attach<'a, T: Pod + Send>(
+    pub(crate) unsafe fn attach<T: Pod + Send>(
         ptr: *mut u8,
         len: usize,
-    ) -> Result<MpmcRef<'a, T>, &'static str> {
+    ) -> Result<Place, &'static str> {
         let (size, align) = (size_of::<T>(), align_of::<T>());
         let extent = |cap| {
             layout(cap, size, align).map(|l| Extent {
@@ -331,7 +331,7 @@ impl RawMpmc {
             })
         };
         // SAFETY: the caller's contract.
-        let (hdr, cap) = unsafe {
+        let place = unsafe {
             ring::attach::<Header>(
                 ptr,
                 len,
@@ -341,22 +341,17 @@ impl RawMpmc {
                 extent,
             )
         }?;
-        let l = layout(cap, size, align).ok_or("bad capacity")?;
-        if l.slot_size != size_of::<Slot<T>>() {
+        if layout(place.cap, size, align).map(|l| l.slot_size) != Some(size_of::<Slot<T>>()) {
             return Err("slot layout mismatch");
         }
-        // SAFETY: `slots_offset + cap * size_of::<Slot<T>>() <= len`, the offset is a multiple
-        // of `align_of::<Slot<T>>()`, and a slot (an atomic and a `Pod` in a cell) is valid for
-        // any bytes; values are only accessed through the cells, under the stamp protocol.
-        let slots =
-            unsafe { std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<Slot<T>>(), cap) };
         // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
         crate::sys::membarrier::prepare();
-        Ok(MpmcRef::from_parts(hdr, slots))
+        Ok(place)
     }
 }
 
 /// A ring attached in place; `Copy`, shared by every thread that uses it.
+#[derive(Clone, Copy)]
 pub(crate) struct MpmcRef<'a, T> {
     hdr: &'a Header,
     slots: &'a [Slot<T>],
@@ -364,13 +359,6 @@ pub(crate) struct MpmcRef<'a, T> {
     cap: u64,
     one_lap: u64,
 }
-
-impl<T> Clone for MpmcRef<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for MpmcRef<'_, T> {}
 
 // SAFETY: the ring is made for concurrent use by many threads (and processes): shared words are
 // atomics, and a slot's value is read or written only by the thread whose claim its stamp holds.
@@ -380,17 +368,16 @@ unsafe impl<T: Pod + Send> Send for MpmcRef<'_, T> {}
 unsafe impl<T: Pod + Send> Sync for MpmcRef<'_, T> {}
 
 impl<'a, T: Pod + Send> MpmcRef<'a, T> {
-    /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
-    pub(crate) fn place(&self, base: *const u8) -> Place {
-        Place::of(base, self.slots)
-    }
-
     /// The ring at `place` in the region at `base`, without re-reading its header.
     ///
     /// # Safety
-    /// As [`Place::parts`].
+    /// - `place` is what [`RawMpmc::attach::<T>`](RawMpmc::attach) returned for `base`;
+    /// - the region stays mapped for `'a`.
     pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `attach` checked that `cap` slots of `size_of::<Slot<T>>()` bytes from the
+        // offset (a multiple of their alignment) lie in the region (caller); a slot (an atomic
+        // and a `Pod` in a cell) is valid for any bytes, and its value is only accessed through
+        // the cell, under the stamp protocol.
         let (hdr, slots) = unsafe { place.parts(base) };
         Self::from_parts(hdr, slots)
     }
@@ -922,9 +909,9 @@ impl<T: Pod + Send> HeapMpmc<T> {
         unsafe { RawMpmc::init_at(region.as_ptr(), capacity, size, align, start) }
             .expect("init failed");
         // SAFETY: as above; attach validates what init wrote.
-        let r = unsafe { RawMpmc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
+        let place = unsafe { RawMpmc::attach::<T>(region.as_ptr(), region.len()) };
         Self {
-            slots_at: r.place(region.as_ptr()),
+            slots_at: place.expect("attach"),
             region,
             _t: std::marker::PhantomData,
         }

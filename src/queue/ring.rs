@@ -140,8 +140,8 @@ pub(crate) struct Extent {
 
 /// Attaches to the ring `H` at `ptr` (a region of `len` bytes, aligned to `align`) made for
 /// elements of `elem = (size, align)`: every check on the common header, once. `extent` says
-/// what a ring of a given capacity needs (`None`: no such ring). Returns the header and the
-/// capacity, for which `extent` holds and fits in `len`.
+/// what a ring of a given capacity needs (`None`: no such ring). Returns where the ring's slots
+/// (data bytes) lie: at `extent`'s data offset, `cap` of them, all within `len`.
 ///
 /// # Safety
 /// As [`header_at`].
@@ -150,14 +150,14 @@ pub(crate) struct Extent {
 /// A misaligned or short region, a header that is not an `H` ring's, a ring made for another
 /// element type, or a header whose capacity or data offset does not hold.
 #[cfg(not(multiproc_loom))]
-pub(crate) unsafe fn attach<'a, H: RingHeader>(
+pub(crate) unsafe fn attach<H: RingHeader>(
     ptr: *mut u8,
     len: usize,
     align: usize,
     elem: (usize, usize),
     max_cap: usize,
     extent: impl FnOnce(usize) -> Option<Extent>,
-) -> Result<(&'a H, usize), &'static str> {
+) -> Result<Place, &'static str> {
     // SAFETY: the caller's contract.
     let (hdr, cap) = unsafe { peek_header::<H>(ptr, len, align, max_cap) }?;
     let c = hdr.common();
@@ -173,11 +173,14 @@ pub(crate) unsafe fn attach<'a, H: RingHeader>(
     if e.total > len {
         return Err("region shorter than the ring");
     }
-    Ok((hdr, cap))
+    Ok(Place {
+        offset: e.data_offset,
+        cap,
+    })
 }
 
 /// Where an attached ring lies in its region: the offset of its slots (or data bytes) from the
-/// region's start and its capacity, both validated once by `attach`. Enough to rebuild the
+/// region's start and its capacity, both validated once by [`attach`]. Enough to rebuild the
 /// reference for each use, borrowing the mapping only as long as the caller holds it, without
 /// re-reading a header that a peer may have rewritten since.
 #[derive(Clone, Copy, Debug)]
@@ -187,19 +190,11 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    /// Where `slots` lie in the region that starts at `base`.
-    pub(crate) fn of<S>(base: *const u8, slots: &[S]) -> Place {
-        Place {
-            offset: slots.as_ptr() as usize - base as usize,
-            cap: slots.len(),
-        }
-    }
-
     /// The header `H` and the slots `S` at this place in the region at `base`.
     ///
     /// # Safety
-    /// - this place is what [`of`](Self::of) returned for the slots of a ring of header `H`
-    ///   that `attach` validated at `base`;
+    /// - this place is what [`attach`] returned for a ring of header `H` at `base`, whose
+    ///   `extent` laid out slots of `S` (size and alignment);
     /// - the region stays mapped for `'a`.
     pub(crate) unsafe fn parts<'a, H, S>(self, base: *mut u8) -> (&'a H, &'a [S]) {
         // SAFETY: `attach` checked that a header and `cap` slots from `offset` fit in the region
@@ -245,6 +240,61 @@ impl Wait {
         }
     }
 }
+
+/// The four public ways to call an operation that may wait, each with its own docs, from the
+/// `$core` method that takes the [`Wait`] as its last argument (reached through a field of
+/// `self` if written `field.core`): `$op` waits as long as it takes (`Wait::Until(None)`),
+/// `$try_op` does not wait (`Wait::No`), `$op_timeout` gives up after `timeout` and `$op_until`
+/// at `deadline`. The receiver may be `&self` or `&mut self`.
+#[cfg(not(multiproc_loom))]
+macro_rules! wait_variants {
+    (
+        $core:ident $(.$core2:ident)? (&mut $slf:ident $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+        $($variants:tt)*
+    ) => {
+        super::ring::wait_variants!(
+            @[&mut $slf] $slf.$core$(.$core2)? ($($arg: $ty),*) -> $ret; $($variants)*
+        );
+    };
+    (
+        $core:ident $(.$core2:ident)? (&$slf:ident $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+        $($variants:tt)*
+    ) => {
+        super::ring::wait_variants!(
+            @[&$slf] $slf.$core$(.$core2)? ($($arg: $ty),*) -> $ret; $($variants)*
+        );
+    };
+    (
+        @[$($recv:tt)+] $slf:ident.$($core:ident).+ ($($arg:ident: $ty:ty),*) -> $ret:ty;
+        $(#[$forever:meta])* fn $op:ident;
+        $(#[$no:meta])* fn $try_op:ident;
+        $(#[$after:meta])* fn $op_timeout:ident;
+        $(#[$at:meta])* fn $op_until:ident;
+    ) => {
+        $(#[$forever])*
+        pub fn $op($($recv)+ $(, $arg: $ty)*) -> $ret {
+            $slf.$($core).+($($arg,)* super::ring::Wait::Until(None))
+        }
+
+        $(#[$no])*
+        pub fn $try_op($($recv)+ $(, $arg: $ty)*) -> $ret {
+            $slf.$($core).+($($arg,)* super::ring::Wait::No)
+        }
+
+        $(#[$after])*
+        pub fn $op_timeout($($recv)+ $(, $arg: $ty)*, timeout: std::time::Duration) -> $ret {
+            $slf.$($core).+($($arg,)* super::ring::Wait::after(timeout))
+        }
+
+        $(#[$at])*
+        pub fn $op_until($($recv)+ $(, $arg: $ty)*, deadline: std::time::Instant) -> $ret {
+            let deadline = $crate::loom::futex::Deadline::at(deadline);
+            $slf.$($core).+($($arg,)* super::ring::Wait::Until(Some(deadline)))
+        }
+    };
+}
+#[cfg(not(multiproc_loom))]
+pub(crate) use wait_variants;
 
 /// Why one attempt at a ring operation stopped.
 #[derive(Debug, PartialEq, Eq)]

@@ -186,19 +186,20 @@ impl RawSpsc {
         })
     }
 
-    /// Attaches to a ring initialised by [`init`](Self::init) for `T` in `len` bytes.
+    /// Attaches to a ring initialised by [`init`](Self::init) for `T` in `len` bytes; returns
+    /// where its slots lie (for [`SpscRef::at`]).
     ///
     /// # Safety
-    /// - `ptr` is valid for reads and writes of `len` initialised bytes for `'a`; other
-    ///   processes may write it at any time.
+    /// - `ptr` is valid for reads and writes of `len` initialised bytes while the call runs;
+    ///   other processes may write it at any time.
     ///
     /// # Errors
     /// A misaligned or short region, a header that is not an SPSC ring's, or a ring made for
     /// another element size or alignment.
-    pub(crate) unsafe fn attach<'a, T: Pod + Send>(
+    pub(crate) unsafe fn attach<T: Pod + Send>(
         ptr: *mut u8,
         len: usize,
-    ) -> Result<SpscRef<'a, T>, &'static str> {
+    ) -> Result<Place, &'static str> {
         let (size, align) = (size_of::<T>(), align_of::<T>());
         let extent = |cap| {
             layout(cap, size, align).map(|l| Extent {
@@ -207,7 +208,7 @@ impl RawSpsc {
             })
         };
         // SAFETY: the caller's contract.
-        let (hdr, cap) = unsafe {
+        let place = unsafe {
             ring::attach::<Header>(
                 ptr,
                 len,
@@ -217,16 +218,9 @@ impl RawSpsc {
                 extent,
             )
         }?;
-        let l = layout(cap, size, align).ok_or("bad capacity")?;
-        // SAFETY: `slots_offset + cap * size_of::<T>() <= len`, the offset is aligned for `T`,
-        // and a `Pod` in a cell is valid for any bytes; values are only accessed through the
-        // cells, by the holder of the matching role.
-        let slots = unsafe {
-            std::slice::from_raw_parts(ptr.add(l.slots_offset).cast::<UnsafeCell<T>>(), cap)
-        };
         // Never inside a notify: registering can wait for an RCU grace period (milliseconds).
         crate::sys::membarrier::prepare();
-        Ok(SpscRef::from_parts(hdr, slots))
+        Ok(place)
     }
 }
 
@@ -248,6 +242,7 @@ fn fill(hdr: &Header, cap: u64) -> u64 {
 
 /// A ring attached in place; `Copy`. Pushing and popping go through the [`SpscProducer`] and
 /// [`SpscConsumer`] endpoints it hands out, one of each at a time.
+#[derive(Clone, Copy)]
 pub(crate) struct SpscRef<'a, T> {
     hdr: &'a Header,
     slots: &'a [UnsafeCell<T>],
@@ -258,13 +253,6 @@ pub(crate) struct SpscRef<'a, T> {
     span: u64,
 }
 
-impl<T> Clone for SpscRef<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for SpscRef<'_, T> {}
-
 // SAFETY: shared words are atomics; slot values are written only by the producer-role holder
 // and read only by the consumer-role holder, each only on its side of the published indices.
 unsafe impl<T: Pod + Send> Send for SpscRef<'_, T> {}
@@ -272,17 +260,15 @@ unsafe impl<T: Pod + Send> Send for SpscRef<'_, T> {}
 unsafe impl<T: Pod + Send> Sync for SpscRef<'_, T> {}
 
 impl<'a, T: Pod + Send> SpscRef<'a, T> {
-    /// Where this ring lies in the region that starts at `base` (the `ptr` it was attached at).
-    pub(crate) fn place(&self, base: *const u8) -> Place {
-        Place::of(base, self.slots)
-    }
-
     /// The ring at `place` in the region at `base`, without re-reading its header.
     ///
     /// # Safety
-    /// As [`Place::parts`].
+    /// - `place` is what [`RawSpsc::attach::<T>`](RawSpsc::attach) returned for `base`;
+    /// - the region stays mapped for `'a`.
     pub(crate) unsafe fn at(base: *mut u8, place: Place) -> Self {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `attach` checked that `cap` values of `T` from the offset (aligned for `T`)
+        // lie in the region (caller); a `Pod` in a cell is valid for any bytes, and values are
+        // only accessed through the cells, by the holder of the matching role.
         let (hdr, slots) = unsafe { place.parts(base) };
         Self::from_parts(hdr, slots)
     }
@@ -802,9 +788,9 @@ impl<T: Pod + Send> HeapSpsc<T> {
         // SAFETY: the region is fresh, exclusively ours, sized and aligned for this ring.
         unsafe { RawSpsc::init(region.as_ptr(), capacity, size, align) }.expect("init failed");
         // SAFETY: as above; attach validates what init wrote.
-        let r = unsafe { RawSpsc::attach::<T>(region.as_ptr(), region.len()) }.expect("attach");
+        let place = unsafe { RawSpsc::attach::<T>(region.as_ptr(), region.len()) };
         Self {
-            slots_at: r.place(region.as_ptr()),
+            slots_at: place.expect("attach"),
             region,
             _t: std::marker::PhantomData,
         }
