@@ -430,22 +430,30 @@ impl Semaphore {
 
     /// Release step 1: adds the permit held in `slot` and clears its HELD bit, in one CAS.
     pub(crate) fn return_held(&self, slot: usize) {
-        let bit = held_bit(slot);
-        let mut s = self.state.load(Ordering::Relaxed);
         // If the bit is clear, a waiter judged us dead (it cannot happen to a live thread
         // unless a peer scribbled): the permit is back already, so do not count it twice.
+        // Release: an acquirer that takes this permit sees what the holder wrote.
+        self.clear_held(slot, Ordering::Release);
+    }
+
+    /// While `slot`'s HELD bit is set, tries to add its permit and clear the bit in one CAS
+    /// (`success` ordering); whether this call did (a clear bit: the permit is back already).
+    #[inline]
+    fn clear_held(&self, slot: usize, success: Ordering) -> bool {
+        let bit = held_bit(slot);
+        let mut s = self.state.load(Ordering::Relaxed);
         while s & bit != 0 {
-            // Release: an acquirer that takes this permit sees what the holder wrote.
             match self.state.compare_exchange_weak(
                 s,
                 plus_one(s & !bit),
-                Ordering::Release,
+                success,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => return true,
                 Err(now) => s = now,
             }
         }
+        false
     }
 
     /// Release step 2: frees `slot` if it still names `me` (as above). Release: the next
@@ -494,21 +502,8 @@ impl Semaphore {
             crash::point("semaphore.reclaim.after_mark");
             // While we hold the mark nobody else claims or settles the slot, so a set bit is
             // the dead owner's permit.
-            let bit = held_bit(i);
-            let mut s = self.state.load(Ordering::Relaxed);
-            while s & bit != 0 {
-                match self.state.compare_exchange_weak(
-                    s,
-                    plus_one(s & !bit),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => {
-                        returned += 1;
-                        break;
-                    }
-                    Err(now) => s = now,
-                }
+            if self.clear_held(i, Ordering::AcqRel) {
+                returned += 1;
             }
             crash::point("semaphore.reclaim.after_return");
             // Release: the next claimer sees the bit cleared.
