@@ -17,6 +17,23 @@
 
 use std::fmt;
 
+/// `Debug` for a lock type (`Name { .. }`: showing the data would need the lock) and for its
+/// guards (the guarded value).
+macro_rules! impl_lock_debug {
+    ($lock:ident $(, $guard:ident)*) => {
+        impl<T: ?Sized> std::fmt::Debug for $lock<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($lock)).finish_non_exhaustive()
+            }
+        }
+        $(impl<T: ?Sized + std::fmt::Debug> std::fmt::Debug for $guard<'_, T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&**self, f)
+            }
+        })*
+    };
+}
+
 mod barrier;
 mod condvar;
 mod event;

@@ -5,7 +5,6 @@ use super::raw_mutex::{Failed, Locked, RawMutex};
 use super::{LockError, LockResult};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
-use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -205,11 +204,7 @@ impl<T: Default> Default for Mutex<T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mutex").finish_non_exhaustive()
-    }
-}
+impl_lock_debug!(Mutex, MutexGuard);
 
 /// Exclusive access to a [`Mutex`]'s value; unlocks when dropped. Not `Send`: the lock belongs
 /// to the thread that took it.
@@ -264,12 +259,6 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         self.lock.raw.unlock();
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
     }
 }
 

@@ -5,7 +5,6 @@ use super::raw_mutex::{Failed, Locked, RawMutex};
 use super::{LockError, LockResult};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
@@ -170,11 +169,7 @@ impl<T: ?Sized> ReentrantMutex<T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for ReentrantMutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReentrantMutex").finish_non_exhaustive()
-    }
-}
+impl_lock_debug!(ReentrantMutex);
 
 /// One level of ownership of a [`ReentrantMutex`]; gives `&T`.
 #[must_use = "the lock level is released as soon as the guard is dropped"]
