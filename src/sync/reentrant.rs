@@ -217,30 +217,31 @@ impl<T: ?Sized> Drop for ReentrantMutexGuard<'_, T> {
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
+    use crate::sync::on_dead_thread;
     use crate::testing::watchdog;
-    use std::sync::Arc;
 
     #[test]
     fn recursion_and_exclusion() {
         watchdog(10, || {
-            let m = Arc::new(ReentrantMutex::new(AtomicU32::new(0)));
+            let m = ReentrantMutex::new(AtomicU32::new(0));
             let a = m.lock().unwrap();
             let b = m.try_lock().unwrap();
-            let m2 = Arc::clone(&m);
-            let other = std::thread::spawn(move || {
-                assert!(matches!(m2.try_lock(), Err(LockError::WouldBlock)));
-                assert!(matches!(
-                    m2.lock_timeout(Duration::from_millis(20)),
-                    Err(LockError::Timeout)
-                ));
-                m2.lock().unwrap().load(Ordering::SeqCst)
+            std::thread::scope(|s| {
+                let other = s.spawn(|| {
+                    assert!(matches!(m.try_lock(), Err(LockError::WouldBlock)));
+                    assert!(matches!(
+                        m.lock_timeout(Duration::from_millis(20)),
+                        Err(LockError::Timeout)
+                    ));
+                    m.lock().unwrap().load(Ordering::SeqCst)
+                });
+                std::thread::sleep(Duration::from_millis(50));
+                b.fetch_add(1, Ordering::SeqCst);
+                drop(b);
+                a.fetch_add(1, Ordering::SeqCst);
+                drop(a);
+                assert_eq!(other.join().unwrap(), 2);
             });
-            std::thread::sleep(Duration::from_millis(50));
-            b.fetch_add(1, Ordering::SeqCst);
-            drop(b);
-            a.fetch_add(1, Ordering::SeqCst);
-            drop(a);
-            assert_eq!(other.join().unwrap(), 2);
         });
     }
 
@@ -261,16 +262,13 @@ mod tests {
     #[test]
     fn owner_death_at_depth_two() {
         watchdog(10, || {
-            let m = Arc::new(ReentrantMutex::new(0u8));
-            let m2 = Arc::clone(&m);
-            std::thread::spawn(move || {
-                let a = m2.lock().unwrap();
-                let b = m2.lock().unwrap();
+            let m = ReentrantMutex::new(0u8);
+            on_dead_thread(|| {
+                let a = m.lock().unwrap();
+                let b = m.lock().unwrap();
                 std::mem::forget(a);
                 std::mem::forget(b);
-            })
-            .join()
-            .unwrap();
+            });
             let mut g = m.lock().err().and_then(LockError::into_guard).unwrap();
             let inner = m.lock().unwrap();
             drop(inner);
