@@ -44,13 +44,6 @@ impl<T: ?Sized> UnsafeCell<T> {
     pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
         f(self.0.get())
     }
-
-    /// The raw pointer, for guards that hand out references for their whole lifetime.
-    #[allow(dead_code)]
-    #[inline(always)]
-    pub(crate) fn get(&self) -> *mut T {
-        self.0.get()
-    }
 }
 
 #[cfg(multiproc_loom)]

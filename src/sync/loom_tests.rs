@@ -19,18 +19,38 @@ use crate::loom::sync::Arc;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
 use crate::loom::thread;
 
+/// Runs `f` on a new thread with its own reference to `shared` (loom's threads need no `Send`:
+/// the cells that hold data unsynchronised on purpose are not `Sync`).
+fn spawn_with<S: 'static, R: 'static>(
+    shared: &Arc<S>,
+    f: impl FnOnce(&S) -> R + 'static,
+) -> thread::JoinHandle<R> {
+    let shared = Arc::clone(shared);
+    thread::spawn(move || f(&shared))
+}
+
 /// Runs `f` on `n` new threads, each with its own reference to `shared`.
 fn spawn_n<S: Send + Sync + 'static, R: Send + 'static>(
     n: usize,
     shared: &Arc<S>,
     f: impl Fn(&S) -> R + Clone + Send + 'static,
 ) -> Vec<thread::JoinHandle<R>> {
-    (0..n)
-        .map(|_| {
-            let (shared, f) = (Arc::clone(shared), f.clone());
-            thread::spawn(move || f(&shared))
-        })
-        .collect()
+    (0..n).map(|_| spawn_with(shared, f.clone())).collect()
+}
+
+/// A thread that makes time pass twice, at arbitrary points of the other threads, so that
+/// waiters check on live holders wherever those are.
+fn ticker() -> thread::JoinHandle<()> {
+    thread::spawn(|| {
+        model::time_passes();
+        model::time_passes();
+    })
+}
+
+/// The calling thread dies holding `guard` (forgotten: it is never released).
+fn die_holding<G>(guard: G) {
+    std::mem::forget(guard);
+    model::die();
 }
 
 /// Joins every thread of `hs`, in order; what they returned.
@@ -57,6 +77,13 @@ impl Guarded {
         // if two threads get here concurrently).
         self.cell.with_mut(|p| unsafe { *p += 1 });
     }
+
+    /// Locks (cleanly: nobody dies here), touches the cell and unlocks.
+    fn lock_touch_unlock(&self, probe: &ModelProbe) {
+        assert_eq!(self.raw.lock(probe, None), Ok(Locked::Clean));
+        self.touch();
+        self.raw.unlock();
+    }
 }
 
 #[test]
@@ -65,15 +92,8 @@ fn mutex_exclusion_two_threads_no_lost_wakeup() {
     model(|| {
         let g = Arc::new(Guarded::new());
         let probe = ModelProbe { poll: false };
-        let g2 = Arc::clone(&g);
-        let t = thread::spawn(move || {
-            assert_eq!(g2.raw.lock(&probe, None), Ok(Locked::Clean));
-            g2.touch();
-            g2.raw.unlock();
-        });
-        assert_eq!(g.raw.lock(&probe, None), Ok(Locked::Clean));
-        g.touch();
-        g.raw.unlock();
+        let t = spawn_with(&g, move |g| g.lock_touch_unlock(&probe));
+        g.lock_touch_unlock(&probe);
         t.join().unwrap();
         g.cell.with(|p| {
             // SAFETY: both threads are done.
@@ -100,12 +120,8 @@ fn mutex_polling_never_judges_a_live_owner_dead() {
     // owner wherever it is (including right after its CAS): it must never take over.
     model(|| {
         let m = Arc::new(Mutex::new(0u32));
-        let m1 = Arc::clone(&m);
-        let t = thread::spawn(move || *m1.lock().unwrap() += 1);
-        let ticker = thread::spawn(|| {
-            model::time_passes();
-            model::time_passes();
-        });
+        let t = spawn_with(&m, |m| *m.lock().unwrap() += 1);
+        let ticker = ticker();
         *m.lock().unwrap() += 1;
         t.join().unwrap();
         ticker.join().unwrap();
@@ -117,17 +133,14 @@ fn mutex_polling_never_judges_a_live_owner_dead() {
 fn mutex_try_lock_exclusion() {
     model(|| {
         let g = Arc::new(Guarded::new());
-        let g2 = Arc::clone(&g);
         let probe = ModelProbe { poll: false };
-        let t = thread::spawn(move || {
-            if g2.raw.try_lock(&probe).is_ok() {
-                g2.touch();
-                g2.raw.unlock();
+        let t = spawn_with(&g, move |g| {
+            if g.raw.try_lock(&probe).is_ok() {
+                g.touch();
+                g.raw.unlock();
             }
         });
-        assert_eq!(g.raw.lock(&probe, None), Ok(Locked::Clean));
-        g.touch();
-        g.raw.unlock();
+        g.lock_touch_unlock(&probe);
         t.join().unwrap();
     });
 }
@@ -140,8 +153,7 @@ fn mutex_try_lock_exclusion() {
 fn owner_stops_at(stop: u32, reuse: bool) {
     model(move || {
         let g = Arc::new(Guarded::new());
-        let g2 = Arc::clone(&g);
-        let owner = thread::spawn(move || {
+        let owner = spawn_with(&g, move |g2| {
             let probe = ModelProbe::default();
             let word = g2.raw.raw_word();
             let finish = |held: bool| {
@@ -214,12 +226,9 @@ fn mutex_two_waiters_exactly_one_owner_died() {
     for repair in [true, false] {
         model(move || {
             let m = Arc::new(Mutex::new(0u32));
-            let m1 = Arc::clone(&m);
-            let owner = thread::spawn(move || {
-                std::mem::forget(m1.lock().unwrap());
-                model::die();
-            });
-            owner.join().unwrap();
+            spawn_with(&m, |m| die_holding(m.lock().unwrap()))
+                .join()
+                .unwrap();
             let outcome = move |m: &Mutex<u32>| match m.lock() {
                 Ok(_) => 0,
                 Err(LockError::OwnerDied(mut g)) => {
@@ -231,8 +240,7 @@ fn mutex_two_waiters_exactly_one_owner_died() {
                 Err(LockError::NotRecoverable) => 2,
                 Err(e) => panic!("unexpected {e:?}"),
             };
-            let m2 = Arc::clone(&m);
-            let other = thread::spawn(move || outcome(&m2));
+            let other = spawn_with(&m, outcome);
             let mine = outcome(&m);
             let theirs = other.join().unwrap();
             let mut both = [mine, theirs];
@@ -249,10 +257,8 @@ fn mutex_blocked_waiter_sees_death_without_wake() {
     model(|| {
         let m = Arc::new(Mutex::new(0u32));
         let g = m.lock().unwrap();
-        let m2 = Arc::clone(&m);
-        let waiter = thread::spawn(move || matches!(m2.lock(), Err(LockError::OwnerDied(_))));
-        std::mem::forget(g);
-        model::die();
+        let waiter = spawn_with(&m, |m| matches!(m.lock(), Err(LockError::OwnerDied(_))));
+        die_holding(g);
         assert!(waiter.join().unwrap());
     });
 }
@@ -261,10 +267,9 @@ fn mutex_blocked_waiter_sees_death_without_wake() {
 fn condvar_no_lost_wakeup() {
     model(|| {
         let pair = Arc::new((Mutex::new(false), Condvar::new()));
-        let pair2 = Arc::clone(&pair);
-        let t = thread::spawn(move || {
-            *pair2.0.lock().unwrap() = true;
-            pair2.1.notify_one();
+        let t = spawn_with(&pair, |pair| {
+            *pair.0.lock().unwrap() = true;
+            pair.1.notify_one();
         });
         let g = pair.1.wait_while(pair.0.lock().unwrap(), |ready| !*ready);
         assert!(*g.unwrap());
@@ -276,9 +281,8 @@ fn condvar_no_lost_wakeup() {
 fn condvar_notify_outside_lock_and_all() {
     model(|| {
         let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
-        let pair2 = Arc::clone(&pair);
-        let waiter = thread::spawn(move || {
-            let g = pair2.1.wait_while(pair2.0.lock().unwrap(), |n| *n == 0);
+        let waiter = spawn_with(&pair, |pair| {
+            let g = pair.1.wait_while(pair.0.lock().unwrap(), |n| *n == 0);
             *g.unwrap()
         });
         {
@@ -293,12 +297,8 @@ fn condvar_notify_outside_lock_and_all() {
 fn semaphore_no_lost_wakeup() {
     model(|| {
         let s = Arc::new(Semaphore::new(0));
-        let s1 = Arc::clone(&s);
-        let s2 = Arc::clone(&s);
-        let a = thread::spawn(move || s1.acquire());
-        let b = thread::spawn(move || {
-            s2.release().unwrap();
-        });
+        let a = spawn_with(&s, |s| s.acquire());
+        let b = spawn_with(&s, |s| s.release().unwrap());
         s.release().unwrap();
         s.acquire();
         a.join().unwrap();
@@ -312,8 +312,7 @@ fn semaphore_bounded_never_exceeds() {
     model(|| {
         let s = Arc::new(Semaphore::bounded(1));
         s.acquire();
-        let s1 = Arc::clone(&s);
-        let t = thread::spawn(move || s1.release().is_ok());
+        let t = spawn_with(&s, |s| s.release().is_ok());
         let mine = s.release().is_ok();
         let theirs = t.join().unwrap();
         assert!(mine ^ theirs, "exactly one release fits");
@@ -326,10 +325,9 @@ fn semaphore_bounded_never_exceeds() {
 fn waiters_model(peer: fn(&(AtomicU32, Waiters<Symmetric>))) {
     model(move || {
         let s = Arc::new((AtomicU32::new(0), Waiters::<Symmetric>::new()));
-        let s1 = Arc::clone(&s);
-        let t = thread::spawn(move || {
-            s1.0.store(7, Ordering::Release);
-            peer(&s1);
+        let t = spawn_with(&s, move |s| {
+            s.0.store(7, Ordering::Release);
+            peer(s);
         });
         let got = block_on(&s.1, &s.0, None, true, Points::NONE, || {
             match s.0.load(Ordering::Acquire) {
@@ -348,10 +346,9 @@ fn waiters_model(peer: fn(&(AtomicU32, Waiters<Symmetric>))) {
 fn signal_model(peer: fn(&(AtomicU32, Signal<Asymmetric>))) {
     model(move || {
         let s = Arc::new((AtomicU32::new(0), Signal::<Asymmetric>::new()));
-        let s1 = Arc::clone(&s);
-        let t = thread::spawn(move || {
-            s1.0.store(1, Ordering::Release);
-            peer(&s1);
+        let t = spawn_with(&s, move |s| {
+            s.0.store(1, Ordering::Release);
+            peer(s);
         });
         let got = s.1.block_on(
             None,
@@ -406,9 +403,8 @@ fn condvar_sleep_survives_a_notifier_that_never_wakes() {
         let s = Arc::new((AtomicU32::new(0), Waiters::<Symmetric>::new()));
         let covered = s.1.register();
         let seq = s.0.load(Ordering::Relaxed);
-        let s1 = Arc::clone(&s);
-        let t = thread::spawn(move || {
-            s1.0.fetch_add(1, Ordering::Relaxed);
+        let t = spawn_with(&s, |s| {
+            s.0.fetch_add(1, Ordering::Relaxed);
             model::die();
         });
         assert!(super::wait::sleep_while_eq(&s.0, seq, None, covered));
@@ -424,9 +420,8 @@ fn condvar_sleep_survives_a_notifier_that_never_wakes() {
 fn barrier_party_death_breaks_it_for_the_waiter() {
     model(|| {
         let b = Arc::new(Barrier::new(3).unwrap());
-        let b1 = Arc::clone(&b);
-        let t = thread::spawn(move || {
-            b1.arrive_and_die();
+        let t = spawn_with(&b, |b| {
+            b.arrive_and_die();
             model::current_tid()
         });
         let r = b.wait();
@@ -443,10 +438,8 @@ fn barrier_party_death_breaks_it_for_the_waiter() {
 fn barrier_registered_party_death_breaks_it_for_the_waiter() {
     model(|| {
         let b = Arc::new(Barrier::new(2).unwrap());
-        let b1 = Arc::clone(&b);
-        let t = thread::spawn(move || {
-            std::mem::forget(b1.register().unwrap());
-            model::die();
+        let t = spawn_with(&b, |b| {
+            die_holding(b.register().unwrap());
             model::current_tid()
         });
         let r = b.wait();
@@ -460,8 +453,7 @@ fn barrier_registered_party_death_breaks_it_for_the_waiter() {
 fn event_set_then_clear_releases_waiter() {
     model(|| {
         let e = Arc::new(Event::new());
-        let e1 = Arc::clone(&e);
-        let t = thread::spawn(move || e1.wait());
+        let t = spawn_with(&e, |e| e.wait());
         // Set and clear only once the waiter waits (a waiter arriving after the clear would
         // rightly block).
         while e.waiters() == 0 {
@@ -477,20 +469,21 @@ fn event_set_then_clear_releases_waiter() {
 #[test]
 fn barrier_one_leader_two_generations() {
     model(|| {
-        let b = Arc::new(Barrier::new(2).unwrap());
-        let leaders = Arc::new([AtomicU32::new(0), AtomicU32::new(0)]);
-        let run = |b: &Barrier, leaders: &[AtomicU32; 2]| {
+        let s = Arc::new((
+            Barrier::new(2).unwrap(),
+            [AtomicU32::new(0), AtomicU32::new(0)],
+        ));
+        let run = |(b, leaders): &(Barrier, [AtomicU32; 2])| {
             for lead in leaders {
                 if b.wait().unwrap() == 0 {
                     lead.fetch_add(1, Ordering::Relaxed);
                 }
             }
         };
-        let (b1, l1) = (Arc::clone(&b), Arc::clone(&leaders));
-        let t = thread::spawn(move || run(&b1, &l1));
-        run(&b, &leaders);
+        let t = spawn_with(&s, run);
+        run(&s);
         t.join().unwrap();
-        for lead in leaders.iter() {
+        for lead in s.1.iter() {
             assert_eq!(lead.load(Ordering::Relaxed), 1);
         }
     });
@@ -511,10 +504,8 @@ fn barrier_reset_vs_completion_no_aba() {
                 Err(e) => panic!("unexpected {e:?}"),
             }
         };
-        let b1 = Arc::clone(&b);
-        let b2 = Arc::clone(&b);
-        let w1 = thread::spawn(move || until_ok(&b1));
-        let r = thread::spawn(move || b2.reset());
+        let w1 = spawn_with(&b, until_ok);
+        let r = spawn_with(&b, |b| b.reset());
         let mine = until_ok(&b);
         let theirs = w1.join().unwrap();
         r.join().unwrap();
@@ -528,8 +519,7 @@ fn barrier_reset_vs_completion_no_aba() {
 fn barrier_abort_breaks_waiter() {
     model(|| {
         let b = Arc::new(Barrier::new(2).unwrap());
-        let b1 = Arc::clone(&b);
-        let w = thread::spawn(move || b1.wait());
+        let w = spawn_with(&b, |b| b.wait());
         b.abort();
         assert_eq!(w.join().unwrap(), Err(BarrierError::Broken));
         assert!(b.is_broken());
@@ -540,11 +530,9 @@ fn barrier_abort_breaks_waiter() {
 fn rwlock_exclusion_and_no_lost_wakeup() {
     model(|| {
         let l = Arc::new(RwLock::new(0u32));
-        let l1 = Arc::clone(&l);
-        let l2 = Arc::clone(&l);
-        let w = thread::spawn(move || *l1.write().unwrap() += 1);
-        let r = thread::spawn(move || {
-            let v = *l2.read().unwrap();
+        let w = spawn_with(&l, |l| *l.write().unwrap() += 1);
+        let r = spawn_with(&l, |l| {
+            let v = *l.read().unwrap();
             assert!(v <= 2);
         });
         *l.write().unwrap() += 1;
@@ -558,8 +546,7 @@ fn rwlock_exclusion_and_no_lost_wakeup() {
 fn rwlock_readers_share_writer_waits() {
     model(|| {
         let l = Arc::new(RwLock::new(0u32));
-        let l1 = Arc::clone(&l);
-        let reader = thread::spawn(move || *l1.read().unwrap());
+        let reader = spawn_with(&l, |l| *l.read().unwrap());
         let v = {
             let g = l.read().unwrap();
             *g
@@ -643,11 +630,7 @@ fn rwlock_two_writers_one_reader() {
 fn semaphore_robust_holder_dies_holding() {
     model(|| {
         let s = Arc::new(Semaphore::bounded(1));
-        let s1 = Arc::clone(&s);
-        let holder = thread::spawn(move || {
-            std::mem::forget(s1.acquire_robust().unwrap());
-            model::die();
-        });
+        let holder = spawn_with(&s, |s| die_holding(s.acquire_robust().unwrap()));
         s.acquire();
         s.release().unwrap();
         holder.join().unwrap();
@@ -665,8 +648,7 @@ fn semaphore_robust_holder_dies_holding() {
 fn semaphore_robust_stops_at(stop: u32) {
     model(move || {
         let s = Arc::new(Semaphore::bounded(1));
-        let s1 = Arc::clone(&s);
-        let holder = thread::spawn(move || {
+        let holder = spawn_with(&s, move |s1| {
             let (tid, start) = super::owner::OwnerProbe::identity(&ModelProbe::default());
             let me = owner_word(tid, start);
             let steps = || {
@@ -723,21 +705,16 @@ fn semaphore_robust_holder_stops_at_any_step() {
 fn semaphore_robust_two_reclaimers_exclusion() {
     model(|| {
         let s = Arc::new((Semaphore::bounded(1), UnsafeCell::new(0u32)));
-        let s1 = Arc::clone(&s);
-        thread::spawn(move || {
-            std::mem::forget(s1.0.acquire_robust().unwrap());
-            model::die();
-        })
-        .join()
-        .unwrap();
+        spawn_with(&s, |s| die_holding(s.0.acquire_robust().unwrap()))
+            .join()
+            .unwrap();
         let take = |s: &(Semaphore, UnsafeCell<u32>)| {
             let p = s.0.acquire_robust().unwrap();
             // SAFETY: the permit (of one) gives exclusive access; the model checks that.
             s.1.with_mut(|c| unsafe { *c += 1 });
             drop(p);
         };
-        let s2 = Arc::clone(&s);
-        let other = thread::spawn(move || take(&s2));
+        let other = spawn_with(&s, take);
         take(&s);
         other.join().unwrap();
         assert_eq!(s.0.value(), 1);
@@ -753,8 +730,7 @@ fn semaphore_robust_release_no_lost_wakeup() {
     model(|| {
         let s = Arc::new(Semaphore::new(1));
         let p = s.acquire_robust().unwrap();
-        let s1 = Arc::clone(&s);
-        let waiter = thread::spawn(move || s1.acquire());
+        let waiter = spawn_with(&s, |s| s.acquire());
         drop(p);
         waiter.join().unwrap();
         assert_eq!(s.value(), 0);
@@ -767,12 +743,10 @@ fn rwlock_dead_reader_reclaimed() {
     // its slot and gets in cleanly; no other thread is told anything.
     model(|| {
         let l = Arc::new(RwLock::new(0u32));
-        let l1 = Arc::clone(&l);
-        let reader = thread::spawn(move || {
-            let g = l1.read().unwrap();
+        let reader = spawn_with(&l, |l| {
+            let g = l.read().unwrap();
             assert!(*g <= 1);
-            std::mem::forget(g);
-            model::die();
+            die_holding(g);
         });
         *l.write().unwrap() = 1;
         reader.join().unwrap();
@@ -787,12 +761,10 @@ fn rwlock_dead_writer_owner_died_exactly_once() {
     // cleanly. A reader before it sees the old value.
     model(|| {
         let l = Arc::new(RwLock::new((0u32, 0u32)));
-        let l1 = Arc::clone(&l);
-        let writer = thread::spawn(move || {
-            let mut g = l1.write().unwrap();
+        let writer = spawn_with(&l, |l| {
+            let mut g = l.write().unwrap();
             g.0 = 1;
-            std::mem::forget(g);
-            model::die();
+            die_holding(g);
         });
         let mut told = 0;
         match l.read() {
@@ -832,12 +804,8 @@ fn rwlock_polling_writer_never_reclaims_a_live_reader() {
     // wherever it is: it must never free its slot (the data cell would report the overlap).
     model(|| {
         let l = Arc::new(RwLock::new(0u32));
-        let l1 = Arc::clone(&l);
-        let reader = thread::spawn(move || *l1.read().unwrap());
-        let ticker = thread::spawn(|| {
-            model::time_passes();
-            model::time_passes();
-        });
+        let reader = spawn_with(&l, |l| *l.read().unwrap());
+        let ticker = ticker();
         *l.write().unwrap() += 1;
         let seen = reader.join().unwrap();
         ticker.join().unwrap();
@@ -852,25 +820,17 @@ fn rwlock_unrepaired_owner_died_is_not_recoverable_for_readers() {
     // on every reader and writer, blocked or not, gets NotRecoverable (the gate stays closed).
     model(|| {
         let l = Arc::new(RwLock::new(0u32));
-        let l1 = Arc::clone(&l);
-        let writer = thread::spawn(move || {
-            std::mem::forget(l1.write().unwrap());
-            model::die();
-        });
-        writer.join().unwrap();
-        let l2 = Arc::clone(&l);
-        let other = thread::spawn(move || match l2.read() {
+        spawn_with(&l, |l| die_holding(l.write().unwrap()))
+            .join()
+            .unwrap();
+        let read_abandoned = |l: &RwLock<u32>| match l.read() {
             Err(LockError::OwnerDied(g)) => drop(g),
             Err(LockError::NotRecoverable) => {}
             Ok(_) => panic!("clean read of an abandoned lock"),
             Err(e) => panic!("{e:?}"),
-        });
-        match l.read() {
-            Err(LockError::OwnerDied(g)) => drop(g),
-            Err(LockError::NotRecoverable) => {}
-            Ok(_) => panic!("clean read of an abandoned lock"),
-            Err(e) => panic!("{e:?}"),
-        }
+        };
+        let other = spawn_with(&l, read_abandoned);
+        read_abandoned(&l);
         other.join().unwrap();
         assert!(l.is_not_recoverable());
         assert!(matches!(l.read(), Err(LockError::NotRecoverable)));

@@ -17,6 +17,23 @@
 
 use std::fmt;
 
+/// `Debug` for a lock type (`Name { .. }`: showing the data would need the lock) and for its
+/// guards (the guarded value).
+macro_rules! impl_lock_debug {
+    ($lock:ident $(, $guard:ident)*) => {
+        impl<T: ?Sized> std::fmt::Debug for $lock<T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($lock)).finish_non_exhaustive()
+            }
+        }
+        $(impl<T: ?Sized + std::fmt::Debug> std::fmt::Debug for $guard<'_, T> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Debug::fmt(&**self, f)
+            }
+        })*
+    };
+}
+
 mod barrier;
 mod condvar;
 mod event;
@@ -164,3 +181,26 @@ impl fmt::Display for SemaphoreError {
 }
 
 impl std::error::Error for SemaphoreError {}
+
+/// For tests: runs `f` with a timeout of `ms` milliseconds, checks that it took at least that
+/// long (and, generously, under 5 s: tests run in parallel on few cores), and returns its result.
+#[cfg(all(test, not(multiproc_loom)))]
+pub(crate) fn waits_for<R>(ms: u64, f: impl FnOnce(std::time::Duration) -> R) -> R {
+    let (timeout, t) = (
+        std::time::Duration::from_millis(ms),
+        std::time::Instant::now(),
+    );
+    let r = f(timeout);
+    let e = t.elapsed();
+    assert!(
+        e >= timeout && e < std::time::Duration::from_secs(5),
+        "{e:?}"
+    );
+    r
+}
+
+/// For tests: runs `f` on a thread that exits afterwards (so its id names no thread any more).
+#[cfg(all(test, not(multiproc_loom)))]
+pub(crate) fn on_dead_thread(f: impl FnOnce() + Send) {
+    std::thread::scope(|s| s.spawn(f).join().unwrap());
+}

@@ -5,7 +5,6 @@ use super::raw_mutex::{Failed, Locked, RawMutex};
 use super::{LockError, LockResult};
 use crate::loom::UnsafeCell;
 use crate::loom::futex::Deadline;
-use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -205,11 +204,7 @@ impl<T: Default> Default for Mutex<T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for Mutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mutex").finish_non_exhaustive()
-    }
-}
+impl_lock_debug!(Mutex, MutexGuard);
 
 /// Exclusive access to a [`Mutex`]'s value; unlocks when dropped. Not `Send`: the lock belongs
 /// to the thread that took it.
@@ -267,15 +262,10 @@ impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     }
 }
 
-impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
+    use crate::sync::{on_dead_thread, waits_for};
     use crate::testing::watchdog;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, mpsc};
@@ -284,20 +274,16 @@ mod tests {
     #[test]
     fn contended_counter() {
         watchdog(30, || {
-            let m = Arc::new(Mutex::new(0u64));
-            let hs: Vec<_> = (0..4)
-                .map(|_| {
-                    let m = Arc::clone(&m);
-                    std::thread::spawn(move || {
+            let m = Mutex::new(0u64);
+            std::thread::scope(|s| {
+                for _ in 0..4 {
+                    s.spawn(|| {
                         for _ in 0..20_000 {
                             *m.lock().unwrap() += 1;
                         }
-                    })
-                })
-                .collect();
-            for h in hs {
-                h.join().unwrap();
-            }
+                    });
+                }
+            });
             assert_eq!(*m.lock().unwrap(), 80_000);
         });
     }
@@ -305,38 +291,30 @@ mod tests {
     #[test]
     fn try_lock_and_timeout() {
         watchdog(10, || {
-            let m = Arc::new(Mutex::new(1u32));
+            let m = Mutex::new(1u32);
             let g = m.lock().unwrap();
-            let m2 = Arc::clone(&m);
-            std::thread::spawn(move || {
-                assert!(matches!(m2.try_lock(), Err(LockError::WouldBlock)));
-                let t = Instant::now();
-                assert!(matches!(
-                    m2.lock_timeout(Duration::from_millis(50)),
-                    Err(LockError::Timeout)
-                ));
-                let e = t.elapsed();
-                assert!(e >= Duration::from_millis(50), "{e:?}");
-                assert!(e < Duration::from_secs(5), "{e:?}"); // generous: tests run in parallel
-            })
-            .join()
-            .unwrap();
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    assert!(matches!(m.try_lock(), Err(LockError::WouldBlock)));
+                    assert!(matches!(
+                        waits_for(50, |d| m.lock_timeout(d)),
+                        Err(LockError::Timeout)
+                    ));
+                });
+            });
             drop(g);
             assert_eq!(*m.try_lock().unwrap(), 1);
             assert_eq!(*m.lock_timeout(Duration::from_millis(1)).unwrap(), 1);
         });
     }
 
-    /// A thread takes the lock, forgets the guard and exits.
-    fn die_holding(m: &Arc<Mutex<u32>>) {
-        let m = Arc::clone(m);
-        std::thread::spawn(move || {
+    /// A thread takes the lock, writes 7, forgets the guard and exits.
+    fn die_holding(m: &Mutex<u32>) {
+        on_dead_thread(|| {
             let mut g = m.lock().unwrap();
             *g = 7;
             std::mem::forget(g);
-        })
-        .join()
-        .unwrap();
+        });
     }
 
     /// A thread that takes the lock and, once told to go, exits holding it (its guard
@@ -359,31 +337,29 @@ mod tests {
     fn owner_death_blocked_and_late_waiters_exactly_one() {
         watchdog(10, || {
             let m = Arc::new(Mutex::new(0u32));
-            let owner_died = Arc::new(AtomicU32::new(0));
-            let clean = Arc::new(AtomicU32::new(0));
+            let (owner_died, clean) = (AtomicU32::new(0), AtomicU32::new(0));
             // The holder takes the lock, lets a waiter block, then exits holding it.
             let (holder, go_tx) = hold_until_go(&m);
-            let waiter = |m: Arc<Mutex<u32>>, od: Arc<AtomicU32>, cl: Arc<AtomicU32>| {
-                std::thread::spawn(move || match m.lock() {
-                    Ok(g) => {
-                        assert_eq!(*g, 0);
-                        cl.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Err(LockError::OwnerDied(mut g)) => {
-                        od.fetch_add(1, Ordering::SeqCst);
-                        g.make_consistent();
-                    }
-                    Err(e) => panic!("unexpected {e}"),
-                })
+            let waiter = || match m.lock() {
+                Ok(g) => {
+                    assert_eq!(*g, 0);
+                    clean.fetch_add(1, Ordering::SeqCst);
+                }
+                Err(LockError::OwnerDied(mut g)) => {
+                    owner_died.fetch_add(1, Ordering::SeqCst);
+                    g.make_consistent();
+                }
+                Err(e) => panic!("unexpected {e}"),
             };
-            let blocked = waiter(Arc::clone(&m), Arc::clone(&owner_died), Arc::clone(&clean));
-            std::thread::sleep(Duration::from_millis(20));
-            go_tx.send(()).unwrap();
-            holder.join().unwrap();
-            let t = Instant::now();
-            let late = waiter(Arc::clone(&m), Arc::clone(&owner_died), Arc::clone(&clean));
-            blocked.join().unwrap();
-            late.join().unwrap();
+            let t = std::thread::scope(|s| {
+                s.spawn(waiter); // blocked
+                std::thread::sleep(Duration::from_millis(20));
+                go_tx.send(()).unwrap();
+                holder.join().unwrap();
+                let t = Instant::now();
+                s.spawn(waiter); // late
+                t
+            });
             assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
             assert_eq!(owner_died.load(Ordering::SeqCst), 1);
             assert_eq!(clean.load(Ordering::SeqCst), 1);
@@ -395,7 +371,7 @@ mod tests {
     #[test]
     fn late_locker_detects_death() {
         watchdog(10, || {
-            let m = Arc::new(Mutex::new(0u32));
+            let m = Mutex::new(0u32);
             die_holding(&m);
             let t = Instant::now();
             match m.lock() {
@@ -443,16 +419,16 @@ mod tests {
     #[test]
     fn drop_without_repair_is_not_recoverable() {
         watchdog(10, || {
-            let m = Arc::new(Mutex::new(0u32));
+            let m = Mutex::new(0u32);
             die_holding(&m);
             // A waiter blocks while the repairing holder holds the OwnerDied guard.
             let g = m.lock().err().and_then(LockError::into_guard).unwrap();
-            let m2 = Arc::clone(&m);
-            let blocked =
-                std::thread::spawn(move || matches!(m2.lock(), Err(LockError::NotRecoverable)));
-            std::thread::sleep(Duration::from_millis(20));
-            drop(g);
-            assert!(blocked.join().unwrap());
+            std::thread::scope(|s| {
+                let blocked = s.spawn(|| matches!(m.lock(), Err(LockError::NotRecoverable)));
+                std::thread::sleep(Duration::from_millis(20));
+                drop(g);
+                assert!(blocked.join().unwrap());
+            });
             assert!(m.is_not_recoverable());
             assert!(matches!(m.lock(), Err(LockError::NotRecoverable)));
             assert!(matches!(m.try_lock(), Err(LockError::NotRecoverable)));

@@ -5,7 +5,6 @@ use super::raw_mutex::{Failed, Locked, RawMutex};
 use super::{LockError, LockResult};
 use crate::loom::futex::Deadline;
 use crate::loom::sync::atomic::{AtomicU32, Ordering};
-use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
@@ -170,11 +169,7 @@ impl<T: ?Sized> ReentrantMutex<T> {
     }
 }
 
-impl<T: ?Sized> fmt::Debug for ReentrantMutex<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReentrantMutex").finish_non_exhaustive()
-    }
-}
+impl_lock_debug!(ReentrantMutex);
 
 /// One level of ownership of a [`ReentrantMutex`]; gives `&T`.
 #[must_use = "the lock level is released as soon as the guard is dropped"]
@@ -222,30 +217,31 @@ impl<T: ?Sized> Drop for ReentrantMutexGuard<'_, T> {
 #[cfg(all(test, not(multiproc_loom)))]
 mod tests {
     use super::*;
+    use crate::sync::on_dead_thread;
     use crate::testing::watchdog;
-    use std::sync::Arc;
 
     #[test]
     fn recursion_and_exclusion() {
         watchdog(10, || {
-            let m = Arc::new(ReentrantMutex::new(AtomicU32::new(0)));
+            let m = ReentrantMutex::new(AtomicU32::new(0));
             let a = m.lock().unwrap();
             let b = m.try_lock().unwrap();
-            let m2 = Arc::clone(&m);
-            let other = std::thread::spawn(move || {
-                assert!(matches!(m2.try_lock(), Err(LockError::WouldBlock)));
-                assert!(matches!(
-                    m2.lock_timeout(Duration::from_millis(20)),
-                    Err(LockError::Timeout)
-                ));
-                m2.lock().unwrap().load(Ordering::SeqCst)
+            std::thread::scope(|s| {
+                let other = s.spawn(|| {
+                    assert!(matches!(m.try_lock(), Err(LockError::WouldBlock)));
+                    assert!(matches!(
+                        m.lock_timeout(Duration::from_millis(20)),
+                        Err(LockError::Timeout)
+                    ));
+                    m.lock().unwrap().load(Ordering::SeqCst)
+                });
+                std::thread::sleep(Duration::from_millis(50));
+                b.fetch_add(1, Ordering::SeqCst);
+                drop(b);
+                a.fetch_add(1, Ordering::SeqCst);
+                drop(a);
+                assert_eq!(other.join().unwrap(), 2);
             });
-            std::thread::sleep(Duration::from_millis(50));
-            b.fetch_add(1, Ordering::SeqCst);
-            drop(b);
-            a.fetch_add(1, Ordering::SeqCst);
-            drop(a);
-            assert_eq!(other.join().unwrap(), 2);
         });
     }
 
@@ -266,16 +262,13 @@ mod tests {
     #[test]
     fn owner_death_at_depth_two() {
         watchdog(10, || {
-            let m = Arc::new(ReentrantMutex::new(0u8));
-            let m2 = Arc::clone(&m);
-            std::thread::spawn(move || {
-                let a = m2.lock().unwrap();
-                let b = m2.lock().unwrap();
+            let m = ReentrantMutex::new(0u8);
+            on_dead_thread(|| {
+                let a = m.lock().unwrap();
+                let b = m.lock().unwrap();
                 std::mem::forget(a);
                 std::mem::forget(b);
-            })
-            .join()
-            .unwrap();
+            });
             let mut g = m.lock().err().and_then(LockError::into_guard).unwrap();
             let inner = m.lock().unwrap();
             drop(inner);
