@@ -379,16 +379,15 @@ impl<'a, T: Pod + Send> MpmcRef<'a, T> {
         // and a `Pod` in a cell) is valid for any bytes, and its value is only accessed through
         // the cell, under the stamp protocol.
         let (hdr, slots) = unsafe { place.parts(base) };
-        Self::from_parts(hdr, slots)
+        Self::from_parts(hdr, slots, place.one_lap)
     }
 
-    fn from_parts(hdr: &'a Header, slots: &'a [Slot<T>]) -> Self {
-        let cap = slots.len() as u64;
+    fn from_parts(hdr: &'a Header, slots: &'a [Slot<T>], one_lap: u64) -> Self {
         Self {
             hdr,
             slots,
-            cap,
-            one_lap: cap.next_power_of_two(),
+            cap: slots.len() as u64,
+            one_lap,
         }
     }
 
@@ -945,7 +944,8 @@ impl<T: Pod + Send> HeapMpmc<T> {
 
     #[cfg(multiproc_loom)]
     pub(crate) fn ring(&self) -> MpmcRef<'_, T> {
-        MpmcRef::from_parts(&self.hdr, &self.slots)
+        let one_lap = (self.slots.len() as u64).next_power_of_two();
+        MpmcRef::from_parts(&self.hdr, &self.slots, one_lap)
     }
 
     /// The region, to scribble on.

@@ -176,6 +176,7 @@ pub(crate) unsafe fn attach<H: RingHeader>(
     Ok(Place {
         offset: e.data_offset,
         cap,
+        one_lap: (cap as u64).next_power_of_two(),
     })
 }
 
@@ -187,6 +188,9 @@ pub(crate) unsafe fn attach<H: RingHeader>(
 pub(crate) struct Place {
     pub(crate) offset: usize,
     pub(crate) cap: usize,
+    /// `cap`'s next power of two, the lap of an MPMC position: computed once here rather than
+    /// at each rebuild (about 9 instructions of a 170-instruction push or pop).
+    pub(crate) one_lap: u64,
 }
 
 impl Place {
