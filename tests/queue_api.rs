@@ -1,12 +1,12 @@
 //! The queue family's Python-shaped APIs across real child processes: raw bytes on channels
 //! and pipes (`send_bytes`/`recv_bytes`/`recv_bytes_into`, mixed with typed messages), and the
-//! serde `JoinableChannel` (`put`/`get`/`task_done`/`join`).
+//! serde `JoinableChannel` (`put`/`get`/`task_done`/`join`); the SPSC ends' blocking calls.
 
 mod common;
 
 use common::watchdog;
-use multiproc::queue::{RecvError, SendError};
-use multiproc::{Channel, Connection, JoinableChannel, Pipe, Process};
+use multiproc::queue::{PopError, PushError, RecvError, SendError};
+use multiproc::{Channel, Connection, JoinableChannel, Pipe, Process, SpscQueue};
 use std::time::Duration;
 
 multiproc::test_support!();
@@ -179,5 +179,44 @@ fn joinable_channel_join_in_a_child_waits_for_task_done() {
             q.task_done().unwrap();
         }
         assert_eq!(child.join_timeout(Duration::from_secs(20)).unwrap(), 0);
+    });
+}
+
+/// The SPSC ends' blocking calls: each returns at once when it need not wait (the try-first
+/// path), sleeps and is woken by the other end when it must, and reports `Closed` at once.
+#[test]
+fn spsc_blocking_ends_wait_only_when_they_must() {
+    watchdog(30, || {
+        let q = SpscQueue::<u64>::new(2).unwrap();
+        let mut tx = q.producer().unwrap();
+        let mut rx = q.consumer().unwrap();
+        tx.push(1).unwrap();
+        tx.push(2).unwrap();
+        assert_eq!(tx.try_push(3), Err(PushError::Full(3)));
+        std::thread::scope(|s| {
+            // A full ring: the push sleeps until the consumer takes a value.
+            let pusher = s.spawn(|| tx.push(3));
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(rx.pop(), Ok(1));
+            assert_eq!(pusher.join().unwrap(), Ok(()));
+        });
+        assert_eq!(rx.pop(), Ok(2));
+        assert_eq!(rx.pop_timeout(Duration::from_millis(10)), Ok(3));
+        std::thread::scope(|s| {
+            // An empty ring: the pop sleeps until the producer pushes.
+            let popper = s.spawn(|| rx.pop());
+            std::thread::sleep(Duration::from_millis(50));
+            tx.push(4).unwrap();
+            assert_eq!(popper.join().unwrap(), Ok(4));
+        });
+        tx.push(5).unwrap();
+        q.close();
+        assert_eq!(tx.push(6), Err(PushError::Closed(6)));
+        assert_eq!(rx.pop(), Ok(5));
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        assert_eq!(
+            rx.pop_timeout(Duration::from_secs(5)),
+            Err(PopError::Closed)
+        );
     });
 }

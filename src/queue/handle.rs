@@ -454,8 +454,28 @@ impl<T: Pod + Send> Drop for SpscProducer<T> {
 
 impl<T: Pod + Send> SpscProducer<T> {
     /// Appends `value`, waiting per `wait` while the queue is full.
-    #[inline]
+    #[inline(always)]
     fn push_wait(&mut self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
+        match wait {
+            Wait::No => self.with(|end| end.push_in(value, Wait::No)),
+            Wait::Until(_) => self.push_or_wait(value, wait),
+        }
+    }
+
+    /// A push that need not wait runs as `try_push` does (the end in registers); only a full
+    /// ring goes on to the wait.
+    #[inline(never)]
+    fn push_or_wait(&mut self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
+        match self.with(|end| end.push_in(value, Wait::No)) {
+            Err(PushError::Full(value)) => self.push_waiting(value, wait),
+            tried => tried,
+        }
+    }
+
+    /// Out of line, so that the end above stays in registers.
+    #[cold]
+    #[inline(never)]
+    fn push_waiting(&mut self, value: T, wait: Wait) -> std::result::Result<(), PushError<T>> {
         self.with(|end| end.push_in(value, wait))
     }
 
@@ -501,8 +521,26 @@ impl<T: Pod + Send> Drop for SpscConsumer<T> {
 
 impl<T: Pod + Send> SpscConsumer<T> {
     /// Removes the oldest value, waiting per `wait` while the queue is empty.
-    #[inline]
+    #[inline(always)]
     fn pop_wait(&mut self, wait: Wait) -> std::result::Result<T, PopError> {
+        match wait {
+            Wait::No => self.with(|end| end.pop_in(Wait::No)),
+            Wait::Until(_) => self.pop_or_wait(wait),
+        }
+    }
+
+    /// As [`push_or_wait`](SpscProducer::push_or_wait).
+    #[inline(never)]
+    fn pop_or_wait(&mut self, wait: Wait) -> std::result::Result<T, PopError> {
+        match self.with(|end| end.pop_in(Wait::No)) {
+            Err(PopError::Empty) => self.pop_waiting(wait),
+            tried => tried,
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pop_waiting(&mut self, wait: Wait) -> std::result::Result<T, PopError> {
         self.with(|end| end.pop_in(wait))
     }
 

@@ -533,6 +533,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
     ///
     /// # Errors
     /// `Timeout(value)`, `Closed(value)` or `Corrupted`.
+    #[inline(never)]
     fn push_deadline(&mut self, value: T, deadline: Option<Deadline>) -> Result<(), PushError<T>> {
         let signal = &self.ring.hdr.not_full;
         signal
@@ -549,7 +550,7 @@ impl<T: Pod + Send> SpscProducer<'_, T> {
     ///
     /// # Errors
     /// `Full(value)` (not waiting), `Timeout(value)`, `Closed(value)` or `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push_in(&mut self, value: T, wait: Wait) -> Result<(), PushError<T>> {
         match wait {
             Wait::No => self.try_push(value),
@@ -675,6 +676,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     ///
     /// # Errors
     /// `Timeout`, `Closed` (closed and drained) or `Corrupted`.
+    #[inline(never)]
     fn pop_deadline(&mut self, deadline: Option<Deadline>) -> Result<T, PopError> {
         let signal = &self.ring.hdr.not_empty;
         signal
@@ -691,7 +693,7 @@ impl<T: Pod + Send> SpscConsumer<'_, T> {
     ///
     /// # Errors
     /// `Empty` (not waiting), `Timeout`, `Closed` (closed and drained) or `Corrupted`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop_in(&mut self, wait: Wait) -> Result<T, PopError> {
         match wait {
             Wait::No => self.try_pop(),
