@@ -576,12 +576,13 @@ impl<'a> ChannelRef<'a> {
             let _guard = self.lock(side, deadline)?;
             attempt()
         };
-        if let Wait::No = wait {
-            return once();
+        // The first attempt here: one that need not wait costs what a `Wait::No` one does.
+        match (once(), wait) {
+            (Err(Halt::Blocked), Wait::Until(_)) => signal
+                .block_on(deadline, false, once, |h| matches!(h, Halt::Blocked))
+                .map_err(|h| h.unwrap_or(Halt::Timeout)),
+            (tried, _) => tried,
         }
-        signal
-            .block_on(deadline, false, once, |h| matches!(h, Halt::Blocked))
-            .map_err(|h| h.unwrap_or(Halt::Timeout))
     }
 
     // ----- receiving -----

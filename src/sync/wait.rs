@@ -388,7 +388,6 @@ impl<F: Fences> Signal<F> {
     /// Re-tries `attempt` (spinning first if `spin`), sleeping while `blocked` says it must
     /// wait, until it succeeds, fails for good (`Err(Some(e))`), or `deadline` passes
     /// (`Err(None)`). [`block_on`] with the sequence word.
-    #[inline]
     pub(crate) fn block_on<R, E>(
         &self,
         deadline: Option<Deadline>,
@@ -396,12 +395,6 @@ impl<F: Fences> Signal<F> {
         mut attempt: impl FnMut() -> Result<R, E>,
         blocked: impl Fn(&E) -> bool,
     ) -> Result<R, Option<E>> {
-        // The first attempt in the caller: one that need not wait costs what its `try_` does.
-        match attempt() {
-            Ok(r) => return Ok(r),
-            Err(e) if !blocked(&e) => return Err(Some(e)),
-            Err(_) => {}
-        }
         // `seq` before the attempt: a wake after this read changes it, so the sleep returns.
         match block_on(
             &self.waiters,
