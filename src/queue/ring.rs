@@ -320,6 +320,7 @@ pub(crate) enum Halt {
 
 /// The public error of a push that stopped with `h`; `blocked` names a full ring (`Full` or
 /// `Timeout`, by the caller's kind of wait).
+#[inline]
 pub(crate) fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -> PushError<T> {
     match h {
         Halt::Blocked | Halt::Busy { .. } => blocked(value),
@@ -332,6 +333,7 @@ pub(crate) fn push_error<T>(h: Halt, value: T, blocked: fn(T) -> PushError<T>) -
 }
 
 /// The public error of a pop that stopped with `h`; `blocked` names an empty ring.
+#[inline]
 pub(crate) fn pop_error(h: Halt, blocked: PopError) -> PopError {
     match h {
         Halt::Blocked | Halt::Busy { .. } => blocked,
