@@ -188,8 +188,8 @@ pub(crate) unsafe fn attach<H: RingHeader>(
 pub(crate) struct Place {
     pub(crate) offset: usize,
     pub(crate) cap: usize,
-    /// `cap`'s next power of two, the lap of an MPMC position: computed once here rather than
-    /// at each rebuild (about 9 instructions of a 170-instruction push or pop).
+    /// `cap`'s next power of two, the lap of an MPMC position: computed once, at attach, rather
+    /// than each time a handle rebuilds its ring reference.
     pub(crate) one_lap: u64,
 }
 
