@@ -192,7 +192,9 @@ impl RawChannel {
     /// # Errors
     /// As [`attach`](Self::attach).
     pub(crate) unsafe fn peek(ptr: *mut u8, len: usize) -> std::result::Result<Fill, &'static str> {
-        // SAFETY: the caller's contract; only loading methods are called on the result.
+        // SAFETY: the caller's contract (for `attach`, and the region mapped while `ring` is
+        // used, here); the place is what `attach` returned for `ptr`; only loading methods are
+        // called on the result.
         let ring = unsafe { ChannelRef::at(ptr, Self::attach(ptr, len)?) };
         Ok(Fill {
             len: ring.len() as u64,
