@@ -67,6 +67,11 @@ mod logging;
 pub(crate) mod loom;
 #[cfg(not(multiproc_loom))]
 pub mod pool;
+/// Under loom, the pool's claim protocol (its model lives there).
+#[cfg(multiproc_loom)]
+#[path = "pool/claim.rs"]
+#[allow(dead_code)]
+mod pool_claim;
 pub mod process;
 pub mod queue;
 mod safe;

@@ -5,7 +5,9 @@ mod common;
 
 use common::{is_dead, wait_for, watchdog};
 use multiproc::pool::IMap;
-use multiproc::{ExitStatus, Pool, Queue, TaskError, Value};
+use multiproc::sync::Event;
+use multiproc::{ExitStatus, Pool, Queue, Shared, TaskError, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 multiproc::test_support!();
@@ -40,6 +42,23 @@ fn bump(v: Value<u64>) -> u64 {
 
 fn push_pid(q: Queue<u32>) {
     q.push(std::process::id()).unwrap();
+}
+
+/// Per-task run counts, and the pid of the worker that ran task 0.
+type Hits = Shared<[AtomicU64; 65]>;
+
+/// Task `i`: task 0 waits (at most 30 s) for the gate; each counts its runs in `hits`.
+fn gated((gate, hits, i): (Shared<Event>, Option<Hits>, u64)) -> u64 {
+    if let Some(h) = &hits {
+        h[i as usize].fetch_add(1, Ordering::Relaxed);
+    }
+    if i == 0 {
+        if let Some(h) = &hits {
+            h[64].store(u64::from(std::process::id()), Ordering::Release);
+        }
+        gate.wait_timeout(Duration::from_secs(30));
+    }
+    i
 }
 
 #[test]
@@ -113,14 +132,22 @@ fn imap_is_lazy_over_an_endless_input() {
         let n = taken.load(std::sync::atomic::Ordering::Relaxed);
         assert!(n < 50 + 64, "imap took {n} inputs for 50 results");
 
-        let mut got: Vec<u64> = pool
-            .imap_unordered(sleep_ms, vec![200, 1, 1, 1])
-            .map(Result::unwrap)
+        // Unordered: every quick task comes back while task 0 waits for the gate, wherever
+        // it was queued (some of the first imap's tasks may still be queued ahead of them).
+        let gate = Shared::new(Event::new()).unwrap();
+        let mut it = pool.imap_unordered(gated, (0..8u64).map(|i| (gate.clone(), None, i)));
+        let mut quick: Vec<u64> = (1..8)
+            .map(|_| {
+                it.next_timeout(Duration::from_secs(20))
+                    .unwrap()
+                    .unwrap()
+                    .unwrap()
+            })
             .collect();
-        // A quick one comes before the slow one.
-        assert_eq!(got.first(), Some(&1));
-        got.sort();
-        assert_eq!(got, vec![1, 1, 1, 200]);
+        gate.set();
+        assert_eq!(it.next(), Some(Ok(0)));
+        quick.sort();
+        assert_eq!(quick, (1..8).collect::<Vec<_>>());
 
         let mut it: IMap<'_, u64, u64, _> = pool.imap(sleep_ms, vec![400u64]);
         assert!(matches!(
@@ -388,6 +415,42 @@ fn a_killed_worker_fails_its_task_and_is_replaced() {
         assert_eq!(ok + died, 8);
         wait_for("a replacement worker", || pool.pids().len() == 2);
         assert!(!pool.pids().contains(&pids[0]));
+        assert_eq!(pool.apply(double, 2), Ok(4));
+    });
+}
+
+#[test]
+fn an_idle_worker_takes_the_tasks_queued_behind_a_long_one() {
+    watchdog(60, || {
+        let pool = Pool::new(2).unwrap();
+        // Many tiny tasks first: workers then hold many chunks each (up to 64).
+        assert_eq!(pool.map(double, 0..20_000u64).unwrap().len(), 20_000);
+        let gate = Shared::new(Event::new()).unwrap();
+        let hits: Hits = Shared::new(std::array::from_fn(|_| AtomicU64::new(0))).unwrap();
+        let pending: Vec<_> = (0..64u64)
+            .map(|i| pool.apply_async(gated, (gate.clone(), Some(hits.clone()), i)))
+            .collect();
+        // Task 0 blocks its worker; the 63 others were queued behind it or at the other
+        // worker, and all finish while it waits.
+        for (i, r) in pending.iter().enumerate().skip(1) {
+            let got = r.get_timeout(Duration::from_secs(20));
+            assert_eq!(got, Some(Ok(i as u64)), "task {i}");
+        }
+        wait_for("task 0 to start", || hits[64].load(Ordering::Acquire) != 0);
+        let blocked = hits[64].load(Ordering::Acquire) as u32;
+        // Its worker dies: exactly task 0 fails, every other task ran exactly once.
+        // SAFETY: test-only SIGKILL of our own live child.
+        unsafe { libc::kill(blocked as i32, libc::SIGKILL) };
+        assert!(matches!(
+            pending[0].get_timeout(Duration::from_secs(20)),
+            Some(Err(TaskError::WorkerDied(_)))
+        ));
+        for i in 0..64 {
+            assert_eq!(hits[i].load(Ordering::Relaxed), 1, "runs of task {i}");
+        }
+        wait_for("a replacement worker", || {
+            pool.pids().len() == 2 && !pool.pids().contains(&blocked)
+        });
         assert_eq!(pool.apply(double, 2), Ok(4));
     });
 }

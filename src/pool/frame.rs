@@ -1,7 +1,8 @@
 //! The byte frames between the pool and a worker, on the worker's socket.
 //!
 //! ```text
-//! frame:    len u32 (bytes after this field) | kind u8 | chunk id u64 | body
+//! frame:    len u32 (bytes after this field) | kind u8 | id u64 | body
+//!   id:     the chunk's number at its worker (from 1; a RESULTS frame repeats its TASK's)
 //! TASK/INIT (pool -> worker): entry i64 | wrapper i64 | nfds u32 | count u32 | count x arg
 //!   arg:    flag u8 (ARG_*) | len u32 | bytes (postcard A, or the pool's UTF-8 encode error)
 //! RESULTS   (worker -> pool): count u32 | count x reply
@@ -64,6 +65,11 @@ pub(crate) fn begin(buf: &mut Vec<u8>, kind: u8, id: u64) -> usize {
     buf.push(kind);
     buf.extend_from_slice(&id.to_le_bytes());
     start
+}
+
+/// Writes `id` into the header of the frame at the start of `frame`.
+pub(crate) fn set_id(frame: &mut [u8], id: u64) {
+    frame[5..HEADER].copy_from_slice(&id.to_le_bytes());
 }
 
 /// Writes the length of the frame that starts at `start` of `buf` into its header.

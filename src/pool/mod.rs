@@ -4,7 +4,9 @@
 //! Each worker has its own mailbox (a Unix socket pair made when it starts, holding one chunk
 //! of tasks while chunks take more than 5 ms, two while they are shorter, and for very short
 //! chunks up to about 0.5 ms of work, at most 64) and answers each chunk before it starts the
-//! next, so the pool always knows which tasks a worker held. When a worker is
+//! next, so the pool always knows which tasks a worker held. A chunk never waits behind a long
+//! one while another worker idles: an idle worker takes over the chunks a busy one holds and
+//! has not started (as Python's shared task queue would give them to it). When a worker is
 //! killed (the OOM killer, `kill -9`, a `task_timeout`), exactly the chunk it held fails with
 //! [`TaskError::WorkerDied`] (or [`TaskError::Timeout`]), the chunks queued behind it go to
 //! other workers, and a new worker takes its place. CPython's `Pool` hangs forever in that case; `ProcessPoolExecutor` fails
@@ -46,6 +48,7 @@
 //! - Workers end when the pool's process ends, however it ends (daemon children, or tied to
 //!   the pool's thread with `PR_SET_PDEATHSIG`).
 
+mod claim;
 mod error;
 mod frame;
 mod result;
@@ -122,8 +125,8 @@ impl PoolBuilder {
     where
         A: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        self.init = Some(Box::new(move |id| {
-            encode_chunk(f, std::slice::from_ref(&args), frame::KIND_INIT, id)
+        self.init = Some(Box::new(move || {
+            encode_chunk(f, std::slice::from_ref(&args), frame::KIND_INIT)
         }));
         self
     }
@@ -227,19 +230,18 @@ fn offsets_of(entry: usize, wrapper: usize) -> std::result::Result<(i64, i64), S
     Ok(offsets)
 }
 
-/// Encodes `args` as one frame of `kind` for chunk `id`, with the fds of the shared handles in
-/// them.
+/// Encodes `args` as one frame of `kind`, with the fds of the shared handles in them (its id is
+/// written when the frame is given to a worker).
 fn encode_chunk<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     f: fn(A) -> R,
     args: &[A],
     kind: u8,
-    id: u64,
 ) -> std::result::Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), String> {
     let wrapper: worker::ChunkFn = worker::run_chunk::<A, R>;
     let (entry, wrapper) = offsets_of(f as usize, wrapper as usize)?;
     let (buf, fds) = crate::shm::handoff::collect_exports(|| {
         let mut buf = Vec::with_capacity(64 + args.len() * 16);
-        let start = frame::begin(&mut buf, kind, id);
+        let start = frame::begin(&mut buf, kind, 0);
         frame::task_header(&mut buf, entry, wrapper, 0, args.len() as u32);
         for a in args {
             frame::push_arg(&mut buf, |b| frame::encode(b, a));
@@ -307,8 +309,8 @@ impl Pool {
         seq: u64,
     ) {
         let count = args.len() as u32;
-        let chunk = Chunk::new(&self.shared, count, Some((Arc::clone(&sink), seq)), |id| {
-            encode_chunk(f, args, frame::KIND_TASK, id)
+        let chunk = Chunk::new(count, Some((Arc::clone(&sink), seq)), || {
+            encode_chunk(f, args, frame::KIND_TASK)
         });
         match chunk {
             Ok(chunk) => self.shared.submit(chunk),

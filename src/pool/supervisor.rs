@@ -8,12 +8,17 @@
 //! order and to each before it starts the next (see `worker`), so when a worker dies its first
 //! unanswered chunk is the one it held and fails (`WorkerDied`, or `Timeout` if the pool
 //! killed it for that); the chunks behind it never started and go back to the front of the
-//! queue for another worker. No lock is shared with workers: a worker can only stop talking.
+//! queue for another worker. When nothing is queued and a worker is idle, the chunks another
+//! worker holds and has not started are moved to it ([`claim`](super::claim) decides, with that
+//! worker, which ones it has not started). No lock is shared with workers: a worker can only
+//! stop talking, or keep its own chunks.
 
+use super::claim::{self, Slots};
 use super::error::{MapError, TaskError};
 use super::frame::{self, Reply};
 use super::worker::{self, Boot};
 use crate::process::FdArg;
+use crate::shm::Shared as SharedMemory;
 use crate::sys::socket;
 use crate::{Error, ExitStatus, Process};
 use serde::de::DeserializeOwned;
@@ -239,6 +244,7 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// An encoded frame of tasks, and where its replies go.
 pub(super) struct Chunk {
+    /// Its number at the worker it was last given to (its frame's id; 0 before).
     id: u64,
     frame: Vec<u8>,
     /// The fds of shared handles inside the arguments, sent with the frame.
@@ -249,18 +255,16 @@ pub(super) struct Chunk {
 }
 
 impl Chunk {
-    /// A chunk of `count` tasks whose frame (and fds) `encode` writes for the given chunk id;
-    /// `Err` with `encode`'s error.
+    /// A chunk of `count` tasks whose frame (and fds) `encode` writes; `Err` with `encode`'s
+    /// error.
     pub(super) fn new(
-        shared: &Shared,
         count: u32,
         sink: Option<(Arc<Sink>, u64)>,
-        encode: impl FnOnce(u64) -> Result<(Vec<u8>, Vec<OwnedFd>), String>,
+        encode: impl FnOnce() -> Result<(Vec<u8>, Vec<OwnedFd>), String>,
     ) -> Result<Chunk, String> {
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (frame, fds) = encode(id)?;
+        let (frame, fds) = encode()?;
         Ok(Chunk {
-            id,
+            id: 0,
             frame,
             fds,
             count,
@@ -289,6 +293,10 @@ struct Worker {
     sock: OwnedFd,
     /// Chunks given to it, oldest first; the first is the one it runs.
     inflight: VecDeque<Chunk>,
+    /// The number the next chunk given to it gets (from 1).
+    next_seq: u64,
+    /// The table through which it claims each chunk before running it.
+    claims: SharedMemory<Slots>,
     /// Index in `inflight` of the first chunk not completely sent yet, and how many bytes of
     /// it were sent: the chunks from there on wait for room in its socket.
     unsent: usize,
@@ -319,6 +327,22 @@ impl Worker {
     /// chunk of its quota.
     fn serving(&self, config: &Config) -> bool {
         !self.standby && self.gone.is_none() && !(self.at_quota(config) && self.inflight.is_empty())
+    }
+
+    /// Whether it may be given a chunk now, with `mailbox` chunks allowed: it has room, and
+    /// the chunk's claim slot no longer belongs to a chunk it may still claim.
+    fn takes_chunks(&self, config: &Config, mailbox: usize) -> bool {
+        self.inflight.len() < mailbox
+            && self
+                .inflight
+                .front()
+                .is_none_or(|c| self.next_seq - c.id < claim::SLOTS as u64)
+            && !(self.at_quota(config)
+                || self.standby
+                || self.gone.is_some()
+                || self.timed_out
+                || self.write_failed
+                || self.quitting)
     }
 
     /// Whether bytes wait to be sent to it.
@@ -370,12 +394,35 @@ impl Worker {
         }
     }
 
-    fn give(&mut self, chunk: Chunk) {
+    fn give(&mut self, mut chunk: Chunk) {
         if self.inflight.is_empty() {
             self.front_since = Instant::now();
         }
         self.given += 1;
+        chunk.id = self.next_seq;
+        self.next_seq += 1;
+        frame::set_id(&mut chunk.frame, chunk.id);
+        claim::offer(&self.claims, chunk.id);
         self.inflight.push_back(chunk);
+    }
+
+    /// Takes back up to `n` of the chunks it holds and has not started, the last given first
+    /// (never the one it runs, nor a frame partly written to its socket, which must be
+    /// completed); returns them oldest first.
+    fn take_back(&mut self, n: usize) -> Vec<Chunk> {
+        let mut taken = Vec::new();
+        while taken.len() < n && self.inflight.len() > 1 {
+            let last = self.inflight.len() - 1;
+            let partly_sent = last == self.unsent && self.sent > 0;
+            if partly_sent || !claim::revoke(&self.claims, self.inflight[last].id) {
+                break;
+            }
+            taken.extend(self.inflight.pop_back());
+            self.unsent = self.unsent.min(self.inflight.len());
+            self.given -= 1;
+        }
+        taken.reverse();
+        taken
     }
 
     /// Reads what the worker sent and hands complete replies to their sinks; whether it read
@@ -525,8 +572,8 @@ pub(super) struct Config {
     pub(super) init: Option<InitFn>,
 }
 
-/// Builds the initializer's frame for the given chunk id.
-pub(super) type InitFn = Box<dyn Fn(u64) -> Result<(Vec<u8>, Vec<OwnedFd>), String> + Send + Sync>;
+/// Builds the initializer's frame.
+pub(super) type InitFn = Box<dyn Fn() -> Result<(Vec<u8>, Vec<OwnedFd>), String> + Send + Sync>;
 
 struct State {
     workers: Vec<Worker>,
@@ -545,7 +592,6 @@ struct State {
 pub(super) struct Shared {
     state: Mutex<State>,
     pub(super) config: Config,
-    next_id: AtomicU64,
     /// Threads reading replies while they wait ([`Sink::wait_for`]).
     assisting: AtomicUsize,
     /// The average time a worker takes to answer a chunk, in ns (0: not known yet), for
@@ -578,7 +624,6 @@ impl Shared {
                 retry_spawn_at: None,
             }),
             config,
-            next_id: AtomicU64::new(0),
             assisting: AtomicUsize::new(0),
             chunk_ns: AtomicU64::new(0),
             wake_read,
@@ -698,9 +743,11 @@ impl Shared {
             ]);
             (st.spawned, close)
         };
+        let claims = SharedMemory::new(std::array::from_fn(|_| AtomicU64::new(0)))?;
         let boot = Boot {
             sock: FdArg(theirs),
             max_tasks,
+            claims: claims.clone(),
             close: Vec::new(),
         };
         // A worker dies with this process, however it ends: a replacement with the supervisor
@@ -721,6 +768,8 @@ impl Shared {
             process,
             sock: ours,
             inflight: VecDeque::new(),
+            next_seq: 1,
+            claims,
             unsent: 0,
             sent: 0,
             inbuf: Vec::new(),
@@ -733,7 +782,7 @@ impl Shared {
             gone: None,
         };
         if let Some(init) = &self.config.init {
-            let chunk = Chunk::new(self, 1, None, init).map_err(Error::Serialization)?;
+            let chunk = Chunk::new(1, None, init).map_err(Error::Serialization)?;
             worker.give(chunk);
         }
         let mut st = lock(&self.state);
@@ -841,27 +890,26 @@ impl State {
         let mut wake = false;
         self.activate_standbys(config);
         let mailbox = self.status.mailbox();
-        while !self.status.queue.is_empty() {
-            // The worker holding the fewest chunks (the first of them), if it has room.
-            let Some(w) = self
-                .workers
-                .iter_mut()
-                .filter(|w| {
-                    w.inflight.len() < mailbox
-                        && !(w.at_quota(config)
-                            || w.standby
-                            || w.gone.is_some()
-                            || w.timed_out
-                            || w.write_failed
-                            || w.quitting)
-                })
-                .min_by_key(|w| w.inflight.len())
-            else {
+        loop {
+            while !self.status.queue.is_empty() {
+                // The worker holding the fewest chunks (the first of them), if it has room.
+                let Some(w) = self
+                    .workers
+                    .iter_mut()
+                    .filter(|w| w.takes_chunks(config, mailbox))
+                    .min_by_key(|w| w.inflight.len())
+                else {
+                    break;
+                };
+                if let Some(chunk) = self.status.queue.pop_front() {
+                    wake |= w.inflight.is_empty() && config.task_timeout.is_some();
+                    w.give(chunk);
+                }
+            }
+            // Each round gives a taken-back chunk to an idle worker (it holds the fewest), so
+            // there is one idle worker fewer each round.
+            if !self.status.queue.is_empty() || !self.take_back_for_idle(config, mailbox) {
                 break;
-            };
-            if let Some(chunk) = self.status.queue.pop_front() {
-                wake |= w.inflight.is_empty() && config.task_timeout.is_some();
-                w.give(chunk);
             }
         }
         for w in &mut self.workers {
@@ -871,6 +919,30 @@ impl State {
             }
         }
         wake
+    }
+
+    /// When nothing is queued and a worker that takes chunks is idle, queues again half (rounded
+    /// up) of the chunks the busiest worker holds and has not started; whether it took any.
+    fn take_back_for_idle(&mut self, config: &Config, mailbox: usize) -> bool {
+        let idle = |w: &Worker| w.inflight.is_empty() && w.takes_chunks(config, mailbox);
+        if !self.status.queue.is_empty() || !self.workers.iter().any(idle) {
+            return false;
+        }
+        let Some(busiest) = self
+            .workers
+            .iter_mut()
+            .filter(|w| w.gone.is_none() && !w.timed_out)
+            .max_by_key(|w| w.inflight.len())
+        else {
+            return false;
+        };
+        let waiting = busiest.inflight.len().saturating_sub(1);
+        let taken = busiest.take_back(waiting.div_ceil(2));
+        let any = !taken.is_empty();
+        for chunk in taken.into_iter().rev() {
+            self.status.queue.push_front(chunk);
+        }
+        any
     }
 
     /// Reaps workers that are gone; fails the chunk each held, requeues the ones behind it.

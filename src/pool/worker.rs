@@ -3,12 +3,14 @@
 //! A worker runs one frame at a time, in the order they arrived, and sends each frame's
 //! replies before it looks at the next frame. So when it dies, the pool knows: frames it
 //! replied to are done, the first unanswered one is the one it held (running, or about to),
-//! and the ones behind it never started.
+//! and the ones behind it never started. Before it runs a frame, it claims it
+//! ([`claim`](super::claim)); a frame the pool took back meanwhile is skipped, unanswered.
 
+use super::claim::{self, Slots};
 use super::frame::{self, Reply};
 use crate::crash;
 use crate::process::{FdArg, anchor_addr, panic_message};
-use crate::shm::handoff;
+use crate::shm::{Shared, handoff};
 use crate::sys::socket;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -24,6 +26,8 @@ pub(super) struct Boot {
     pub(super) sock: FdArg,
     /// Frames to serve before exiting; 0 for no limit.
     pub(super) max_tasks: u64,
+    /// The table through which it claims each frame before running it.
+    pub(super) claims: Shared<Slots>,
     /// Fork start method only: fd numbers of the pool's own fds that the forked copy must close
     /// (other workers' socket ends, the wake pipe), so that end of file still reaches them.
     #[serde(skip)]
@@ -109,10 +113,14 @@ pub(super) fn serve(boot: Boot) {
     let mut served = 0u64;
     loop {
         while let Ok(Some(f)) = frame::next_frame(&inbuf[start..]) {
-            crash::point("pool.worker.took_task");
             let body = start + f.body.start..start + f.body.end;
-            let ok = run_frame(f.kind, f.id, &inbuf[body.clone()], &mut fds, &mut out);
             start = body.end;
+            if !claim::claim(&boot.claims, f.id) {
+                skip_frame(&inbuf[body], &mut fds);
+                continue;
+            }
+            crash::point("pool.worker.took_task");
+            let ok = run_frame(f.kind, f.id, &inbuf[body], &mut fds, &mut out);
             crash::point("pool.worker.ran_task");
             if reply(sock.as_fd(), &out).is_err() {
                 return;
@@ -139,6 +147,12 @@ pub(super) fn serve(boot: Boot) {
         }
         crash::point("pool.worker.received");
     }
+}
+
+/// Drops the fds that came with a frame the pool took back, so the next frame gets its own.
+fn skip_frame(body: &[u8], fds: &mut VecDeque<OwnedFd>) {
+    let nfds = frame::parse_task(body).map_or(0, |t| t.nfds as usize);
+    fds.drain(..nfds.min(fds.len()));
 }
 
 /// How long a worker keeps polling its socket for the next frame before it blocks: a caller
