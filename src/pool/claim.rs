@@ -8,7 +8,9 @@
 //! for `claimed(seq)`; to take a chunk back, the pool swaps it for [`REVOKED`]. Both are one
 //! compare-and-swap on the same word, so exactly one of them wins: a chunk runs in the worker
 //! it was sent to, or is moved, never both and never neither. A worker skips (without a
-//! reply) a frame whose slot no longer holds `offered(seq)`.
+//! reply) a frame whose slot no longer holds `offered(seq)`. A chunk given to a worker that
+//! holds none runs first there and is never taken back: its id is [`kept`]`(seq)`, which
+//! needs no slot, so a round trip on an idle pool touches no shared word.
 //!
 //! The pool gives a worker a chunk only while `seq` minus the number of its oldest unanswered
 //! chunk is below [`SLOTS`], so a slot is never rewritten while the chunk it holds may still
@@ -27,6 +29,9 @@ pub(crate) type Slots = [AtomicU64; SLOTS];
 /// A slot whose chunk the pool took back (no `seq` is 0).
 const REVOKED: u64 = 0;
 
+/// The id bit of a chunk that is never taken back.
+const KEPT: u64 = 1 << 63;
+
 fn offered(seq: u64) -> u64 {
     seq << 1
 }
@@ -39,15 +44,31 @@ fn slot(slots: &Slots, seq: u64) -> &AtomicU64 {
     &slots[(seq % SLOTS as u64) as usize]
 }
 
-/// The pool, before it sends chunk `seq` (from 1): the worker may claim it.
-pub(crate) fn offer(slots: &Slots, seq: u64) {
-    debug_assert!(seq != 0 && seq < 1 << 63);
+/// The pool, before it sends chunk `seq` (from 1): the worker may claim it. Returns the
+/// chunk's id.
+pub(crate) fn offer(slots: &Slots, seq: u64) -> u64 {
+    debug_assert!(seq != 0 && seq < KEPT);
     // Release: the worker that reads the frame (sent after this) finds the offer.
     slot(slots, seq).store(offered(seq), Ordering::Release);
+    seq
 }
 
-/// The worker, before it runs chunk `seq`: true if it is still its own to run.
-pub(crate) fn claim(slots: &Slots, seq: u64) -> bool {
+/// The id of chunk `seq` when the pool will never take it back (its worker runs it first).
+pub(crate) fn kept(seq: u64) -> u64 {
+    seq | KEPT
+}
+
+/// The number of the chunk with id `id`.
+pub(crate) fn seq_of(id: u64) -> u64 {
+    id & !KEPT
+}
+
+/// The worker, before it runs the chunk with id `id`: true if it is still its own to run.
+pub(crate) fn claim(slots: &Slots, id: u64) -> bool {
+    if id & KEPT != 0 {
+        return true;
+    }
+    let seq = id;
     slot(slots, seq)
         .compare_exchange(
             offered(seq),
@@ -58,8 +79,13 @@ pub(crate) fn claim(slots: &Slots, seq: u64) -> bool {
         .is_ok()
 }
 
-/// The pool: true if chunk `seq` was not started and now never will be by this worker.
-pub(crate) fn revoke(slots: &Slots, seq: u64) -> bool {
+/// The pool: true if the chunk with id `id` was not started and now never will be by this
+/// worker.
+pub(crate) fn revoke(slots: &Slots, id: u64) -> bool {
+    if id & KEPT != 0 {
+        return false;
+    }
+    let seq = id;
     slot(slots, seq)
         .compare_exchange(offered(seq), REVOKED, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
@@ -84,6 +110,11 @@ mod tests {
         assert!(revoke(&t, 2));
         assert!(!claim(&t, 2), "a moved chunk is skipped");
         assert!(!revoke(&t, 2));
+        let first = kept(3);
+        assert_eq!(seq_of(first), 3);
+        assert!(!revoke(&t, first), "a kept chunk is never taken back");
+        assert!(claim(&t, first));
+        assert_eq!(t[3].load(Ordering::Relaxed), 0, "nor does it use a slot");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! frame:    len u32 (bytes after this field) | kind u8 | id u64 | body
-//!   id:     the chunk's number at its worker (from 1; a RESULTS frame repeats its TASK's)
+//!   id:     the chunk's number at its worker, from 1, top bit set if it is never taken back
+//!           (`claim`); a RESULTS frame repeats its TASK's
 //! TASK/INIT (pool -> worker): entry i64 | wrapper i64 | nfds u32 | count u32 | count x arg
 //!   arg:    flag u8 (ARG_*) | len u32 | bytes (postcard A, or the pool's UTF-8 encode error)
 //! RESULTS   (worker -> pool): count u32 | count x reply

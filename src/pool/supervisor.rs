@@ -336,7 +336,7 @@ impl Worker {
             && self
                 .inflight
                 .front()
-                .is_none_or(|c| self.next_seq - c.id < claim::SLOTS as u64)
+                .is_none_or(|c| self.next_seq - claim::seq_of(c.id) < claim::SLOTS as u64)
             && !(self.at_quota(config)
                 || self.standby
                 || self.gone.is_some()
@@ -395,14 +395,17 @@ impl Worker {
     }
 
     fn give(&mut self, mut chunk: Chunk) {
-        if self.inflight.is_empty() {
-            self.front_since = Instant::now();
-        }
-        self.given += 1;
-        chunk.id = self.next_seq;
+        let seq = self.next_seq;
         self.next_seq += 1;
+        // The first chunk runs first and is never taken back: it needs no claim.
+        chunk.id = if self.inflight.is_empty() {
+            self.front_since = Instant::now();
+            claim::kept(seq)
+        } else {
+            claim::offer(&self.claims, seq)
+        };
+        self.given += 1;
         frame::set_id(&mut chunk.frame, chunk.id);
-        claim::offer(&self.claims, chunk.id);
         self.inflight.push_back(chunk);
     }
 
