@@ -18,6 +18,10 @@
 //!   both workers started, served their socket and exited), `bare_spawn` (2 `Process::spawn`
 //!   of a no-op, then both `join`s), `procspawn` (`procspawn::Pool::new(2)`, one task per
 //!   worker joined so both served, then `shutdown`).
+//! - `pool_behind_long`: head-of-line waiting. After a `map` of 20,000 trivial tasks (which
+//!   fills each worker's mailbox with many chunks), `apply_async` of one 100 ms sleep and then
+//!   63 of 1 ms: the time until the 63 are done (not per task). `ours` against Python's
+//!   (`pool_behind_long/python`); one worker doing the 63 alone takes about 63 ms.
 //! - `pool_recycle`: `max_tasks_per_child`'s gap in throughput. `gap`: on a one-worker pool
 //!   that recycles its worker every 20 tasks, `imap` (chunk size 1) over 100 tasks: the mean wait
 //!   between a worker's last result and its successor's first (four recycles); `worker_start`: `Pool::new(1)` and
@@ -42,7 +46,15 @@ const CPU_TASKS: u64 = 64;
 fn main() {
     // procspawn's children run their call from here and exit; ours from `bench_main`'s init.
     procspawn::init();
-    common::bench_main(&[map_1e6, apply_async, apply, cpu_1ms, start, recycle]);
+    common::bench_main(&[
+        map_1e6,
+        apply_async,
+        apply,
+        cpu_1ms,
+        behind_long,
+        start,
+        recycle,
+    ]);
 }
 
 fn double(x: u64) -> u64 {
@@ -50,6 +62,11 @@ fn double(x: u64) -> u64 {
 }
 
 fn noop(_: ()) {}
+
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
 
 /// `n` rounds of an xorshift: CPU work that the optimiser cannot remove.
 fn burn(n: u64) -> u64 {
@@ -183,6 +200,32 @@ fn cpu_1ms(c: &mut Criterion) {
     g.bench_function("serial", |b| {
         per_task(b, CPU_TASKS, || {
             black_box(inputs.iter().map(|&n| burn(n)).collect::<Vec<_>>());
+        })
+    });
+    g.finish();
+}
+
+fn behind_long(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pool_behind_long");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(10));
+    let pool = pool();
+    g.bench_function("ours", |b| {
+        b.iter_custom(|iters| {
+            Watchdog::arm();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                black_box(pool.map(double, 0..20_000u64).expect("map"));
+                let t = Instant::now();
+                let long = pool.apply_async(nap, 100);
+                let short: Vec<_> = (0..63).map(|_| pool.apply_async(nap, 1)).collect();
+                for s in &short {
+                    s.get().expect("short task");
+                }
+                total += t.elapsed();
+                long.get().expect("long task");
+            }
+            total
         })
     });
     g.finish();

@@ -20,6 +20,8 @@ the Rust report's benchmark ids ("group/id"):
   pool_map_1e6/python             Pool(2).map(double, range(10**6)), time per task
   pool_apply_async/python         10**4 Pool(2).apply_async(double, (i,)), then every get(); per task
   pool_apply/python               one Pool(2).apply(double, (i,)) on an idle pool (round trip)
+  pool_behind_long/python         after a map of 20,000 trivial tasks, apply_async of one 100 ms
+                                  sleep then 63 of 1 ms: the time until the 63 are done
   pool_start/python_fork          Pool(2) then close(); join()  ('fork' context)
   pool_start/python_spawn         the same with the 'spawn' context
 
@@ -266,6 +268,26 @@ def bench_pool_apply(budget):
         return measure(run, budget)
 
 
+def nap(ms):
+    time.sleep(ms / 1000)
+    return ms
+
+
+def bench_pool_behind_long(budget):
+    with mp.Pool(2) as pool:
+        samples = []
+        for _ in range(9):
+            pool.map(double, range(20000))
+            t0 = time.perf_counter_ns()
+            long = pool.apply_async(nap, (100,))
+            short = [pool.apply_async(nap, (1,)) for _ in range(63)]
+            for r in short:
+                r.get()
+            samples.append(time.perf_counter_ns() - t0)
+            long.get()
+        return statistics.median(samples), min(samples), len(samples)
+
+
 def bench_pool_start(method):
     ctx = mp.get_context(method)
 
@@ -303,6 +325,8 @@ BENCHES = [
     ("pool_apply_async/python", "Pool(2).apply_async, one task each, per task",
      bench_pool_apply_async),
     ("pool_apply/python", "Pool(2).apply round trip, idle pool", bench_pool_apply),
+    ("pool_behind_long/python", "63 short tasks queued behind a long one",
+     bench_pool_behind_long),
     ("pool_start/python_fork", "Pool(2) start + close + join (fork)", bench_pool_start("fork")),
     ("pool_start/python_spawn", "Pool(2) start + close + join (spawn)",
      bench_pool_start("spawn")),
