@@ -18,6 +18,10 @@ multiproc::test_support!();
 struct BarrierScene {
     b: Barrier,
     v_started: AtomicU32,
+    /// `barrier_scene`'s children that are running, and its go-ahead: no party's timeout starts
+    /// before every process of the scene runs (a slow spawn would otherwise time one out).
+    started: AtomicU32,
+    go: AtomicU32,
 }
 
 // SAFETY: `#[repr(C)]` of a barrier and an atomic.
@@ -25,6 +29,25 @@ unsafe impl ShmSafe for BarrierScene {}
 
 /// How long surviving parties wait at the barrier.
 const PARTY_TIMEOUT: Duration = Duration::from_millis(400);
+/// How long the waiters of the dead-party scenes wait: they are spawned one after another while
+/// the first ones wait, and must learn of the death from a watcher, never from a timeout.
+const WAITER_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn scene(parties: u32) -> Shared<BarrierScene> {
+    Shared::new(BarrierScene {
+        b: Barrier::new(parties).unwrap(),
+        v_started: AtomicU32::new(0),
+        started: AtomicU32::new(0),
+        go: AtomicU32::new(0),
+    })
+    .unwrap()
+}
+
+/// A child of `barrier_scene`: says it runs, then waits for the go-ahead.
+fn at_the_start(s: &BarrierScene) {
+    s.started.fetch_add(1, Ordering::SeqCst);
+    wait_for("the go-ahead", || s.go.load(Ordering::SeqCst) != 0);
+}
 
 fn barrier_code(r: Result<usize, BarrierError>) -> Outcome {
     match r {
@@ -36,6 +59,7 @@ fn barrier_code(r: Result<usize, BarrierError>) -> Outcome {
 }
 
 fn barrier_victim((s, point, kill, others): (Shared<BarrierScene>, String, bool, u32)) {
+    at_the_start(&s);
     crash::arm(&point, 1, action_of(kill));
     s.v_started.store(1, Ordering::SeqCst);
     match point.as_str() {
@@ -56,6 +80,7 @@ fn barrier_victim((s, point, kill, others): (Shared<BarrierScene>, String, bool,
 }
 
 fn barrier_party(s: Shared<BarrierScene>) -> Outcome {
+    at_the_start(&s);
     wait_for("the victim", || s.v_started.load(Ordering::SeqCst) != 0);
     std::thread::sleep(Duration::from_millis(2));
     barrier_code(s.b.wait_timeout(PARTY_TIMEOUT))
@@ -79,11 +104,7 @@ fn barrier_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
     // Parties: the victim, the waiters and this process; for the timeout point, one more that
     // never comes, so that the victim times out while the others sleep.
     let parties = waiters as u32 + 2 + u32::from(point == "barrier.timeout.before_wake");
-    let s = Shared::new(BarrierScene {
-        b: Barrier::new(parties).unwrap(),
-        v_started: AtomicU32::new(0),
-    })
-    .unwrap();
+    let s = scene(parties);
     let kill = action == CrashAction::Kill;
     let others = waiters as u32 + 1;
     let v = Process::spawn(barrier_victim, (s.clone(), point.to_owned(), kill, others)).unwrap();
@@ -91,10 +112,17 @@ fn barrier_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
     let ws: Vec<_> = (0..waiters)
         .map(|_| Process::spawn(barrier_party, s.clone()).unwrap())
         .collect();
+    wait_for("the scene's processes", || {
+        s.started.load(Ordering::SeqCst) > waiters as u32
+    });
+    s.go.store(1, Ordering::SeqCst);
     let start = Instant::now();
     if point == "barrier.wait.after_wait" {
-        // Arrive last, after the victim sleeps.
-        wait_for("the victim", || s.b.n_waiting() >= others);
+        // Arrive last, after the victim sleeps. Its first wake-up may come before the others
+        // arrive (a slice ends, on a loaded machine): it dies there and the others learn of it.
+        wait_for("the victim", || {
+            s.b.n_waiting() >= others || s.b.is_broken()
+        });
     }
     let mut codes = vec![barrier_party(s.clone())];
     let died = victim_died(v, action, point);
@@ -171,11 +199,7 @@ fn barrier_reaper((s, point, kill): (Shared<BarrierScene>, String, bool)) {
 fn barrier_reaper_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
     // One more party that never comes, so that nothing completes.
     let parties = waiters as u32 + 4;
-    let s = Shared::new(BarrierScene {
-        b: Barrier::new(parties).unwrap(),
-        v_started: AtomicU32::new(0),
-    })
-    .unwrap();
+    let s = scene(parties);
     let ghost = Process::spawn(barrier_ghost, s.clone()).unwrap();
     let ghost_pid = ghost.pid();
     wait_for("the ghost", || s.b.n_waiting() >= 1);
@@ -201,7 +225,7 @@ fn barrier_reaper_scene(point: &str, waiters: usize, action: CrashAction) -> boo
     codes.extend(join_survivors(ws, Instant::now(), &ctx));
     let took = start.elapsed();
     // Well before the parties' timeout: found by a watcher.
-    assert!(took < PARTY_TIMEOUT, "{ctx}: {took:?} {codes:?}");
+    assert!(took < WAITER_TIMEOUT, "{ctx}: {took:?} {codes:?}");
     assert!(
         codes
             .iter()
@@ -245,11 +269,7 @@ fn registered_ghost(s: Shared<BarrierScene>) {
 fn barrier_registered_scene(point: &str, waiters: usize, action: CrashAction) -> bool {
     // The ghost, the victim, the waiters, this process, and one that never comes.
     let parties = waiters as u32 + 4;
-    let s = Shared::new(BarrierScene {
-        b: Barrier::new(parties).unwrap(),
-        v_started: AtomicU32::new(0),
-    })
-    .unwrap();
+    let s = scene(parties);
     let ghost = Process::spawn(registered_ghost, s.clone()).unwrap();
     let ghost_pid = ghost.pid();
     wait_for("the ghost", || s.v_started.load(Ordering::SeqCst) != 0);
@@ -270,7 +290,7 @@ fn barrier_registered_scene(point: &str, waiters: usize, action: CrashAction) ->
     let ctx = format!("{point} ({waiters} waiters, {action:?}, died {died})");
     codes.extend(join_survivors(ws, Instant::now(), &ctx));
     let took = start.elapsed();
-    assert!(took < PARTY_TIMEOUT, "{ctx}: {took:?} {codes:?}");
+    assert!(took < WAITER_TIMEOUT, "{ctx}: {took:?} {codes:?}");
     // The ghost never arrived; only its registration named it.
     assert!(
         codes.iter().all(|&c| c == Outcome::PartyDied(ghost_pid)),
@@ -281,7 +301,7 @@ fn barrier_registered_scene(point: &str, waiters: usize, action: CrashAction) ->
 }
 
 fn barrier_ghost_or_party(s: Shared<BarrierScene>) -> Outcome {
-    barrier_code(s.b.wait_timeout(PARTY_TIMEOUT))
+    barrier_code(s.b.wait_timeout(WAITER_TIMEOUT))
 }
 
 #[test]
@@ -319,11 +339,7 @@ fn registered_party((s, die): (Shared<BarrierScene>, bool)) {
 fn barrier_registered_party_killed_before_arriving_breaks_it() {
     watchdog(30, || {
         for die in [false, true] {
-            let s = Shared::new(BarrierScene {
-                b: Barrier::new(3).unwrap(),
-                v_started: AtomicU32::new(0),
-            })
-            .unwrap();
+            let s = scene(3);
             let mut child = Process::spawn(registered_party, (s.clone(), die)).unwrap();
             let pid = child.pid();
             wait_for("the child", || s.v_started.load(Ordering::SeqCst) != 0);
@@ -377,11 +393,7 @@ fn sleeping_party(s: Shared<BarrierScene>) {
 #[test]
 fn barrier_party_killed_while_waiting_breaks_it_naming_the_party() {
     watchdog(30, || {
-        let s = Shared::new(BarrierScene {
-            b: Barrier::new(4).unwrap(),
-            v_started: AtomicU32::new(0),
-        })
-        .unwrap();
+        let s = scene(4);
         let child = Process::spawn(sleeping_party, s.clone()).unwrap();
         let pid = child.pid();
         wait_for("the child", || s.b.n_waiting() >= 1);

@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 const MAILBOX: usize = 2;
 /// The most chunks a worker may hold (one `sendmsg` of this many frames).
 const MAILBOX_MAX: usize = socket::MAX_IOV;
+// Each chunk a worker holds may need its own claim slot.
+const _: () = assert!(MAILBOX_MAX <= claim::SLOTS);
 /// The work a worker's mailbox may hold beyond [`MAILBOX`] chunks (by the average chunk's
 /// time): little enough that a chunk queued behind others waits no longer than this.
 const MAILBOX_WORK: Duration = Duration::from_micros(500);
