@@ -24,7 +24,7 @@ struct BarrierScene {
     go: AtomicU32,
 }
 
-// SAFETY: `#[repr(C)]` of a barrier and an atomic.
+// SAFETY: `#[repr(C)]` of a barrier and atomics, all `ShmSafe`.
 unsafe impl ShmSafe for BarrierScene {}
 
 /// How long surviving parties wait at the barrier.
@@ -43,7 +43,7 @@ fn scene(parties: u32) -> Shared<BarrierScene> {
     .unwrap()
 }
 
-/// A child of `barrier_scene`: says it runs, then waits for the go-ahead.
+/// A party of `barrier_scene`: says it runs, then waits for the go-ahead.
 fn at_the_start(s: &BarrierScene) {
     s.started.fetch_add(1, Ordering::SeqCst);
     wait_for("the go-ahead", || s.go.load(Ordering::SeqCst) != 0);
