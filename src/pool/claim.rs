@@ -68,11 +68,11 @@ pub(crate) fn claim(slots: &Slots, id: u64) -> bool {
     if id & KEPT != 0 {
         return true;
     }
-    let seq = id;
-    slot(slots, seq)
+    // Not kept: the id is the chunk's `seq`.
+    slot(slots, id)
         .compare_exchange(
-            offered(seq),
-            claimed(seq),
+            offered(id),
+            claimed(id),
             Ordering::AcqRel,
             Ordering::Relaxed,
         )
@@ -85,9 +85,8 @@ pub(crate) fn revoke(slots: &Slots, id: u64) -> bool {
     if id & KEPT != 0 {
         return false;
     }
-    let seq = id;
-    slot(slots, seq)
-        .compare_exchange(offered(seq), REVOKED, Ordering::AcqRel, Ordering::Relaxed)
+    slot(slots, id)
+        .compare_exchange(offered(id), REVOKED, Ordering::AcqRel, Ordering::Relaxed)
         .is_ok()
 }
 

@@ -413,21 +413,23 @@ impl Worker {
 
     /// Takes back up to `n` of the chunks it holds and has not started, the last given first
     /// (never the one it runs, nor a frame partly written to its socket, which must be
-    /// completed); returns them oldest first.
-    fn take_back(&mut self, n: usize) -> Vec<Chunk> {
-        let mut taken = Vec::new();
-        while taken.len() < n && self.inflight.len() > 1 {
+    /// completed), onto the front of `queue` in the order they were given; whether it took any.
+    fn take_back(&mut self, n: usize, queue: &mut VecDeque<Chunk>) -> bool {
+        let mut taken = 0;
+        while taken < n && self.inflight.len() > 1 {
             let last = self.inflight.len() - 1;
             let partly_sent = last == self.unsent && self.sent > 0;
             if partly_sent || !claim::revoke(&self.claims, self.inflight[last].id) {
                 break;
             }
-            taken.extend(self.inflight.pop_back());
-            self.unsent = self.unsent.min(self.inflight.len());
-            self.given -= 1;
+            if let Some(chunk) = self.inflight.pop_back() {
+                queue.push_front(chunk);
+                self.unsent = self.unsent.min(self.inflight.len());
+                self.given -= 1;
+                taken += 1;
+            }
         }
-        taken.reverse();
-        taken
+        taken > 0
     }
 
     /// Reads what the worker sent and hands complete replies to their sinks; whether it read
@@ -913,7 +915,7 @@ impl State {
             }
             // Each round gives a taken-back chunk to an idle worker (it holds the fewest), so
             // there is one idle worker fewer each round.
-            if !self.status.queue.is_empty() || !self.take_back_for_idle(config, mailbox) {
+            if !self.take_back_for_idle(config, mailbox) {
                 break;
             }
         }
@@ -942,12 +944,7 @@ impl State {
             return false;
         };
         let waiting = busiest.inflight.len().saturating_sub(1);
-        let taken = busiest.take_back(waiting.div_ceil(2));
-        let any = !taken.is_empty();
-        for chunk in taken.into_iter().rev() {
-            self.status.queue.push_front(chunk);
-        }
-        any
+        busiest.take_back(waiting.div_ceil(2), &mut self.status.queue)
     }
 
     /// Reaps workers that are gone; fails the chunk each held, requeues the ones behind it.

@@ -131,10 +131,10 @@ impl<T: Pod + Send, R: Ring<T>> RingObject<R, T> {
         })
     }
 
-    fn create(
+    fn make(
         name: Option<&str>,
-        capacity: usize,
         open_existing: bool,
+        capacity: usize,
         opts: &ShmOptions,
     ) -> Result<Self> {
         let spec = Self::spec();
@@ -205,7 +205,7 @@ macro_rules! ring_handle {
                 capacity: usize,
                 opts: &ShmOptions,
             ) -> Result<Self> {
-                RingObject::create(name, capacity, open_existing, opts).map(|inner| Self { inner })
+                RingObject::make(name, open_existing, capacity, opts).map(|inner| Self { inner })
             }
 
             /// Closes the queue for everyone and wakes every blocked caller; what is queued can
